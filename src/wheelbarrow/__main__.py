@@ -1,0 +1,5 @@
+"""Run the CLI with ``python -m wheelbarrow``."""
+
+from wheelbarrow.cli import main
+
+raise SystemExit(main())
