@@ -1,0 +1,160 @@
+"""Reading an app directory the way users already describe apps."""
+
+from __future__ import annotations
+
+import difflib
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+
+from wheelbarrow.errors import InputError, TargetError
+from wheelbarrow.requirements import (
+    Requirements,
+    parse_requirements_file,
+    requirements_from_strings,
+)
+from wheelbarrow.target import PythonVersion
+
+REQUIREMENTS_TXT = "requirements.txt"
+PYPROJECT = "pyproject.toml"
+PYLOCK = "pylock.toml"
+# Names people write by mistake for requirements.txt; offered as a hint.
+_REQUIREMENT_LOOKALIKES = (
+    "requirement.txt",
+    "requirements.text",
+    "Requirements.txt",
+    "requirements.txt.txt",
+    "requirments.txt",
+    "requirements.in",
+    "requirements",
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class App:
+    """What an app directory says about its dependencies and its Python."""
+
+    root: Path
+    requirements: Requirements | None
+    requirements_source: Path | None
+    python: PythonVersion | None
+    python_source: str | None
+    requires_python: SpecifierSet | None
+
+    @property
+    def lock_path(self) -> Path:
+        """Where the app's PEP 751 lock lives."""
+        return self.root / PYLOCK
+
+    def choose_python(self, running: PythonVersion) -> tuple[PythonVersion, str]:
+        """The Python to target and where that choice came from.
+
+        An explicit version file wins; then the running interpreter if it
+        satisfies ``requires-python``; then the oldest version that does.
+        """
+        if self.python is not None and self.python_source is not None:
+            return self.python, self.python_source
+        if self.requires_python is None:
+            return running, "the running interpreter"
+        if self.requires_python.contains(running.full):
+            return (
+                running,
+                f"the running interpreter (satisfies requires-python {self.requires_python})",
+            )
+        for minor in range(9, 20):
+            candidate = PythonVersion(major=3, minor=minor)
+            if self.requires_python.contains(candidate.full):
+                return candidate, f"requires-python {self.requires_python}"
+        raise TargetError(
+            f"{self.root / PYPROJECT}: requires-python {str(self.requires_python)!r} "
+            "admits no Python 3 version",
+            hint="fix requires-python, or pass --python",
+        )
+
+
+def read_app(root: Path, *, environ: Mapping[str, str]) -> App:
+    """Read requirements, pyproject.toml, pylock.toml and the Python version of ``root``."""
+    if not root.is_dir():
+        raise InputError(f"{root}: not a directory", hint="pass the directory of your app")
+    pyproject = _read_pyproject(root / PYPROJECT)
+    project = pyproject.get("project", {})
+    requires_python = _requires_python(root / PYPROJECT, project)
+
+    requirements: Requirements | None = None
+    source: Path | None = None
+    if (root / REQUIREMENTS_TXT).is_file():
+        source = root / REQUIREMENTS_TXT
+        requirements = parse_requirements_file(source, environ=environ)
+    elif "dependencies" in project:
+        deps = project["dependencies"]
+        if not isinstance(deps, list) or not all(isinstance(d, str) for d in deps):
+            raise InputError(
+                f"{root / PYPROJECT}: [project] dependencies must be a list of strings"
+            )
+        source = root / PYPROJECT
+        requirements = requirements_from_strings(deps, path=source)
+    elif not (root / PYLOCK).is_file():
+        raise InputError(
+            f"{root}: no {REQUIREMENTS_TXT}, no [project] dependencies in {PYPROJECT} "
+            f"and no {PYLOCK}: nothing says what the app needs",
+            hint=_lookalike_hint(root)
+            or f"list your dependencies in {root / REQUIREMENTS_TXT}, one per line",
+        )
+
+    python, python_source = _python_version(root)
+    return App(
+        root=root,
+        requirements=requirements,
+        requirements_source=source,
+        python=python,
+        python_source=python_source,
+        requires_python=requires_python,
+    )
+
+
+def _read_pyproject(path: Path) -> dict[str, object]:
+    if not path.is_file():
+        return {}
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: not valid TOML: {exc}") from exc
+
+
+def _requires_python(path: Path, project: object) -> SpecifierSet | None:
+    if not isinstance(project, dict) or "requires-python" not in project:
+        return None
+    text = project["requires-python"]
+    try:
+        return SpecifierSet(str(text))
+    except InvalidSpecifier as exc:
+        raise InputError(f"{path}: requires-python {text!r} is not a version specifier") from exc
+
+
+def _python_version(root: Path) -> tuple[PythonVersion | None, str | None]:
+    """The version pinned by ``.python-version`` or ``runtime.txt``, in that order."""
+    for name in (".python-version", "runtime.txt"):
+        path = root / name
+        if not path.is_file():
+            continue
+        lines = [
+            line.strip()
+            for line in path.read_text(encoding="utf-8").splitlines()
+            if line.strip() and not line.lstrip().startswith("#")
+        ]
+        if not lines:
+            raise TargetError(f"{path}: empty", hint="write a version such as 3.12 in it")
+        return PythonVersion.parse(lines[0], source=f"{path}:1"), name
+    return None, None
+
+
+def _lookalike_hint(root: Path) -> str | None:
+    names = [p.name for p in root.iterdir()]
+    close = difflib.get_close_matches(REQUIREMENTS_TXT, names, n=1, cutoff=0.75)
+    close += [n for n in _REQUIREMENT_LOOKALIKES if n in names]
+    if close:
+        return f"found {close[0]!r}: did you mean {REQUIREMENTS_TXT!r}? rename it"
+    return None

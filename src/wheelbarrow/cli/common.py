@@ -1,0 +1,63 @@
+"""Assembling the concrete pieces (host defaults, store, app) from parsed arguments."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from wheelbarrow.app import App, read_app
+from wheelbarrow.plan import Host, Options
+from wheelbarrow.requirements import IndexOptions
+from wheelbarrow.store import STORE_ENV_VAR, Store
+from wheelbarrow.target import PythonVersion, host_platform
+
+
+def host() -> Host:
+    """Defaults from this machine: the running Python, its platform, the uv binary, the env."""
+    from packaging.tags import platform_tags  # noqa: PLC0415
+
+    return Host(
+        python=PythonVersion(major=sys.version_info.major, minor=sys.version_info.minor,
+                             micro=sys.version_info.micro),
+        platform=host_platform(list(platform_tags())),
+        uv=_uv_binary(),
+        environ=dict(os.environ),
+    )
+
+
+def _uv_binary() -> str:
+    try:
+        from uv import find_uv_bin  # noqa: PLC0415
+
+        return str(find_uv_bin())
+    except (ImportError, FileNotFoundError):
+        return "uv"
+
+
+def store(args: argparse.Namespace) -> Store:
+    """The store from ``--store``, ``$WHEELBARROW_STORE`` or the user cache directory."""
+    if args.store:
+        return Store(Path(args.store).expanduser().absolute())
+    if os.environ.get(STORE_ENV_VAR):
+        return Store(Path(os.environ[STORE_ENV_VAR]).expanduser().absolute())
+    from platformdirs import user_cache_dir  # noqa: PLC0415
+
+    return Store(Path(user_cache_dir("wheelbarrow", appauthor=False)))
+
+
+def app(args: argparse.Namespace) -> App:
+    """The app directory named on the command line."""
+    return read_app(Path(args.app).absolute(), environ=os.environ)
+
+
+def options(args: argparse.Namespace) -> Options:
+    """Target and index options from the command line."""
+    index = IndexOptions(
+        index_url=getattr(args, "index_url", None),
+        extra_index_urls=tuple(getattr(args, "extra_index_url", ())),
+        find_links=tuple(getattr(args, "find_links", ())),
+        no_index=getattr(args, "no_index", False),
+    )
+    return Options(python=args.python, platform=args.platform, index=index)

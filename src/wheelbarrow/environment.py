@@ -1,0 +1,287 @@
+"""Environments: built once per wheelhouse and interpreter in the store, then cloned by links."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from wheelbarrow.errors import InstallError, TargetError
+from wheelbarrow.report import Reporter
+from wheelbarrow.runner import Runner
+from wheelbarrow.store import Store
+from wheelbarrow.target import PythonVersion
+
+MARKER = ".wheelbarrow-env.json"
+LinkMode = Literal["hardlink", "copy"]
+_PROBE = "import sys; print(sys.version.split()[0]); print(getattr(sys, '_base_executable', sys.executable))"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Interpreter:
+    """A CPython that environments are made from."""
+
+    executable: Path
+    version: str  # full, e.g. 3.12.4
+
+    @property
+    def short(self) -> str:
+        """``3.12``."""
+        return ".".join(self.version.split(".")[:2])
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InstallReport:
+    """What ``install`` did."""
+
+    path: Path
+    env_key: str
+    status: Literal["up-to-date", "cloned", "built-and-cloned"]
+    interpreter: Interpreter
+    packages: int
+    seconds: float = 0.0
+
+    def as_json(self) -> dict[str, object]:
+        """The versioned machine-readable form (``--json``)."""
+        return {
+            "version": 1,
+            "environment": str(self.path),
+            "env_key": self.env_key,
+            "status": self.status,
+            "python": str(self.interpreter.executable),
+            "python_version": self.interpreter.version,
+            "packages": self.packages,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def probe_interpreter(executable: Path, runner: Runner) -> Interpreter:
+    """Ask ``executable`` for its version and base executable."""
+    result = runner([str(executable), "-c", _PROBE])
+    if result.returncode != 0:
+        raise TargetError(f"{executable}: does not run as a Python interpreter: {result.stderr.strip()}")
+    version, base = result.stdout.split("\n")[:2]
+    return Interpreter(executable=Path(base), version=version)
+
+
+def find_interpreter(
+    version: PythonVersion,
+    *,
+    explicit: Path | None,
+    running: Interpreter,
+    which: Callable[[str], str | None],
+    runner: Runner,
+) -> Interpreter:
+    """The interpreter for ``version``: the one given, the running one, or ``python3.X`` on PATH."""
+    if explicit is not None:
+        found = probe_interpreter(explicit, runner)
+    elif running.short == version.short:
+        return running
+    else:
+        path = which(f"python{version.short}")
+        if path is None:
+            raise TargetError(
+                f"no Python {version.short} interpreter found on PATH (looked for "
+                f"python{version.short}); the lock targets it",
+                hint=f"install Python {version.short}, or pass --python-executable PATH",
+            )
+        found = probe_interpreter(Path(path), runner)
+    if found.short != version.short:
+        raise TargetError(
+            f"{found.executable} is Python {found.version}, the target is {version.short}",
+            hint="pass an interpreter of the target's version, or lock for this one",
+        )
+    return found
+
+
+def env_key(wheelhouse_key: str, interpreter: Interpreter) -> str:
+    """The key of the environment made from a wheelhouse with an interpreter."""
+    data = f"{wheelhouse_key}\0{interpreter.executable}\0{interpreter.version}\0env-1"
+    return hashlib.sha256(data.encode()).hexdigest()[:32]
+
+
+def read_marker(path: Path) -> dict[str, object] | None:
+    """The marker wheelbarrow leaves in environments it made, or None."""
+    try:
+        data = json.loads((path / MARKER).read_text(encoding="utf-8"))
+    except (FileNotFoundError, NotADirectoryError, json.JSONDecodeError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def build_store_env(
+    wheels: Sequence[Path],
+    *,
+    key: str,
+    wheelhouse_key: str,
+    interpreter: Interpreter,
+    store: Store,
+    runner: Runner,
+    reporter: Reporter,
+) -> Path:
+    """Make the environment for ``key`` in the store, once; later calls return at once."""
+    final = store.env(key)
+    if read_marker(final) is not None:
+        return final
+    with store.lock(f"env-{key}"):
+        if read_marker(final) is not None:
+            return final
+        work = store.tmp_dir() / f"env-{key}-{os.getpid()}"
+        if work.exists():
+            shutil.rmtree(work)
+        try:
+            reporter.message("step", f"Creating the environment with Python {interpreter.version}")
+            _run(runner, [str(interpreter.executable), "-m", "venv", "--without-pip", str(work)],
+                 "create the virtual environment")
+            site = work / "lib" / f"python{interpreter.short}" / "site-packages"
+            reporter.message("step", f"Installing {len(wheels)} wheel(s)")
+            _install_wheels(wheels, work, site, final_root=final, short=interpreter.short)
+            reporter.message("step", "Compiling bytecode")
+            # unchecked-hash: the .pyc stays valid whatever the sources' mtimes
+            # become (hard links, copies, image layers with mtime 0).
+            _run(runner, [str(work / "bin" / "python"), "-m", "compileall", "-q", "-j", "0",
+                          "--invalidation-mode", "unchecked-hash", str(site)],
+                 "compile bytecode", allow_failure=True)
+            _relocate(work, old=str(work), new=str(final))
+            (work / MARKER).write_text(json.dumps({
+                "env_key": key, "wheelhouse": wheelhouse_key,
+                "python": str(interpreter.executable), "python_version": interpreter.version,
+            }) + "\n", encoding="utf-8")
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.rename(work, final)
+        finally:
+            if work.exists():
+                shutil.rmtree(work, ignore_errors=True)
+    return final
+
+
+def _run(runner: Runner, args: list[str], what: str, *, allow_failure: bool = False) -> None:
+    result = runner(args)
+    if result.returncode != 0 and not allow_failure:
+        raise InstallError(f"could not {what}: {args[0]} exited with {result.returncode}:\n"
+                           f"{result.stderr.strip()}")
+
+
+def _install_wheels(wheels: Sequence[Path], root: Path, site: Path, *, final_root: Path,
+                    short: str) -> None:
+    from installer import install  # noqa: PLC0415  (only cold installs need it)
+    from installer.destinations import SchemeDictionaryDestination  # noqa: PLC0415
+    from installer.sources import WheelFile  # noqa: PLC0415
+
+    scheme = {
+        "purelib": str(site),
+        "platlib": str(site),
+        "headers": str(root / "include" / "site" / f"python{short}"),
+        "scripts": str(root / "bin"),
+        "data": str(root),
+    }
+    destination = SchemeDictionaryDestination(
+        scheme,
+        # Scripts name the environment's final home, not this scratch copy.
+        interpreter=str(final_root / "bin" / "python"),
+        script_kind="posix",
+        bytecode_optimization_levels=(),
+    )
+
+    def one(wheel: Path) -> None:
+        try:
+            with WheelFile.open(wheel) as source:
+                install(source, destination, {"INSTALLER": b"wheelbarrow\n"})
+        except Exception as exc:
+            raise InstallError(f"{wheel.name}: cannot be installed: {exc}") from exc
+
+    # Unpacking is zlib and file writes, which release the GIL.
+    with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 2) * 2)) as pool:
+        list(pool.map(one, wheels))
+
+
+def _relocate(root: Path, *, old: str, new: str) -> None:
+    """Point scripts and pyvenv.cfg of the environment at ``root``'s new name.
+
+    Files are replaced, never edited in place: they may be hard links into the store.
+    """
+    old_b, new_b = old.encode(), new.encode()
+    candidates = [root / "pyvenv.cfg"]
+    bin_dir = root / "bin"
+    if bin_dir.is_dir():
+        candidates += [p for p in bin_dir.iterdir() if p.is_file() and not p.is_symlink()]
+    for path in candidates:
+        data = path.read_bytes()
+        if old_b not in data:
+            continue
+        mode = path.stat().st_mode
+        tmp = path.with_name(path.name + ".wb-tmp")
+        tmp.write_bytes(data.replace(old_b, new_b))
+        os.chmod(tmp, mode & 0o7777)
+        os.replace(tmp, path)
+
+
+def clone_env(source: Path, dest: Path, *, mode: LinkMode = "hardlink") -> None:
+    """Make ``dest`` a copy of the store environment ``source`` that runs from ``dest``.
+
+    Files are hard-linked (falling back to copies across filesystems); the
+    new tree is built beside ``dest`` and renamed into place, so ``dest`` is
+    never half-written. A previous wheelbarrow environment at ``dest`` is
+    replaced; anything else there is left alone and reported.
+    """
+    dest = dest.absolute()
+    if dest.exists() and read_marker(dest) is None and any(dest.iterdir()):
+        raise InstallError(
+            f"{dest}: exists and is not an environment made by wheelbarrow",
+            hint="pick another --into directory, or remove this one",
+        )
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    work = dest.parent / f".{dest.name}.wheelbarrow-{os.getpid()}"
+    if work.exists():
+        shutil.rmtree(work)
+    try:
+        _link_tree(source, work, hardlink=(mode == "hardlink"))
+        _relocate(work, old=str(source), new=str(dest))
+        if dest.exists():
+            old = dest.parent / f".{dest.name}.wheelbarrow-old-{os.getpid()}"
+            os.rename(dest, old)
+            os.rename(work, dest)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(work, dest)
+    finally:
+        if work.exists():
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def _link_tree(src: Path, dst: Path, *, hardlink: bool) -> None:
+    """Recreate ``src`` at ``dst``: directories made, symlinks copied, files linked."""
+    link = os.link if hardlink else None
+    src_s = os.fspath(src)
+    cut = len(src_s)
+    dst_s = os.fspath(dst)
+    os.mkdir(dst_s)
+    for dirpath, dirnames, filenames in os.walk(src_s):
+        rel = dirpath[cut:]
+        target_dir = dst_s + rel
+        for name in dirnames:
+            s = os.path.join(dirpath, name)
+            d = os.path.join(target_dir, name)
+            if os.path.islink(s):
+                os.symlink(os.readlink(s), d)
+            else:
+                os.mkdir(d)
+        for name in filenames:
+            s = os.path.join(dirpath, name)
+            d = os.path.join(target_dir, name)
+            if os.path.islink(s):
+                os.symlink(os.readlink(s), d)
+                continue
+            if link is not None:
+                try:
+                    link(s, d)
+                    continue
+                except OSError:
+                    link = None  # another filesystem: copy from here on
+            shutil.copy2(s, d)

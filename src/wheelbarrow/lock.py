@@ -1,0 +1,201 @@
+"""Locking: resolve an app's requirements for a target with uv and write pylock.toml."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+import tempfile
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from packaging.utils import canonicalize_name
+
+from wheelbarrow.errors import LockError
+from wheelbarrow.files import atomic_write_text
+from wheelbarrow.report import Reporter
+from wheelbarrow.requirements import IndexOptions, RequirementLine, Requirements
+from wheelbarrow.runner import Runner
+from wheelbarrow.target import Target
+
+LOCK_HEADER = "# Written by `wheelbarrow lock`: edit the requirements and lock again.\n"
+TOOL_TABLE = "tool.wheelbarrow"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LockRequest:
+    """Everything a lock depends on: the requirements, the target and the indexes."""
+
+    requirements: Requirements
+    target: Target
+    index: IndexOptions
+
+    @property
+    def digest(self) -> str:
+        """A hash of the normalised inputs: equal digests give the same lock.
+
+        Comments, blank lines and line order do not count, so reformatting a
+        requirements file does not invalidate its lock.
+        """
+        reqs = self.requirements
+        data = {
+            "requirements": sorted(_line_key(r) for r in reqs.requirements),
+            "constraints": sorted(_line_key(r) for r in reqs.constraints),
+            "index": {
+                "index_url": self.index.index_url,
+                "extra_index_urls": list(self.index.extra_index_urls),
+                "find_links": list(self.index.find_links),
+                "no_index": self.index.no_index,
+            },
+            "pre": reqs.pre,
+            "only_binary": sorted(reqs.only_binary),
+            "target": self.target.as_dict(),
+        }
+        blob = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
+        return "sha256:" + hashlib.sha256(blob).hexdigest()
+
+
+def _line_key(line: RequirementLine) -> str:
+    return str(line) + "".join(f" --hash={h}" for h in sorted(line.hashes))
+
+
+def lock_digest(lock_text: str) -> str | None:
+    """The inputs digest a lock was written for, or None if wheelbarrow did not write it."""
+    try:
+        data = tomllib.loads(lock_text)
+    except tomllib.TOMLDecodeError:
+        return None
+    tool = data.get("tool", {}).get("wheelbarrow", {})
+    value = tool.get("inputs") if isinstance(tool, dict) else None
+    return value if isinstance(value, str) else None
+
+
+def lock(
+    request: LockRequest,
+    *,
+    output: Path,
+    uv: str,
+    runner: Runner,
+    reporter: Reporter,
+    environ: Mapping[str, str],
+) -> Path:
+    """Resolve ``request`` with uv and write the PEP 751 lock to ``output`` atomically.
+
+    An existing lock at ``output`` is handed to uv as preferences, so packages
+    whose requirements did not change keep their locked versions.
+    """
+    reqs = request.requirements
+    target = request.target
+    reporter.message("step", f"Locking {len(reqs.requirements)} requirement(s) for {target}")
+    with tempfile.TemporaryDirectory(prefix="wheelbarrow-lock-") as tmpdir:
+        tmp = Path(tmpdir)
+        (tmp / "requirements.in").write_text(
+            "".join(f"{line}\n" for line in reqs.requirements), encoding="utf-8"
+        )
+        args = [
+            uv, "pip", "compile", "requirements.in",
+            "--format", "pylock.toml", "--output-file", "pylock.toml", "--no-header",
+            "--python-version", target.python.full if target.python.micro else target.python.short,
+            "--python-platform", target.uv_platform,
+        ]  # fmt: skip
+        if reqs.constraints:
+            (tmp / "constraints.txt").write_text(
+                "".join(f"{line}\n" for line in reqs.constraints), encoding="utf-8"
+            )
+            args += ["--constraint", "constraints.txt"]
+        args += _index_args(request.index)
+        if reqs.pre:
+            args += ["--prerelease", "allow"]
+        for name in sorted(reqs.only_binary):
+            args += ["--only-binary", name]
+        if output.is_file() and lock_digest(output.read_text(encoding="utf-8")) is not None:
+            shutil.copyfile(output, tmp / "pylock.toml")
+        result = runner(args, cwd=tmp, env=dict(environ))
+        if result.returncode != 0:
+            raise _lock_failure(result.stderr, reqs, target)
+        text = (tmp / "pylock.toml").read_text(encoding="utf-8")
+    _check_user_hashes(text, reqs, target)
+    text = LOCK_HEADER + text.rstrip("\n") + "\n\n" + _tool_table(request)
+    atomic_write_text(output, text)
+    return output
+
+
+def _index_args(index: IndexOptions) -> list[str]:
+    args: list[str] = []
+    if index.no_index:
+        args.append("--no-index")
+    if index.index_url:
+        args += ["--index-url", index.index_url]
+    for url in index.extra_index_urls:
+        args += ["--extra-index-url", url]
+    for link in index.find_links:
+        args += ["--find-links", link]
+    for host in index.trusted_hosts:
+        args += ["--allow-insecure-host", host]
+    return args
+
+
+def _tool_table(request: LockRequest) -> str:
+    target = request.target.as_dict()
+    return (
+        f"[{TOOL_TABLE}]\n"
+        f'inputs = "{request.digest}"\n'
+        f'python = "{target["python"]}"\n'
+        f'platform = "{target["platform"]}"\n'
+    )
+
+
+def _lock_failure(stderr: str, reqs: Requirements, target: Target) -> LockError:
+    """Turn uv's explanation into an error that also points at the requirement lines."""
+    text = stderr.strip() or "uv exited without saying why"
+    mentioned = set(re.findall(r"[A-Za-z0-9][A-Za-z0-9._-]*", text.lower()))
+    where = [
+        f"{line.origin}: {line}"
+        for line in reqs.requirements
+        if line.requirement is not None and canonicalize_name(line.requirement.name) in mentioned
+    ]
+    detail = "\n".join("  " + row for row in text.splitlines())
+    message = f"could not lock the requirements for {target}:\n{detail}"
+    if where:
+        message += "\nrequested at:\n" + "\n".join("  " + row for row in where)
+    return LockError(
+        message,
+        hint="check the package names and versions (and the index options); "
+        "the resolver's explanation is above",
+    )
+
+
+def _check_user_hashes(lock_text: str, reqs: Requirements, target: Target) -> None:
+    """Refuse a lock whose artefacts do not match the ``--hash`` options the user wrote."""
+    wanted = {
+        canonicalize_name(line.requirement.name): {h.split(":", 1)[1] for h in line.hashes}
+        for line in reqs.requirements
+        if line.hashes and line.requirement is not None
+    }
+    if not wanted:
+        return
+    data = tomllib.loads(lock_text)
+    problems = []
+    for package in data.get("packages", []):
+        name = canonicalize_name(package.get("name", ""))
+        if name not in wanted:
+            continue
+        artefacts = [*package.get("wheels", []), package.get("sdist") or {}]
+        found = {a.get("hashes", {}).get("sha256") for a in artefacts if a}
+        if not found & wanted[name]:
+            line = next(
+                r for r in reqs.requirements
+                if r.requirement is not None and canonicalize_name(r.requirement.name) == name
+            )  # fmt: skip
+            problems.append(
+                f"{line.origin}: {name} {package.get('version')} for {target} has no file "
+                f"matching the --hash options given"
+            )
+    if problems:
+        raise LockError(
+            "\n".join(problems),
+            hint="update the --hash values, or pin the version they were made for",
+        )

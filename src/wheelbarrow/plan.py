@@ -1,0 +1,143 @@
+"""Planning: from an app and the options to a target, a current lock and the wheels to hold."""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from wheelbarrow.app import App
+from wheelbarrow.errors import InputError
+from wheelbarrow.key import wheelhouse_key
+from wheelbarrow.lock import LockRequest, lock
+from wheelbarrow.lockfile import Artefact, Lock, read_lock, select_wheels
+from wheelbarrow.report import Reporter
+from wheelbarrow.requirements import IndexOptions
+from wheelbarrow.runner import Runner
+from wheelbarrow.target import PythonVersion, Target
+
+# Settings that change what a wheelhouse holds; part of its key. Source
+# builds will add theirs here.
+WHEELHOUSE_SETTINGS: Mapping[str, object] = {"layout": 1}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Options:
+    """What the user asked for on the command line."""
+
+    python: str | None = None
+    platform: str | None = None
+    index: IndexOptions = IndexOptions()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Host:
+    """Defaults taken from the running machine (read by the caller, not here)."""
+
+    python: PythonVersion
+    platform: str
+    uv: str
+    environ: Mapping[str, str]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Plan:
+    """A current lock and the wheels it means for the target."""
+
+    app: App
+    target: Target
+    lock: Lock
+    artefacts: tuple[Artefact, ...]
+    key: str
+    locked_because: str | None  # set when this run (re)wrote the lock
+
+    @property
+    def settings(self) -> Mapping[str, object]:
+        """The settings that went into the key."""
+        return WHEELHOUSE_SETTINGS
+
+
+def recorded_target(lock_path: Path) -> Mapping[str, str]:
+    """The target a wheelbarrow lock was written for ({} if none)."""
+    try:
+        data = tomllib.loads(lock_path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, tomllib.TOMLDecodeError, UnicodeDecodeError):
+        return {}
+    tool = data.get("tool", {}).get("wheelbarrow", {})
+    return {k: v for k, v in tool.items() if k in ("python", "platform") and isinstance(v, str)}
+
+
+def resolve_target(app: App, options: Options, host: Host) -> Target:
+    """Target precedence: command line, then the app's version files, then the lock, then the host."""
+    recorded = recorded_target(app.lock_path)
+    if options.python:
+        python, source = options.python, "--python"
+    elif app.python is not None:
+        python, source = str(app.python), str(app.python_source)
+    elif "python" in recorded:
+        python, source = recorded["python"], f"{app.lock_path}"
+    else:
+        version, source = app.choose_python(host.python)
+        python = str(version)
+    platform = options.platform or recorded.get("platform") or host.platform
+    return Target.parse(python=python, platform=platform, python_source=source)
+
+
+def make_plan(
+    app: App,
+    options: Options,
+    host: Host,
+    *,
+    runner: Runner,
+    reporter: Reporter,
+    may_lock: bool,
+    force_lock: bool = False,
+) -> Plan:
+    """Find the target, make sure the lock is current (locking if allowed), pick the wheels.
+
+    A lock is current when its recorded inputs digest equals that of the app's
+    requirements, target and index options: checking this reads only local
+    files, so an unchanged app never reaches the network.
+    """
+    target = resolve_target(app, options, host)
+    locked_because: str | None = None
+    if app.requirements is None:
+        # Only a pylock.toml: it is the user's lock, used as it is.
+        current = read_lock(app.lock_path)
+    else:
+        index = app.requirements.index.overridden_by(options.index)
+        request = LockRequest(requirements=app.requirements, target=target, index=index)
+        existing = read_lock(app.lock_path) if app.lock_path.is_file() else None
+        if existing is not None and existing.inputs is None and not force_lock:
+            reporter.message("info", f"using {app.lock_path.name} as given "
+                             "(it was not written by wheelbarrow)")
+            current = existing
+        elif existing is not None and existing.inputs == request.digest and not force_lock:
+            current = existing
+        else:
+            if existing is None:
+                reason = f"no {app.lock_path.name} yet"
+            elif force_lock:
+                reason = "asked to lock"
+            else:
+                reason = (f"{app.requirements_source.name if app.requirements_source else 'inputs'}"
+                          f", the target or the index options changed since the lock")
+            if not may_lock:
+                raise InputError(
+                    f"{app.lock_path}: out of date ({reason})",
+                    hint=f"run `wheelbarrow build {app.root}` to lock and build again",
+                )
+            lock(request, output=app.lock_path, uv=host.uv, runner=runner, reporter=reporter,
+                 environ=host.environ)
+            current = read_lock(app.lock_path)
+            locked_because = reason
+    artefacts = select_wheels(current, target)
+    return Plan(
+        app=app,
+        target=target,
+        lock=current,
+        artefacts=artefacts,
+        key=wheelhouse_key(artefacts, target, WHEELHOUSE_SETTINGS),
+        locked_because=locked_because,
+    )

@@ -1,0 +1,161 @@
+"""The content-addressed store: wheel blobs by sha256, wheelhouses and environments by key."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from filelock import FileLock
+
+from wheelbarrow.errors import HashMismatchError, StoreError
+
+STORE_ENV_VAR = "WHEELBARROW_STORE"
+_STALE_TMP_SECONDS = 24 * 3600
+
+
+class BlobWriter:
+    """Streams one file into the store, hashing as it goes.
+
+    The bytes land in ``tmp/`` and are renamed into ``blobs/`` only when the
+    hash (and size, if known) match, so the store never holds a partial or
+    wrong file, whatever interrupts the writer.
+    """
+
+    def __init__(self, fileobj: tempfile._TemporaryFileWrapper[bytes]) -> None:
+        self._file = fileobj
+        self._hash = hashlib.sha256()
+        self.size = 0
+
+    def write(self, chunk: bytes) -> None:
+        """Append ``chunk``."""
+        self._file.write(chunk)
+        self._hash.update(chunk)
+        self.size += len(chunk)
+
+    @property
+    def sha256(self) -> str:
+        """The hex digest of what was written so far."""
+        return self._hash.hexdigest()
+
+
+class Store:
+    """A directory laid out as::
+
+        blobs/sha256/ab/abcdef...   wheels, named by content, read-only
+        wheelhouses/<key>/          a wheelhouse: hard links to blobs, simple/, wheelhouse.json
+        envs/<key>/                 a ready environment for a wheelhouse and interpreter
+        apps/<hash>.json            the last wheelhouse each app was built into
+        tmp/  locks/                work in progress, and cross-process locks
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def blob(self, sha256: str) -> Path:
+        """Where the blob with this digest lives (whether or not it is there)."""
+        return self.root / "blobs" / "sha256" / sha256[:2] / sha256
+
+    def has(self, sha256: str) -> bool:
+        """Whether the blob is in the store."""
+        return self.blob(sha256).is_file()
+
+    @contextlib.contextmanager
+    def writer(self, *, sha256: str, size: int | None, label: str) -> Iterator[BlobWriter]:
+        """Write a blob that must hash to ``sha256``; ``label`` names it in errors."""
+        tmp_dir = self.tmp_dir()
+        with tempfile.NamedTemporaryFile(dir=tmp_dir, prefix="blob-", delete=False) as f:
+            writer = BlobWriter(f)
+            try:
+                yield writer
+                f.flush()
+                if writer.sha256 != sha256:
+                    raise HashMismatchError(
+                        f"{label}: sha256 is {writer.sha256}, the lock says {sha256}",
+                        hint="the file changed on the index, or the lock is wrong: "
+                        "lock again, and check where the file comes from",
+                    )
+                if size is not None and writer.size != size:
+                    raise HashMismatchError(
+                        f"{label}: {writer.size} bytes, the lock says {size}",
+                        hint="lock again",
+                    )
+            except BaseException:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(f.name)
+                raise
+        final = self.blob(sha256)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.chmod(f.name, 0o444)
+        # Two processes may write the same blob: both renames succeed and the
+        # content is identical by construction.
+        os.replace(f.name, final)
+
+    def wheelhouse(self, key: str) -> Path:
+        """The directory of the wheelhouse with this key."""
+        return self.root / "wheelhouses" / key
+
+    def env(self, key: str) -> Path:
+        """The directory of the environment with this key."""
+        return self.root / "envs" / key
+
+    def app_state(self, app_root: Path) -> Path:
+        """Where the last build of the app at ``app_root`` is recorded."""
+        digest = hashlib.sha256(str(app_root.resolve()).encode()).hexdigest()[:24]
+        return self.root / "apps" / f"{digest}.json"
+
+    def tmp_dir(self) -> Path:
+        """A scratch directory on the store's filesystem, so results can be renamed in."""
+        path = self.root / "tmp"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def lock(self, name: str) -> FileLock:
+        """A lock shared by every process using this store."""
+        path = self.root / "locks" / f"{name}.lock"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return FileLock(path)
+
+    def clean_stale_tmp(self, *, now: float | None = None) -> int:
+        """Remove scratch files left by killed processes; returns how many went."""
+        tmp = self.root / "tmp"
+        if not tmp.is_dir():
+            return 0
+        now = time.time() if now is None else now
+        removed = 0
+        for entry in tmp.iterdir():
+            try:
+                if now - entry.lstat().st_mtime < _STALE_TMP_SECONDS:
+                    continue
+                if entry.is_dir() and not entry.is_symlink():
+                    _rmtree(entry)
+                else:
+                    entry.unlink()
+                removed += 1
+            except FileNotFoundError:
+                continue
+        return removed
+
+
+def _rmtree(path: Path) -> None:
+    import shutil  # noqa: PLC0415  (rarely needed)
+
+    def _writable(func: object, p: str, exc: object) -> None:
+        os.chmod(p, 0o700)
+        os.unlink(p)
+
+    shutil.rmtree(path, onexc=_writable)
+
+
+def default_store_root(environ: dict[str, str] | os._Environ[str], cache_dir: str) -> Path:
+    """``$WHEELBARROW_STORE`` if set, else ``wheelbarrow`` under the user's cache directory."""
+    value = environ.get(STORE_ENV_VAR)
+    if value:
+        return Path(value).expanduser()
+    if not cache_dir:
+        raise StoreError("no cache directory for the store", hint=f"set {STORE_ENV_VAR}")
+    return Path(cache_dir)
