@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import shutil
+import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -67,7 +68,7 @@ def probe_interpreter(executable: Path, runner: Runner) -> Interpreter:
     if result.returncode != 0:
         raise TargetError(f"{executable}: does not run as a Python interpreter: {result.stderr.strip()}")
     version, base = result.stdout.split("\n")[:2]
-    return Interpreter(executable=Path(base), version=version)
+    return Interpreter(executable=Path(os.path.realpath(base)), version=version)
 
 
 def find_interpreter(
@@ -191,7 +192,10 @@ def _install_wheels(wheels: Sequence[Path], root: Path, site: Path, *, final_roo
 
     def one(wheel: Path) -> None:
         try:
-            with WheelFile.open(wheel) as source:
+            with WheelFile.open(wheel) as source, warnings.catch_warnings():
+                # installer skips __pycache__ entries shipped in wheels (numpy has
+                # some) and warns; we compile our own bytecode anyway.
+                warnings.filterwarnings("ignore", "Skip installing .*__pycache__", RuntimeWarning)
                 install(source, destination, {"INSTALLER": b"wheelbarrow\n"})
         except Exception as exc:
             raise InstallError(f"{wheel.name}: cannot be installed: {exc}") from exc

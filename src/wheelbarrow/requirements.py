@@ -99,7 +99,9 @@ class Origin:
     def __str__(self) -> str:
         if self.label is not None:
             return f"{self.path}: {self.label}"
-        return f"{self.path}:{self.line}"
+        if self.line is not None:
+            return f"{self.path}:{self.line}"
+        return str(self.path)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -274,7 +276,8 @@ def _split_fragment(url: str) -> tuple[str, str | None]:
     eggs = [value for key, value in pairs if key == "egg"]
     if not eggs:
         return url, None
-    rest = urlencode([(key, value) for key, value in pairs if key != "egg"])
+    # safe="/" keeps e.g. "subdirectory=a/b" readable, as it was written.
+    rest = urlencode([(key, value) for key, value in pairs if key != "egg"], safe="/")
     return urlunsplit(parts._replace(fragment=rest)), eggs[-1]
 
 
@@ -295,7 +298,8 @@ def _requirement_hint(text: str) -> str | None:
         return "did you mean '>='?"
     if "=<" in text:
         return "did you mean '<='?"
-    if _SINGLE_EQUALS.search(text.split(";", 1)[0]):
+    # A URL's query ("?a=b") has single "=" signs that are not a typo.
+    if "@" not in text and _SINGLE_EQUALS.search(text.split(";", 1)[0]):
         return "did you mean '=='?"
     return None
 
@@ -537,11 +541,13 @@ class _Parser:
             return self._direct(location, "", marker, origin, hashes)
         if _looks_like_path(text):
             location, _, marker = _split_marker(text, ";")
-            extras_match = _EXTRAS.match(location)
-            extras = ""
-            if extras_match is not None:
-                location, extras = extras_match.group(1), extras_match.group(2)
             path, hash_sign, fragment = location.partition("#")
+            # Extras close the path ("./pkg[x]") or, pip's older form, the egg ("#egg=pkg[x]").
+            extras = ""
+            if (match := _EXTRAS.match(path)) is not None:
+                path, extras = match.groups()
+            elif (match := _EXTRAS.match(fragment)) is not None:
+                fragment, extras = match.groups()
             url = (base_dir / path).resolve().as_uri() + (hash_sign + fragment)
             return self._direct(url, extras, marker, origin, hashes)
         return self.pep508(text, origin=origin, base_dir=base_dir, hashes=hashes)

@@ -185,11 +185,13 @@ class ServerHandle:
         """The index URL to give pip or uv, ending in ``/simple/``."""
         return self.server.url + _SIMPLE + "/"
 
-    def serve_forever(self) -> None:
+    def serve_forever(self, poll_interval: float = 0.05) -> None:
         """Answer requests in the calling thread until ``shutdown`` is called."""
         with self._lock:
             self._serving = True
-        self.server.serve_forever()
+        # shutdown() waits up to one poll interval; the stdlib's 0.5 s makes every
+        # test that starts a server half a second slower.
+        self.server.serve_forever(poll_interval)
 
     def shutdown(self) -> None:
         """Stop serving, close the socket and wait for the serving thread; safe to call twice."""

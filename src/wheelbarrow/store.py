@@ -9,10 +9,12 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-
-from filelock import FileLock
+from typing import TYPE_CHECKING
 
 from wheelbarrow.errors import HashMismatchError, StoreError
+
+if TYPE_CHECKING:
+    from filelock import FileLock
 
 STORE_ENV_VAR = "WHEELBARROW_STORE"
 _STALE_TMP_SECONDS = 24 * 3600
@@ -116,6 +118,8 @@ class Store:
 
     def lock(self, name: str) -> FileLock:
         """A lock shared by every process using this store."""
+        from filelock import FileLock  # noqa: PLC0415  (not on the no-op path)
+
         path = self.root / "locks" / f"{name}.lock"
         path.parent.mkdir(parents=True, exist_ok=True)
         return FileLock(path)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from functools import cached_property
 
 from packaging.markers import Environment
 from packaging.tags import Tag, compatible_tags, cpython_tags
@@ -112,21 +112,12 @@ class Target:
             if legacy and (self.arch == "x86_64" or legacy == "manylinux2014"):
                 yield f"{legacy}_{self.arch}"
 
-    @cached_property
+    @property
     def tags(self) -> Sequence[Tag]:
         """Wheel tags the target accepts, most specific first."""
-        version = (self.python.major, self.python.minor)
-        platforms = list(self.platform_tags())
-        return (
-            *cpython_tags(version, platforms=platforms),
-            *compatible_tags(
-                version,
-                interpreter=f"cp{self.python.major}{self.python.minor}",
-                platforms=platforms,
-            ),
-        )
+        return _tags(self.python.major, self.python.minor, tuple(self.platform_tags()))
 
-    @cached_property
+    @property
     def tag_set(self) -> frozenset[Tag]:
         """``tags`` as a set, for membership tests."""
         return frozenset(self.tags)
@@ -151,6 +142,15 @@ class Target:
     def as_dict(self) -> dict[str, str]:
         """A JSON-able form, used in keys and reports."""
         return {"python": self.python.short, "platform": self.platform}
+
+
+@functools.cache
+def _tags(major: int, minor: int, platforms: tuple[str, ...]) -> tuple[Tag, ...]:
+    version = (major, minor)
+    return (
+        *cpython_tags(version, platforms=platforms),
+        *compatible_tags(version, interpreter=f"cp{major}{minor}", platforms=platforms),
+    )
 
 
 def normalise_platform(text: str) -> str:

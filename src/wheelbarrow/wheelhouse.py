@@ -14,7 +14,6 @@ from typing import Any, Literal, Protocol
 from wheelbarrow import __version__
 from wheelbarrow.errors import StoreError
 from wheelbarrow.files import atomic_write_text
-from wheelbarrow.index import IndexFile, write_index
 from wheelbarrow.key import wheelhouse_key
 from wheelbarrow.lockfile import Artefact
 from wheelbarrow.report import Reporter
@@ -142,6 +141,8 @@ def build_wheelhouse(
 
 def _materialise(artefacts: Sequence[Artefact], target: Target, key: str, store: Store) -> None:
     """Lay out the wheelhouse in a scratch directory, then rename it into place whole."""
+    from wheelbarrow.index import IndexFile, write_index  # noqa: PLC0415  (not on the no-op path)
+
     final = store.wheelhouse(key)
     work = Path(os.fspath(store.tmp_dir())) / f"wheelhouse-{key}-{os.getpid()}"
     if work.exists():

@@ -14,8 +14,6 @@ from wheelbarrow.wheelhouse import BuildReport, build_wheelhouse, previous_app_k
 
 def run(args: argparse.Namespace) -> int:
     """Lock if the inputs changed, then fetch only what the store lacks."""
-    from wheelbarrow.fetch import Fetcher  # noqa: PLC0415
-
     app = common.app(args)
     store = common.store(args)
     reporter = render.make_reporter(quiet=args.quiet, json_mode=args.json)
@@ -23,6 +21,8 @@ def run(args: argparse.Namespace) -> int:
                      reporter=reporter, may_lock=True)
     if plan.locked_because:
         reporter.message("info", f"locked again: {plan.locked_because}")
+    from wheelbarrow.fetch import Fetcher  # noqa: PLC0415  (httpx only when downloading)
+
     previous = previous_app_key(store, app.root)
     report = build_wheelhouse(
         plan.artefacts, plan.target, store=store, fetcher=Fetcher(workers=args.jobs),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import time
@@ -37,7 +38,8 @@ def run(args: argparse.Namespace) -> int:
             f"no wheelhouse for {app.lock_path} in {store.root} (key {plan.key})",
             hint=f"run `wheelbarrow build {app.root}` first (install never downloads)",
         )
-    running = Interpreter(executable=Path(getattr(sys, "_base_executable", sys.executable)),
+    base = getattr(sys, "_base_executable", sys.executable)
+    running = Interpreter(executable=Path(os.path.realpath(base)),
                           version=".".join(map(str, sys.version_info[:3])))
     interpreter = find_interpreter(
         plan.target.python,
