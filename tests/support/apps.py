@@ -1,0 +1,48 @@
+"""Apps and CLI runs for tests: an app directory in a few lines, the CLI in-process."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from wheelbarrow.cli import main
+
+HOST_PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
+PLATFORM = "manylinux_2_28_x86_64"
+
+
+def make_app(directory: Path, requirements: str, *, python: str = HOST_PYTHON) -> Path:
+    """An app directory with ``requirements.txt`` and ``.python-version``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "requirements.txt").write_text(requirements, encoding="utf-8")
+    (directory / ".python-version").write_text(python + "\n", encoding="utf-8")
+    return directory
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """What one CLI run printed and returned."""
+
+    code: int
+    out: str
+    err: str
+
+    def json(self) -> Any:
+        """stdout parsed as JSON."""
+        return json.loads(self.out)
+
+
+def cli(*args: str | Path) -> Result:
+    """Run ``wheelbarrow ARGS`` in this process and capture its output."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main([str(a) for a in args])
+        except SystemExit as exc:  # argparse errors
+            code = int(exc.code or 0)
+    return Result(code, out.getvalue(), err.getvalue())

@@ -1,0 +1,215 @@
+"""`wheelbarrow build`: lock when inputs change, fetch only what the store lacks."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from support import make_sdist, make_wheel
+from support.apps import PLATFORM, cli, make_app
+
+from wheelbarrow.store import Store
+
+
+@pytest.fixture
+def wheels(tmp_path: Path) -> Path:
+    """A directory of wheels: two versions of alpha, beta (needs alpha), gamma."""
+    d = tmp_path / "dists"
+    make_wheel(d, "alpha", "1.0")
+    make_wheel(d, "alpha", "2.0")
+    make_wheel(d, "beta", "1.0", requires=["alpha>=1"])
+    make_wheel(d, "gamma", "0.5", tag=f"cp311-cp311-{PLATFORM}")
+    make_wheel(d, "gamma", "0.5", tag="cp311-cp311-macosx_11_0_arm64")
+    return d
+
+
+def build(app: Path, store: Path, index_url: str, *extra: str) -> dict[str, object]:
+    result = cli("build", app, "--store", store, "--index-url", index_url,
+                 "--platform", PLATFORM, "--json", *extra)
+    assert result.code == 0, result.err
+    report: dict[str, object] = result.json()
+    return report
+
+
+class TestBuild:
+    def test_first_build_fetches_every_wheel_into_the_store(self, tmp_path, wheels, local_index):
+        """A cold build locks, downloads each locked wheel once and lays out the wheelhouse."""
+        index = local_index(wheels)
+        app = make_app(tmp_path / "app", "beta==1.0\n")
+        report = build(app, tmp_path / "store", index.url)
+        assert report["status"] == "built"
+        assert sorted(report["fetched"]) == ["alpha-2.0-py3-none-any.whl", "beta-1.0-py3-none-any.whl"]
+        # uv, while locking, may read the same wheels for their metadata.
+        assert set(index.downloads) == set(report["fetched"])
+        house = Path(report["wheelhouse"])
+        assert sorted(p.name for p in house.glob("*.whl")) == sorted(report["fetched"])
+        manifest = json.loads((house / "wheelhouse.json").read_text())
+        assert {w["name"] for w in manifest["wheels"]} == {"alpha", "beta"}
+        assert (app / "pylock.toml").is_file()
+
+    def test_second_build_with_nothing_changed_is_a_no_op(self, tmp_path, wheels, local_index):
+        """An unchanged app reports up-to-date and sends no request to the index at all."""
+        index = local_index(wheels)
+        app = make_app(tmp_path / "app", "beta==1.0\n")
+        first = build(app, tmp_path / "store", index.url)
+        index.requests.clear()
+        second = build(app, tmp_path / "store", index.url)
+        assert second["status"] == "up-to-date"
+        assert second["key"] == first["key"]
+        assert second["fetched"] == []
+        assert index.requests == []
+
+    def test_no_op_build_text_says_so(self, tmp_path, wheels, local_index):
+        """The human report of a no-op build says that there is nothing to do."""
+        index = local_index(wheels)
+        app = make_app(tmp_path / "app", "alpha\n")
+        build(app, tmp_path / "store", index.url)
+        result = cli("build", app, "--store", tmp_path / "store", "--index-url", index.url,
+                     "--platform", PLATFORM)
+        assert result.code == 0
+        assert "is up to date (1 packages): nothing to do" in result.out
+
+    def test_changing_one_pin_fetches_only_that_package(self, tmp_path, wheels, local_index):
+        """A changed pin relocks, names the change and downloads only the new wheel."""
+        index = local_index(wheels)
+        app = make_app(tmp_path / "app", "alpha==1.0\nbeta==1.0\n")
+        first = build(app, tmp_path / "store", index.url)
+        beta_blob = next(Path(first["wheelhouse"]).glob("beta-*.whl")).stat()
+        (app / "requirements.txt").write_text("alpha==2.0\nbeta==1.0\n")
+        second = build(app, tmp_path / "store", index.url)
+        assert second["key"] != first["key"]
+        assert second["fetched"] == ["alpha-2.0-py3-none-any.whl"]
+        # beta's blob is the very same file, not a fresh download.
+        again = next(Path(second["wheelhouse"]).glob("beta-*.whl")).stat()
+        assert (again.st_ino, again.st_mtime_ns) == (beta_blob.st_ino, beta_blob.st_mtime_ns)
+        assert second["changes"] == [{"name": "alpha", "old": "1.0", "new": "2.0"}]
+        assert second["reused"] == ["beta-1.0-py3-none-any.whl"]
+
+    def test_comment_only_edit_keeps_the_lock(self, tmp_path, wheels, local_index):
+        """Reformatting requirements.txt (comments, order) does not relock or rebuild."""
+        index = local_index(wheels)
+        app = make_app(tmp_path / "app", "alpha==1.0\nbeta==1.0\n")
+        build(app, tmp_path / "store", index.url)
+        (app / "requirements.txt").write_text("# deps\nbeta==1.0   # web\n\nalpha==1.0\n")
+        index.requests.clear()
+        assert build(app, tmp_path / "store", index.url)["status"] == "up-to-date"
+        assert index.requests == []
+
+    def test_platform_specific_wheel_is_chosen_for_the_target(self, tmp_path, wheels, local_index):
+        """Of two builds of one version, the one whose tags fit the target is fetched."""
+        index = local_index(wheels)
+        app = make_app(tmp_path / "app", "gamma==0.5\n", python="3.11")
+        report = build(app, tmp_path / "store", index.url)
+        assert report["fetched"] == [f"gamma-0.5-cp311-cp311-{PLATFORM}.whl"]
+
+    def test_the_wheelhouse_serves_pip_as_a_find_links_dir(self, tmp_path, wheels, local_index):
+        """The laid-out wheelhouse installs offline with pip --no-index -f, like the seed's /wheelhouse."""
+        index = local_index(wheels)
+        app = make_app(tmp_path / "app", "beta==1.0\n")
+        report = build(app, tmp_path / "store", index.url, "--output", str(tmp_path / "wh"))
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
+        env["PIP_CONFIG_FILE"] = os.devnull
+        target = tmp_path / "site"
+        subprocess.run(
+            [sys.executable, "-m", "pip", "install", "--no-index", "-f", str(tmp_path / "wh"),
+             "--target", str(target), "--no-cache-dir", "--disable-pip-version-check", "beta"],
+            check=True, env=env, capture_output=True,
+        )
+        assert (target / "alpha" / "__init__.py").read_text().strip() == '__version__ = "2.0"'
+        assert report["status"] == "built"
+
+
+class TestBuildErrors:
+    def test_package_without_compatible_wheel_is_listed(self, tmp_path, local_index):
+        """Packages with only an sdist or foreign wheels stop the build, all named together."""
+        d = tmp_path / "dists"
+        make_sdist(d, "onlysdist", "1.0")
+        make_wheel(d, "macwheel", "1.0", tag="cp311-cp311-macosx_11_0_arm64")
+        make_sdist(d, "macwheel", "1.0")
+        make_wheel(d, "fine", "1.0")
+        index = local_index(d)
+        app = make_app(tmp_path / "app", "onlysdist\nmacwheel\nfine\n")
+        result = cli("build", app, "--store", tmp_path / "store", "--index-url", index.url,
+                     "--platform", PLATFORM)
+        assert result.code == 1
+        assert "2 package(s) have no compatible wheel for CPython" in result.err
+        # uv leaves wheels for other platforms out of the lock: only the sdist remains.
+        assert "macwheel 1.0 (has an sdist)" in result.err
+        assert "onlysdist 1.0 (has an sdist)" in result.err
+        assert not (tmp_path / "store" / "wheelhouses").exists()
+
+    def test_malformed_requirement_names_file_and_line(self, tmp_path):
+        """A bad line is reported as requirements.txt:LINE before anything is resolved."""
+        app = make_app(tmp_path / "app", "flask\n\nnumpy=>1.0\n")
+        result = cli("build", app, "--store", tmp_path / "store")
+        assert result.code == 2
+        assert f"{app / 'requirements.txt'}:3: invalid requirement 'numpy=>1.0'" in result.err
+
+    def test_unknown_package_is_a_clear_error(self, tmp_path, wheels, local_index):
+        """A name the index does not have fails the lock, naming the package and its line."""
+        index = local_index(wheels)
+        app = make_app(tmp_path / "app", "alpha\nno-such-package==1.0\n")
+        result = cli("build", app, "--store", tmp_path / "store", "--index-url", index.url,
+                     "--platform", PLATFORM)
+        assert result.code == 1
+        assert "could not lock the requirements" in result.err
+        assert "no-such-package" in result.err
+        assert f"{app / 'requirements.txt'}:2: no-such-package==1.0" in result.err
+        assert not (app / "pylock.toml").exists()
+
+    def test_unknown_version_is_a_clear_error(self, tmp_path, wheels, local_index):
+        """A version the index does not have fails the lock and keeps the old lock intact."""
+        index = local_index(wheels)
+        app = make_app(tmp_path / "app", "alpha==1.0\n")
+        build(app, tmp_path / "store", index.url)
+        before = (app / "pylock.toml").read_text()
+        (app / "requirements.txt").write_text("alpha==9.9\n")
+        result = cli("build", app, "--store", tmp_path / "store", "--index-url", index.url,
+                     "--platform", PLATFORM)
+        assert result.code == 1
+        assert "alpha==9.9" in result.err
+        assert (app / "pylock.toml").read_text() == before
+
+    def test_hash_mismatch_is_refused_and_nothing_is_stored(self, tmp_path, wheels, local_index):
+        """A wheel changed on the index after locking is refused; the store gains no blob."""
+        index = local_index(wheels)
+        app = make_app(tmp_path / "app", "alpha==1.0\n")
+        cli("lock", app, "--index-url", index.url, "--platform", PLATFORM)
+        # Replace the served file with different bytes under the same name.
+        make_wheel(tmp_path / "evil", "alpha", "1.0", files={"alpha/__init__.py": "EVIL = 1\n"})
+        (wheels / "alpha-1.0-py3-none-any.whl").write_bytes(
+            (tmp_path / "evil" / "alpha-1.0-py3-none-any.whl").read_bytes())
+        result = cli("build", app, "--store", tmp_path / "store", "--index-url", index.url,
+                     "--platform", PLATFORM)
+        assert result.code == 1
+        assert "alpha 1.0 (alpha-1.0-py3-none-any.whl): sha256 is" in result.err
+        store = tmp_path / "store"
+        assert list((store / "blobs").rglob("*.whl")) == []
+        assert [p for p in (store / "blobs").rglob("*") if p.is_file()] == []
+        assert list((store / "tmp").iterdir()) == []
+        assert not (store / "wheelhouses").exists()
+
+
+class TestConcurrentBuilds:
+    def test_two_builds_at_once_on_one_store_both_succeed(self, tmp_path, wheels, local_index):
+        """Two processes building the same app into one store both finish with the same key."""
+        index = local_index(wheels)
+        app = make_app(tmp_path / "app", "alpha==2.0\nbeta==1.0\n")
+        cli("lock", app, "--index-url", index.url, "--platform", PLATFORM)
+        store = tmp_path / "store"
+        cmd = [sys.executable, "-m", "wheelbarrow", "build", str(app), "--store", str(store),
+               "--index-url", index.url, "--platform", PLATFORM, "--json"]
+        procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for _ in range(2)]
+        outs = [p.communicate(timeout=120) for p in procs]
+        assert [p.returncode for p in procs] == [0, 0], [e for _, e in outs]
+        keys = {json.loads(o)["key"] for o, _ in outs}
+        assert len(keys) == 1
+        house = Store(store).wheelhouse(keys.pop())
+        assert sorted(p.name for p in house.glob("*.whl")) == [
+            "alpha-2.0-py3-none-any.whl", "beta-1.0-py3-none-any.whl"]
+        assert list((store / "tmp").iterdir()) == []
