@@ -198,7 +198,11 @@ def _install_wheels(wheels: Sequence[Path], root: Path, site: Path, *, final_roo
                 warnings.filterwarnings("ignore", "Skip installing .*__pycache__", RuntimeWarning)
                 install(source, destination, {"INSTALLER": b"wheelbarrow\n"})
         except Exception as exc:
-            raise InstallError(f"{wheel.name}: cannot be installed: {exc}") from exc
+            raise InstallError(
+                f"{wheel.name}: cannot be installed: {type(exc).__name__}: {exc}",
+                hint="the wheel is malformed (RECORD, entry_points.txt or paths): "
+                "report it to its maintainers, or pin another version",
+            ) from exc
 
     # Unpacking is zlib and file writes, which release the GIL.
     with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 2) * 2)) as pool:

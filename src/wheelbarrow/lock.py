@@ -38,24 +38,39 @@ class LockRequest:
         """A hash of the normalised inputs: equal digests give the same lock.
 
         Comments, blank lines and line order do not count, so reformatting a
-        requirements file does not invalidate its lock.
+        requirements file does not invalidate its lock. Index options from the
+        command line are kept apart (see :attr:`index_digest`) so that commands
+        which take none, like ``install``, can check the lock.
         """
         reqs = self.requirements
-        data = {
+        return _digest({
             "requirements": sorted(_line_key(r) for r in reqs.requirements),
             "constraints": sorted(_line_key(r) for r in reqs.constraints),
-            "index": {
-                "index_url": self.index.index_url,
-                "extra_index_urls": list(self.index.extra_index_urls),
-                "find_links": list(self.index.find_links),
-                "no_index": self.index.no_index,
-            },
+            "index": _index_dict(reqs.index),
             "pre": reqs.pre,
             "only_binary": sorted(reqs.only_binary),
             "target": self.target.as_dict(),
-        }
-        blob = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
-        return "sha256:" + hashlib.sha256(blob).hexdigest()
+        })
+
+    @property
+    def index_digest(self) -> str:
+        """A hash of the effective index options; recorded instead of the URLs,
+        which may hold credentials."""
+        return _digest(_index_dict(self.index))
+
+
+def _digest(data: object) -> str:
+    blob = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
+    return "sha256:" + hashlib.sha256(blob).hexdigest()
+
+
+def _index_dict(index: IndexOptions) -> dict[str, object]:
+    return {
+        "index_url": index.index_url,
+        "extra_index_urls": list(index.extra_index_urls),
+        "find_links": list(index.find_links),
+        "no_index": index.no_index,
+    }
 
 
 def _line_key(line: RequirementLine) -> str:
@@ -143,6 +158,7 @@ def _tool_table(request: LockRequest) -> str:
     return (
         f"[{TOOL_TABLE}]\n"
         f'inputs = "{request.digest}"\n'
+        f'index = "{request.index_digest}"\n'
         f'python = "{target["python"]}"\n'
         f'platform = "{target["platform"]}"\n'
     )

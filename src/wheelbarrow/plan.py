@@ -113,7 +113,12 @@ def make_plan(
             reporter.message("info", f"using {app.lock_path.name} as given "
                              "(it was not written by wheelbarrow)")
             current = existing
-        elif existing is not None and existing.inputs == request.digest and not force_lock:
+        elif (
+            existing is not None
+            and existing.inputs == request.digest
+            and (not options.index.given or existing.tool.get("index") == request.index_digest)
+            and not force_lock
+        ):
             current = existing
         else:
             if existing is None:

@@ -146,6 +146,11 @@ class IndexOptions:
     no_index: bool = False
     trusted_hosts: tuple[str, ...] = ()
 
+    @property
+    def given(self) -> bool:
+        """Whether any option is set (an all-default value means "not given")."""
+        return self != IndexOptions()
+
     def overridden_by(self, other: IndexOptions) -> IndexOptions:
         """Combine with ``other`` (the command line): its index URL wins, lists are appended."""
         return IndexOptions(

@@ -1,0 +1,194 @@
+"""`wheelbarrow install`: environments built once per wheelhouse, then cloned offline."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from support import make_wheel
+from support.apps import PLATFORM, cli, make_app
+
+from wheelbarrow.environment import Interpreter, _link_tree, clone_env, find_interpreter
+from wheelbarrow.errors import InstallError, TargetError
+from wheelbarrow.runner import run_subprocess
+from wheelbarrow.target import PythonVersion
+
+
+@pytest.fixture
+def built_app(tmp_path: Path, local_index) -> tuple[Path, Path]:
+    """An app whose wheelhouse is built: (app dir, store dir)."""
+    d = tmp_path / "dists"
+    make_wheel(d, "alpha", "1.0", files={"alpha/__init__.py": "VALUE = 41 + 1\n"})
+    make_wheel(d, "tool", "2.0", requires=["alpha"],
+               files={"tool/__init__.py": "def main():\n    print('tool ran')\n"},
+               entry_points={"tool": "tool:main"})
+    index = local_index(d)
+    app = make_app(tmp_path / "app", "tool==2.0\n")
+    store = tmp_path / "store"
+    result = cli("build", app, "--store", store, "--index-url", index.url, "--platform", PLATFORM)
+    assert result.code == 0, result.err
+    index.requests.clear()
+    return app, store
+
+
+def install(app: Path, store: Path, into: Path, *extra: str) -> dict[str, object]:
+    result = cli("install", app, "--store", store, "--into", into, "--json", *extra)
+    assert result.code == 0, result.err
+    report: dict[str, object] = result.json()
+    return report
+
+
+class TestInstall:
+    def test_environment_runs_the_installed_packages(self, tmp_path, built_app):
+        """The new environment imports the wheels and runs their console scripts."""
+        app, store = built_app
+        into = tmp_path / "env"
+        report = install(app, store, into)
+        assert report["status"] == "built-and-cloned"
+        out = subprocess.run([into / "bin" / "python", "-c", "import alpha; print(alpha.VALUE)"],
+                             capture_output=True, text=True, check=True).stdout
+        assert out.strip() == "42"
+        tool = subprocess.run([into / "bin" / "tool"], capture_output=True, text=True, check=True)
+        assert tool.stdout.strip() == "tool ran"
+        assert (into / "bin" / "tool").read_text().startswith(f"#!{into}/bin/python")
+
+    def test_environment_carries_bytecode(self, tmp_path, built_app):
+        """Every installed module has a compiled .pyc next to it."""
+        app, store = built_app
+        into = tmp_path / "env"
+        install(app, store, into)
+        site = next(into.glob("lib/python*/site-packages"))
+        sources = sorted(site.rglob("*.py"))
+        assert sources
+        for source in sources:
+            assert list((source.parent / "__pycache__").glob(f"{source.stem}.*.pyc")), source
+
+    def test_second_install_clones_the_stored_environment(self, tmp_path, built_app):
+        """A second directory is cloned from the store by hard links, not installed again."""
+        app, store = built_app
+        install(app, store, tmp_path / "one")
+        report = install(app, store, tmp_path / "two")
+        assert report["status"] == "cloned"
+        site_one = next((tmp_path / "one").glob("lib/python*/site-packages"))
+        site_two = next((tmp_path / "two").glob("lib/python*/site-packages"))
+        a = (site_one / "alpha" / "__init__.py").stat()
+        b = (site_two / "alpha" / "__init__.py").stat()
+        assert a.st_ino == b.st_ino
+        assert (tmp_path / "two" / "bin" / "tool").read_text().startswith(
+            f"#!{tmp_path / 'two'}/bin/python")
+        # The scripts are rewritten copies: the first environment's stay intact.
+        assert (tmp_path / "one" / "bin" / "tool").read_text().startswith(
+            f"#!{tmp_path / 'one'}/bin/python")
+
+    def test_copy_mode_shares_nothing_with_the_store(self, tmp_path, built_app):
+        """--link-mode copy gives files of their own."""
+        app, store = built_app
+        install(app, store, tmp_path / "one")
+        install(app, store, tmp_path / "two", "--link-mode", "copy")
+        site_one = next((tmp_path / "one").glob("lib/python*/site-packages"))
+        site_two = next((tmp_path / "two").glob("lib/python*/site-packages"))
+        assert (site_one / "alpha" / "__init__.py").stat().st_ino != (
+            site_two / "alpha" / "__init__.py").stat().st_ino
+
+    def test_reinstall_into_the_same_directory_is_a_no_op(self, tmp_path, built_app):
+        """Installing the same wheelhouse into the same directory changes nothing."""
+        app, store = built_app
+        into = tmp_path / "env"
+        install(app, store, into)
+        before = (into / "bin" / "tool").stat().st_ino
+        report = install(app, store, into)
+        assert report["status"] == "up-to-date"
+        assert (into / "bin" / "tool").stat().st_ino == before
+
+    def test_changed_requirements_replace_the_environment(self, tmp_path, local_index):
+        """After a rebuild, installing into the same directory swaps in the new environment."""
+        d = tmp_path / "dists"
+        make_wheel(d, "alpha", "1.0")
+        make_wheel(d, "alpha", "2.0")
+        index = local_index(d)
+        app = make_app(tmp_path / "app", "alpha==1.0\n")
+        store = tmp_path / "store"
+        into = tmp_path / "env"
+        args = ("--store", store, "--index-url", index.url, "--platform", PLATFORM)
+        assert cli("build", app, *args).code == 0
+        install(app, store, into)
+        (app / "requirements.txt").write_text("alpha==2.0\n")
+        assert cli("build", app, *args).code == 0
+        install(app, store, into)
+        out = subprocess.run([into / "bin" / "python", "-c", "import alpha; print(alpha.__version__)"],
+                             capture_output=True, text=True, check=True).stdout
+        assert out.strip() == "2.0"
+        assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".env")] == []
+
+
+class TestInstallErrors:
+    def test_install_before_build_says_to_build(self, tmp_path, local_index):
+        """Without a wheelhouse, install fails and tells the user to build first."""
+        d = tmp_path / "dists"
+        make_wheel(d, "alpha", "1.0")
+        index = local_index(d)
+        app = make_app(tmp_path / "app", "alpha\n")
+        assert cli("lock", app, "--index-url", index.url, "--platform", PLATFORM).code == 0
+        result = cli("install", app, "--store", tmp_path / "store", "--into", tmp_path / "env")
+        assert result.code == 1
+        assert "no wheelhouse for" in result.err
+        assert "run `wheelbarrow build" in result.err
+        assert not (tmp_path / "env").exists()
+
+    def test_stale_lock_is_refused_offline(self, tmp_path, built_app):
+        """Install does not relock: requirements edited since the build are an error."""
+        app, store = built_app
+        (app / "requirements.txt").write_text("tool==2.0\nalpha==1.0\n")
+        result = cli("install", app, "--store", store, "--into", tmp_path / "env")
+        assert result.code == 2
+        assert "pylock.toml: out of date" in result.err
+
+    def test_foreign_directory_is_not_overwritten(self, tmp_path, built_app):
+        """A non-empty directory that wheelbarrow did not make is left alone."""
+        app, store = built_app
+        into = tmp_path / "mine"
+        into.mkdir()
+        (into / "precious.txt").write_text("keep me")
+        result = cli("install", app, "--store", store, "--into", into)
+        assert result.code == 1
+        assert "is not an environment made by wheelbarrow" in result.err
+        assert (into / "precious.txt").read_text() == "keep me"
+
+    def test_missing_interpreter_for_the_target_is_named(self):
+        """A target Python with no interpreter on PATH is a clear error naming the version."""
+        running = Interpreter(executable=Path(sys.executable), version="3.11.7")
+        with pytest.raises(TargetError, match=r"no Python 3\.9 interpreter found on PATH"):
+            find_interpreter(PythonVersion.parse("3.9"), explicit=None, running=running,
+                             which=lambda name: None, runner=run_subprocess)
+
+    def test_interpreter_of_the_wrong_version_is_refused(self):
+        """--python-executable must match the target's version."""
+        running = Interpreter(executable=Path(sys.executable), version="3.11.7")
+        with pytest.raises(TargetError, match="the target is 3.9"):
+            find_interpreter(PythonVersion.parse("3.9"), explicit=Path(sys.executable),
+                             running=running, which=lambda name: None, runner=run_subprocess)
+
+
+class TestLinkTree:
+    def test_symlinks_are_copied_as_links(self, tmp_path):
+        """Symlinks (lib64 -> lib, bin/python) stay symlinks in the clone."""
+        src = tmp_path / "src"
+        (src / "lib").mkdir(parents=True)
+        (src / "lib" / "f").write_text("x")
+        os.symlink("lib", src / "lib64")
+        os.symlink("lib/f", src / "f-link")
+        _link_tree(src, tmp_path / "dst", hardlink=True)
+        assert os.readlink(tmp_path / "dst" / "lib64") == "lib"
+        assert os.readlink(tmp_path / "dst" / "f-link") == "lib/f"
+        assert (tmp_path / "dst" / "lib" / "f").stat().st_ino == (src / "lib" / "f").stat().st_ino
+
+    def test_clone_refuses_a_foreign_directory(self, tmp_path):
+        """clone_env raises instead of replacing a directory it did not make."""
+        (tmp_path / "src").mkdir()
+        (tmp_path / "dst").mkdir()
+        (tmp_path / "dst" / "x").write_text("x")
+        with pytest.raises(InstallError):
+            clone_env(tmp_path / "src", tmp_path / "dst")
