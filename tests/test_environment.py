@@ -103,6 +103,19 @@ class TestInstall:
         assert report["status"] == "up-to-date"
         assert (into / "bin" / "tool").stat().st_ino == before
 
+    def test_install_sends_no_request_to_the_index(self, tmp_path, local_index):
+        """Install reads only the store: the index that served the build sees nothing."""
+        d = tmp_path / "dists"
+        make_wheel(d, "alpha", "1.0")
+        index = local_index(d)
+        app = make_app(tmp_path / "app", "alpha\n")
+        store = tmp_path / "store"
+        assert cli("build", app, "--store", store, "--index-url", index.url,
+                   "--platform", PLATFORM).code == 0
+        index.requests.clear()
+        install(app, store, tmp_path / "env")
+        assert index.requests == []
+
     def test_changed_requirements_replace_the_environment(self, tmp_path, local_index):
         """After a rebuild, installing into the same directory swaps in the new environment."""
         d = tmp_path / "dists"

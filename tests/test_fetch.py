@@ -1,0 +1,167 @@
+"""Fetching: parallel, hash-checked while streaming, nothing partial left in the store."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from packaging.utils import canonicalize_name
+
+from wheelbarrow.errors import FetchError, HashMismatchError
+from wheelbarrow.fetch import Fetcher
+from wheelbarrow.lockfile import Artefact
+from wheelbarrow.report import RecordingReporter
+from wheelbarrow.store import Store
+
+PAYLOAD = b"wheel bytes " * 50_000  # 600 kB: several chunks
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """Serves PAYLOAD; /half sends half then drops; /flaky fails twice with 503 first."""
+
+    protocol_version = "HTTP/1.1"
+    hits: dict[str, int] = {}
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        hits = type(self).hits
+        hits[self.path] = hits.get(self.path, 0) + 1
+        if self.path == "/flaky" and hits[self.path] <= 2:
+            self.send_response(503)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        if self.path == "/missing":
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(PAYLOAD)))
+        self.end_headers()
+        if self.path.startswith("/half"):
+            self.wfile.write(PAYLOAD[: len(PAYLOAD) // 2])
+            self.wfile.flush()
+            self.close_connection = True
+            return
+        self.wfile.write(PAYLOAD)
+
+
+@pytest.fixture
+def server() -> Iterator[str]:
+    """A server on 127.0.0.1 with misbehaving paths."""
+    _Handler.hits = {}
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05},
+                              daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def artefact(url: str, *, sha256: str | None = None, name: str = "demo") -> Artefact:
+    return Artefact(name=canonicalize_name(name), version="1.0", filename=f"{name}-1.0-py3-none-any.whl",
+                    url=url, path=None, sha256=sha256 or hashlib.sha256(PAYLOAD).hexdigest(),
+                    size=None)
+
+
+def store_files(store: Store) -> list[Path]:
+    return [p for p in store.root.rglob("*") if p.is_file() and "locks" not in p.parts]
+
+
+class TestFetch:
+    def test_downloads_land_in_the_store_under_their_hash(self, tmp_path, server):
+        """A fetched file is stored read-only under blobs/sha256/ and reported."""
+        store = Store(tmp_path / "store")
+        reporter = RecordingReporter()
+        a = artefact(f"{server}/ok")
+        done = Fetcher(backoff=0).fetch([a], store, reporter)
+        assert [f.nbytes for f in done] == [len(PAYLOAD)]
+        assert store.blob(a.sha256).read_bytes() == PAYLOAD
+        assert store.blob(a.sha256).stat().st_mode & 0o222 == 0
+        assert reporter.files_done == [a.filename]
+        assert reporter.bytes_done == len(PAYLOAD)
+
+    def test_parallel_downloads_all_arrive(self, tmp_path, server):
+        """Several files fetched at once each end up in the store."""
+        store = Store(tmp_path / "store")
+        payloads = [artefact(f"{server}/ok?{i}", name=f"p{i}") for i in range(6)]
+        Fetcher(workers=3, backoff=0).fetch(payloads, store, RecordingReporter())
+        assert store.has(payloads[0].sha256)
+        assert len(store_files(store)) == 1  # same content: one blob
+
+    def test_hash_mismatch_is_refused_and_nothing_is_written(self, tmp_path, server):
+        """Bytes that do not hash to the lock's value never enter the store."""
+        store = Store(tmp_path / "store")
+        a = artefact(f"{server}/ok", sha256="0" * 64)
+        with pytest.raises(HashMismatchError, match="the lock says 0000"):
+            Fetcher(backoff=0).fetch([a], store, RecordingReporter())
+        assert store_files(store) == []
+
+    def test_interrupted_download_leaves_no_partial_file(self, tmp_path, server):
+        """A connection dropped midway fails after retries and leaves nothing behind."""
+        store = Store(tmp_path / "store")
+        a = artefact(f"{server}/half")
+        with pytest.raises(FetchError, match="after 3 attempt"):
+            Fetcher(retries=2, backoff=0).fetch([a], store, RecordingReporter())
+        assert store_files(store) == []
+        assert _Handler.hits["/half"] == 3
+
+    def test_transient_errors_are_retried(self, tmp_path, server):
+        """Two 503 answers and then a good one still give the file."""
+        store = Store(tmp_path / "store")
+        a = artefact(f"{server}/flaky")
+        Fetcher(retries=3, backoff=0).fetch([a], store, RecordingReporter())
+        assert store.has(a.sha256)
+        assert _Handler.hits["/flaky"] == 3
+
+    def test_all_failures_are_reported_together(self, tmp_path, server):
+        """One failing file does not hide another; good files still land."""
+        store = Store(tmp_path / "store")
+        good = artefact(f"{server}/ok", name="good")
+        bad1 = artefact(f"{server}/missing", name="bad1")
+        bad2 = artefact(f"{server}/ok", name="bad2", sha256="1" * 64)
+        with pytest.raises(FetchError) as info:
+            Fetcher(backoff=0).fetch([good, bad1, bad2], store, RecordingReporter())
+        assert "bad1 1.0: GET" in info.value.message and "HTTP 404" in info.value.message
+        assert "bad2 1.0" in info.value.message
+        assert store.has(good.sha256)
+
+    def test_local_path_artefacts_are_copied(self, tmp_path):
+        """A lock entry with a path (not a URL) is read from disk and checked the same way."""
+        src = tmp_path / "demo-1.0-py3-none-any.whl"
+        src.write_bytes(PAYLOAD)
+        a = Artefact(name=canonicalize_name("demo"), version="1.0", filename=src.name, url=None,
+                     path=src, sha256=hashlib.sha256(PAYLOAD).hexdigest(), size=len(PAYLOAD))
+        store = Store(tmp_path / "store")
+        Fetcher().fetch([a], store, RecordingReporter())
+        assert store.blob(a.sha256).read_bytes() == PAYLOAD
+
+
+class TestStore:
+    def test_writer_interrupted_midway_leaves_nothing(self, tmp_path):
+        """An exception inside the writer removes its scratch file."""
+        store = Store(tmp_path / "store")
+        with pytest.raises(KeyboardInterrupt), store.writer(sha256="a" * 64, size=None, label="x") as w:
+            w.write(b"partial")
+            raise KeyboardInterrupt
+        assert store_files(store) == []
+
+    def test_stale_scratch_files_are_cleaned(self, tmp_path):
+        """Scratch files older than a day (a killed process) are removed; fresh ones stay."""
+        store = Store(tmp_path / "store")
+        old = store.tmp_dir() / "blob-old"
+        old.write_bytes(b"x")
+        fresh = store.tmp_dir() / "blob-fresh"
+        fresh.write_bytes(b"x")
+        import os
+        os.utime(old, (1, 1))
+        assert store.clean_stale_tmp() == 1
+        assert not old.exists() and fresh.exists()
