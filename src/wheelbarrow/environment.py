@@ -192,10 +192,7 @@ def _install_wheels(wheels: Sequence[Path], root: Path, site: Path, *, final_roo
 
     def one(wheel: Path) -> None:
         try:
-            with WheelFile.open(wheel) as source, warnings.catch_warnings():
-                # installer skips __pycache__ entries shipped in wheels (numpy has
-                # some) and warns; we compile our own bytecode anyway.
-                warnings.filterwarnings("ignore", "Skip installing .*__pycache__", RuntimeWarning)
+            with WheelFile.open(wheel) as source:
                 install(source, destination, {"INSTALLER": b"wheelbarrow\n"})
         except Exception as exc:
             raise InstallError(
@@ -204,9 +201,14 @@ def _install_wheels(wheels: Sequence[Path], root: Path, site: Path, *, final_roo
                 "report it to its maintainers, or pin another version",
             ) from exc
 
-    # Unpacking is zlib and file writes, which release the GIL.
-    with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 2) * 2)) as pool:
-        list(pool.map(one, wheels))
+    # Unpacking is zlib and file writes, which release the GIL. installer skips
+    # __pycache__ entries shipped in wheels (numpy has some) and warns; we compile
+    # our own bytecode anyway. The filter is set once, outside the threads, as
+    # catch_warnings is not thread-safe.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Skip installing .*__pycache__", RuntimeWarning)
+        with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 2) * 2)) as pool:
+            list(pool.map(one, wheels))
 
 
 def _relocate(root: Path, *, old: str, new: str) -> None:
