@@ -50,11 +50,17 @@ def post(url: str, payload: object) -> tuple[int, object]:
 
 def start(app: Path, env: Path, port: int) -> subprocess.Popen[bytes]:
     """Run the web process with the environment on PATH, bound to 127.0.0.1."""
-    environ = dict(os.environ, PORT=str(port), BIND_ADDRESS="127.0.0.1", WEB_CONCURRENCY="1",
-                   PATH=f"{env / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}")
+    environ = dict(
+        os.environ,
+        PORT=str(port),
+        BIND_ADDRESS="127.0.0.1",
+        WEB_CONCURRENCY="1",
+        PATH=f"{env / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
+    )
     environ.pop("PYTHONPATH", None)
-    return subprocess.Popen(["sh", "-c", "exec " + web_command(app)], cwd=app, env=environ,
-                            start_new_session=True)
+    return subprocess.Popen(
+        ["sh", "-c", "exec " + web_command(app)], cwd=app, env=environ, start_new_session=True
+    )
 
 
 def wait_until_up(port: int, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:

@@ -28,8 +28,18 @@ def wheels(tmp_path: Path) -> Path:
 
 
 def build(app: Path, store: Path, index_url: str, *extra: str) -> dict[str, object]:
-    result = cli("build", app, "--store", store, "--index-url", index_url,
-                 "--platform", PLATFORM, "--json", *extra)
+    result = cli(
+        "build",
+        app,
+        "--store",
+        store,
+        "--index-url",
+        index_url,
+        "--platform",
+        PLATFORM,
+        "--json",
+        *extra,
+    )
     assert result.code == 0, result.err
     report: dict[str, object] = result.json()
     return report
@@ -42,7 +52,10 @@ class TestBuild:
         app = make_app(tmp_path / "app", "beta==1.0\n")
         report = build(app, tmp_path / "store", index.url)
         assert report["status"] == "built"
-        assert sorted(report["fetched"]) == ["alpha-2.0-py3-none-any.whl", "beta-1.0-py3-none-any.whl"]
+        assert sorted(report["fetched"]) == [
+            "alpha-2.0-py3-none-any.whl",
+            "beta-1.0-py3-none-any.whl",
+        ]
         # uv, while locking, may read the same wheels for their metadata.
         assert set(index.downloads) == set(report["fetched"])
         house = Path(report["wheelhouse"])
@@ -68,8 +81,16 @@ class TestBuild:
         index = local_index(wheels)
         app = make_app(tmp_path / "app", "alpha\n")
         build(app, tmp_path / "store", index.url)
-        result = cli("build", app, "--store", tmp_path / "store", "--index-url", index.url,
-                     "--platform", PLATFORM)
+        result = cli(
+            "build",
+            app,
+            "--store",
+            tmp_path / "store",
+            "--index-url",
+            index.url,
+            "--platform",
+            PLATFORM,
+        )
         assert result.code == 0
         assert "is up to date (1 packages): nothing to do" in result.out
 
@@ -107,7 +128,7 @@ class TestBuild:
         assert report["fetched"] == [f"gamma-0.5-cp311-cp311-{PLATFORM}.whl"]
 
     def test_the_wheelhouse_serves_pip_as_a_find_links_dir(self, tmp_path, wheels, local_index):
-        """The laid-out wheelhouse installs offline with pip --no-index -f, like the seed's /wheelhouse."""
+        """The wheelhouse installs offline with pip --no-index -f, like the seed's /wheelhouse."""
         index = local_index(wheels)
         app = make_app(tmp_path / "app", "beta==1.0\n")
         report = build(app, tmp_path / "store", index.url, "--output", str(tmp_path / "wh"))
@@ -115,9 +136,23 @@ class TestBuild:
         env["PIP_CONFIG_FILE"] = os.devnull
         target = tmp_path / "site"
         subprocess.run(
-            [sys.executable, "-m", "pip", "install", "--no-index", "-f", str(tmp_path / "wh"),
-             "--target", str(target), "--no-cache-dir", "--disable-pip-version-check", "beta"],
-            check=True, env=env, capture_output=True,
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "install",
+                "--no-index",
+                "-f",
+                str(tmp_path / "wh"),
+                "--target",
+                str(target),
+                "--no-cache-dir",
+                "--disable-pip-version-check",
+                "beta",
+            ],
+            check=True,
+            env=env,
+            capture_output=True,
         )
         assert (target / "alpha" / "__init__.py").read_text().strip() == '__version__ = "2.0"'
         assert report["status"] == "built"
@@ -133,8 +168,16 @@ class TestBuildErrors:
         make_wheel(d, "fine", "1.0")
         index = local_index(d)
         app = make_app(tmp_path / "app", "onlysdist\nmacwheel\nfine\n")
-        result = cli("build", app, "--store", tmp_path / "store", "--index-url", index.url,
-                     "--platform", PLATFORM)
+        result = cli(
+            "build",
+            app,
+            "--store",
+            tmp_path / "store",
+            "--index-url",
+            index.url,
+            "--platform",
+            PLATFORM,
+        )
         assert result.code == 1
         assert "2 package(s) have no compatible wheel for CPython" in result.err
         # uv leaves wheels for other platforms out of the lock: only the sdist remains.
@@ -153,8 +196,16 @@ class TestBuildErrors:
         """A name the index does not have fails the lock, naming the package and its line."""
         index = local_index(wheels)
         app = make_app(tmp_path / "app", "alpha\nno-such-package==1.0\n")
-        result = cli("build", app, "--store", tmp_path / "store", "--index-url", index.url,
-                     "--platform", PLATFORM)
+        result = cli(
+            "build",
+            app,
+            "--store",
+            tmp_path / "store",
+            "--index-url",
+            index.url,
+            "--platform",
+            PLATFORM,
+        )
         assert result.code == 1
         assert "could not lock the requirements" in result.err
         assert "no-such-package" in result.err
@@ -168,8 +219,16 @@ class TestBuildErrors:
         build(app, tmp_path / "store", index.url)
         before = (app / "pylock.toml").read_text()
         (app / "requirements.txt").write_text("alpha==9.9\n")
-        result = cli("build", app, "--store", tmp_path / "store", "--index-url", index.url,
-                     "--platform", PLATFORM)
+        result = cli(
+            "build",
+            app,
+            "--store",
+            tmp_path / "store",
+            "--index-url",
+            index.url,
+            "--platform",
+            PLATFORM,
+        )
         assert result.code == 1
         assert "alpha==9.9" in result.err
         assert (app / "pylock.toml").read_text() == before
@@ -182,9 +241,18 @@ class TestBuildErrors:
         # Replace the served file with different bytes under the same name.
         make_wheel(tmp_path / "evil", "alpha", "1.0", files={"alpha/__init__.py": "EVIL = 1\n"})
         (wheels / "alpha-1.0-py3-none-any.whl").write_bytes(
-            (tmp_path / "evil" / "alpha-1.0-py3-none-any.whl").read_bytes())
-        result = cli("build", app, "--store", tmp_path / "store", "--index-url", index.url,
-                     "--platform", PLATFORM)
+            (tmp_path / "evil" / "alpha-1.0-py3-none-any.whl").read_bytes()
+        )
+        result = cli(
+            "build",
+            app,
+            "--store",
+            tmp_path / "store",
+            "--index-url",
+            index.url,
+            "--platform",
+            PLATFORM,
+        )
         assert result.code == 1
         assert "alpha 1.0 (alpha-1.0-py3-none-any.whl): sha256 is" in result.err
         store = tmp_path / "store"
@@ -201,15 +269,31 @@ class TestConcurrentBuilds:
         app = make_app(tmp_path / "app", "alpha==2.0\nbeta==1.0\n")
         cli("lock", app, "--index-url", index.url, "--platform", PLATFORM)
         store = tmp_path / "store"
-        cmd = [sys.executable, "-m", "wheelbarrow", "build", str(app), "--store", str(store),
-               "--index-url", index.url, "--platform", PLATFORM, "--json"]
-        procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-                 for _ in range(2)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "wheelbarrow",
+            "build",
+            str(app),
+            "--store",
+            str(store),
+            "--index-url",
+            index.url,
+            "--platform",
+            PLATFORM,
+            "--json",
+        ]
+        procs = [
+            subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for _ in range(2)
+        ]
         outs = [p.communicate(timeout=120) for p in procs]
         assert [p.returncode for p in procs] == [0, 0], [e for _, e in outs]
         keys = {json.loads(o)["key"] for o, _ in outs}
         assert len(keys) == 1
         house = Store(store).wheelhouse(keys.pop())
         assert sorted(p.name for p in house.glob("*.whl")) == [
-            "alpha-2.0-py3-none-any.whl", "beta-1.0-py3-none-any.whl"]
+            "alpha-2.0-py3-none-any.whl",
+            "beta-1.0-py3-none-any.whl",
+        ]
         assert list((store / "tmp").iterdir()) == []

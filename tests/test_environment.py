@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -22,9 +21,14 @@ def built_app(tmp_path: Path, local_index) -> tuple[Path, Path]:
     """An app whose wheelhouse is built: (app dir, store dir)."""
     d = tmp_path / "dists"
     make_wheel(d, "alpha", "1.0", files={"alpha/__init__.py": "VALUE = 41 + 1\n"})
-    make_wheel(d, "tool", "2.0", requires=["alpha"],
-               files={"tool/__init__.py": "def main():\n    print('tool ran')\n"},
-               entry_points={"tool": "tool:main"})
+    make_wheel(
+        d,
+        "tool",
+        "2.0",
+        requires=["alpha"],
+        files={"tool/__init__.py": "def main():\n    print('tool ran')\n"},
+        entry_points={"tool": "tool:main"},
+    )
     index = local_index(d)
     app = make_app(tmp_path / "app", "tool==2.0\n")
     store = tmp_path / "store"
@@ -48,8 +52,12 @@ class TestInstall:
         into = tmp_path / "env"
         report = install(app, store, into)
         assert report["status"] == "built-and-cloned"
-        out = subprocess.run([into / "bin" / "python", "-c", "import alpha; print(alpha.VALUE)"],
-                             capture_output=True, text=True, check=True).stdout
+        out = subprocess.run(
+            [into / "bin" / "python", "-c", "import alpha; print(alpha.VALUE)"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
         assert out.strip() == "42"
         tool = subprocess.run([into / "bin" / "tool"], capture_output=True, text=True, check=True)
         assert tool.stdout.strip() == "tool ran"
@@ -77,11 +85,17 @@ class TestInstall:
         a = (site_one / "alpha" / "__init__.py").stat()
         b = (site_two / "alpha" / "__init__.py").stat()
         assert a.st_ino == b.st_ino
-        assert (tmp_path / "two" / "bin" / "tool").read_text().startswith(
-            f"#!{tmp_path / 'two'}/bin/python")
+        assert (
+            (tmp_path / "two" / "bin" / "tool")
+            .read_text()
+            .startswith(f"#!{tmp_path / 'two'}/bin/python")
+        )
         # The scripts are rewritten copies: the first environment's stay intact.
-        assert (tmp_path / "one" / "bin" / "tool").read_text().startswith(
-            f"#!{tmp_path / 'one'}/bin/python")
+        assert (
+            (tmp_path / "one" / "bin" / "tool")
+            .read_text()
+            .startswith(f"#!{tmp_path / 'one'}/bin/python")
+        )
 
     def test_copy_mode_shares_nothing_with_the_store(self, tmp_path, built_app):
         """--link-mode copy gives files of their own."""
@@ -91,7 +105,8 @@ class TestInstall:
         site_one = next((tmp_path / "one").glob("lib/python*/site-packages"))
         site_two = next((tmp_path / "two").glob("lib/python*/site-packages"))
         assert (site_one / "alpha" / "__init__.py").stat().st_ino != (
-            site_two / "alpha" / "__init__.py").stat().st_ino
+            site_two / "alpha" / "__init__.py"
+        ).stat().st_ino
 
     def test_reinstall_into_the_same_directory_is_a_no_op(self, tmp_path, built_app):
         """Installing the same wheelhouse into the same directory changes nothing."""
@@ -110,8 +125,12 @@ class TestInstall:
         index = local_index(d)
         app = make_app(tmp_path / "app", "alpha\n")
         store = tmp_path / "store"
-        assert cli("build", app, "--store", store, "--index-url", index.url,
-                   "--platform", PLATFORM).code == 0
+        assert (
+            cli(
+                "build", app, "--store", store, "--index-url", index.url, "--platform", PLATFORM
+            ).code
+            == 0
+        )
         index.requests.clear()
         install(app, store, tmp_path / "env")
         assert index.requests == []
@@ -131,8 +150,12 @@ class TestInstall:
         (app / "requirements.txt").write_text("alpha==2.0\n")
         assert cli("build", app, *args).code == 0
         install(app, store, into)
-        out = subprocess.run([into / "bin" / "python", "-c", "import alpha; print(alpha.__version__)"],
-                             capture_output=True, text=True, check=True).stdout
+        out = subprocess.run(
+            [into / "bin" / "python", "-c", "import alpha; print(alpha.__version__)"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
         assert out.strip() == "2.0"
         assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".env")] == []
 
@@ -174,15 +197,25 @@ class TestInstallErrors:
         """A target Python with no interpreter on PATH is a clear error naming the version."""
         running = Interpreter(executable=Path(sys.executable), version="3.11.7")
         with pytest.raises(TargetError, match=r"no Python 3\.9 interpreter found on PATH"):
-            find_interpreter(PythonVersion.parse("3.9"), explicit=None, running=running,
-                             which=lambda name: None, runner=run_subprocess)
+            find_interpreter(
+                PythonVersion.parse("3.9"),
+                explicit=None,
+                running=running,
+                which=lambda name: None,
+                runner=run_subprocess,
+            )
 
     def test_interpreter_of_the_wrong_version_is_refused(self):
         """--python-executable must match the target's version."""
         running = Interpreter(executable=Path(sys.executable), version="3.11.7")
-        with pytest.raises(TargetError, match="the target is 3.9"):
-            find_interpreter(PythonVersion.parse("3.9"), explicit=Path(sys.executable),
-                             running=running, which=lambda name: None, runner=run_subprocess)
+        with pytest.raises(TargetError, match=r"the target is 3\.9"):
+            find_interpreter(
+                PythonVersion.parse("3.9"),
+                explicit=Path(sys.executable),
+                running=running,
+                which=lambda name: None,
+                runner=run_subprocess,
+            )
 
 
 class TestLinkTree:
@@ -191,11 +224,11 @@ class TestLinkTree:
         src = tmp_path / "src"
         (src / "lib").mkdir(parents=True)
         (src / "lib" / "f").write_text("x")
-        os.symlink("lib", src / "lib64")
-        os.symlink("lib/f", src / "f-link")
+        (src / "lib64").symlink_to("lib")
+        (src / "f-link").symlink_to("lib/f")
         _link_tree(src, tmp_path / "dst", hardlink=True)
-        assert os.readlink(tmp_path / "dst" / "lib64") == "lib"
-        assert os.readlink(tmp_path / "dst" / "f-link") == "lib/f"
+        assert (tmp_path / "dst" / "lib64").readlink() == Path("lib")
+        assert (tmp_path / "dst" / "f-link").readlink() == Path("lib/f")
         assert (tmp_path / "dst" / "lib" / "f").stat().st_ino == (src / "lib" / "f").stat().st_ino
 
     def test_clone_refuses_a_foreign_directory(self, tmp_path):

@@ -18,7 +18,9 @@ pytestmark = [pytest.mark.network, pytest.mark.slow]
 
 
 def _serve_and_ask() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("serve_and_ask", REPO / "scripts" / "serve_and_ask.py")
+    spec = importlib.util.spec_from_file_location(
+        "serve_and_ask", REPO / "scripts" / "serve_and_ask.py"
+    )
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules["serve_and_ask"] = module
@@ -28,13 +30,16 @@ def _serve_and_ask() -> ModuleType:
 
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
-    """examples/textsim copied, locked against the real index, built and installed: (app, env, store)."""
+    """examples/textsim copied, locked on the real index, built and installed: (app, env, store)."""
     root = tmp_path_factory.mktemp("textsim")
     app = root / "app"
     shutil.copytree(EXAMPLE, app, ignore=shutil.ignore_patterns("pylock.toml", "__pycache__"))
     store = root / "store"
-    for args in (("lock", app), ("build", app, "--store", store),
-                 ("install", app, "--store", store, "--into", root / "env")):
+    for args in (
+        ("lock", app),
+        ("build", app, "--store", store),
+        ("install", app, "--store", store, "--into", root / "env"),
+    ):
         result = cli(*args)
         assert result.code == 0, result.err
     return app, root / "env", store
@@ -49,8 +54,10 @@ class TestTextsim:
         proc = ask.start(app, env, port)
         try:
             ask.wait_until_up(port, proc)
-            status, body = ask.post(f"http://127.0.0.1:{port}/similarity",
-                                    {"texts": ["the cat sat", "the cat sat", "dogs bark", "the cat ran"]})
+            status, body = ask.post(
+                f"http://127.0.0.1:{port}/similarity",
+                {"texts": ["the cat sat", "the cat sat", "dogs bark", "the cat ran"]},
+            )
             assert status == 200
             m = body["similarity"]
             assert len(m) == 4 and all(len(row) == 4 for row in m)
@@ -81,7 +88,15 @@ class TestTextsim:
         """The lock names every package of the stack with a sha256 for its wheel."""
         app, _, _ = installed
         text = (app / "pylock.toml").read_text()
-        for name in ("numpy", "scipy", "scikit-learn", "flask", "gunicorn", "joblib", "threadpoolctl"):
+        for name in (
+            "numpy",
+            "scipy",
+            "scikit-learn",
+            "flask",
+            "gunicorn",
+            "joblib",
+            "threadpoolctl",
+        ):
             assert f'name = "{name}"' in text
         assert "sha256" in text
         assert "[tool.wheelbarrow]" in text

@@ -7,6 +7,7 @@ import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 from packaging.utils import canonicalize_name
@@ -24,7 +25,7 @@ class _Handler(BaseHTTPRequestHandler):
     """Serves PAYLOAD; /half sends half then drops; /flaky fails twice with 503 first."""
 
     protocol_version = "HTTP/1.1"
-    hits: dict[str, int] = {}
+    hits: ClassVar[dict[str, int]] = {}
 
     def log_message(self, format: str, *args: object) -> None:
         pass
@@ -58,8 +59,9 @@ def server() -> Iterator[str]:
     """A server on 127.0.0.1 with misbehaving paths."""
     _Handler.hits = {}
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                              daemon=True)
+    thread = threading.Thread(
+        target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
     thread.start()
     yield f"http://127.0.0.1:{httpd.server_address[1]}"
     httpd.shutdown()
@@ -67,9 +69,15 @@ def server() -> Iterator[str]:
 
 
 def artefact(url: str, *, sha256: str | None = None, name: str = "demo") -> Artefact:
-    return Artefact(name=canonicalize_name(name), version="1.0", filename=f"{name}-1.0-py3-none-any.whl",
-                    url=url, path=None, sha256=sha256 or hashlib.sha256(PAYLOAD).hexdigest(),
-                    size=None)
+    return Artefact(
+        name=canonicalize_name(name),
+        version="1.0",
+        filename=f"{name}-1.0-py3-none-any.whl",
+        url=url,
+        path=None,
+        sha256=sha256 or hashlib.sha256(PAYLOAD).hexdigest(),
+        size=None,
+    )
 
 
 def store_files(store: Store) -> list[Path]:
@@ -138,8 +146,15 @@ class TestFetch:
         """A lock entry with a path (not a URL) is read from disk and checked the same way."""
         src = tmp_path / "demo-1.0-py3-none-any.whl"
         src.write_bytes(PAYLOAD)
-        a = Artefact(name=canonicalize_name("demo"), version="1.0", filename=src.name, url=None,
-                     path=src, sha256=hashlib.sha256(PAYLOAD).hexdigest(), size=len(PAYLOAD))
+        a = Artefact(
+            name=canonicalize_name("demo"),
+            version="1.0",
+            filename=src.name,
+            url=None,
+            path=src,
+            sha256=hashlib.sha256(PAYLOAD).hexdigest(),
+            size=len(PAYLOAD),
+        )
         store = Store(tmp_path / "store")
         Fetcher().fetch([a], store, RecordingReporter())
         assert store.blob(a.sha256).read_bytes() == PAYLOAD
@@ -149,7 +164,10 @@ class TestStore:
     def test_writer_interrupted_midway_leaves_nothing(self, tmp_path):
         """An exception inside the writer removes its scratch file."""
         store = Store(tmp_path / "store")
-        with pytest.raises(KeyboardInterrupt), store.writer(sha256="a" * 64, size=None, label="x") as w:
+        with (
+            pytest.raises(KeyboardInterrupt),
+            store.writer(sha256="a" * 64, size=None, label="x") as w,
+        ):
             w.write(b"partial")
             raise KeyboardInterrupt
         assert store_files(store) == []
@@ -162,6 +180,7 @@ class TestStore:
         fresh = store.tmp_dir() / "blob-fresh"
         fresh.write_bytes(b"x")
         import os
+
         os.utime(old, (1, 1))
         assert store.clean_stale_tmp() == 1
         assert not old.exists() and fresh.exists()

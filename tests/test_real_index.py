@@ -14,8 +14,15 @@ class TestRealIndex:
     def test_lock_and_build_for_another_python_and_platform(self, tmp_path):
         """markupsafe for CPython 3.12 on aarch64 gets that target's binary wheel, hash-checked."""
         app = make_app(tmp_path / "app", "markupsafe==3.0.2\n", python="3.12")
-        result = cli("build", app, "--store", tmp_path / "store", "--platform",
-                     "manylinux_2_28_aarch64", "--json")
+        result = cli(
+            "build",
+            app,
+            "--store",
+            tmp_path / "store",
+            "--platform",
+            "manylinux_2_28_aarch64",
+            "--json",
+        )
         assert result.code == 0, result.err
         report = json.loads(result.out)
         assert report["target"] == {"python": "3.12", "platform": "manylinux_2_28_aarch64"}

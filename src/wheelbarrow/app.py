@@ -81,6 +81,8 @@ def read_app(root: Path, *, environ: Mapping[str, str]) -> App:
         raise InputError(f"{root}: not a directory", hint="pass the directory of your app")
     pyproject = _read_pyproject(root / PYPROJECT)
     project = pyproject.get("project", {})
+    if not isinstance(project, dict):
+        raise InputError(f"{root / PYPROJECT}: [project] must be a table")
     requires_python = _requires_python(root / PYPROJECT, project)
 
     requirements: Requirements | None = None

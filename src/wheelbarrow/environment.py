@@ -21,7 +21,10 @@ from wheelbarrow.target import PythonVersion
 
 MARKER = ".wheelbarrow-env.json"
 LinkMode = Literal["hardlink", "copy"]
-_PROBE = "import sys; print(sys.version.split()[0]); print(getattr(sys, '_base_executable', sys.executable))"
+_PROBE = (
+    "import sys; print(sys.version.split()[0]); "
+    "print(getattr(sys, '_base_executable', sys.executable))"
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -66,7 +69,9 @@ def probe_interpreter(executable: Path, runner: Runner) -> Interpreter:
     """Ask ``executable`` for its version and base executable."""
     result = runner([str(executable), "-c", _PROBE])
     if result.returncode != 0:
-        raise TargetError(f"{executable}: does not run as a Python interpreter: {result.stderr.strip()}")
+        raise TargetError(
+            f"{executable}: does not run as a Python interpreter: {result.stderr.strip()}"
+        )
     version, base = result.stdout.split("\n")[:2]
     return Interpreter(executable=Path(os.path.realpath(base)), version=version)
 
@@ -138,22 +143,46 @@ def build_store_env(
             shutil.rmtree(work)
         try:
             reporter.message("step", f"Creating the environment with Python {interpreter.version}")
-            _run(runner, [str(interpreter.executable), "-m", "venv", "--without-pip", str(work)],
-                 "create the virtual environment")
+            _run(
+                runner,
+                [str(interpreter.executable), "-m", "venv", "--without-pip", str(work)],
+                "create the virtual environment",
+            )
             site = work / "lib" / f"python{interpreter.short}" / "site-packages"
             reporter.message("step", f"Installing {len(wheels)} wheel(s)")
             _install_wheels(wheels, work, site, final_root=final, short=interpreter.short)
             reporter.message("step", "Compiling bytecode")
             # unchecked-hash: the .pyc stays valid whatever the sources' mtimes
             # become (hard links, copies, image layers with mtime 0).
-            _run(runner, [str(work / "bin" / "python"), "-m", "compileall", "-q", "-j", "0",
-                          "--invalidation-mode", "unchecked-hash", str(site)],
-                 "compile bytecode", allow_failure=True)
+            _run(
+                runner,
+                [
+                    str(work / "bin" / "python"),
+                    "-m",
+                    "compileall",
+                    "-q",
+                    "-j",
+                    "0",
+                    "--invalidation-mode",
+                    "unchecked-hash",
+                    str(site),
+                ],
+                "compile bytecode",
+                allow_failure=True,
+            )
             _relocate(work, old=str(work), new=str(final))
-            (work / MARKER).write_text(json.dumps({
-                "env_key": key, "wheelhouse": wheelhouse_key,
-                "python": str(interpreter.executable), "python_version": interpreter.version,
-            }) + "\n", encoding="utf-8")
+            (work / MARKER).write_text(
+                json.dumps(
+                    {
+                        "env_key": key,
+                        "wheelhouse": wheelhouse_key,
+                        "python": str(interpreter.executable),
+                        "python_version": interpreter.version,
+                    }
+                )
+                + "\n",
+                encoding="utf-8",
+            )
             final.parent.mkdir(parents=True, exist_ok=True)
             os.rename(work, final)
         finally:
@@ -165,15 +194,17 @@ def build_store_env(
 def _run(runner: Runner, args: list[str], what: str, *, allow_failure: bool = False) -> None:
     result = runner(args)
     if result.returncode != 0 and not allow_failure:
-        raise InstallError(f"could not {what}: {args[0]} exited with {result.returncode}:\n"
-                           f"{result.stderr.strip()}")
+        raise InstallError(
+            f"could not {what}: {args[0]} exited with {result.returncode}:\n{result.stderr.strip()}"
+        )
 
 
-def _install_wheels(wheels: Sequence[Path], root: Path, site: Path, *, final_root: Path,
-                    short: str) -> None:
-    from installer import install  # noqa: PLC0415  (only cold installs need it)
-    from installer.destinations import SchemeDictionaryDestination  # noqa: PLC0415
-    from installer.sources import WheelFile  # noqa: PLC0415
+def _install_wheels(
+    wheels: Sequence[Path], root: Path, site: Path, *, final_root: Path, short: str
+) -> None:
+    from installer import install
+    from installer.destinations import SchemeDictionaryDestination
+    from installer.sources import WheelFile
 
     scheme = {
         "purelib": str(site),

@@ -73,7 +73,9 @@ class Fetcher:
         cancel = threading.Event()
         done: list[Fetched] = []
         errors: list[FetchError] = []
-        client = self._client_factory() if any(a.url and _is_http(a.url) for a in artefacts) else None
+        client = (
+            self._client_factory() if any(a.url and _is_http(a.url) for a in artefacts) else None
+        )
         try:
             with ThreadPoolExecutor(max_workers=self._workers, thread_name_prefix="fetch") as pool:
                 futures = {
@@ -128,7 +130,8 @@ class Fetcher:
                 reporter.download_advanced(-exc.nbytes)
                 if attempt > self._retries or cancel.is_set():
                     raise FetchError(
-                        f"{label}: {exc.reason} (after {attempt} attempt(s)) from {artefact.location}",
+                        f"{label}: {exc.reason} (after {attempt} attempt(s)) "
+                        f"from {artefact.location}",
                         hint="check the network or the index, then build again",
                     ) from exc
                 time.sleep(self._backoff * 2 ** (attempt - 1))
@@ -160,7 +163,7 @@ class Fetcher:
             return
         if client is None or not artefact.url:
             raise FetchError(f"{artefact.name} {artefact.version}: the lock gives no URL or path")
-        import httpx  # noqa: PLC0415  (only builds that download pay for importing httpx)
+        import httpx
 
         seen = 0
         try:
@@ -196,7 +199,7 @@ def _is_http(url: str) -> bool:
 
 def default_client() -> httpx.Client:
     """An HTTP client with the usual environment (proxies, SSL_CERT_FILE) honoured."""
-    import httpx  # noqa: PLC0415
+    import httpx
 
     return httpx.Client(
         follow_redirects=True,

@@ -26,9 +26,7 @@ def wheelhouse_key(
         "format": KEY_FORMAT,
         "target": target.as_dict(),
         "settings": dict(settings),
-        "wheels": sorted(
-            [a.name, a.version, a.filename, a.sha256] for a in artefacts
-        ),
+        "wheels": sorted([a.name, a.version, a.filename, a.sha256] for a in artefacts),
     }
     blob = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
     return hashlib.sha256(blob).hexdigest()[:32]

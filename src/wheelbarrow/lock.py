@@ -43,14 +43,16 @@ class LockRequest:
         which take none, like ``install``, can check the lock.
         """
         reqs = self.requirements
-        return _digest({
-            "requirements": sorted(_line_key(r) for r in reqs.requirements),
-            "constraints": sorted(_line_key(r) for r in reqs.constraints),
-            "index": _index_dict(reqs.index),
-            "pre": reqs.pre,
-            "only_binary": sorted(reqs.only_binary),
-            "target": self.target.as_dict(),
-        })
+        return _digest(
+            {
+                "requirements": sorted(_line_key(r) for r in reqs.requirements),
+                "constraints": sorted(_line_key(r) for r in reqs.constraints),
+                "index": _index_dict(reqs.index),
+                "pre": reqs.pre,
+                "only_binary": sorted(reqs.only_binary),
+                "target": self.target.as_dict(),
+            }
+        )
 
     @property
     def index_digest(self) -> str:

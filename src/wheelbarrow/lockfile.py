@@ -11,8 +11,8 @@ from packaging.pylock import (
     Package,
     PackageWheel,
     Pylock,
+    PylockSelectError,
     PylockUnsupportedVersionError,
-    PylockSelectError,  # type: ignore[attr-defined]
     PylockValidationError,
 )
 from packaging.utils import NormalizedName, canonicalize_name, parse_wheel_filename
@@ -96,7 +96,8 @@ def select_wheels(lock: Lock, target: Target) -> tuple[Artefact, ...]:
 
 
 def _artefact(lock: Lock, package: Package, source: Any) -> Artefact:
-    assert isinstance(source, PackageWheel)
+    if not isinstance(source, PackageWheel):  # select_wheels checked; keeps mypy exact
+        raise TypeError(source)
     name = canonicalize_name(package.name)
     sha256 = source.hashes.get("sha256")
     if sha256 is None:

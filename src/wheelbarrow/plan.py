@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from wheelbarrow.app import App
@@ -28,7 +28,7 @@ class Options:
 
     python: str | None = None
     platform: str | None = None
-    index: IndexOptions = IndexOptions()
+    index: IndexOptions = field(default_factory=IndexOptions)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -69,7 +69,7 @@ def recorded_target(lock_path: Path) -> Mapping[str, str]:
 
 
 def resolve_target(app: App, options: Options, host: Host) -> Target:
-    """Target precedence: command line, then the app's version files, then the lock, then the host."""
+    """The target from, in order: the command line, the app's version files, the lock, the host."""
     recorded = recorded_target(app.lock_path)
     if options.python:
         python, source = options.python, "--python"
@@ -110,8 +110,9 @@ def make_plan(
         request = LockRequest(requirements=app.requirements, target=target, index=index)
         existing = read_lock(app.lock_path) if app.lock_path.is_file() else None
         if existing is not None and existing.inputs is None and not force_lock:
-            reporter.message("info", f"using {app.lock_path.name} as given "
-                             "(it was not written by wheelbarrow)")
+            reporter.message(
+                "info", f"using {app.lock_path.name} as given (it was not written by wheelbarrow)"
+            )
             current = existing
         elif (
             existing is not None
@@ -126,15 +127,23 @@ def make_plan(
             elif force_lock:
                 reason = "asked to lock"
             else:
-                reason = (f"{app.requirements_source.name if app.requirements_source else 'inputs'}"
-                          f", the target or the index options changed since the lock")
+                reason = (
+                    f"{app.requirements_source.name if app.requirements_source else 'inputs'}"
+                    f", the target or the index options changed since the lock"
+                )
             if not may_lock:
                 raise InputError(
                     f"{app.lock_path}: out of date ({reason})",
                     hint=f"run `wheelbarrow build {app.root}` to lock and build again",
                 )
-            lock(request, output=app.lock_path, uv=host.uv, runner=runner, reporter=reporter,
-                 environ=host.environ)
+            lock(
+                request,
+                output=app.lock_path,
+                uv=host.uv,
+                runner=runner,
+                reporter=reporter,
+                environ=host.environ,
+            )
             current = read_lock(app.lock_path)
             locked_because = reason
     artefacts = select_wheels(current, target)

@@ -48,11 +48,11 @@ class BlobWriter:
 class Store:
     """A directory laid out as::
 
-        blobs/sha256/ab/abcdef...   wheels, named by content, read-only
-        wheelhouses/<key>/          a wheelhouse: hard links to blobs, simple/, wheelhouse.json
-        envs/<key>/                 a ready environment for a wheelhouse and interpreter
-        apps/<hash>.json            the last wheelhouse each app was built into
-        tmp/  locks/                work in progress, and cross-process locks
+    blobs/sha256/ab/abcdef...   wheels, named by content, read-only
+    wheelhouses/<key>/          a wheelhouse: hard links to blobs, simple/, wheelhouse.json
+    envs/<key>/                 a ready environment for a wheelhouse and interpreter
+    apps/<hash>.json            the last wheelhouse each app was built into
+    tmp/  locks/                work in progress, and cross-process locks
     """
 
     def __init__(self, root: Path) -> None:
@@ -118,7 +118,7 @@ class Store:
 
     def lock(self, name: str) -> FileLock:
         """A lock shared by every process using this store."""
-        from filelock import FileLock  # noqa: PLC0415  (not on the no-op path)
+        from filelock import FileLock
 
         path = self.root / "locks" / f"{name}.lock"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -146,13 +146,10 @@ class Store:
 
 
 def _rmtree(path: Path) -> None:
-    import shutil  # noqa: PLC0415  (rarely needed)
+    import shutil
 
-    def _writable(func: object, p: str, exc: object) -> None:
-        os.chmod(p, 0o700)
-        os.unlink(p)
-
-    shutil.rmtree(path, onexc=_writable)
+    # Read-only blobs need no chmod: unlinking depends on the directory's mode.
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def default_store_root(environ: dict[str, str] | os._Environ[str], cache_dir: str) -> Path:

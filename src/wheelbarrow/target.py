@@ -154,7 +154,7 @@ def _tags(major: int, minor: int, platforms: tuple[str, ...]) -> tuple[Tag, ...]
 
 
 def normalise_platform(text: str) -> str:
-    """Accept ``manylinux_2_28_x86_64``, ``manylinux2014_x86_64`` or uv's ``x86_64-manylinux_2_28``."""
+    """Accept ``manylinux_2_28_x86_64``, ``manylinux2014_x86_64`` or ``x86_64-manylinux_2_28``."""
     value = text.strip().replace("-", "_").lower()
     for arch in _ARCHES:
         if value.startswith(f"{arch}_manylinux"):

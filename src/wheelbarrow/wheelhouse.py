@@ -70,9 +70,7 @@ class BuildReport:
             "status": self.status,
             "target": self.target.as_dict(),
             "packages": self.packages,
-            "changes": [
-                {"name": c.name, "old": c.old, "new": c.new} for c in self.changes
-            ],
+            "changes": [{"name": c.name, "old": c.old, "new": c.new} for c in self.changes],
             "fetched": list(self.fetched),
             "fetched_bytes": self.fetched_bytes,
             "reused": list(self.reused),
@@ -108,21 +106,36 @@ def build_wheelhouse(
     key = wheelhouse_key(artefacts, target, settings)
     path = store.wheelhouse(key)
     if manifest_of(store, key) is not None:
-        return BuildReport(key=key, path=path, status="up-to-date", target=target,
-                           packages=len(artefacts), seconds=clock() - start)
+        return BuildReport(
+            key=key,
+            path=path,
+            status="up-to-date",
+            target=target,
+            packages=len(artefacts),
+            seconds=clock() - start,
+        )
 
     previous = manifest_of(store, previous_key) if previous_key else None
     changes = _changes(previous, artefacts) if previous else ()
     with store.lock(f"wheelhouse-{key}"):
         if manifest_of(store, key) is not None:  # built by another process meanwhile
-            return BuildReport(key=key, path=path, status="up-to-date", target=target,
-                               packages=len(artefacts), changes=changes,
-                               seconds=clock() - start)
+            return BuildReport(
+                key=key,
+                path=path,
+                status="up-to-date",
+                target=target,
+                packages=len(artefacts),
+                changes=changes,
+                seconds=clock() - start,
+            )
         missing = [a for a in artefacts if not store.has(a.sha256)]
         reused = tuple(a.filename for a in artefacts if a not in missing)
         if missing:
-            reporter.message("step", f"Fetching {len(missing)} wheel(s)"
-                             + (f", {len(reused)} already in the store" if reused else ""))
+            reporter.message(
+                "step",
+                f"Fetching {len(missing)} wheel(s)"
+                + (f", {len(reused)} already in the store" if reused else ""),
+            )
         fetched = fetcher.fetch(missing, store, reporter)
         _materialise(artefacts, target, key, store)
     return BuildReport(
@@ -141,7 +154,7 @@ def build_wheelhouse(
 
 def _materialise(artefacts: Sequence[Artefact], target: Target, key: str, store: Store) -> None:
     """Lay out the wheelhouse in a scratch directory, then rename it into place whole."""
-    from wheelbarrow.index import IndexFile, write_index  # noqa: PLC0415  (not on the no-op path)
+    from wheelbarrow.index import IndexFile, write_index
 
     final = store.wheelhouse(key)
     work = Path(os.fspath(store.tmp_dir())) / f"wheelhouse-{key}-{os.getpid()}"
@@ -155,8 +168,14 @@ def _materialise(artefacts: Sequence[Artefact], target: Target, key: str, store:
             if not blob.is_file():
                 raise StoreError(f"{a.filename}: missing from the store after fetching")
             _link_or_copy(blob, work / a.filename)
-            files.append(IndexFile(filename=a.filename, sha256=a.sha256,
-                                   href=f"../../{a.filename}", size=blob.stat().st_size))
+            files.append(
+                IndexFile(
+                    filename=a.filename,
+                    sha256=a.sha256,
+                    href=f"../../{a.filename}",
+                    size=blob.stat().st_size,
+                )
+            )
         write_index(files, work / SIMPLE)
         manifest = {
             "version": 1,
@@ -164,8 +183,7 @@ def _materialise(artefacts: Sequence[Artefact], target: Target, key: str, store:
             "created-by": f"wheelbarrow {__version__}",
             "target": target.as_dict(),
             "wheels": [
-                {"name": a.name, "version": a.version, "filename": a.filename,
-                 "sha256": a.sha256}
+                {"name": a.name, "version": a.version, "filename": a.filename, "sha256": a.sha256}
                 for a in artefacts
             ],
         }
@@ -197,18 +215,21 @@ def _changes(previous: Mapping[str, Any], artefacts: Sequence[Artefact]) -> tupl
         before, after = old.get(name), new.get(name)
         if before == after:
             continue
-        changes.append(Change(
-            name=name,
-            old=before[0] if before else None,
-            new=after[0] if after else None,
-        ))
+        changes.append(
+            Change(
+                name=name,
+                old=before[0] if before else None,
+                new=after[0] if after else None,
+            )
+        )
     return tuple(changes)
 
 
 def record_app_build(store: Store, app_root: Path, key: str) -> None:
     """Remember the app's latest wheelhouse, so the next build can say what changed."""
-    atomic_write_text(store.app_state(app_root),
-                      json.dumps({"app": str(app_root.resolve()), "key": key}) + "\n")
+    atomic_write_text(
+        store.app_state(app_root), json.dumps({"app": str(app_root.resolve()), "key": key}) + "\n"
+    )
 
 
 def previous_app_key(store: Store, app_root: Path) -> str | None:

@@ -15,23 +15,43 @@ EXIT_INTERRUPTED = 130
 
 def _common(parser: argparse.ArgumentParser, *, index: bool = True) -> None:
     parser.add_argument("app", nargs="?", default=".", help="the app directory (default: .)")
-    parser.add_argument("--python", metavar="VERSION",
-                        help="target Python, e.g. 3.12 (default: the app's .python-version, "
-                        "runtime.txt or requires-python, else the lock's, else this Python)")
-    parser.add_argument("--platform", metavar="TAG",
-                        help="target platform, e.g. manylinux_2_28_x86_64 (default: the lock's, "
-                        "else this machine's)")
-    parser.add_argument("--store", metavar="DIR",
-                        help="the content-addressed store (default: $WHEELBARROW_STORE, else the "
-                        "user cache directory)")
+    parser.add_argument(
+        "--python",
+        metavar="VERSION",
+        help="target Python, e.g. 3.12 (default: the app's .python-version, "
+        "runtime.txt or requires-python, else the lock's, else this Python)",
+    )
+    parser.add_argument(
+        "--platform",
+        metavar="TAG",
+        help="target platform, e.g. manylinux_2_28_x86_64 (default: the lock's, "
+        "else this machine's)",
+    )
+    parser.add_argument(
+        "--store",
+        metavar="DIR",
+        help="the content-addressed store (default: $WHEELBARROW_STORE, else the "
+        "user cache directory)",
+    )
     parser.add_argument("--json", action="store_true", help="print a machine-readable report")
     parser.add_argument("-q", "--quiet", action="store_true", help="print only errors")
     if index:
         parser.add_argument("-i", "--index-url", metavar="URL", help="the package index")
-        parser.add_argument("--extra-index-url", metavar="URL", action="append", default=[],
-                            help="another index to search (repeatable)")
-        parser.add_argument("-f", "--find-links", metavar="PATH_OR_URL", action="append",
-                            default=[], help="a directory or page of distributions (repeatable)")
+        parser.add_argument(
+            "--extra-index-url",
+            metavar="URL",
+            action="append",
+            default=[],
+            help="another index to search (repeatable)",
+        )
+        parser.add_argument(
+            "-f",
+            "--find-links",
+            metavar="PATH_OR_URL",
+            action="append",
+            default=[],
+            help="a directory or page of distributions (repeatable)",
+        )
         parser.add_argument("--no-index", action="store_true", help="use no package index")
 
 
@@ -50,17 +70,29 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("build", help="fill the wheelhouse for the lock and target")
     _common(p)
-    p.add_argument("--jobs", type=int, default=8, metavar="N", help="parallel downloads (default 8)")
-    p.add_argument("--output", metavar="DIR",
-                   help="also export the wheelhouse (wheels + simple/ index) to DIR")
+    p.add_argument(
+        "--jobs", type=int, default=8, metavar="N", help="parallel downloads (default 8)"
+    )
+    p.add_argument(
+        "--output", metavar="DIR", help="also export the wheelhouse (wheels + simple/ index) to DIR"
+    )
 
-    p = sub.add_parser("install", help="create a ready-to-run environment from the wheelhouse, offline")
+    p = sub.add_parser(
+        "install", help="create a ready-to-run environment from the wheelhouse, offline"
+    )
     _common(p, index=False)
     p.add_argument("--into", required=True, metavar="DIR", help="where the environment goes")
-    p.add_argument("--python-executable", metavar="PATH",
-                   help="the interpreter to build the environment with (default: found on PATH)")
-    p.add_argument("--link-mode", choices=("hardlink", "copy"), default="hardlink",
-                   help="share files with the store by hard links (default) or copy them")
+    p.add_argument(
+        "--python-executable",
+        metavar="PATH",
+        help="the interpreter to build the environment with (default: found on PATH)",
+    )
+    p.add_argument(
+        "--link-mode",
+        choices=("hardlink", "copy"),
+        default="hardlink",
+        help="share files with the store by hard links (default) or copy them",
+    )
 
     p = sub.add_parser("serve", help="serve the app's wheelhouse as a package index on 127.0.0.1")
     _common(p, index=False)
@@ -72,17 +104,17 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``wheelbarrow``; returns the exit code."""
     args = build_parser().parse_args(argv)
-    from wheelbarrow.cli import render  # noqa: PLC0415  (keep --help fast)
+    from wheelbarrow.cli import render
 
     try:
         if args.command == "lock":
-            from wheelbarrow.cli.lock import run  # noqa: PLC0415
+            from wheelbarrow.cli.lock import run
         elif args.command == "build":
-            from wheelbarrow.cli.build import run  # noqa: PLC0415
+            from wheelbarrow.cli.build import run
         elif args.command == "install":
-            from wheelbarrow.cli.install import run  # noqa: PLC0415
+            from wheelbarrow.cli.install import run
         else:
-            from wheelbarrow.cli.serve import run  # noqa: PLC0415
+            from wheelbarrow.cli.serve import run
         return run(args)
     except WheelbarrowError as exc:
         render.error(exc, json_mode=args.json)

@@ -17,16 +17,27 @@ def run(args: argparse.Namespace) -> int:
     app = common.app(args)
     store = common.store(args)
     reporter = render.make_reporter(quiet=args.quiet, json_mode=args.json)
-    plan = make_plan(app, common.options(args), common.host(), runner=run_subprocess,
-                     reporter=reporter, may_lock=True)
+    plan = make_plan(
+        app,
+        common.options(args),
+        common.host(),
+        runner=run_subprocess,
+        reporter=reporter,
+        may_lock=True,
+    )
     if plan.locked_because:
         reporter.message("info", f"locked again: {plan.locked_because}")
-    from wheelbarrow.fetch import Fetcher  # noqa: PLC0415  (httpx only when downloading)
+    from wheelbarrow.fetch import Fetcher
 
     previous = previous_app_key(store, app.root)
     report = build_wheelhouse(
-        plan.artefacts, plan.target, store=store, fetcher=Fetcher(workers=args.jobs),
-        reporter=reporter, settings=plan.settings, previous_key=previous,
+        plan.artefacts,
+        plan.target,
+        store=store,
+        fetcher=Fetcher(workers=args.jobs),
+        reporter=reporter,
+        settings=plan.settings,
+        previous_key=previous,
     )
     if previous != report.key:
         record_app_build(store, app.root, report.key)
@@ -43,12 +54,12 @@ def run(args: argparse.Namespace) -> int:
 
 def _print(report: BuildReport) -> None:
     if report.status == "up-to-date":
-        render.out(f"Wheelhouse {report.key} is up to date ({report.packages} packages): "
-                   "nothing to do")
+        render.out(
+            f"Wheelhouse {report.key} is up to date ({report.packages} packages): nothing to do"
+        )
     else:
         if report.changes:
-            render.out("Changed since the last build: "
-                       + ", ".join(str(c) for c in report.changes))
+            render.out("Changed since the last build: " + ", ".join(str(c) for c in report.changes))
         render.out(
             f"Wheelhouse {report.key} built: {report.packages} packages, "
             f"{len(report.fetched)} fetched ({render.human_bytes(report.fetched_bytes)}), "

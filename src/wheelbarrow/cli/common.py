@@ -16,11 +16,12 @@ from wheelbarrow.target import PythonVersion, host_platform
 
 def host() -> Host:
     """Defaults from this machine: the running Python, its platform, the uv binary, the env."""
-    from packaging.tags import platform_tags  # noqa: PLC0415
+    from packaging.tags import platform_tags
 
     return Host(
-        python=PythonVersion(major=sys.version_info.major, minor=sys.version_info.minor,
-                             micro=sys.version_info.micro),
+        python=PythonVersion(
+            major=sys.version_info.major, minor=sys.version_info.minor, micro=sys.version_info.micro
+        ),
         platform=host_platform(list(platform_tags())),
         uv=_uv_binary(),
         environ=dict(os.environ),
@@ -29,7 +30,7 @@ def host() -> Host:
 
 def _uv_binary() -> str:
     try:
-        from uv import find_uv_bin  # noqa: PLC0415
+        from uv import find_uv_bin
 
         return str(find_uv_bin())
     except (ImportError, FileNotFoundError):
@@ -42,7 +43,7 @@ def store(args: argparse.Namespace) -> Store:
         return Store(Path(args.store).expanduser().absolute())
     if os.environ.get(STORE_ENV_VAR):
         return Store(Path(os.environ[STORE_ENV_VAR]).expanduser().absolute())
-    from platformdirs import user_cache_dir  # noqa: PLC0415
+    from platformdirs import user_cache_dir
 
     return Store(Path(user_cache_dir("wheelbarrow", appauthor=False)))
 

@@ -31,20 +31,29 @@ def run(args: argparse.Namespace) -> int:
     app = common.app(args)
     store = common.store(args)
     reporter = render.make_reporter(quiet=args.quiet, json_mode=args.json)
-    plan = make_plan(app, common.options(args), common.host(), runner=run_subprocess,
-                     reporter=reporter, may_lock=False)
+    plan = make_plan(
+        app,
+        common.options(args),
+        common.host(),
+        runner=run_subprocess,
+        reporter=reporter,
+        may_lock=False,
+    )
     if manifest_of(store, plan.key) is None:
         raise StoreError(
             f"no wheelhouse for {app.lock_path} in {store.root} (key {plan.key})",
             hint=f"run `wheelbarrow build {app.root}` first (install never downloads)",
         )
     base = getattr(sys, "_base_executable", sys.executable)
-    running = Interpreter(executable=Path(os.path.realpath(base)),
-                          version=".".join(map(str, sys.version_info[:3])))
+    running = Interpreter(
+        executable=Path(os.path.realpath(base)), version=".".join(map(str, sys.version_info[:3]))
+    )
     interpreter = find_interpreter(
         plan.target.python,
         explicit=Path(args.python_executable) if args.python_executable else None,
-        running=running, which=shutil.which, runner=run_subprocess,
+        running=running,
+        which=shutil.which,
+        runner=run_subprocess,
     )
     key = env_key(plan.key, interpreter)
     dest = Path(args.into).absolute()
@@ -57,18 +66,35 @@ def run(args: argparse.Namespace) -> int:
         status = "cloned"
         if read_marker(source) is None:
             wheels = [store.wheelhouse(plan.key) / a.filename for a in plan.artefacts]
-            build_store_env(wheels, key=key, wheelhouse_key=plan.key, interpreter=interpreter,
-                            store=store, runner=run_subprocess, reporter=reporter)
+            build_store_env(
+                wheels,
+                key=key,
+                wheelhouse_key=plan.key,
+                interpreter=interpreter,
+                store=store,
+                runner=run_subprocess,
+                reporter=reporter,
+            )
             status = "built-and-cloned"
         clone_env(source, dest, mode=args.link_mode)
-    report = InstallReport(path=dest, env_key=key, status=status,  # type: ignore[arg-type]
-                           interpreter=interpreter, packages=len(plan.artefacts),
-                           seconds=time.monotonic() - start)
+    report = InstallReport(
+        path=dest,
+        env_key=key,
+        status=status,  # type: ignore[arg-type]
+        interpreter=interpreter,
+        packages=len(plan.artefacts),
+        seconds=time.monotonic() - start,
+    )
     if args.json:
         render.emit_json(report.as_json())
     elif not args.quiet:
-        verb = {"up-to-date": "is up to date", "cloned": "installed from the store",
-                "built-and-cloned": "built and installed"}[status]
-        render.out(f"Environment {dest} {verb}: {report.packages} packages, Python "
-                   f"{interpreter.version}, in {report.seconds:.2f}s")
+        verb = {
+            "up-to-date": "is up to date",
+            "cloned": "installed from the store",
+            "built-and-cloned": "built and installed",
+        }[status]
+        render.out(
+            f"Environment {dest} {verb}: {report.packages} packages, Python "
+            f"{interpreter.version}, in {report.seconds:.2f}s"
+        )
     return 0

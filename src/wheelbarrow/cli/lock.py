@@ -19,16 +19,30 @@ def run(args: argparse.Namespace) -> int:
             hint="add requirements.txt or [project] dependencies, or use the lock as it is",
         )
     reporter = render.make_reporter(quiet=args.quiet, json_mode=args.json)
-    plan = make_plan(app, common.options(args), common.host(), runner=run_subprocess,
-                     reporter=reporter, may_lock=True, force_lock=True)
+    plan = make_plan(
+        app,
+        common.options(args),
+        common.host(),
+        runner=run_subprocess,
+        reporter=reporter,
+        may_lock=True,
+        force_lock=True,
+    )
     if args.json:
-        render.emit_json({
-            "version": 1, "lock": str(plan.lock.path), "target": plan.target.as_dict(),
-            "packages": [{"name": a.name, "version": a.version, "wheel": a.filename}
-                         for a in plan.artefacts],
-            "key": plan.key,
-        })
+        render.emit_json(
+            {
+                "version": 1,
+                "lock": str(plan.lock.path),
+                "target": plan.target.as_dict(),
+                "packages": [
+                    {"name": a.name, "version": a.version, "wheel": a.filename}
+                    for a in plan.artefacts
+                ],
+                "key": plan.key,
+            }
+        )
     elif not args.quiet:
-        render.out(f"Locked {len(plan.artefacts)} package(s) for {plan.target} "
-                   f"into {plan.lock.path}")
+        render.out(
+            f"Locked {len(plan.artefacts)} package(s) for {plan.target} into {plan.lock.path}"
+        )
     return 0

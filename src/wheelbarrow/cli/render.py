@@ -15,8 +15,12 @@ from wheelbarrow.report import Level, NullReporter, Reporter
 def error(exc: WheelbarrowError, *, json_mode: bool) -> None:
     """Print an error and its hint to stderr (and a JSON error object with ``--json``)."""
     if json_mode:
-        payload = {"version": 1, "error": type(exc).__name__, "message": exc.message,
-                   "hint": exc.hint}
+        payload = {
+            "version": 1,
+            "error": type(exc).__name__,
+            "message": exc.message,
+            "hint": exc.hint,
+        }
         sys.stdout.write(json.dumps(payload, indent=2) + "\n")
     lines = exc.message.splitlines() or [""]
     sys.stderr.write(f"error: {lines[0]}\n")
@@ -85,7 +89,7 @@ class RichReporter:
     """A live progress bar (files and bytes) on a terminal."""
 
     def __init__(self) -> None:
-        from rich.console import Console  # noqa: PLC0415  (only terminals pay for rich)
+        from rich.console import Console
 
         self._console = Console(stderr=True, no_color="NO_COLOR" in os.environ)
         self._progress: Any = None
@@ -102,7 +106,7 @@ class RichReporter:
 
     def download_started(self, files: int, total_bytes: int | None) -> None:
         """Show the bar."""
-        from rich.progress import (  # noqa: PLC0415
+        from rich.progress import (
             BarColumn,
             DownloadColumn,
             Progress,
@@ -113,8 +117,13 @@ class RichReporter:
 
         self._files, self._done = files, 0
         self._progress = Progress(
-            TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-            TransferSpeedColumn(), TimeRemainingColumn(), console=self._console, transient=True,
+            TextColumn("{task.description}"),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            console=self._console,
+            transient=True,
         )
         self._progress.start()
         self._task = self._progress.add_task(f"0/{files} files", total=total_bytes)
@@ -130,8 +139,9 @@ class RichReporter:
             self._done += 1
             if self._progress is not None:
                 self._progress.update(self._task, description=f"{self._done}/{self._files} files")
-                self._progress.console.print(f"  fetched {filename} ({human_bytes(nbytes)})",
-                                             highlight=False, markup=False)
+                self._progress.console.print(
+                    f"  fetched {filename} ({human_bytes(nbytes)})", highlight=False, markup=False
+                )
 
     def download_finished(self) -> None:
         """Remove the bar."""

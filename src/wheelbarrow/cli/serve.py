@@ -17,12 +17,19 @@ def run(args: argparse.Namespace) -> int:
     app = common.app(args)
     store = common.store(args)
     reporter = render.make_reporter(quiet=args.quiet, json_mode=args.json)
-    plan = make_plan(app, common.options(args), common.host(), runner=run_subprocess,
-                     reporter=reporter, may_lock=False)
+    plan = make_plan(
+        app,
+        common.options(args),
+        common.host(),
+        runner=run_subprocess,
+        reporter=reporter,
+        may_lock=False,
+    )
     root = store.wheelhouse(plan.key)
     if manifest_of(store, plan.key) is None:
-        raise StoreError(f"no wheelhouse for {app.lock_path}",
-                         hint=f"run `wheelbarrow build {app.root}` first")
+        raise StoreError(
+            f"no wheelhouse for {app.lock_path}", hint=f"run `wheelbarrow build {app.root}` first"
+        )
     server = make_server(root, host=args.host, port=args.port)
     render.out(f"Serving {root} at {server.url}simple/ (Ctrl-C to stop)")
     try:
