@@ -1,0 +1,198 @@
+"""Locking with uv, and reading locks back: hashes, preferences, freshness, bad locks."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+from support import make_wheel, sha256_of
+from support.apps import PLATFORM, cli, make_app
+
+from wheelbarrow.errors import InputError
+from wheelbarrow.lock import LockRequest
+from wheelbarrow.lockfile import read_lock
+from wheelbarrow.requirements import IndexOptions, parse_requirements_text
+from wheelbarrow.target import Target
+
+
+@pytest.fixture
+def dists(tmp_path: Path) -> Path:
+    d = tmp_path / "dists"
+    make_wheel(d, "alpha", "1.0")
+    make_wheel(d, "beta", "1.0", requires=["alpha"])
+    return d
+
+
+def lock(app: Path, index_url: str, *extra: str) -> None:
+    result = cli("lock", app, "--index-url", index_url, "--platform", PLATFORM, *extra)
+    assert result.code == 0, result.err
+
+
+class TestLock:
+    def test_lock_records_hashes_and_its_inputs(self, tmp_path, dists, local_index):
+        """pylock.toml holds each wheel with its sha256 and wheelbarrow's inputs digest."""
+        index = local_index(dists)
+        app = make_app(tmp_path / "app", "beta\n")
+        lock(app, index.url)
+        data = tomllib.loads((app / "pylock.toml").read_text())
+        packages = {p["name"]: p for p in data["packages"]}
+        assert set(packages) == {"alpha", "beta"}
+        wheel = packages["alpha"]["wheels"][0]
+        assert wheel["hashes"]["sha256"] == sha256_of(dists / "alpha-1.0-py3-none-any.whl")
+        tool = data["tool"]["wheelbarrow"]
+        assert tool["inputs"].startswith("sha256:")
+        assert tool["platform"] == PLATFORM
+        assert "127.0.0.1" not in tool["index"]  # a digest, never the URL itself
+
+    def test_existing_lock_keeps_versions_of_unchanged_packages(self, tmp_path, dists, local_index):
+        """Adding a requirement relocks, but an unpinned package keeps its locked version."""
+        index = local_index(dists)
+        app = make_app(tmp_path / "app", "alpha\n")
+        lock(app, index.url)
+        make_wheel(dists, "alpha", "2.0")
+        make_wheel(dists, "gamma", "1.0")
+        from support import build_local_index
+
+        build_local_index(dists)
+        (app / "requirements.txt").write_text("alpha\ngamma\n")
+        lock(app, index.url)
+        versions = {
+            p["name"]: p["version"]
+            for p in tomllib.loads((app / "pylock.toml").read_text())["packages"]
+        }
+        assert versions == {"alpha": "1.0", "gamma": "1.0"}
+
+    def test_constraints_file_is_honoured(self, tmp_path, dists, local_index):
+        """A -c constraints file limits versions without adding packages."""
+        make_wheel(dists, "alpha", "2.0")
+        index = local_index(dists)
+        app = make_app(tmp_path / "app", "-c constraints.txt\nbeta\n")
+        (app / "constraints.txt").write_text("alpha<2\nunused==1.0\n")
+        lock(app, index.url)
+        versions = {
+            p["name"]: p["version"]
+            for p in tomllib.loads((app / "pylock.toml").read_text())["packages"]
+        }
+        assert versions == {"alpha": "1.0", "beta": "1.0"}
+
+    def test_matching_hash_option_is_accepted(self, tmp_path, dists, local_index):
+        """A --hash that matches the locked wheel passes."""
+        index = local_index(dists)
+        digest = sha256_of(dists / "alpha-1.0-py3-none-any.whl")
+        app = make_app(tmp_path / "app", f"alpha==1.0 --hash=sha256:{digest}\n")
+        lock(app, index.url)
+
+    def test_mismatching_hash_option_names_the_line(self, tmp_path, dists, local_index):
+        """A --hash no locked file has stops the lock at that requirement's line."""
+        index = local_index(dists)
+        app = make_app(
+            tmp_path / "app", "beta\nalpha==1.0 \\\n    --hash=sha256:" + "ab" * 32 + "\n"
+        )
+        result = cli("lock", app, "--index-url", index.url, "--platform", PLATFORM)
+        assert result.code == 1
+        assert f"{app / 'requirements.txt'}:2: alpha 1.0" in result.err
+        assert "no file matching the --hash options" in result.err
+        assert not (app / "pylock.toml").exists()
+
+    def test_changing_the_target_relocks(self, tmp_path, dists, local_index):
+        """A different --platform makes the old lock stale; build says it locked again."""
+        index = local_index(dists)
+        app = make_app(tmp_path / "app", "alpha\n")
+        store = tmp_path / "store"
+        assert (
+            cli(
+                "build", app, "--store", store, "--index-url", index.url, "--platform", PLATFORM
+            ).code
+            == 0
+        )
+        result = cli(
+            "build",
+            app,
+            "--store",
+            store,
+            "--index-url",
+            index.url,
+            "--platform",
+            "manylinux_2_17_x86_64",
+        )
+        assert result.code == 0
+        assert "locked again" in result.err
+        tool = tomllib.loads((app / "pylock.toml").read_text())["tool"]["wheelbarrow"]
+        assert tool["platform"] == "manylinux_2_17_x86_64"
+
+    def test_lock_recorded_target_is_reused_by_build(self, tmp_path, dists, local_index):
+        """build without --platform uses the platform the lock was made for: no relock."""
+        index = local_index(dists)
+        app = make_app(tmp_path / "app", "alpha\n")
+        lock(app, index.url, "--platform", "manylinux_2_17_aarch64")
+        result = cli(
+            "build", app, "--store", tmp_path / "store", "--index-url", index.url, "--json"
+        )
+        assert result.code == 0, result.err
+        assert result.json()["target"]["platform"] == "manylinux_2_17_aarch64"
+        assert "locked again" not in result.err
+
+
+class TestForeignLocks:
+    def test_lock_written_elsewhere_is_used_as_given(self, tmp_path, dists, local_index):
+        """A pylock.toml without wheelbarrow's table is the user's: build uses it, never rewrites it."""
+        index = local_index(dists)
+        app = make_app(tmp_path / "app", "alpha\n")
+        lock(app, index.url)
+        text = (app / "pylock.toml").read_text()
+        foreign = text[: text.index("[tool.wheelbarrow]")]
+        (app / "pylock.toml").write_text(foreign)
+        (app / "requirements.txt").write_text("beta\n")  # would relock if the lock were ours
+        result = cli(
+            "build", app, "--store", tmp_path / "store", "--index-url", index.url, "--json"
+        )
+        assert result.code == 0, result.err
+        assert "as given" in result.err
+        assert [w.split("-")[0] for w in result.json()["fetched"]] == ["alpha"]
+        assert (app / "pylock.toml").read_text() == foreign
+
+    def test_lock_only_app_builds(self, tmp_path, dists, local_index):
+        """An app with just a pylock.toml builds from it."""
+        index = local_index(dists)
+        source = make_app(tmp_path / "source", "beta\n")
+        lock(source, index.url)
+        app = tmp_path / "app"
+        app.mkdir()
+        (app / "pylock.toml").write_text((source / "pylock.toml").read_text())
+        result = cli("build", app, "--store", tmp_path / "store", "--json")
+        assert result.code == 0, result.err
+        assert result.json()["packages"] == 2
+
+    def test_invalid_lock_names_the_file(self, tmp_path):
+        """A lock that breaks PEP 751 is reported with its path and the rule broken."""
+        path = tmp_path / "pylock.toml"
+        path.write_text('lock-version = "1.0"\ncreated-by = "x"\n[[packages]]\nversion = "1"\n')
+        with pytest.raises(InputError, match=r"pylock\.toml: not a valid PEP 751 lock"):
+            read_lock(path)
+
+    def test_lock_that_is_not_toml_names_the_file(self, tmp_path):
+        """Broken TOML is reported with its path."""
+        path = tmp_path / "pylock.toml"
+        path.write_text("lock-version = \n")
+        with pytest.raises(InputError, match=r"pylock\.toml: not valid TOML"):
+            read_lock(path)
+
+
+class TestDigest:
+    def _request(self, text: str, **kw: object) -> LockRequest:
+        reqs = parse_requirements_text(text, path=Path("requirements.txt"))
+        target = Target.parse(python="3.12", platform=str(kw.get("platform", PLATFORM)))
+        return LockRequest(requirements=reqs, target=target, index=IndexOptions())
+
+    def test_formatting_does_not_change_the_digest(self):
+        """Comments, blank lines and order are not inputs."""
+        assert (
+            self._request("a==1\nb==2\n").digest == self._request("# x\nb==2  # y\n\na==1\n").digest
+        )
+
+    def test_pins_and_targets_change_the_digest(self):
+        """A different pin or platform is a different lock."""
+        base = self._request("a==1\n").digest
+        assert self._request("a==2\n").digest != base
+        assert self._request("a==1\n", platform="manylinux_2_17_x86_64").digest != base
