@@ -136,7 +136,7 @@ class TestLock:
 
 class TestForeignLocks:
     def test_lock_written_elsewhere_is_used_as_given(self, tmp_path, dists, local_index):
-        """A pylock.toml without wheelbarrow's table is the user's: build uses it, never rewrites it."""
+        """A pylock.toml without wheelbarrow's table is the user's: used, never rewritten."""
         index = local_index(dists)
         app = make_app(tmp_path / "app", "alpha\n")
         lock(app, index.url)
