@@ -149,6 +149,8 @@ class Fetcher:
         if artefact.path is not None or (artefact.url and artefact.url.startswith("file:")):
             path = artefact.path or Path(unquote(urlparse(artefact.url or "").path))
             try:
+                if artefact.size is None:
+                    reporter.download_expected(path.stat().st_size)
                 with path.open("rb") as f:
                     while chunk := f.read(CHUNK):
                         if cancel.is_set():
@@ -176,6 +178,9 @@ class Fetcher:
                         f"answered HTTP {response.status_code}",
                         hint="the file is gone from the index, or needs credentials: lock again",
                     )
+                length = response.headers.get("Content-Length", "")
+                if artefact.size is None and length.isdigit():
+                    reporter.download_expected(int(length))
                 for chunk in response.iter_bytes(CHUNK):
                     if cancel.is_set():
                         raise _Cancelled

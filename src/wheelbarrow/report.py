@@ -14,11 +14,15 @@ class Reporter(Protocol):
 
     ``message`` is for lines a person reads; the ``download_*`` calls drive a
     progress display (files and bytes) while files are fetched in parallel.
+    ``download_expected`` adds to the byte total when a size becomes known
+    only from a response (locks need not record sizes).
     """
 
     def message(self, level: Level, text: str) -> None: ...
 
     def download_started(self, files: int, total_bytes: int | None) -> None: ...
+
+    def download_expected(self, nbytes: int) -> None: ...
 
     def download_advanced(self, nbytes: int) -> None: ...
 
@@ -35,6 +39,9 @@ class NullReporter:
 
     def download_started(self, files: int, total_bytes: int | None) -> None:
         """Discard the start of downloads."""
+
+    def download_expected(self, nbytes: int) -> None:
+        """Discard a size learnt from a response."""
 
     def download_advanced(self, nbytes: int) -> None:
         """Discard progress."""
@@ -62,6 +69,9 @@ class RecordingReporter:
 
     def download_started(self, files: int, total_bytes: int | None) -> None:
         """Nothing to keep at the start."""
+
+    def download_expected(self, nbytes: int) -> None:
+        """Nothing to keep for a size learnt late."""
 
     def download_advanced(self, nbytes: int) -> None:
         """Count bytes."""

@@ -74,6 +74,9 @@ class PlainReporter:
     def download_started(self, files: int, total_bytes: int | None) -> None:
         """Nothing: each file is announced when done."""
 
+    def download_expected(self, nbytes: int) -> None:
+        """Nothing: plain output has no bars."""
+
     def download_advanced(self, nbytes: int) -> None:
         """Nothing: plain output has no bars."""
 
@@ -96,6 +99,7 @@ class RichReporter:
         self._task: Any = None
         self._files = 0
         self._done = 0
+        self._unsized = False
         self._lock = threading.Lock()
 
     def message(self, level: Level, text: str) -> None:
@@ -116,6 +120,7 @@ class RichReporter:
         )
 
         self._files, self._done = files, 0
+        self._unsized = total_bytes is None
         self._progress = Progress(
             TextColumn("{task.description}"),
             BarColumn(),
@@ -127,6 +132,13 @@ class RichReporter:
         )
         self._progress.start()
         self._task = self._progress.add_task(f"0/{files} files", total=total_bytes)
+
+    def download_expected(self, nbytes: int) -> None:
+        """Grow the bar's total by a size learnt from a response."""
+        with self._lock:
+            if self._progress is not None and self._unsized:
+                task = self._progress.tasks[0]
+                self._progress.update(self._task, total=(task.total or 0) + nbytes)
 
     def download_advanced(self, nbytes: int) -> None:
         """Move the bar."""
