@@ -160,6 +160,33 @@ class TestInstall:
         assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".env")] == []
 
 
+class TestBytecodeFailures:
+    def test_a_file_that_does_not_compile_is_a_warning_not_a_failure(self, tmp_path, local_index):
+        """A wheel shipping Python 2 syntax still installs; the warning names the file."""
+        d = tmp_path / "dists"
+        make_wheel(
+            d,
+            "legacy",
+            "1.0",
+            files={"legacy/__init__.py": "X = 1\n", "legacy/py2.py": "print 'old'\n"},
+        )
+        index = local_index(d)
+        app = make_app(tmp_path / "app", "legacy\n")
+        store = tmp_path / "store"
+        assert (
+            cli(
+                "build", app, "--store", store, "--index-url", index.url, "--platform", PLATFORM
+            ).code
+            == 0
+        )
+        result = cli("install", app, "--store", store, "--into", tmp_path / "env")
+        assert result.code == 0, result.err
+        assert "1 file(s) have no bytecode" in result.err
+        assert "legacy/py2.py" in result.err
+        site = next((tmp_path / "env").glob("lib/python*/site-packages"))
+        assert list((site / "legacy" / "__pycache__").glob("__init__.*.pyc"))
+
+
 class TestInstallErrors:
     def test_install_before_build_says_to_build(self, tmp_path, local_index):
         """Without a wheelhouse, install fails and tells the user to build first."""

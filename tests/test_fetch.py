@@ -184,3 +184,32 @@ class TestStore:
         os.utime(old, (1, 1))
         assert store.clean_stale_tmp() == 1
         assert not old.exists() and fresh.exists()
+
+
+class TestAtomicWrite:
+    def test_new_files_honour_the_umask(self, tmp_path):
+        """A file written atomically is readable by others as usual (0644 under umask 022)."""
+        import os
+
+        from wheelbarrow.files import atomic_write_text
+
+        old = os.umask(0o022)
+        try:
+            atomic_write_text(tmp_path / "f", "x")
+        finally:
+            os.umask(old)
+        assert (tmp_path / "f").stat().st_mode & 0o777 == 0o644
+
+    def test_replaced_files_keep_their_mode(self, tmp_path):
+        """Rewriting a file keeps the mode its owner gave it; no scratch file remains."""
+        import os
+
+        from wheelbarrow.files import atomic_write_text
+
+        path = tmp_path / "f"
+        path.write_text("old")
+        os.chmod(path, 0o640)
+        atomic_write_text(path, "new")
+        assert path.read_text() == "new"
+        assert path.stat().st_mode & 0o777 == 0o640
+        assert [p.name for p in tmp_path.iterdir()] == ["f"]

@@ -152,24 +152,7 @@ def build_store_env(
             reporter.message("step", f"Installing {len(wheels)} wheel(s)")
             _install_wheels(wheels, work, site, final_root=final, short=interpreter.short)
             reporter.message("step", "Compiling bytecode")
-            # unchecked-hash: the .pyc stays valid whatever the sources' mtimes
-            # become (hard links, copies, image layers with mtime 0).
-            _run(
-                runner,
-                [
-                    str(work / "bin" / "python"),
-                    "-m",
-                    "compileall",
-                    "-q",
-                    "-j",
-                    "0",
-                    "--invalidation-mode",
-                    "unchecked-hash",
-                    str(site),
-                ],
-                "compile bytecode",
-                allow_failure=True,
-            )
+            _compile(runner, work / "bin" / "python", site, reporter)
             _relocate(work, old=str(work), new=str(final))
             (work / MARKER).write_text(
                 json.dumps(
@@ -191,9 +174,41 @@ def build_store_env(
     return final
 
 
-def _run(runner: Runner, args: list[str], what: str, *, allow_failure: bool = False) -> None:
+def _compile(runner: Runner, python: Path, site: Path, reporter: Reporter) -> None:
+    """Compile all of site-packages; files that do not compile are reported, not fatal.
+
+    Some wheels ship sources for other Python versions (templates, test
+    fixtures); Python skips those at import too, so they cannot stop an install.
+    """
+    args = [str(python), "-m", "compileall", "-q", "-j", "0"]
+    # unchecked-hash: the .pyc stays valid whatever the sources' mtimes become
+    # (hard links, copies, image layers with mtime 0).
+    args += ["--invalidation-mode", "unchecked-hash", str(site)]
     result = runner(args)
-    if result.returncode != 0 and not allow_failure:
+    if result.returncode == 0:
+        return
+    failed = [
+        line.split(" ", 3)[-1].strip("'. ")
+        for line in result.stdout.splitlines()
+        if line.startswith("*** Error compiling")
+    ]
+    if not failed:
+        raise InstallError(
+            f"could not compile bytecode: {python} exited with {result.returncode}:\n"
+            f"{(result.stderr or result.stdout).strip()}"
+        )
+    shown = ", ".join(f.removeprefix(str(site) + "/") for f in failed[:3])
+    more = f" and {len(failed) - 3} more" if len(failed) > 3 else ""
+    reporter.message(
+        "warning",
+        f"{len(failed)} file(s) have no bytecode as they do not compile for this Python: "
+        f"{shown}{more}",
+    )
+
+
+def _run(runner: Runner, args: list[str], what: str) -> None:
+    result = runner(args)
+    if result.returncode != 0:
         raise InstallError(
             f"could not {what}: {args[0]} exited with {result.returncode}:\n{result.stderr.strip()}"
         )
