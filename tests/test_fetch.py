@@ -202,13 +202,11 @@ class TestAtomicWrite:
 
     def test_replaced_files_keep_their_mode(self, tmp_path):
         """Rewriting a file keeps the mode its owner gave it; no scratch file remains."""
-        import os
-
         from wheelbarrow.files import atomic_write_text
 
         path = tmp_path / "f"
         path.write_text("old")
-        os.chmod(path, 0o640)
+        path.chmod(0o640)
         atomic_write_text(path, "new")
         assert path.read_text() == "new"
         assert path.stat().st_mode & 0o777 == 0o640
