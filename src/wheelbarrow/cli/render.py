@@ -41,8 +41,9 @@ def emit_json(payload: dict[str, Any]) -> None:
 
 
 def out(text: str) -> None:
-    """A result line for the user (stdout)."""
+    """A result line for the user (stdout), flushed: a pipe reader may be waiting on it."""
     sys.stdout.write(text + "\n")
+    sys.stdout.flush()
 
 
 def human_bytes(n: float) -> str:
