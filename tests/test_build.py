@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from support import make_sdist, make_wheel
-from support.apps import PLATFORM, cli, make_app
+from support.apps import PLATFORM, build_cli, build_ok, cli, make_app
 
 from wheelbarrow.store import Store
 
@@ -27,30 +27,12 @@ def wheels(tmp_path: Path) -> Path:
     return d
 
 
-def build(app: Path, store: Path, index_url: str, *extra: str) -> dict[str, object]:
-    result = cli(
-        "build",
-        app,
-        "--store",
-        store,
-        "--index-url",
-        index_url,
-        "--platform",
-        PLATFORM,
-        "--json",
-        *extra,
-    )
-    assert result.code == 0, result.err
-    report: dict[str, object] = result.json()
-    return report
-
-
 class TestBuild:
     def test_first_build_fetches_every_wheel_into_the_store(self, tmp_path, wheels, local_index):
         """A cold build locks, downloads each locked wheel once and lays out the wheelhouse."""
         index = local_index(wheels)
         app = make_app(tmp_path / "app", "beta==1.0\n")
-        report = build(app, tmp_path / "store", index.url)
+        report = build_ok(app, tmp_path / "store", index.url)
         assert report["status"] == "built"
         assert sorted(report["fetched"]) == [
             "alpha-2.0-py3-none-any.whl",
@@ -68,9 +50,9 @@ class TestBuild:
         """An unchanged app reports up-to-date and sends no request to the index at all."""
         index = local_index(wheels)
         app = make_app(tmp_path / "app", "beta==1.0\n")
-        first = build(app, tmp_path / "store", index.url)
+        first = build_ok(app, tmp_path / "store", index.url)
         index.requests.clear()
-        second = build(app, tmp_path / "store", index.url)
+        second = build_ok(app, tmp_path / "store", index.url)
         assert second["status"] == "up-to-date"
         assert second["key"] == first["key"]
         assert second["fetched"] == []
@@ -80,17 +62,8 @@ class TestBuild:
         """The human report of a no-op build says that there is nothing to do."""
         index = local_index(wheels)
         app = make_app(tmp_path / "app", "alpha\n")
-        build(app, tmp_path / "store", index.url)
-        result = cli(
-            "build",
-            app,
-            "--store",
-            tmp_path / "store",
-            "--index-url",
-            index.url,
-            "--platform",
-            PLATFORM,
-        )
+        build_ok(app, tmp_path / "store", index.url)
+        result = build_cli(app, tmp_path / "store", index.url)
         assert result.code == 0
         assert "is up to date (1 packages): nothing to do" in result.out
 
@@ -98,10 +71,10 @@ class TestBuild:
         """A changed pin relocks, names the change and downloads only the new wheel."""
         index = local_index(wheels)
         app = make_app(tmp_path / "app", "alpha==1.0\nbeta==1.0\n")
-        first = build(app, tmp_path / "store", index.url)
+        first = build_ok(app, tmp_path / "store", index.url)
         beta_blob = next(Path(first["wheelhouse"]).glob("beta-*.whl")).stat()
         (app / "requirements.txt").write_text("alpha==2.0\nbeta==1.0\n")
-        second = build(app, tmp_path / "store", index.url)
+        second = build_ok(app, tmp_path / "store", index.url)
         assert second["key"] != first["key"]
         assert second["fetched"] == ["alpha-2.0-py3-none-any.whl"]
         # beta's blob is the very same file, not a fresh download.
@@ -114,24 +87,24 @@ class TestBuild:
         """Reformatting requirements.txt (comments, order) does not relock or rebuild."""
         index = local_index(wheels)
         app = make_app(tmp_path / "app", "alpha==1.0\nbeta==1.0\n")
-        build(app, tmp_path / "store", index.url)
+        build_ok(app, tmp_path / "store", index.url)
         (app / "requirements.txt").write_text("# deps\nbeta==1.0   # web\n\nalpha==1.0\n")
         index.requests.clear()
-        assert build(app, tmp_path / "store", index.url)["status"] == "up-to-date"
+        assert build_ok(app, tmp_path / "store", index.url)["status"] == "up-to-date"
         assert index.requests == []
 
     def test_platform_specific_wheel_is_chosen_for_the_target(self, tmp_path, wheels, local_index):
         """Of two builds of one version, the one whose tags fit the target is fetched."""
         index = local_index(wheels)
         app = make_app(tmp_path / "app", "gamma==0.5\n", python="3.11")
-        report = build(app, tmp_path / "store", index.url)
+        report = build_ok(app, tmp_path / "store", index.url)
         assert report["fetched"] == [f"gamma-0.5-cp311-cp311-{PLATFORM}.whl"]
 
     def test_the_wheelhouse_serves_pip_as_a_find_links_dir(self, tmp_path, wheels, local_index):
         """The wheelhouse installs offline with pip --no-index -f, like the seed's /wheelhouse."""
         index = local_index(wheels)
         app = make_app(tmp_path / "app", "beta==1.0\n")
-        report = build(app, tmp_path / "store", index.url, "--output", str(tmp_path / "wh"))
+        report = build_ok(app, tmp_path / "store", index.url, "--output", str(tmp_path / "wh"))
         env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
         env["PIP_CONFIG_FILE"] = os.devnull
         target = tmp_path / "site"
@@ -168,16 +141,7 @@ class TestBuildErrors:
         make_wheel(d, "fine", "1.0")
         index = local_index(d)
         app = make_app(tmp_path / "app", "onlysdist\nmacwheel\nfine\n")
-        result = cli(
-            "build",
-            app,
-            "--store",
-            tmp_path / "store",
-            "--index-url",
-            index.url,
-            "--platform",
-            PLATFORM,
-        )
+        result = build_cli(app, tmp_path / "store", index.url)
         assert result.code == 1
         assert "2 package(s) have no compatible wheel for CPython" in result.err
         # uv leaves wheels for other platforms out of the lock: only the sdist remains.
@@ -196,16 +160,7 @@ class TestBuildErrors:
         """A name the index does not have fails the lock, naming the package and its line."""
         index = local_index(wheels)
         app = make_app(tmp_path / "app", "alpha\nno-such-package==1.0\n")
-        result = cli(
-            "build",
-            app,
-            "--store",
-            tmp_path / "store",
-            "--index-url",
-            index.url,
-            "--platform",
-            PLATFORM,
-        )
+        result = build_cli(app, tmp_path / "store", index.url)
         assert result.code == 1
         assert "could not lock the requirements" in result.err
         assert "no-such-package" in result.err
@@ -216,19 +171,10 @@ class TestBuildErrors:
         """A version the index does not have fails the lock and keeps the old lock intact."""
         index = local_index(wheels)
         app = make_app(tmp_path / "app", "alpha==1.0\n")
-        build(app, tmp_path / "store", index.url)
+        build_ok(app, tmp_path / "store", index.url)
         before = (app / "pylock.toml").read_text()
         (app / "requirements.txt").write_text("alpha==9.9\n")
-        result = cli(
-            "build",
-            app,
-            "--store",
-            tmp_path / "store",
-            "--index-url",
-            index.url,
-            "--platform",
-            PLATFORM,
-        )
+        result = build_cli(app, tmp_path / "store", index.url)
         assert result.code == 1
         assert "alpha==9.9" in result.err
         assert (app / "pylock.toml").read_text() == before
@@ -243,16 +189,7 @@ class TestBuildErrors:
         (wheels / "alpha-1.0-py3-none-any.whl").write_bytes(
             (tmp_path / "evil" / "alpha-1.0-py3-none-any.whl").read_bytes()
         )
-        result = cli(
-            "build",
-            app,
-            "--store",
-            tmp_path / "store",
-            "--index-url",
-            index.url,
-            "--platform",
-            PLATFORM,
-        )
+        result = build_cli(app, tmp_path / "store", index.url)
         assert result.code == 1
         assert "alpha 1.0 (alpha-1.0-py3-none-any.whl): sha256 is" in result.err
         store = tmp_path / "store"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from support import make_wheel
-from support.apps import PLATFORM, cli, make_app
+from support.apps import PLATFORM, build_cli, cli, make_app
 
 from wheelbarrow.environment import Interpreter, _link_tree, clone_env, find_interpreter
 from wheelbarrow.errors import InstallError, TargetError
@@ -32,7 +32,7 @@ def built_app(tmp_path: Path, local_index) -> tuple[Path, Path]:
     index = local_index(d)
     app = make_app(tmp_path / "app", "tool==2.0\n")
     store = tmp_path / "store"
-    result = cli("build", app, "--store", store, "--index-url", index.url, "--platform", PLATFORM)
+    result = build_cli(app, store, index.url)
     assert result.code == 0, result.err
     index.requests.clear()
     return app, store
@@ -125,12 +125,7 @@ class TestInstall:
         index = local_index(d)
         app = make_app(tmp_path / "app", "alpha\n")
         store = tmp_path / "store"
-        assert (
-            cli(
-                "build", app, "--store", store, "--index-url", index.url, "--platform", PLATFORM
-            ).code
-            == 0
-        )
+        assert build_cli(app, store, index.url).code == 0
         index.requests.clear()
         install(app, store, tmp_path / "env")
         assert index.requests == []
@@ -173,12 +168,7 @@ class TestBytecodeFailures:
         index = local_index(d)
         app = make_app(tmp_path / "app", "legacy\n")
         store = tmp_path / "store"
-        assert (
-            cli(
-                "build", app, "--store", store, "--index-url", index.url, "--platform", PLATFORM
-            ).code
-            == 0
-        )
+        assert build_cli(app, store, index.url).code == 0
         result = cli("install", app, "--store", store, "--into", tmp_path / "env")
         assert result.code == 0, result.err
         assert "1 file(s) have no bytecode" in result.err

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from support import make_wheel, sha256_of
-from support.apps import PLATFORM, cli, make_app
+from support.apps import PLATFORM, build_cli, cli, make_app
 
 from wheelbarrow.errors import InputError
 from wheelbarrow.lock import LockRequest
@@ -100,12 +100,7 @@ class TestLock:
         index = local_index(dists)
         app = make_app(tmp_path / "app", "alpha\n")
         store = tmp_path / "store"
-        assert (
-            cli(
-                "build", app, "--store", store, "--index-url", index.url, "--platform", PLATFORM
-            ).code
-            == 0
-        )
+        assert build_cli(app, store, index.url).code == 0
         result = cli(
             "build",
             app,

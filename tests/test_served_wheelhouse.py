@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from support import make_wheel
-from support.apps import PLATFORM, cli, make_app
+from support.apps import build_cli, make_app
 
 from wheelbarrow.serve import make_server
 
@@ -35,9 +35,7 @@ def wheelhouse(tmp_path: Path, local_index) -> tuple[Path, Path, Path]:
     index = local_index(d)
     app = make_app(tmp_path / "app", "beta\n")
     store = tmp_path / "store"
-    result = cli(
-        "build", app, "--store", store, "--index-url", index.url, "--platform", PLATFORM, "--json"
-    )
+    result = build_cli(app, store, index.url, "--json")
     assert result.code == 0, result.err
     return app, store, Path(result.json()["wheelhouse"])
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -32,11 +30,3 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 def atomic_write_text(path: Path, text: str) -> None:
     """:func:`atomic_write_bytes` for UTF-8 text."""
     atomic_write_bytes(path, text.encode("utf-8"))
-
-
-@contextlib.contextmanager
-def temporary_directory(parent: Path, prefix: str) -> Iterator[Path]:
-    """A directory under ``parent`` (same filesystem, so it can be renamed into place)."""
-    parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=prefix, dir=parent) as tmp:
-        yield Path(tmp)

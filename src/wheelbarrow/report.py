@@ -85,7 +85,3 @@ class RecordingReporter:
 
     def download_finished(self) -> None:
         """Nothing to keep at the end."""
-
-    def texts(self) -> list[str]:
-        """The message texts alone, in order."""
-        return [text for _, text in self.messages]

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from wheelbarrow.errors import HashMismatchError, StoreError
+from wheelbarrow.errors import HashMismatchError
 
 if TYPE_CHECKING:
     from filelock import FileLock
@@ -150,13 +150,3 @@ def _rmtree(path: Path) -> None:
 
     # Read-only blobs need no chmod: unlinking depends on the directory's mode.
     shutil.rmtree(path, ignore_errors=True)
-
-
-def default_store_root(environ: dict[str, str] | os._Environ[str], cache_dir: str) -> Path:
-    """``$WHEELBARROW_STORE`` if set, else ``wheelbarrow`` under the user's cache directory."""
-    value = environ.get(STORE_ENV_VAR)
-    if value:
-        return Path(value).expanduser()
-    if not cache_dir:
-        raise StoreError("no cache directory for the store", hint=f"set {STORE_ENV_VAR}")
-    return Path(cache_dir)

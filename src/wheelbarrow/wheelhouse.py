@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from wheelbarrow import __version__
 from wheelbarrow.errors import StoreError
@@ -20,6 +21,9 @@ from wheelbarrow.report import Reporter
 from wheelbarrow.store import Store
 from wheelbarrow.target import Target
 
+if TYPE_CHECKING:
+    from wheelbarrow.fetch import Fetched
+
 MANIFEST = "wheelhouse.json"
 SIMPLE = "simple"
 
@@ -27,7 +31,9 @@ SIMPLE = "simple"
 class Fetches(Protocol):
     """What the builder needs from a fetcher (see :class:`wheelbarrow.fetch.Fetcher`)."""
 
-    def fetch(self, artefacts: Sequence[Artefact], store: Store, reporter: Reporter) -> Any: ...
+    def fetch(
+        self, artefacts: Sequence[Artefact], store: Store, reporter: Reporter
+    ) -> Sequence[Fetched]: ...
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -95,7 +101,7 @@ def build_wheelhouse(
     reporter: Reporter,
     settings: Mapping[str, object],
     previous_key: str | None = None,
-    clock: Any = time.monotonic,
+    clock: Callable[[], float] = time.monotonic,
 ) -> BuildReport:
     """Make the wheelhouse for ``artefacts`` exist in ``store`` and say what that took.
 
@@ -104,30 +110,17 @@ def build_wheelhouse(
     """
     start = clock()
     key = wheelhouse_key(artefacts, target, settings)
-    path = store.wheelhouse(key)
+    report = functools.partial(
+        BuildReport, key=key, path=store.wheelhouse(key), target=target, packages=len(artefacts)
+    )
     if manifest_of(store, key) is not None:
-        return BuildReport(
-            key=key,
-            path=path,
-            status="up-to-date",
-            target=target,
-            packages=len(artefacts),
-            seconds=clock() - start,
-        )
+        return report(status="up-to-date", seconds=clock() - start)
 
     previous = manifest_of(store, previous_key) if previous_key else None
     changes = _changes(previous, artefacts) if previous else ()
     with store.lock(f"wheelhouse-{key}"):
         if manifest_of(store, key) is not None:  # built by another process meanwhile
-            return BuildReport(
-                key=key,
-                path=path,
-                status="up-to-date",
-                target=target,
-                packages=len(artefacts),
-                changes=changes,
-                seconds=clock() - start,
-            )
+            return report(status="up-to-date", changes=changes, seconds=clock() - start)
         missing = [a for a in artefacts if not store.has(a.sha256)]
         reused = tuple(a.filename for a in artefacts if a not in missing)
         if missing:
@@ -138,15 +131,11 @@ def build_wheelhouse(
             )
         fetched = fetcher.fetch(missing, store, reporter)
         _materialise(artefacts, target, key, store)
-    return BuildReport(
-        key=key,
-        path=path,
+    return report(
         status="built",
-        target=target,
-        packages=len(artefacts),
         changes=changes,
         fetched=tuple(a.filename for a in missing),
-        fetched_bytes=sum(getattr(f, "nbytes", 0) for f in fetched or ()),
+        fetched_bytes=sum(f.nbytes for f in fetched),
         reused=reused,
         seconds=clock() - start,
     )
@@ -154,7 +143,7 @@ def build_wheelhouse(
 
 def _materialise(artefacts: Sequence[Artefact], target: Target, key: str, store: Store) -> None:
     """Lay out the wheelhouse in a scratch directory, then rename it into place whole."""
-    from wheelbarrow.index import IndexFile, write_index
+    from wheelbarrow.index import IndexFile, write_index  # not on the no-op path
 
     final = store.wheelhouse(key)
     work = Path(os.fspath(store.tmp_dir())) / f"wheelhouse-{key}-{os.getpid()}"

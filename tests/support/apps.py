@@ -46,3 +46,18 @@ def cli(*args: str | Path) -> Result:
         except SystemExit as exc:  # argparse errors
             code = int(exc.code or 0)
     return Result(code, out.getvalue(), err.getvalue())
+
+
+def build_cli(app: Path, store: Path, index_url: str, *extra: str | Path) -> Result:
+    """``wheelbarrow build`` of ``app`` into ``store`` from a local index, for PLATFORM."""
+    return cli(
+        "build", app, "--store", store, "--index-url", index_url, "--platform", PLATFORM, *extra
+    )
+
+
+def build_ok(app: Path, store: Path, index_url: str, *extra: str | Path) -> dict[str, Any]:
+    """:func:`build_cli` that must succeed; returns its JSON report."""
+    result = build_cli(app, store, index_url, "--json", *extra)
+    assert result.code == 0, result.err
+    report: dict[str, Any] = result.json()
+    return report

@@ -7,24 +7,15 @@ import shutil
 from pathlib import Path
 
 from wheelbarrow.cli import common, render
-from wheelbarrow.plan import make_plan
-from wheelbarrow.runner import run_subprocess
 from wheelbarrow.wheelhouse import BuildReport, build_wheelhouse, previous_app_key, record_app_build
 
 
 def run(args: argparse.Namespace) -> int:
     """Lock if the inputs changed, then fetch only what the store lacks."""
-    app = common.app(args)
     store = common.store(args)
     reporter = render.make_reporter(quiet=args.quiet, json_mode=args.json)
-    plan = make_plan(
-        app,
-        common.options(args),
-        common.host(),
-        runner=run_subprocess,
-        reporter=reporter,
-        may_lock=True,
-    )
+    plan = common.plan(args, reporter, may_lock=True)
+    app = plan.app
     if plan.locked_because:
         reporter.message("info", f"locked again: {plan.locked_because}")
     from wheelbarrow.fetch import Fetcher

@@ -8,10 +8,14 @@ import sys
 from pathlib import Path
 
 from wheelbarrow.app import App, read_app
-from wheelbarrow.plan import Host, Options
+from wheelbarrow.errors import StoreError
+from wheelbarrow.plan import Host, Options, Plan, make_plan
+from wheelbarrow.report import Reporter
 from wheelbarrow.requirements import IndexOptions
+from wheelbarrow.runner import run_subprocess
 from wheelbarrow.store import STORE_ENV_VAR, Store
 from wheelbarrow.target import PythonVersion, host_platform
+from wheelbarrow.wheelhouse import manifest_of
 
 
 def host() -> Host:
@@ -62,3 +66,33 @@ def options(args: argparse.Namespace) -> Options:
         no_index=getattr(args, "no_index", False),
     )
     return Options(python=args.python, platform=args.platform, index=index)
+
+
+def plan(
+    args: argparse.Namespace,
+    reporter: Reporter,
+    *,
+    may_lock: bool,
+    force_lock: bool = False,
+    the_app: App | None = None,
+) -> Plan:
+    """The plan for the app on the command line, with this machine's defaults."""
+    return make_plan(
+        the_app or app(args),
+        options(args),
+        host(),
+        runner=run_subprocess,
+        reporter=reporter,
+        may_lock=may_lock,
+        force_lock=force_lock,
+    )
+
+
+def built_wheelhouse(store: Store, plan: Plan) -> Path:
+    """The plan's wheelhouse, which must have been built already (never builds it)."""
+    if manifest_of(store, plan.key) is None:
+        raise StoreError(
+            f"no wheelhouse for {plan.lock.path} in {store.root} (key {plan.key})",
+            hint=f"run `wheelbarrow build {plan.app.root}` first (this command never downloads)",
+        )
+    return store.wheelhouse(plan.key)

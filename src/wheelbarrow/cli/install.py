@@ -19,31 +19,16 @@ from wheelbarrow.environment import (
     find_interpreter,
     read_marker,
 )
-from wheelbarrow.errors import StoreError
-from wheelbarrow.plan import make_plan
 from wheelbarrow.runner import run_subprocess
-from wheelbarrow.wheelhouse import manifest_of
 
 
 def run(args: argparse.Namespace) -> int:
     """Never touches the network: the lock must be current and its wheelhouse built."""
     start = time.monotonic()
-    app = common.app(args)
     store = common.store(args)
     reporter = render.make_reporter(quiet=args.quiet, json_mode=args.json)
-    plan = make_plan(
-        app,
-        common.options(args),
-        common.host(),
-        runner=run_subprocess,
-        reporter=reporter,
-        may_lock=False,
-    )
-    if manifest_of(store, plan.key) is None:
-        raise StoreError(
-            f"no wheelhouse for {app.lock_path} in {store.root} (key {plan.key})",
-            hint=f"run `wheelbarrow build {app.root}` first (install never downloads)",
-        )
+    plan = common.plan(args, reporter, may_lock=False)
+    wheelhouse = common.built_wheelhouse(store, plan)
     base = getattr(sys, "_base_executable", sys.executable)
     running = Interpreter(
         executable=Path(os.path.realpath(base)), version=".".join(map(str, sys.version_info[:3]))
@@ -65,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
         source = store.env(key)
         status = "cloned"
         if read_marker(source) is None:
-            wheels = [store.wheelhouse(plan.key) / a.filename for a in plan.artefacts]
+            wheels = [wheelhouse / a.filename for a in plan.artefacts]
             build_store_env(
                 wheels,
                 key=key,

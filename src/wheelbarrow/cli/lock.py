@@ -6,8 +6,6 @@ import argparse
 
 from wheelbarrow.cli import common, render
 from wheelbarrow.errors import InputError
-from wheelbarrow.plan import make_plan
-from wheelbarrow.runner import run_subprocess
 
 
 def run(args: argparse.Namespace) -> int:
@@ -19,15 +17,7 @@ def run(args: argparse.Namespace) -> int:
             hint="add requirements.txt or [project] dependencies, or use the lock as it is",
         )
     reporter = render.make_reporter(quiet=args.quiet, json_mode=args.json)
-    plan = make_plan(
-        app,
-        common.options(args),
-        common.host(),
-        runner=run_subprocess,
-        reporter=reporter,
-        may_lock=True,
-        force_lock=True,
-    )
+    plan = common.plan(args, reporter, may_lock=True, force_lock=True, the_app=app)
     if args.json:
         render.emit_json(
             {
