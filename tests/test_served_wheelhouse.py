@@ -26,6 +26,28 @@ def _clean_env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
+def _pip_install(index_url: str, tmp_path: Path) -> None:
+    """pip-install beta (and alpha) from ``index_url`` into tmp_path/t, isolated from pip config."""
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--index-url",
+            index_url,
+            "--target",
+            str(tmp_path / "t"),
+            "--no-cache-dir",
+            "--disable-pip-version-check",
+            "beta",
+        ],
+        check=True,
+        env=_clean_env(tmp_path),
+        capture_output=True,
+    )
+
+
 @pytest.fixture
 def wheelhouse(tmp_path: Path, local_index) -> tuple[Path, Path, Path]:
     """A built wheelhouse for `beta` (which needs alpha): (app, store, wheelhouse dir)."""
@@ -45,24 +67,7 @@ class TestServedWheelhouse:
         """pip --index-url on the served simple/ resolves and installs from it alone."""
         _, _, house = wheelhouse
         with make_server(house) as server:
-            subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "pip",
-                    "install",
-                    "--index-url",
-                    server.simple_url,
-                    "--target",
-                    str(tmp_path / "t"),
-                    "--no-cache-dir",
-                    "--disable-pip-version-check",
-                    "beta",
-                ],
-                check=True,
-                env=_clean_env(tmp_path),
-                capture_output=True,
-            )
+            _pip_install(server.simple_url, tmp_path)
         assert (tmp_path / "t" / "alpha").is_dir() and (tmp_path / "t" / "beta").is_dir()
 
     def test_uv_installs_from_the_served_wheelhouse(self, tmp_path, wheelhouse):
@@ -96,24 +101,7 @@ class TestServedWheelhouse:
     def test_pip_installs_from_the_static_files(self, tmp_path, wheelhouse):
         """The static simple/ tree works without a server, as a file:// index."""
         _, _, house = wheelhouse
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pip",
-                "install",
-                "--index-url",
-                (house / "simple").as_uri(),
-                "--target",
-                str(tmp_path / "t"),
-                "--no-cache-dir",
-                "--disable-pip-version-check",
-                "beta",
-            ],
-            check=True,
-            env=_clean_env(tmp_path),
-            capture_output=True,
-        )
+        _pip_install((house / "simple").as_uri(), tmp_path)
         assert (tmp_path / "t" / "alpha").is_dir()
 
     def test_serve_command_serves_the_apps_wheelhouse(self, tmp_path, wheelhouse):
@@ -141,24 +129,7 @@ class TestServedWheelhouse:
             assert proc.stdout is not None
             line = proc.stdout.readline()
             assert f"http://127.0.0.1:{port}/simple/" in line
-            subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "pip",
-                    "install",
-                    "--index-url",
-                    f"http://127.0.0.1:{port}/simple/",
-                    "--target",
-                    str(tmp_path / "t"),
-                    "--no-cache-dir",
-                    "--disable-pip-version-check",
-                    "beta",
-                ],
-                check=True,
-                env=_clean_env(tmp_path),
-                capture_output=True,
-            )
+            _pip_install(f"http://127.0.0.1:{port}/simple/", tmp_path)
         finally:
             proc.terminate()
             proc.communicate(timeout=10)
