@@ -133,7 +133,7 @@ class TestBuild:
 
 class TestBuildErrors:
     def test_package_without_compatible_wheel_is_listed(self, tmp_path, local_index):
-        """Packages with only an sdist or foreign wheels stop the build, all named together."""
+        """With --only-binary :all:, packages lacking a wheel stop the build, all named together."""
         d = tmp_path / "dists"
         make_sdist(d, "onlysdist", "1.0")
         make_wheel(d, "macwheel", "1.0", tag="cp311-cp311-macosx_11_0_arm64")
@@ -141,12 +141,12 @@ class TestBuildErrors:
         make_wheel(d, "fine", "1.0")
         index = local_index(d)
         app = make_app(tmp_path / "app", "onlysdist\nmacwheel\nfine\n")
-        result = build_cli(app, tmp_path / "store", index.url)
+        result = build_cli(app, tmp_path / "store", index.url, "--only-binary", ":all:")
         assert result.code == 1
         assert "2 package(s) have no compatible wheel for CPython" in result.err
         # uv leaves wheels for other platforms out of the lock: only the sdist remains.
-        assert "macwheel 1.0 (has an sdist)" in result.err
-        assert "onlysdist 1.0 (has an sdist)" in result.err
+        assert "macwheel 1.0 (has an sdist; only-binary forbids a source build)" in result.err
+        assert "onlysdist 1.0 (has an sdist; only-binary forbids a source build)" in result.err
         assert not (tmp_path / "store" / "wheelhouses").exists()
 
     def test_malformed_requirement_names_file_and_line(self, tmp_path):

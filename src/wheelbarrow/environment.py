@@ -130,8 +130,13 @@ def build_store_env(
     store: Store,
     runner: Runner,
     reporter: Reporter,
+    compile_bytecode: bool = True,
 ) -> Path:
-    """Make the environment for ``key`` in the store, once; later calls return at once."""
+    """Make the environment for ``key`` in the store, once; later calls return at once.
+
+    Build environments pass ``compile_bytecode=False``: they run a backend a
+    few times and are not shipped.
+    """
     final = store.env(key)
     if read_marker(final) is not None:
         return final
@@ -151,8 +156,9 @@ def build_store_env(
             site = work / "lib" / f"python{interpreter.short}" / "site-packages"
             reporter.message("step", f"Installing {len(wheels)} wheel(s)")
             _install_wheels(wheels, work, site, final_root=final, short=interpreter.short)
-            reporter.message("step", "Compiling bytecode")
-            _compile(runner, work / "bin" / "python", site, reporter)
+            if compile_bytecode:
+                reporter.message("step", "Compiling bytecode")
+                _compile(runner, work / "bin" / "python", site, reporter)
             _relocate(work, old=str(work), new=str(final))
             (work / MARKER).write_text(
                 json.dumps(

@@ -78,3 +78,77 @@ class InstallError(WheelbarrowError):
 
 class ToolError(WheelbarrowError):
     """An external tool (uv, python) failed or is missing."""
+
+
+class BuildGraphError(InputError):
+    """The source builds to run do not form a valid graph (unknown or duplicate package)."""
+
+
+class BuildCycleError(BuildGraphError):
+    """Source builds need each other, so none of them can be built first.
+
+    ``cycles`` holds each cycle as the keys in the order they need each other.
+    """
+
+    def __init__(
+        self, cycles: Iterable[Iterable[str]], *, labels: dict[str, str] | None = None
+    ) -> None:
+        self.cycles = tuple(tuple(cycle) for cycle in cycles)
+        names = labels or {}
+        listing = "\n".join(
+            "  - " + " -> ".join(names.get(key, key) for key in (*cycle, cycle[0]))
+            for cycle in self.cycles
+        )
+        super().__init__(
+            f"{len(self.cycles)} cycle(s) among the source builds; "
+            f"none of their members can be built first:\n{listing}",
+            hint="break each cycle by providing a wheel for one of its members "
+            "(e.g. drop --no-binary for it)",
+        )
+
+
+class RepairError(WheelbarrowError):
+    """A wheel built from source could not be made portable (auditwheel, glibc, arch)."""
+
+
+class ArchiveError(InputError):
+    """A source archive cannot be read: corrupt, truncated, or neither tar nor zip."""
+
+
+class UnsafeArchiveError(ArchiveError):
+    """A source archive or tree holds a member that escapes its root, a special file, or too much.
+
+    ``member`` is the offending member's name as stored (empty for whole-archive limits).
+    """
+
+    def __init__(self, message: str, *, member: str = "", hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.member = member
+
+
+class PatchError(InputError):
+    """A patch given for a source build does not apply to its source tree."""
+
+
+class SystemRequirementError(WheelbarrowError):
+    """This machine lacks programs, libraries or headers that a source build needs.
+
+    ``missing`` holds each missing requirement as written (``gfortran``, ``lib:openblas``);
+    ``packages`` the Debian packages that provide those it knows.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        missing: Iterable[str] = (),
+        packages: Iterable[str] = (),
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.missing = tuple(missing)
+        self.packages = tuple(packages)
+
+
+class SourceBuildError(WheelbarrowError):
+    """One or more source builds failed; the message names each with its log."""

@@ -1,17 +1,16 @@
-"""Reading a PEP 751 lock and choosing the one wheel per package that the target needs."""
+"""Reading a PEP 751 lock and choosing, per package, the wheel or source the target needs."""
 
 from __future__ import annotations
 
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from packaging.pylock import (
     Package,
     PackageWheel,
     Pylock,
-    PylockSelectError,
     PylockUnsupportedVersionError,
     PylockValidationError,
 )
@@ -20,10 +19,22 @@ from packaging.utils import NormalizedName, canonicalize_name, parse_wheel_filen
 from wheelbarrow.errors import InputError, NoCompatibleWheelError
 from wheelbarrow.target import Target
 
+if TYPE_CHECKING:
+    from wheelbarrow.config import BuildConfig
+
+
+Kind = Literal["wheel", "sdist", "directory", "vcs"]
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Artefact:
-    """One wheel to put in the wheelhouse, exactly as the lock names it."""
+    """What the wheelhouse takes for one package, exactly as the lock names it.
+
+    A ``wheel`` goes in as it is; an ``sdist``, local ``directory`` or ``vcs``
+    checkout is built into a wheel first. ``sha256`` identifies the content:
+    the file's hash for wheels and sdists, a tree digest for a directory, the
+    commit for a VCS source.
+    """
 
     name: NormalizedName
     version: str
@@ -32,11 +43,23 @@ class Artefact:
     path: Path | None
     sha256: str
     size: int | None
+    kind: Kind = "wheel"
+    commit: str | None = None
 
     @property
     def location(self) -> str:
         """The URL or path it comes from, for messages."""
         return self.url or str(self.path)
+
+    @property
+    def label(self) -> str:
+        """``name version`` for messages."""
+        return f"{self.name} {self.version}"
+
+    @property
+    def is_file(self) -> bool:
+        """Whether it is a file to fetch into the store (a wheel or an sdist)."""
+        return self.kind in ("wheel", "sdist")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -75,29 +98,144 @@ def read_lock(path: Path) -> Lock:
 
 
 def select_wheels(lock: Lock, target: Target) -> tuple[Artefact, ...]:
-    """The wheel of each package the target installs, sorted by name.
+    """The wheel of each package the target installs; no source builds allowed."""
+    from wheelbarrow.config import ALL, BuildConfig
 
-    Follows the PEP 751 installer steps (markers, requires-python, best tag)
-    through ``packaging.pylock``. Every package without a compatible wheel is
-    collected first and reported together.
+    return select_artefacts(lock, target, BuildConfig(only_binary=frozenset({ALL})))
+
+
+def select_artefacts(lock: Lock, target: Target, config: BuildConfig) -> tuple[Artefact, ...]:
+    """What to put in the wheelhouse for each package the target installs, sorted by name.
+
+    Follows the PEP 751 installer steps (markers, requires-python, the best
+    wheel by tag priority) and then the build settings: a package with a
+    compatible wheel takes it unless ``no-binary`` names it; otherwise its
+    sdist, directory or VCS source is built, unless ``only-binary`` forbids
+    that. Every package that can be had neither way is collected first and
+    reported together.
     """
-    try:
-        selected = list(lock.pylock.select(environment=target.environment, tags=target.tags))
-    except PylockSelectError as exc:
-        if "No wheel found" in str(exc):
-            raise NoCompatibleWheelError(_missing(lock, target), target=str(target)) from exc
+    pylock = lock.pylock
+    env = dict(
+        target.environment,
+        extras=frozenset(),
+        dependency_groups=frozenset(pylock.default_groups or []),
+    )
+    python = target.environment["python_full_version"]
+    if pylock.requires_python and not pylock.requires_python.contains(python):
         raise InputError(
-            f"{lock.path}: cannot be used for {target}: {exc}", hint="lock again for this target"
-        ) from exc
-    if any(not isinstance(source, PackageWheel) for _, source in selected):
-        raise NoCompatibleWheelError(_missing(lock, target), target=str(target))
-    chosen = [_artefact(lock, package, source) for package, source in selected]
+            f"{lock.path}: requires Python {pylock.requires_python}, the target is {python}",
+            hint="lock again for this target",
+        )
+    rank = {tag: i for i, tag in enumerate(target.tags)}
+    chosen: list[Artefact] = []
+    missing: list[str] = []
+    seen: set[str] = set()
+    for package in pylock.packages:
+        if package.marker and not package.marker.evaluate(env, context="lock_file"):  # type: ignore[arg-type]
+            continue
+        name = canonicalize_name(package.name)
+        if name in seen:
+            raise InputError(
+                f"{lock.path}: {name} is selected twice for {target}",
+                hint="lock again for this target",
+            )
+        seen.add(name)
+        if package.requires_python and not package.requires_python.contains(python):
+            raise InputError(
+                f"{lock.path}: {name} requires Python {package.requires_python}, "
+                f"the target is {python}",
+                hint="lock again for this target",
+            )
+        version = str(package.version) if package.version else "?"
+        wheel = _best_wheel(package, rank)
+        source = _source(lock, package, name, version)
+        if wheel is not None and not config.forces_source(name):
+            chosen.append(_artefact(lock, package, wheel))
+        elif source is not None and not config.forbids_source(name):
+            chosen.append(source)
+        else:
+            has = []
+            if package.wheels:
+                has.append("wheels for other targets" if wheel is None else "a wheel")
+            if source is not None:
+                has.append(f"a{'n' if source.kind == 'sdist' else ''} {source.kind}")
+            why = "only-binary forbids a source build" if source is not None else "no source"
+            if wheel is not None:
+                why = "no-binary asks for a source build, and the lock has no source"
+            missing.append(f"{name} {version} (has {' and '.join(has) or 'nothing'}; {why})")
+    if missing:
+        raise NoCompatibleWheelError(sorted(missing), target=str(target))
     return tuple(sorted(chosen, key=lambda a: a.name))
 
 
-def _artefact(lock: Lock, package: Package, source: Any) -> Artefact:
-    if not isinstance(source, PackageWheel):  # select_wheels checked; keeps mypy exact
-        raise TypeError(source)
+def _best_wheel(package: Package, rank: dict[Any, int]) -> PackageWheel | None:
+    best: tuple[int, PackageWheel] | None = None
+    for wheel in package.wheels or ():
+        tags = parse_wheel_filename(wheel.filename)[-1]
+        score = min((rank[t] for t in tags if t in rank), default=None)
+        if score is not None and (best is None or score < best[0]):
+            best = (score, wheel)
+    return best[1] if best else None
+
+
+def _source(lock: Lock, package: Package, name: NormalizedName, version: str) -> Artefact | None:
+    """The package's buildable source, if the lock names one."""
+    base = lock.path.parent
+    if package.directory is not None:
+        from wheelbarrow.sdist import tree_digest
+
+        path = (base / package.directory.path).resolve()
+        if not path.is_dir():
+            raise InputError(
+                f"{lock.path}: {name} points at {path}, which is not a directory",
+                hint="fix the path in the requirements and lock again",
+            )
+        return Artefact(
+            name=name,
+            version=version,
+            filename=path.name,
+            url=None,
+            path=path,
+            sha256=tree_digest(path),
+            size=None,
+            kind="directory",
+        )
+    if package.vcs is not None:
+        commit = package.vcs.commit_id
+        return Artefact(
+            name=name,
+            version=version,
+            filename=f"{name}-{commit[:12]}",
+            url=package.vcs.url,
+            path=(base / package.vcs.path) if package.vcs.path else None,
+            sha256=f"git-{commit}",
+            size=None,
+            kind="vcs",
+            commit=commit,
+        )
+    archive = package.sdist or package.archive
+    if archive is None:
+        return None
+    sha256 = archive.hashes.get("sha256")
+    if sha256 is None:
+        raise InputError(
+            f"{lock.path}: the source of {name} has no sha256 hash",
+            hint="lock again with `wheelbarrow lock`",
+        )
+    filename = getattr(archive, "filename", None) or Path(archive.path or archive.url or "").name
+    return Artefact(
+        name=name,
+        version=version,
+        filename=filename,
+        url=archive.url,
+        path=(base / archive.path) if archive.path else None,
+        sha256=sha256.lower(),
+        size=archive.size,
+        kind="sdist",
+    )
+
+
+def _artefact(lock: Lock, package: Package, source: PackageWheel) -> Artefact:
     name = canonicalize_name(package.name)
     sha256 = source.hashes.get("sha256")
     if sha256 is None:
@@ -114,34 +252,3 @@ def _artefact(lock: Lock, package: Package, source: Any) -> Artefact:
         sha256=sha256.lower(),
         size=source.size,
     )
-
-
-def _missing(lock: Lock, target: Target) -> list[str]:
-    """Every package the target needs that has no wheel for it, with what it has instead."""
-    env = dict(
-        target.environment,
-        extras=frozenset(),
-        dependency_groups=frozenset(lock.pylock.default_groups or []),
-    )
-    missing = []
-    for package in lock.pylock.packages:
-        if package.marker and not package.marker.evaluate(env, context="lock_file"):  # type: ignore[arg-type]
-            continue
-        wheels = package.wheels or ()
-        if any(parse_wheel_filename(w.filename)[-1] & target.tag_set for w in wheels):
-            continue
-        has = [
-            kind
-            for kind, value in (
-                ("an sdist", package.sdist),
-                ("a directory", package.directory),
-                ("a VCS URL", package.vcs),
-                ("an archive", package.archive),
-            )
-            if value is not None
-        ]
-        if wheels:
-            has.insert(0, "wheels for other targets")
-        version = f" {package.version}" if package.version else ""
-        missing.append(f"{package.name}{version} (has {' and '.join(has) or 'nothing'})")
-    return sorted(missing)

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from wheelbarrow.app import App
+from wheelbarrow.config import BuildConfig, RepairMode, read_build_config
 from wheelbarrow.errors import InputError
 from wheelbarrow.key import wheelhouse_key
 from wheelbarrow.lock import LockRequest, lock
-from wheelbarrow.lockfile import Artefact, Lock, read_lock, select_wheels
+from wheelbarrow.lockfile import Artefact, Lock, read_lock, select_artefacts
 from wheelbarrow.report import Reporter
 from wheelbarrow.requirements import IndexOptions
 from wheelbarrow.runner import Runner
@@ -29,6 +30,10 @@ class Options:
     python: str | None = None
     platform: str | None = None
     index: IndexOptions = field(default_factory=IndexOptions)
+    no_binary: tuple[str, ...] = ()
+    only_binary: tuple[str, ...] = ()
+    repair: RepairMode | None = None
+    build_jobs: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -39,6 +44,7 @@ class Host:
     platform: str
     uv: str
     environ: Mapping[str, str]
+    toolchain: Callable[[], Mapping[str, str]] = dict  # versions of cc, gfortran, BLAS...
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -51,11 +57,13 @@ class Plan:
     artefacts: tuple[Artefact, ...]
     key: str
     locked_because: str | None  # set when this run (re)wrote the lock
+    config: BuildConfig
+    settings: Mapping[str, object]
 
     @property
-    def settings(self) -> Mapping[str, object]:
-        """The settings that went into the key."""
-        return WHEELHOUSE_SETTINGS
+    def sources(self) -> tuple[Artefact, ...]:
+        """The artefacts to build from source."""
+        return tuple(a for a in self.artefacts if a.kind != "wheel")
 
 
 def recorded_target(lock_path: Path) -> Mapping[str, str]:
@@ -101,6 +109,7 @@ def make_plan(
     files, so an unchanged app never reaches the network.
     """
     target = resolve_target(app, options, host)
+    config = build_config(app, options)  # read before locking: a typo fails fast
     locked_because: str | None = None
     if app.requirements is None:
         # Only a pylock.toml: it is the user's lock, used as it is.
@@ -146,12 +155,34 @@ def make_plan(
             )
             current = read_lock(app.lock_path)
             locked_because = reason
-    artefacts = select_wheels(current, target)
+    artefacts = select_artefacts(current, target, config)
+    settings: dict[str, object] = dict(WHEELHOUSE_SETTINGS)
+    if any(a.kind != "wheel" for a in artefacts):
+        # Built wheels depend on these too; wheel-only apps skip the tool probes.
+        settings["build"] = config.key_data()
+        settings["toolchain"] = dict(host.toolchain())
     return Plan(
         app=app,
         target=target,
         lock=current,
         artefacts=artefacts,
-        key=wheelhouse_key(artefacts, target, WHEELHOUSE_SETTINGS),
+        key=wheelhouse_key(artefacts, target, settings),
         locked_because=locked_because,
+        config=config,
+        settings=settings,
+    )
+
+
+def build_config(app: App, options: Options) -> BuildConfig:
+    """The app's build settings, its requirements file's binary options, then the command line."""
+    config = read_build_config(app.root)
+    if app.requirements is not None:
+        config = config.with_overrides(
+            no_binary=app.requirements.no_binary, only_binary=app.requirements.only_binary
+        )
+    return config.with_overrides(
+        no_binary=options.no_binary,
+        only_binary=options.only_binary,
+        repair=options.repair,
+        jobs=options.build_jobs,
     )

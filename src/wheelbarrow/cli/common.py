@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 from pathlib import Path
 
 from wheelbarrow.app import App, read_app
+from wheelbarrow.environment import Interpreter, find_interpreter
 from wheelbarrow.errors import StoreError
 from wheelbarrow.plan import Host, Options, Plan, make_plan
 from wheelbarrow.report import Reporter
@@ -29,6 +31,29 @@ def host() -> Host:
         platform=host_platform(list(platform_tags())),
         uv=_uv_binary(),
         environ=dict(os.environ),
+        toolchain=_toolchain,
+    )
+
+
+def _toolchain() -> dict[str, str]:
+    from wheelbarrow.toolchain import toolchain_fingerprint
+
+    return toolchain_fingerprint(which=shutil.which, runner=run_subprocess)
+
+
+def interpreter_for(plan: Plan, args: argparse.Namespace) -> Interpreter:
+    """The interpreter of the target's version: --python-executable, this one, or on PATH."""
+    base = getattr(sys, "_base_executable", sys.executable)
+    running = Interpreter(
+        executable=Path(os.path.realpath(base)), version=".".join(map(str, sys.version_info[:3]))
+    )
+    explicit = getattr(args, "python_executable", None)
+    return find_interpreter(
+        plan.target.python,
+        explicit=Path(explicit) if explicit else None,
+        running=running,
+        which=shutil.which,
+        runner=run_subprocess,
     )
 
 
@@ -65,7 +90,15 @@ def options(args: argparse.Namespace) -> Options:
         find_links=tuple(getattr(args, "find_links", ())),
         no_index=getattr(args, "no_index", False),
     )
-    return Options(python=args.python, platform=args.platform, index=index)
+    return Options(
+        python=args.python,
+        platform=args.platform,
+        index=index,
+        no_binary=tuple(getattr(args, "no_binary", ())),
+        only_binary=tuple(getattr(args, "only_binary", ())),
+        repair=getattr(args, "repair", None),
+        build_jobs=getattr(args, "build_jobs", None),
+    )
 
 
 def plan(

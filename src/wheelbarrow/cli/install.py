@@ -3,23 +3,19 @@
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
-import sys
 import time
 from pathlib import Path
 
 from wheelbarrow.cli import common, render
 from wheelbarrow.environment import (
     InstallReport,
-    Interpreter,
     build_store_env,
     clone_env,
     env_key,
-    find_interpreter,
     read_marker,
 )
 from wheelbarrow.runner import run_subprocess
+from wheelbarrow.wheelhouse import manifest_of
 
 
 def run(args: argparse.Namespace) -> int:
@@ -29,17 +25,7 @@ def run(args: argparse.Namespace) -> int:
     reporter = render.make_reporter(quiet=args.quiet, json_mode=args.json)
     plan = common.plan(args, reporter, may_lock=False)
     wheelhouse = common.built_wheelhouse(store, plan)
-    base = getattr(sys, "_base_executable", sys.executable)
-    running = Interpreter(
-        executable=Path(os.path.realpath(base)), version=".".join(map(str, sys.version_info[:3]))
-    )
-    interpreter = find_interpreter(
-        plan.target.python,
-        explicit=Path(args.python_executable) if args.python_executable else None,
-        running=running,
-        which=shutil.which,
-        runner=run_subprocess,
-    )
+    interpreter = common.interpreter_for(plan, args)
     key = env_key(plan.key, interpreter)
     dest = Path(args.into).absolute()
     marker = read_marker(dest)
@@ -50,7 +36,8 @@ def run(args: argparse.Namespace) -> int:
         source = store.env(key)
         status = "cloned"
         if read_marker(source) is None:
-            wheels = [wheelhouse / a.filename for a in plan.artefacts]
+            manifest = manifest_of(store, plan.key) or {}
+            wheels = [wheelhouse / w["filename"] for w in manifest.get("wheels", [])]
             build_store_env(
                 wheels,
                 key=key,

@@ -1,0 +1,232 @@
+"""One PEP 517 build: a source tree into a wheel, in an environment made only of store wheels."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import subprocess
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name, parse_wheel_filename
+from packaging.version import Version
+
+from wheelbarrow.environment import Interpreter, build_store_env
+from wheelbarrow.errors import WheelbarrowError
+from wheelbarrow.report import NullReporter
+from wheelbarrow.runner import Runner
+from wheelbarrow.store import Store
+
+# Keep backends from reaching an index behind our back (setup_requires, pip
+# calls in build scripts): the build environment is all they get.
+OFFLINE_ENV = {
+    "PIP_NO_INDEX": "1",
+    "PIP_NO_INPUT": "1",
+    "UV_OFFLINE": "1",
+    "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+}
+# Variables of the calling environment that would steer a build elsewhere.
+_DROPPED_ENV = (
+    "PYTHONPATH",
+    "PYTHONHOME",
+    "VIRTUAL_ENV",
+    "PIP_INDEX_URL",
+    "PIP_EXTRA_INDEX_URL",
+    "PIP_FIND_LINKS",
+    "PYTHONDONTWRITEBYTECODE",
+)
+LOG_TAIL_LINES = 25
+
+
+class BuildFailure(WheelbarrowError):
+    """A backend failed; the log stays in the store."""
+
+    def __init__(self, label: str, log: Path, *, reason: str) -> None:
+        self.label = label
+        self.log = log
+        self.tail = log_tail(log)
+        super().__init__(
+            f"{label}: {reason} (log: {log})",
+            hint=failure_hint(self.tail),
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BuildRequest:
+    """Everything one build needs, decided by the caller."""
+
+    label: str
+    source_dir: Path
+    interpreter: Interpreter
+    wheels: Sequence[Path]
+    config_settings: Mapping[str, str | list[str]]
+    env: Mapping[str, str]
+    log: Path
+    out_dir: Path
+
+
+def build_wheel(
+    request: BuildRequest,
+    *,
+    store: Store,
+    runner: Runner,
+    environ: Mapping[str, str],
+    more_wheels: Callable[[Sequence[str]], Sequence[Path]],
+) -> Path:
+    """Build ``request.source_dir`` into a wheel in ``request.out_dir`` and return its path.
+
+    The build environment holds exactly ``request.wheels`` (and, if the
+    backend asks for more through ``get_requires_for_build_wheel``, the wheels
+    ``more_wheels`` supplies for those requirements). Every command's output
+    goes to ``request.log``.
+    """
+    from build import BuildBackendException, ProjectBuilder
+
+    request.log.parent.mkdir(parents=True, exist_ok=True)
+    base = {k: v for k, v in environ.items() if k not in _DROPPED_ENV}
+    base.update(OFFLINE_ENV)
+    base.update(request.env)
+
+    def log_runner(
+        cmd: Sequence[str], cwd: str | None = None, extra_environ: Mapping[str, str] | None = None
+    ) -> None:
+        env = dict(base)
+        env.update(extra_environ or {})
+        with request.log.open("a", encoding="utf-8") as log:
+            log.write(f"$ {' '.join(cmd)}\n")
+            log.flush()
+            subprocess.run(
+                list(cmd), cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, check=True
+            )
+
+    wheels = list(request.wheels)
+    python = _environment(wheels, request.interpreter, store, runner)
+    settings = dict(request.config_settings)
+    try:
+        builder = ProjectBuilder(
+            request.source_dir, python_executable=str(python), runner=log_runner
+        )
+        dynamic = builder.get_requires_for_build("wheel", settings or None)
+        unmet = _unmet(dynamic, wheels, request.interpreter)
+        if unmet:
+            _log(request.log, f"# the backend also needs: {', '.join(sorted(unmet))}")
+            wheels += more_wheels(sorted(unmet))
+            python = _environment(wheels, request.interpreter, store, runner)
+            builder = ProjectBuilder(
+                request.source_dir, python_executable=str(python), runner=log_runner
+            )
+        request.out_dir.mkdir(parents=True, exist_ok=True)
+        built = builder.build("wheel", request.out_dir, settings or None)
+    except BuildBackendException as exc:
+        _log(request.log, f"# build backend failed: {exc}")
+        raise BuildFailure(request.label, request.log, reason="the build failed") from exc
+    except Exception as exc:
+        if isinstance(exc, WheelbarrowError):
+            raise
+        _log(request.log, f"# {type(exc).__name__}: {exc}")
+        raise BuildFailure(
+            request.label, request.log, reason=f"the build could not start: {exc}"
+        ) from exc
+    return Path(built)
+
+
+def _environment(
+    wheels: Sequence[Path], interpreter: Interpreter, store: Store, runner: Runner
+) -> Path:
+    """The python of a build environment holding exactly ``wheels`` (made once, kept)."""
+    digest = hashlib.sha256()
+    for wheel in sorted(wheels, key=lambda p: p.name):
+        digest.update(wheel.name.encode() + b"\0")
+    digest.update(f"{interpreter.executable}\0{interpreter.version}\0build-env-1".encode())
+    key = "build-" + digest.hexdigest()[:28]
+    root = build_store_env(
+        wheels,
+        key=key,
+        wheelhouse_key="build",
+        interpreter=interpreter,
+        store=store,
+        runner=runner,
+        reporter=NullReporter(),
+        compile_bytecode=False,
+    )
+    return root / "bin" / "python"
+
+
+def _unmet(requirements: set[str], wheels: Sequence[Path], interpreter: Interpreter) -> set[str]:
+    """The requirements the wheels do not satisfy, markers evaluated for the build Python."""
+    have: dict[str, Version] = {}
+    for wheel in wheels:
+        name, version, *_ = parse_wheel_filename(wheel.name)
+        have[name] = version
+    env = {"python_version": interpreter.short, "python_full_version": interpreter.version}
+    unmet = set()
+    for text in requirements:
+        try:
+            req = Requirement(text)
+        except InvalidRequirement:
+            unmet.add(text)
+            continue
+        if req.marker and not req.marker.evaluate(env):
+            continue
+        found = have.get(canonicalize_name(req.name))
+        if found is None or not req.specifier.contains(found, prereleases=True):
+            unmet.add(text)
+    return unmet
+
+
+def _log(path: Path, line: str) -> None:
+    with path.open("a", encoding="utf-8") as log:
+        log.write(line + "\n")
+
+
+def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
+    """The last lines of a build log, for error messages."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return ""
+    return "\n".join(text.rstrip("\n").splitlines()[-lines:])
+
+
+_HINTS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (
+        re.compile(r"fatal error: ([\w./+-]+\.h): No such file"),
+        "a C header is missing: {0}; install the -dev package that provides it "
+        "(apt-file search {0}), or list it under system in the build settings",
+    ),
+    (
+        re.compile(r"cannot find -l([\w.+-]+)"),
+        "a library is missing: lib{0}; install its -dev package (e.g. apt-get install lib{0}-dev)",
+    ),
+    (
+        re.compile(r"(gfortran|f95|Fortran compiler).*(not found|No such file)", re.I),
+        "no Fortran compiler: apt-get install gfortran",
+    ),
+    (
+        re.compile(r"\b(gcc|cc|c\+\+|g\+\+)\W.*(not found|No such file or directory)"),
+        "no C/C++ compiler: apt-get install gcc g++",
+    ),
+    (
+        re.compile(r"(Dependency \"?|Run-time dependency )([\w.+-]+)\"? found: NO"),
+        "a library meson looks for is missing: {1}; install its -dev package",
+    ),
+    (
+        re.compile(r"No module named '([\w.]+)'"),
+        "the backend imports {0}, which is not among its build requirements: add it to the "
+        "package's build settings or report it upstream",
+    ),
+)
+
+
+def failure_hint(tail: str) -> str:
+    """What to try, guessed from the log's tail."""
+    for pattern, hint in _HINTS:
+        match = pattern.search(tail)
+        if match:
+            return hint.format(*match.groups())
+    return (
+        "read the log above; fix the build settings (env, config-settings, system) "
+        "or pin another version"
+    )

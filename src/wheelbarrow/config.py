@@ -1,0 +1,254 @@
+"""Build settings: ``[tool.wheelbarrow]`` in pyproject.toml, or a standalone wheelbarrow.toml."""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import tomllib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Literal
+
+from packaging.utils import NormalizedName, canonicalize_name
+
+from wheelbarrow.errors import InputError
+
+CONFIG_FILE = "wheelbarrow.toml"
+RepairMode = Literal["auto", "never"]
+ALL = ":all:"
+_TOP_KEYS = ("no-binary", "only-binary", "repair", "build-jobs", "packages")
+_PACKAGE_KEYS = ("env", "config-settings", "system", "patches", "exclusive")
+
+ConfigValue = str | tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PackageSettings:
+    """How to build one package from source."""
+
+    env: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    config_settings: Mapping[str, ConfigValue] = field(default_factory=lambda: MappingProxyType({}))
+    system: tuple[str, ...] = ()
+    patches: tuple[Path, ...] = ()
+    exclusive: bool = False
+
+    def digest(self) -> str:
+        """A hash of everything that changes the built wheel (patch contents included)."""
+        data = {
+            "env": dict(sorted(self.env.items())),
+            "config_settings": {k: self.config_settings[k] for k in sorted(self.config_settings)},
+            "patches": [hashlib.sha256(p.read_bytes()).hexdigest() for p in self.patches],
+        }
+        blob = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
+        return hashlib.sha256(blob).hexdigest()[:32]
+
+    def config_settings_dict(self) -> dict[str, str | list[str]]:
+        """The config settings in the form PEP 517 backends receive."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in self.config_settings.items()}
+
+
+NO_SETTINGS = PackageSettings()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BuildConfig:
+    """Which packages to build from source, and how."""
+
+    no_binary: frozenset[str] = frozenset()
+    only_binary: frozenset[str] = frozenset()
+    repair: RepairMode = "auto"
+    jobs: int | None = None
+    packages: Mapping[NormalizedName, PackageSettings] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
+    source: Path | None = None
+
+    def for_package(self, name: str) -> PackageSettings:
+        """The settings of ``name`` (empty when it has none)."""
+        return self.packages.get(canonicalize_name(name), NO_SETTINGS)
+
+    def forces_source(self, name: str) -> bool:
+        """Whether ``name`` must be built from source even when a wheel exists."""
+        canonical = canonicalize_name(name)
+        if canonical in self.only_binary:
+            return False
+        return ALL in self.no_binary or canonical in self.no_binary
+
+    def forbids_source(self, name: str) -> bool:
+        """Whether ``name`` must never be built from source."""
+        canonical = canonicalize_name(name)
+        if canonical in self.no_binary:
+            return False
+        return ALL in self.only_binary or canonical in self.only_binary
+
+    def with_overrides(
+        self,
+        *,
+        no_binary: Iterable[str] = (),
+        only_binary: Iterable[str] = (),
+        repair: RepairMode | None = None,
+        jobs: int | None = None,
+    ) -> BuildConfig:
+        """These settings with the command line's on top (names added, scalars replaced)."""
+        return replace(
+            self,
+            no_binary=self.no_binary | _names(no_binary),
+            only_binary=self.only_binary | _names(only_binary),
+            repair=repair or self.repair,
+            jobs=jobs or self.jobs,
+        )
+
+    def key_data(self) -> dict[str, object]:
+        """What of these settings belongs in the wheelhouse key."""
+        return {
+            "no_binary": sorted(self.no_binary),
+            "only_binary": sorted(self.only_binary),
+            "repair": self.repair,
+            "packages": {name: s.digest() for name, s in sorted(self.packages.items())},
+        }
+
+
+def _names(values: Iterable[str]) -> frozenset[str]:
+    out: set[str] = set()
+    for value in values:
+        for part in value.split(","):
+            part = part.strip()
+            if part:
+                out.add(part if part == ALL else canonicalize_name(part))
+    return frozenset(out)
+
+
+def read_build_config(app_root: Path) -> BuildConfig:
+    """Read wheelbarrow.toml, else ``[tool.wheelbarrow]`` of pyproject.toml, else defaults.
+
+    Unknown keys and wrong types are errors naming the file and the key, so a
+    typo never silently drops a setting.
+    """
+    standalone = app_root / CONFIG_FILE
+    pyproject = app_root / "pyproject.toml"
+    from_pyproject = (
+        _load(pyproject).get("tool", {}).get("wheelbarrow") if pyproject.is_file() else None
+    )
+    if standalone.is_file():
+        if from_pyproject:
+            raise InputError(
+                f"{app_root}: build settings in both {CONFIG_FILE} and "
+                "pyproject.toml [tool.wheelbarrow]",
+                hint="keep them in one place",
+            )
+        return _parse(_load(standalone), standalone, prefix="")
+    if isinstance(from_pyproject, dict):
+        return _parse(from_pyproject, pyproject, prefix="tool.wheelbarrow.")
+    if from_pyproject is not None:
+        raise InputError(f"{pyproject}: [tool.wheelbarrow] must be a table")
+    return BuildConfig()
+
+
+def _load(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: not valid TOML: {exc}") from exc
+
+
+def _parse(data: Mapping[str, Any], path: Path, *, prefix: str) -> BuildConfig:
+    problems: list[str] = []
+
+    def where(key: str) -> str:
+        return f"{path}: {prefix}{key}"
+
+    _unknown(data, _TOP_KEYS, where, problems)
+    no_binary = _string_list(data.get("no-binary", []), where("no-binary"), problems)
+    only_binary = _string_list(data.get("only-binary", []), where("only-binary"), problems)
+    repair = data.get("repair", "auto")
+    if repair not in ("auto", "never"):
+        problems.append(f'{where("repair")}: must be "auto" or "never", not {repair!r}')
+        repair = "auto"
+    jobs = data.get("build-jobs")
+    if jobs is not None and (not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1):
+        problems.append(f"{where('build-jobs')}: must be a positive integer, not {jobs!r}")
+        jobs = None
+    packages: dict[NormalizedName, PackageSettings] = {}
+    raw_packages = data.get("packages", {})
+    if not isinstance(raw_packages, dict):
+        problems.append(f"{where('packages')}: must be a table of package names")
+        raw_packages = {}
+    for name, raw in raw_packages.items():
+        key = f"packages.{name}"
+        if not isinstance(raw, dict):
+            problems.append(f"{where(key)}: must be a table")
+            continue
+        packages[canonicalize_name(name)] = _package(raw, path, where, key, problems)
+    if problems:
+        raise InputError("\n".join(problems), hint="see the build settings in the README")
+    return BuildConfig(
+        no_binary=_names(no_binary),
+        only_binary=_names(only_binary),
+        repair=repair,
+        jobs=jobs,
+        packages=MappingProxyType(packages),
+        source=path,
+    )
+
+
+def _package(
+    raw: Mapping[str, Any], path: Path, where: Any, key: str, problems: list[str]
+) -> PackageSettings:
+    _unknown(raw, _PACKAGE_KEYS, lambda k: where(f"{key}.{k}"), problems)
+    env = raw.get("env", {})
+    if not isinstance(env, dict) or not all(isinstance(v, str) for v in env.values()):
+        problems.append(f"{where(key + '.env')}: must be a table of strings")
+        env = {}
+    settings: dict[str, ConfigValue] = {}
+    raw_settings = raw.get("config-settings", {})
+    if not isinstance(raw_settings, dict):
+        problems.append(f"{where(key + '.config-settings')}: must be a table")
+        raw_settings = {}
+    for k, v in raw_settings.items():
+        if isinstance(v, str):
+            settings[k] = v
+        elif isinstance(v, list) and all(isinstance(x, str) for x in v):
+            settings[k] = tuple(v)
+        else:
+            problems.append(f"{where(key + '.config-settings.' + k)}: must be a string or strings")
+    system = _string_list(raw.get("system", []), where(key + ".system"), problems)
+    patches = []
+    for patch in _string_list(raw.get("patches", []), where(key + ".patches"), problems):
+        patch_path = (path.parent / patch).resolve()
+        if not patch_path.is_file():
+            problems.append(f"{where(key + '.patches')}: {patch} does not exist")
+        patches.append(patch_path)
+    exclusive = raw.get("exclusive", False)
+    if not isinstance(exclusive, bool):
+        problems.append(f"{where(key + '.exclusive')}: must be true or false")
+        exclusive = False
+    return PackageSettings(
+        env=MappingProxyType(dict(env)),
+        config_settings=MappingProxyType(settings),
+        system=tuple(system),
+        patches=tuple(patches),
+        exclusive=exclusive,
+    )
+
+
+def _unknown(
+    data: Mapping[str, Any], known: tuple[str, ...], where: Any, problems: list[str]
+) -> None:
+    for key in data:
+        if key in known:
+            continue
+        close = difflib.get_close_matches(key, known, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(known)})"
+        problems.append(f"{where(key)}: unknown setting{hint}")
+
+
+def _string_list(value: Any, where: str, problems: list[str]) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return list(value)
+    problems.append(f"{where}: must be a string or a list of strings")
+    return []

@@ -1,0 +1,503 @@
+"""Source builds for a wheelhouse: discover build requirements, build in order, cache by key."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from wheelbarrow.builder import BuildFailure, BuildRequest, build_wheel, log_tail
+from wheelbarrow.config import BuildConfig, PackageSettings
+from wheelbarrow.environment import Interpreter
+from wheelbarrow.errors import (
+    LockError,
+    SourceBuildError,
+    SystemRequirementError,
+    WheelbarrowError,
+)
+from wheelbarrow.files import atomic_write_text
+from wheelbarrow.lock import LockRequest, lock
+from wheelbarrow.lockfile import Artefact, Lock, read_lock, select_artefacts
+from wheelbarrow.report import Reporter
+from wheelbarrow.requirements import IndexOptions, requirements_from_strings
+from wheelbarrow.runner import Runner
+from wheelbarrow.store import Store
+from wheelbarrow.target import Target
+
+BUILD_KEY_FORMAT = 1
+
+
+class Fetches:
+    """What source builds need from a fetcher (see :class:`wheelbarrow.fetch.Fetcher`)."""
+
+    def fetch(self, artefacts: Sequence[Artefact], store: Store, reporter: Reporter) -> Any:
+        """Put the artefacts in the store."""
+        raise NotImplementedError
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SourceContext:
+    """The pieces a source build uses, assembled by the caller."""
+
+    store: Store
+    target: Target
+    config: BuildConfig
+    interpreter: Interpreter
+    runner: Runner
+    reporter: Reporter
+    environ: Mapping[str, str]
+    uv: str
+    index: IndexOptions
+    fetcher: Any
+    toolchain: Mapping[str, str]
+    which: Callable[[str], str | None]
+    auditwheel: Sequence[str] = ("auditwheel",)
+    repair_env: Mapping[str, str] | None = None  # PATH must reach a recent patchelf
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Built:
+    """A wheel made from a source, new or reused from the build cache."""
+
+    source: Artefact
+    wheel: str
+    sha256: str
+    repair: str
+    reused: bool
+    why: str | None
+    log: Path
+
+    def as_json(self) -> dict[str, object]:
+        """For the build report."""
+        return {
+            "name": self.source.name,
+            "version": self.source.version,
+            "source": self.source.filename,
+            "wheel": self.wheel,
+            "repair": self.repair,
+            "reused": self.reused,
+            "why": self.why,
+            "log": str(self.log),
+        }
+
+
+@dataclass(slots=True, kw_only=True)
+class _Node:
+    key: str
+    source: Artefact
+    settings: PackageSettings
+    src_dir: Path
+    build_wheels: list[Artefact] = field(default_factory=list)
+    needs: list[str] = field(default_factory=list)
+    requires: tuple[str, ...] = ()
+
+
+def build_key_inputs(source: Artefact, ctx: SourceContext) -> dict[str, Any]:
+    """Everything a built wheel depends on; equal inputs reuse the cached wheel."""
+    return {
+        "format": BUILD_KEY_FORMAT,
+        "name": source.name,
+        "version": source.version,
+        "source": source.sha256,
+        "settings": ctx.config.for_package(source.name).digest(),
+        "toolchain": dict(sorted(ctx.toolchain.items())),
+        "python": ctx.interpreter.version,
+        "target": ctx.target.as_dict(),
+        "repair": ctx.config.repair,
+    }
+
+
+def build_key(inputs: Mapping[str, Any]) -> str:
+    """The cache key of a source build."""
+    blob = json.dumps(inputs, sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha256(blob).hexdigest()[:32]
+
+
+def why_rebuilt(previous: Mapping[str, Any] | None, now: Mapping[str, Any]) -> str:
+    """One line saying what changed since the package was last built for this target."""
+    if previous is None:
+        return "first build for this target"
+    reasons = []
+    if previous.get("source") != now["source"]:
+        old, new = previous.get("version"), now["version"]
+        reasons.append(f"source changed ({old} -> {new})" if old != new else "source changed")
+    if previous.get("settings") != now["settings"]:
+        reasons.append("build settings changed")
+    old_tools, new_tools = previous.get("toolchain", {}), now["toolchain"]
+    tools = [
+        f"{t}: {old_tools.get(t, 'absent')} -> {new_tools.get(t, 'absent')}"
+        for t in sorted(set(old_tools) | set(new_tools))
+        if old_tools.get(t) != new_tools.get(t)
+    ]
+    if tools:
+        reasons.append("toolchain changed (" + "; ".join(tools) + ")")
+    if previous.get("python") != now["python"]:
+        reasons.append(f"Python changed ({previous.get('python')} -> {now['python']})")
+    if previous.get("repair") != now["repair"]:
+        reasons.append(f"repair mode changed ({previous.get('repair')} -> {now['repair']})")
+    if previous.get("format") != now["format"]:
+        reasons.append("wheelbarrow's build format changed")
+    return "; ".join(reasons) or "the cached wheel is missing"
+
+
+def build_sources(sources: Sequence[Artefact], ctx: SourceContext) -> list[Built]:
+    """A wheel for every source: from the build cache, or built now in build-dependency order.
+
+    Build requirements are locked for the target (the lock is cached in the
+    store), their wheels fetched, and those that are themselves sources are
+    built first. Every system requirement is checked before anything
+    compiles. A failed build does not stop the others; at the end one
+    :class:`SourceBuildError` names every failure with its log.
+    """
+    results: dict[str, Built] = {}
+    nodes: dict[str, _Node] = {}
+    by_source: dict[str, str] = {}
+    work = ctx.store.tmp_dir() / f"sources-{os.getpid()}-{threading.get_ident()}"
+    try:
+        for source in sources:
+            by_source[source.sha256] = _discover(source, ctx, nodes, results, work)
+        _check_systems(nodes, ctx)
+        if nodes:
+            _run(nodes, results, ctx)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return [results[by_source[s.sha256]] for s in sources]
+
+
+def _discover(
+    source: Artefact,
+    ctx: SourceContext,
+    nodes: dict[str, _Node],
+    results: dict[str, Built],
+    work: Path,
+    chain: tuple[str, ...] = (),
+) -> str:
+    """Add ``source`` (and the sources its build needs) to the graph; return its key."""
+    inputs = build_key_inputs(source, ctx)
+    key = build_key(inputs)
+    if key in nodes or key in results:
+        return key
+    cached = _cached(key, source, ctx.store)
+    if cached is not None:
+        results[key] = cached
+        return key
+    from wheelbarrow.sdist import apply_patches, read_build_system
+
+    settings = ctx.config.for_package(source.name)
+    src_dir = _materialise(source, ctx, work / key)
+    if settings.patches:
+        apply_patches(src_dir, settings.patches, runner=ctx.runner)
+    system = read_build_system(src_dir)
+    node = _Node(
+        key=key, source=source, settings=settings, src_dir=src_dir, requires=system.requires
+    )
+    nodes[key] = node
+    if system.requires:
+        build_lock = _lock_build_requirements(system.requires, source, ctx)
+        for dep in select_artefacts(build_lock, ctx.target, ctx.config):
+            if dep.kind == "wheel":
+                node.build_wheels.append(dep)
+            else:
+                node.needs.append(_discover(dep, ctx, nodes, results, work, (*chain, key)))
+    ctx.fetcher.fetch(
+        [w for w in node.build_wheels if not ctx.store.has(w.sha256)], ctx.store, ctx.reporter
+    )
+    return key
+
+
+def _materialise(source: Artefact, ctx: SourceContext, dest: Path) -> Path:
+    """The source tree of ``source`` under ``dest``: unpacked, copied or checked out."""
+    from wheelbarrow.sdist import copy_source_tree, unpack_sdist
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if source.kind == "sdist":
+        if not ctx.store.has(source.sha256):
+            ctx.fetcher.fetch([source], ctx.store, ctx.reporter)
+        archive = ctx.store.named(source.sha256, source.filename)
+        return unpack_sdist(archive, dest, label=f"{source.label} ({source.filename})")
+    if source.kind == "directory" and source.path is not None:
+        return copy_source_tree(source.path, dest)
+    if source.kind == "vcs":
+        return _checkout(source, ctx, dest)
+    raise WheelbarrowError(f"{source.label}: cannot build a {source.kind}")
+
+
+def _checkout(source: Artefact, ctx: SourceContext, dest: Path) -> Path:
+    url = (source.url or "").removeprefix("git+")
+    for args in (
+        ["git", "clone", "--quiet", "--no-checkout", url, str(dest)],
+        ["git", "-C", str(dest), "checkout", "--quiet", source.commit or "HEAD"],
+    ):
+        result = ctx.runner(args)
+        if result.returncode != 0:
+            raise WheelbarrowError(
+                f"{source.label}: {' '.join(args[:3])} failed: {result.stderr.strip()}",
+                hint="check the repository URL and that the commit still exists",
+            )
+    shutil.rmtree(dest / ".git", ignore_errors=True)
+    return dest
+
+
+def _lock_build_requirements(requires: Sequence[str], source: Artefact, ctx: SourceContext) -> Lock:
+    """The lock of a build's requirements for the target, cached in the store by its inputs."""
+    reqs = requirements_from_strings(requires, path=Path(f"{source.label} [build-system] requires"))
+    request = LockRequest(requirements=reqs, target=ctx.target, index=ctx.index)
+    digest = hashlib.sha256((request.digest + request.index_digest).encode()).hexdigest()[:32]
+    path = ctx.store.root / "buildlocks" / digest / "pylock.toml"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        ctx.reporter.message(
+            "info", f"locking the build requirements of {source.label}: " + ", ".join(requires)
+        )
+        try:
+            lock(
+                request,
+                output=path,
+                uv=ctx.uv,
+                runner=ctx.runner,
+                reporter=_Quiet(),
+                environ=ctx.environ,
+            )
+        except LockError as exc:
+            raise LockError(
+                f"{source.label}: its build requirements ({', '.join(requires)}) cannot be "
+                f"had: {exc.message}",
+                hint="make them available on the index (or --find-links), or provide the "
+                "package's wheel so it need not be built",
+            ) from exc
+    return read_lock(path)
+
+
+class _Quiet:
+    """Swallows the lock step's own messages (the caller says what happens)."""
+
+    def message(self, level: str, text: str) -> None:
+        """Discard."""
+
+    def download_started(self, files: int, total_bytes: int | None) -> None:
+        """Discard."""
+
+    def download_expected(self, nbytes: int) -> None:
+        """Discard."""
+
+    def download_advanced(self, nbytes: int) -> None:
+        """Discard."""
+
+    def download_file_done(self, filename: str, nbytes: int) -> None:
+        """Discard."""
+
+    def download_finished(self) -> None:
+        """Discard."""
+
+
+def _check_systems(nodes: Mapping[str, _Node], ctx: SourceContext) -> None:
+    """Check every build's system requirements before any compiler runs; report all at once."""
+    from wheelbarrow.toolchain import (
+        check_system,
+        detect_languages,
+        parse_system_requirement,
+        requirements_for_languages,
+    )
+
+    problems: list[str] = []
+    for node in nodes.values():
+        needed = list(requirements_for_languages(detect_languages(node.src_dir)))
+        needed += [parse_system_requirement(s) for s in node.settings.system]
+        try:
+            check_system(needed, which=ctx.which, runner=ctx.runner, label=node.source.label)
+        except SystemRequirementError as exc:
+            problems.append(exc.message)
+    if problems:
+        raise SystemRequirementError(
+            "\n".join(problems), hint="install them, then build again; nothing was compiled"
+        )
+
+
+def _run(nodes: dict[str, _Node], results: dict[str, Built], ctx: SourceContext) -> None:
+    from wheelbarrow.buildgraph import BuildGraph, Node, run_graph
+
+    graph = BuildGraph(
+        Node(
+            key=n.key,
+            label=n.source.label,
+            needs=frozenset(k for k in n.needs if k in nodes),
+            exclusive=n.settings.exclusive,
+        )
+        for n in nodes.values()
+    )
+    lock = threading.Lock()
+
+    def job(key: str) -> None:
+        built = _build_one(nodes[key], results, ctx)
+        with lock:
+            results[key] = built
+
+    def on_event(key: str, what: str) -> None:
+        label = nodes[key].source.label
+        if what == "started":
+            ctx.reporter.message("step", f"Building {label} from source")
+        elif what == "skipped":
+            ctx.reporter.message("warning", f"not building {label}: a build it needs failed")
+
+    workers = ctx.config.jobs or os.cpu_count() or 1
+    outcome = run_graph(graph, job, workers=workers, on_event=on_event)
+    if outcome.failed or outcome.skipped:
+        raise _failure(nodes, outcome.failed, outcome.skipped)
+
+
+def _build_one(node: _Node, results: Mapping[str, Built], ctx: SourceContext) -> Built:
+    from wheelbarrow.repair import repair_wheel
+
+    store = ctx.store
+    inputs = build_key_inputs(node.source, ctx)
+    cache = store.root / "built" / node.key
+    cache.mkdir(parents=True, exist_ok=True)
+    log = cache / "build.log"
+    log.write_text(
+        f"# {node.source.label} from {node.source.filename}\n"
+        f"# build requires: {', '.join(node.requires) or '(none)'}\n",
+        encoding="utf-8",
+    )
+    wheels = [store.named(w.sha256, w.filename) for w in node.build_wheels]
+    wheels += [store.named(results[k].sha256, results[k].wheel) for k in node.needs]
+    why = why_rebuilt(_previous_inputs(store, node.source, ctx), inputs)
+    out = store.tmp_dir() / f"out-{node.key}-{os.getpid()}"
+    shutil.rmtree(out, ignore_errors=True)
+    try:
+        wheel = build_wheel(
+            BuildRequest(
+                label=node.source.label,
+                source_dir=node.src_dir,
+                interpreter=ctx.interpreter,
+                wheels=wheels,
+                config_settings=node.settings.config_settings_dict(),
+                env=node.settings.env,
+                log=log,
+                out_dir=out / "built",
+            ),
+            store=store,
+            runner=ctx.runner,
+            environ=ctx.environ,
+            more_wheels=lambda reqs: _more_wheels(reqs, node, ctx),
+        )
+        try:
+            repaired = repair_wheel(
+                wheel,
+                out / "repaired",
+                target=ctx.target,
+                mode=ctx.config.repair,
+                runner=ctx.runner,
+                auditwheel=ctx.auditwheel,
+                env=ctx.repair_env,
+            )
+        except WheelbarrowError as exc:
+            with log.open("a", encoding="utf-8") as f:
+                f.write(f"# repair failed: {exc.message}\n")
+            raise BuildFailure(
+                node.source.label, log, reason=f"repair failed: {exc.message}"
+            ) from exc
+        sha256 = store.add_file(repaired.wheel)
+        result = {
+            "wheel": repaired.wheel.name,
+            "sha256": sha256,
+            "repair": repaired.describe(),
+            "inputs": inputs,
+        }
+        atomic_write_text(cache / "result.json", json.dumps(result, indent=2) + "\n")
+        atomic_write_text(_previous_path(store, node.source, ctx), json.dumps(inputs) + "\n")
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+    return Built(
+        source=node.source,
+        wheel=repaired.wheel.name,
+        sha256=sha256,
+        repair=repaired.describe(),
+        reused=False,
+        why=why,
+        log=log,
+    )
+
+
+def _more_wheels(requirements: Sequence[str], node: _Node, ctx: SourceContext) -> list[Path]:
+    """Wheels for requirements a backend asked for at build time (they must have wheels)."""
+    lock_ = _lock_build_requirements((*node.requires, *requirements), node.source, ctx)
+    wanted = {r.split(";")[0].strip() for r in requirements}
+    arts = select_artefacts(lock_, ctx.target, ctx.config)
+    sources = [a for a in arts if a.kind != "wheel"]
+    if sources:
+        raise WheelbarrowError(
+            f"{node.source.label}: its backend asked at build time for "
+            f"{', '.join(sorted(wanted))}, and {', '.join(a.label for a in sources)} "
+            "would have to be built from source first",
+            hint="list them in [build-system] requires, or provide wheels for them",
+        )
+    have = {w.sha256 for w in node.build_wheels}
+    extra = [a for a in arts if a.sha256 not in have]
+    ctx.fetcher.fetch([a for a in extra if not ctx.store.has(a.sha256)], ctx.store, ctx.reporter)
+    return [ctx.store.named(a.sha256, a.filename) for a in extra]
+
+
+def _cached(key: str, source: Artefact, store: Store) -> Built | None:
+    path = store.root / "built" / key / "result.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    if not store.has(data["sha256"]):
+        return None
+    return Built(
+        source=source,
+        wheel=data["wheel"],
+        sha256=data["sha256"],
+        repair=data["repair"],
+        reused=True,
+        why=None,
+        log=path.parent / "build.log",
+    )
+
+
+def _previous_path(store: Store, source: Artefact, ctx: SourceContext) -> Path:
+    target = ctx.target.as_dict()
+    return (
+        store.root
+        / "built"
+        / "by-name"
+        / f"{source.name}-{target['python']}-{target['platform']}.json"
+    )
+
+
+def _previous_inputs(store: Store, source: Artefact, ctx: SourceContext) -> dict[str, Any] | None:
+    try:
+        data = json.loads(_previous_path(store, source, ctx).read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _failure(
+    nodes: Mapping[str, _Node], failed: Mapping[str, BaseException], skipped: Mapping[str, str]
+) -> SourceBuildError:
+    lines = [f"{len(failed)} source build(s) failed:"]
+    hints = []
+    for key, exc in failed.items():
+        label = nodes[key].source.label
+        if isinstance(exc, BuildFailure):
+            lines.append(f"  - {exc.message}")
+            lines += ["      | " + line for line in exc.tail.splitlines()]
+            if exc.hint:
+                hints.append(f"{label}: {exc.hint}")
+        else:
+            log = log_tail(Path())
+            lines.append(f"  - {label}: {type(exc).__name__}: {exc}{log}")
+    for key, because in skipped.items():
+        lines.append(
+            f"  - {nodes[key].source.label}: not built, it needs "
+            f"{nodes[because].source.label}, which failed"
+        )
+    return SourceBuildError("\n".join(lines), hint="; ".join(hints) or None)

@@ -1,0 +1,301 @@
+"""Source builds through `wheelbarrow build`: order, isolation, repair, caching, failures."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import zipfile
+from pathlib import Path
+
+import pytest
+from support import (
+    make_build_helper_sdist,
+    make_c_extension_sdist,
+    make_dependent_sdist,
+    make_failing_sdist,
+    make_fortran_sdist,
+    make_malicious_sdist,
+    make_wheel,
+)
+from support.apps import PLATFORM, build_cli, build_ok, cli, make_app
+
+HOST_PLATFORM = "manylinux_2_36_x86_64"  # Debian 12's glibc: what gfortran's runtime needs
+
+
+def run_in(env: Path, code: str) -> str:
+    """Run Python code in an installed environment and return its output."""
+    done = subprocess.run([env / "bin" / "python", "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def install(app: Path, store: Path, into: Path) -> None:
+    result = cli("install", app, "--store", store, "--into", into)
+    assert result.code == 0, result.err
+
+
+def wheel_names(report: dict[str, object]) -> list[str]:
+    return sorted(p.name for p in Path(str(report["wheelhouse"])).glob("*.whl"))
+
+
+class TestCExtension:
+    def test_sdist_only_package_is_built_repaired_and_installed(self, tmp_path, local_index):
+        """A C extension with only an sdist becomes a manylinux wheel that installs and runs."""
+        index = local_index([make_c_extension_sdist(tmp_path / "d")])
+        app = make_app(tmp_path / "app", "cext==1.0\n")
+        store = tmp_path / "store"
+        report = build_ok(app, store, index.url)
+        [built] = report["built"]
+        assert built["name"] == "cext" and built["reused"] is False
+        assert built["why"] == "first build for this target"
+        assert built["repair"].startswith("repaired to manylinux_")
+        [wheel] = wheel_names(report)
+        assert wheel.startswith("cext-1.0-cp311-cp311-manylinux")
+        assert Path(built["log"]).is_file() and "cext" in Path(built["log"]).read_text()
+        install(app, store, tmp_path / "env")
+        assert run_in(tmp_path / "env", "import cext; print(cext.add(2, 3))") == "5"
+
+    def test_unchanged_source_is_not_rebuilt(self, tmp_path, local_index):
+        """A second build is a no-op; another wheelhouse with the same source reuses its wheel."""
+        d = tmp_path / "d"
+        make_c_extension_sdist(d)
+        make_wheel(d, "alpha", "1.0")
+        index = local_index(d)
+        app = make_app(tmp_path / "app", "cext==1.0\n")
+        store = tmp_path / "store"
+        build_ok(app, store, index.url)
+        assert build_ok(app, store, index.url)["status"] == "up-to-date"
+        other = make_app(tmp_path / "other", "cext==1.0\nalpha\n")
+        report = build_ok(other, store, index.url)  # another key: a new wheelhouse
+        [built] = report["built"]
+        assert built["reused"] is True and built["why"] is None
+
+    def test_build_settings_reach_the_backend_and_a_change_rebuilds(self, tmp_path, local_index):
+        """env and config-settings from wheelbarrow.toml reach the build; changing them says why."""
+        index = local_index([make_c_extension_sdist(tmp_path / "d")])
+        app = make_app(tmp_path / "app", "cext==1.0\n")
+        (app / "wheelbarrow.toml").write_text(
+            '[packages.cext]\nenv = { FIXTURE_GREETING = "bonjour" }\n'
+            'config-settings = { define = "FIXTURE_VALUE=42" }\n'
+        )
+        store = tmp_path / "store"
+        build_ok(app, store, index.url)
+        install(app, store, tmp_path / "env")
+        out = run_in(tmp_path / "env", "import cext; print(cext.GREETING, cext.build_define())")
+        assert out == "bonjour 42"
+        (app / "wheelbarrow.toml").write_text(
+            '[packages.cext]\nenv = { FIXTURE_GREETING = "hola" }\n'
+        )
+        report = build_ok(app, store, index.url)
+        [built] = report["built"]
+        assert built["reused"] is False
+        assert built["why"] == "build settings changed"
+
+    def test_patches_are_applied_before_building(self, tmp_path, local_index):
+        """A patch listed in the build settings changes the built package."""
+        index = local_index([make_c_extension_sdist(tmp_path / "d")])
+        app = make_app(tmp_path / "app", "cext==1.0\n")
+        (app / "greeting.patch").write_text(
+            "--- a/cext/__init__.py\n+++ b/cext/__init__.py\n@@ -0,0 +1 @@\n+PATCHED = True\n"
+        )
+        (app / "wheelbarrow.toml").write_text('[packages.cext]\npatches = ["greeting.patch"]\n')
+        store = tmp_path / "store"
+        result = build_cli(app, store, index.url)
+        if result.code != 0 and "patch" in result.err and "does not apply" in result.err:
+            pytest.fail(result.err)
+        assert result.code == 0, result.err
+        install(app, store, tmp_path / "env")
+        assert run_in(tmp_path / "env", "import cext; print(cext.PATCHED)") == "True"
+
+    def test_no_binary_builds_even_when_a_wheel_exists(self, tmp_path, local_index):
+        """--no-binary NAME takes the sdist although a compatible wheel is on the index."""
+        d = tmp_path / "d"
+        make_c_extension_sdist(d)
+        make_wheel(d, "cext", "1.0", files={"cext/__init__.py": "FROM_WHEEL = True\n"})
+        index = local_index(d)
+        app = make_app(tmp_path / "app", "cext==1.0\n")
+        plain = build_ok(app, tmp_path / "store", index.url)
+        assert plain["built"] == []
+        forced = build_ok(app, tmp_path / "store", index.url, "--no-binary", "cext")
+        assert [b["name"] for b in forced["built"]] == ["cext"]
+        assert forced["key"] != plain["key"]
+
+    def test_repair_never_keeps_the_wheel_as_built(self, tmp_path, local_index):
+        """--repair never keeps the linux_x86_64 wheel, and the report says so."""
+        index = local_index([make_c_extension_sdist(tmp_path / "d")])
+        app = make_app(tmp_path / "app", "cext==1.0\n")
+        report = build_ok(app, tmp_path / "store", index.url, "--repair", "never")
+        [built] = report["built"]
+        assert built["repair"] == "kept as built (linux_x86_64)"
+        assert wheel_names(report) == ["cext-1.0-cp311-cp311-linux_x86_64.whl"]
+
+
+class TestFortran:
+    def test_fortran_extension_is_built_with_gfortran_and_its_runtime_vendored(
+        self, tmp_path, local_index
+    ):
+        """libgfortran is grafted into the repaired wheel, which runs in a fresh environment."""
+        index = local_index([make_fortran_sdist(tmp_path / "d")])
+        app = make_app(tmp_path / "app", "fext==1.0\n")
+        store = tmp_path / "store"
+        result = build_cli(app, store, index.url, "--platform", HOST_PLATFORM, "--json")
+        assert result.code == 0, result.err
+        report = result.json()
+        [built] = report["built"]
+        assert "libgfortran" in built["repair"]
+        [wheel] = wheel_names(report)
+        assert "manylinux_2_" in wheel
+        names = zipfile.ZipFile(Path(report["wheelhouse"]) / wheel).namelist()
+        assert any(n.startswith("fext.libs/libgfortran") for n in names)
+        install(app, store, tmp_path / "env")
+        assert run_in(tmp_path / "env", "import fext; print(fext.dsum([1.5, 2.5]))") == "4.0"
+
+    def test_too_old_a_target_is_refused_with_what_it_needs(self, tmp_path, local_index):
+        """Built on a newer glibc than the target allows: the report names both."""
+        index = local_index([make_fortran_sdist(tmp_path / "d")])
+        app = make_app(tmp_path / "app", "fext==1.0\n")
+        result = build_cli(app, tmp_path / "store", index.url)  # manylinux_2_28
+        assert result.code == 1
+        assert "fext 1.0" in result.err
+        assert "manylinux_2_28_x86_64" in result.err
+
+
+class TestBuildOrder:
+    def test_build_requirement_with_only_an_sdist_is_built_first(self, tmp_path, local_index):
+        """B's build needs A, which has only an sdist: A is built first and used in B's build."""
+        d = tmp_path / "d"
+        make_build_helper_sdist(d)
+        make_dependent_sdist(d)
+        index = local_index(d)
+        app = make_app(tmp_path / "app", "dependent==1.0\n")
+        store = tmp_path / "store"
+        result = build_cli(app, store, index.url, "--json")
+        assert result.code == 0, result.err
+        steps = [line for line in result.err.splitlines() if line.startswith("Building ")]
+        assert steps == [
+            "Building buildhelper 1.0 from source",
+            "Building dependent 1.0 from source",
+        ]
+        # buildhelper is a build requirement only: it is not in the app's wheelhouse.
+        assert [w.split("-")[0] for w in wheel_names(result.json())] == ["dependent"]
+        install(app, store, tmp_path / "env")
+        assert "buildhelper" in run_in(
+            tmp_path / "env", "import dependent; print(dependent.BUILD_VALUE)"
+        )
+
+    def test_install_time_dependency_is_not_a_build_edge(self, tmp_path, local_index):
+        """A runtime-only dependency that fails to build does not stop its dependant's build."""
+        d = tmp_path / "d"
+        make_dependent_sdist(
+            d, "app-pkg", build_requires=(), install_requires=("broken",), helper_module=""
+        )
+        make_failing_sdist(d)
+        index = local_index(d)
+        app = make_app(tmp_path / "app", "app-pkg==1.0\n")
+        result = build_cli(app, tmp_path / "store", index.url)
+        assert result.code == 1
+        assert "broken 1.0: the build failed" in result.err
+        assert "app-pkg" not in result.err.split("source build(s) failed")[1].split("hint:")[0]
+        assert "Building app-pkg 1.0 from source" in result.err
+
+    def test_a_cycle_of_build_requirements_is_named(self, tmp_path, local_index):
+        """Two packages whose builds need each other: the cycle is reported with its members."""
+        d = tmp_path / "d"
+        make_dependent_sdist(d, "ping", build_requires=("pong",), helper_module="")
+        make_dependent_sdist(d, "pong", build_requires=("ping",), helper_module="")
+        index = local_index(d)
+        app = make_app(tmp_path / "app", "ping==1.0\n")
+        result = build_cli(app, tmp_path / "store", index.url)
+        assert result.code == 2
+        assert "1 cycle(s) among the source builds" in result.err
+        # The cycle starts at either member; both read the same way round.
+        assert (
+            "ping 1.0 -> pong 1.0 -> ping 1.0" in result.err
+            or "pong 1.0 -> ping 1.0 -> pong 1.0" in result.err
+        )
+
+
+class TestFailures:
+    def test_failed_build_names_the_package_and_keeps_its_log(self, tmp_path, local_index):
+        """The error names the package, shows the log's tail and a hint; the log stays."""
+        d = tmp_path / "d"
+        make_failing_sdist(d)
+        make_c_extension_sdist(d)
+        index = local_index(d)
+        app = make_app(tmp_path / "app", "broken==1.0\ncext==1.0\n")
+        store = tmp_path / "store"
+        result = build_cli(app, store, index.url, "--build-jobs", "1")
+        assert result.code == 1
+        assert "1 source build(s) failed:" in result.err
+        assert "broken 1.0: the build failed (log: " in result.err
+        assert "definitely_missing_header.h" in result.err
+        assert "a C header is missing: definitely_missing_header.h" in result.err
+        log = Path(result.err.split("(log: ")[1].split(")")[0])
+        assert log.is_file() and str(store) in str(log)
+        # The other package was still built (and is cached for next time).
+        assert "Building cext 1.0 from source" in result.err
+        assert list((store / "built").glob("*/result.json"))
+        assert not (store / "wheelhouses").exists()
+
+    def test_missing_system_package_is_reported_before_compiling(self, tmp_path, local_index):
+        """A build setting's system requirement that is absent stops everything before any build."""
+        index = local_index([make_c_extension_sdist(tmp_path / "d")])
+        app = make_app(tmp_path / "app", "cext==1.0\n")
+        (app / "wheelbarrow.toml").write_text(
+            '[packages.cext]\nsystem = ["cmd:definitely-not-a-compiler", "lib:nosuchlibxyz"]\n'
+        )
+        result = build_cli(app, tmp_path / "store", index.url)
+        assert result.code != 0
+        assert "cext 1.0" in result.err
+        assert "definitely-not-a-compiler" in result.err and "nosuchlibxyz" in result.err
+        assert "Building cext" not in result.err
+        assert not list((tmp_path / "store").glob("built/*/build.log"))
+
+    @pytest.mark.parametrize("kind", ["dotdot", "absolute", "symlink", "hardlink"])
+    def test_malicious_sdist_is_refused(self, tmp_path, local_index, kind):
+        """An sdist with paths or links escaping its root is refused and nothing is built."""
+        sdist = make_malicious_sdist(tmp_path / "d", kind)
+        index = local_index([sdist])
+        name = sdist.name.split("-1.0")[0]
+        app = make_app(tmp_path / "app", f"{name}==1.0\n")
+        result = build_cli(app, tmp_path / "store", index.url)
+        assert result.code != 0
+        assert name.replace("_", "-") in result.err.replace("_", "-")
+        assert "Building" not in result.err
+        assert not (tmp_path / "evil.txt").exists()
+
+
+class TestConfig:
+    def test_unknown_setting_names_file_and_key(self, tmp_path):
+        """A typo in wheelbarrow.toml is an error with a did-you-mean."""
+        app = make_app(tmp_path / "app", "cext==1.0\n")
+        (app / "wheelbarrow.toml").write_text('[packages.cext]\nevn = { A = "b" }\n')
+        result = cli("build", app, "--store", tmp_path / "store", "--platform", PLATFORM)
+        assert result.code == 2
+        assert (
+            "wheelbarrow.toml: packages.cext.evn: unknown setting (did you mean 'env'?)"
+            in result.err
+        )
+
+    def test_pyproject_tool_table_is_read(self, tmp_path):
+        """[tool.wheelbarrow] in pyproject.toml holds the same settings."""
+        from wheelbarrow.config import read_build_config
+
+        (tmp_path / "pyproject.toml").write_text(
+            '[project]\nname = "x"\nversion = "1"\ndependencies = []\n'
+            '[tool.wheelbarrow]\nno-binary = ["numpy"]\nrepair = "never"\n'
+            '[tool.wheelbarrow.packages.scipy]\nexclusive = true\nsystem = ["gfortran"]\n'
+        )
+        config = read_build_config(tmp_path)
+        assert config.forces_source("NumPy") and not config.forces_source("scipy")
+        assert config.repair == "never"
+        assert config.for_package("SciPy").exclusive
+        assert config.for_package("scipy").system == ("gfortran",)
+
+
+def test_build_report_json_is_parseable(tmp_path, local_index):
+    """--json on a source build reports each built package."""
+    index = local_index([make_c_extension_sdist(tmp_path / "d")])
+    app = make_app(tmp_path / "app", "cext==1.0\n")
+    report = build_ok(app, tmp_path / "store", index.url)
+    assert json.loads(json.dumps(report))["built"][0]["wheel"].endswith(".whl")
