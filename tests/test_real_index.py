@@ -36,3 +36,31 @@ class TestRealIndex:
         result = cli("lock", app)
         assert result.code == 1
         assert "wheelbarrow-no-such-package-xyz" in result.err
+
+
+class TestRealSourceBuild:
+    def test_c_extension_from_its_sdist_with_no_binary(self, tmp_path):
+        """markupsafe built from its sdist (setuptools from the index), repaired, installed, imported."""
+        import subprocess
+
+        app = make_app(tmp_path / "app", "markupsafe==3.0.2\n")
+        store = tmp_path / "store"
+        result = cli("build", app, "--store", store, "--no-binary", "markupsafe", "--json")
+        assert result.code == 0, result.err
+        report = json.loads(result.out)
+        [built] = report["built"]
+        assert built["name"] == "markupsafe" and built["repair"].startswith("repaired to manylinux")
+        assert "Building markupsafe 3.0.2 from source" in result.err
+        install = cli("install", app, "--store", store, "--into", tmp_path / "env")
+        assert install.code == 0, install.err
+        check = subprocess.run(
+            [
+                tmp_path / "env" / "bin" / "python",
+                "-c",
+                "import markupsafe._speedups as s; print(s.__file__)",
+            ],
+            capture_output=True,
+            text=True,
+        )
+        assert check.returncode == 0, check.stderr
+        assert ".so" in check.stdout

@@ -119,6 +119,9 @@ class TestCExtension:
         forced = build_ok(app, tmp_path / "store", index.url, "--no-binary", "cext")
         assert [b["name"] for b in forced["built"]] == ["cext"]
         assert forced["key"] != plain["key"]
+        # install needs no --no-binary: it takes the last wheelhouse built from this lock.
+        install(app, tmp_path / "store", tmp_path / "env")
+        assert run_in(tmp_path / "env", "import cext; print(cext.add(1, 1))") == "2"
 
     def test_repair_never_keeps_the_wheel_as_built(self, tmp_path, local_index):
         """--repair never keeps the linux_x86_64 wheel, and the report says so."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,12 +71,14 @@ class Lock:
     pylock: Pylock
     inputs: str | None
     tool: dict[str, Any]
+    sha256: str = ""  # of the file's bytes
 
 
 def read_lock(path: Path) -> Lock:
     """Parse and validate ``path``; errors name the file and what is wrong."""
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        raw = path.read_bytes()
+        data = tomllib.loads(raw.decode("utf-8"))
     except FileNotFoundError as exc:
         raise InputError(f"{path}: no such lock file", hint="run `wheelbarrow lock` first") from exc
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
@@ -94,6 +97,7 @@ def read_lock(path: Path) -> Lock:
         pylock=pylock,
         inputs=inputs if isinstance(inputs, str) else None,
         tool=tool if isinstance(tool, dict) else {},
+        sha256=hashlib.sha256(raw).hexdigest(),
     )
 
 

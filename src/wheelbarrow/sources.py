@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import threading
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -345,8 +346,15 @@ def _run(nodes: dict[str, _Node], results: dict[str, Built], ctx: SourceContext)
         elif what == "skipped":
             ctx.reporter.message("warning", f"not building {label}: a build it needs failed")
 
+    from pyproject_hooks import BuildBackendWarning  # comes with build
+
     workers = ctx.config.jobs or os.cpu_count() or 1
-    outcome = run_graph(graph, job, workers=workers, on_event=on_event)
+    # pypa/build re-emits what a backend warns as Python warnings; the backend's
+    # own output already holds them, in the package's log. Filters are global,
+    # so this is set here, around all the worker threads.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", BuildBackendWarning)
+        outcome = run_graph(graph, job, workers=workers, on_event=on_event)
     if outcome.failed or outcome.skipped:
         raise _failure(nodes, outcome.failed, outcome.skipped)
 

@@ -107,6 +107,7 @@ def build_wheelhouse(
     settings: Mapping[str, object],
     previous_key: str | None = None,
     build_sources: BuildSources | None = None,
+    lock_sha256: str | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> BuildReport:
     """Make the wheelhouse for ``artefacts`` exist in ``store`` and say what that took.
@@ -145,7 +146,7 @@ def build_wheelhouse(
                     f"{len(sources)} package(s) need a source build, and none is set up"
                 )
             built = build_sources(sources)
-        _materialise(_entries(artefacts, built), target, key, store)
+        _materialise(_entries(artefacts, built), target, key, store, lock_sha256)
     return report(
         status="built",
         changes=changes,
@@ -178,7 +179,11 @@ def _entries(artefacts: Sequence[Artefact], built: Sequence[Built]) -> list[dict
 
 
 def _materialise(
-    entries: Sequence[Mapping[str, Any]], target: Target, key: str, store: Store
+    entries: Sequence[Mapping[str, Any]],
+    target: Target,
+    key: str,
+    store: Store,
+    lock_sha256: str | None,
 ) -> None:
     """Lay out the wheelhouse in a scratch directory, then rename it into place whole."""
     from wheelbarrow.index import IndexFile, write_index  # not on the no-op path
@@ -210,6 +215,9 @@ def _materialise(
             "key": key,
             "created-by": f"wheelbarrow {__version__}",
             "target": target.as_dict(),
+            # Which lock this was built from: lets install find it without
+            # knowing the build's settings (see find_wheelhouse).
+            "lock-sha256": lock_sha256,
             "wheels": list(entries),
         }
         # The manifest is written last: its presence marks a complete wheelhouse.
@@ -265,3 +273,25 @@ def previous_app_key(store: Store, app_root: Path) -> str | None:
         return None
     key = data.get("key")
     return key if isinstance(key, str) else None
+
+
+def find_wheelhouse(
+    store: Store, key: str, *, app_root: Path, lock_sha256: str, target: Target
+) -> tuple[str, dict[str, Any]] | None:
+    """The app's last wheelhouse if it was built from this lock and target, else ``key``'s.
+
+    ``install`` cannot know the build's settings (``--no-binary``, repair
+    mode), which are part of the key; the lock and target it does know, and
+    the app's last build is what the user last asked for.
+    """
+    previous = previous_app_key(store, app_root)
+    manifest = manifest_of(store, previous) if previous else None
+    if (
+        previous is not None
+        and manifest is not None
+        and manifest.get("lock-sha256") == lock_sha256
+        and manifest.get("target") == target.as_dict()
+    ):
+        return previous, manifest
+    manifest = manifest_of(store, key)
+    return (key, manifest) if manifest is not None else None

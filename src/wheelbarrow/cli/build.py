@@ -71,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
         settings=plan.settings,
         previous_key=previous,
         build_sources=build_sources,
+        lock_sha256=plan.lock.sha256,
     )
     if previous != report.key:
         record_app_build(store, app.root, report.key)

@@ -7,6 +7,7 @@ import os
 import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
 from wheelbarrow.app import App, read_app
 from wheelbarrow.environment import Interpreter, find_interpreter
@@ -17,7 +18,7 @@ from wheelbarrow.requirements import IndexOptions
 from wheelbarrow.runner import run_subprocess
 from wheelbarrow.store import STORE_ENV_VAR, Store
 from wheelbarrow.target import PythonVersion, host_platform
-from wheelbarrow.wheelhouse import manifest_of
+from wheelbarrow.wheelhouse import find_wheelhouse
 
 
 def host() -> Host:
@@ -121,11 +122,14 @@ def plan(
     )
 
 
-def built_wheelhouse(store: Store, plan: Plan) -> Path:
-    """The plan's wheelhouse, which must have been built already (never builds it)."""
-    if manifest_of(store, plan.key) is None:
+def built_wheelhouse(store: Store, plan: Plan) -> tuple[str, dict[str, Any]]:
+    """The key and manifest of the plan's wheelhouse, which must exist (never builds it)."""
+    found = find_wheelhouse(
+        store, plan.key, app_root=plan.app.root, lock_sha256=plan.lock.sha256, target=plan.target
+    )
+    if found is None:
         raise StoreError(
             f"no wheelhouse for {plan.lock.path} in {store.root} (key {plan.key})",
             hint=f"run `wheelbarrow build {plan.app.root}` first (this command never downloads)",
         )
-    return store.wheelhouse(plan.key)
+    return found

@@ -15,7 +15,6 @@ from wheelbarrow.environment import (
     read_marker,
 )
 from wheelbarrow.runner import run_subprocess
-from wheelbarrow.wheelhouse import manifest_of
 
 
 def run(args: argparse.Namespace) -> int:
@@ -24,9 +23,9 @@ def run(args: argparse.Namespace) -> int:
     store = common.store(args)
     reporter = render.make_reporter(quiet=args.quiet, json_mode=args.json)
     plan = common.plan(args, reporter, may_lock=False)
-    wheelhouse = common.built_wheelhouse(store, plan)
+    house_key, manifest = common.built_wheelhouse(store, plan)
     interpreter = common.interpreter_for(plan, args)
-    key = env_key(plan.key, interpreter)
+    key = env_key(house_key, interpreter)
     dest = Path(args.into).absolute()
     marker = read_marker(dest)
     status: str
@@ -36,12 +35,12 @@ def run(args: argparse.Namespace) -> int:
         source = store.env(key)
         status = "cloned"
         if read_marker(source) is None:
-            manifest = manifest_of(store, plan.key) or {}
-            wheels = [wheelhouse / w["filename"] for w in manifest.get("wheels", [])]
+            wheelhouse = store.wheelhouse(house_key)
+            wheels = [wheelhouse / w["filename"] for w in manifest["wheels"]]
             build_store_env(
                 wheels,
                 key=key,
-                wheelhouse_key=plan.key,
+                wheelhouse_key=house_key,
                 interpreter=interpreter,
                 store=store,
                 runner=run_subprocess,

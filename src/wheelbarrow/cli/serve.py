@@ -12,7 +12,8 @@ def run(args: argparse.Namespace) -> int:
     """Serve until interrupted; pip and uv install from the printed URL."""
     store = common.store(args)
     reporter = render.make_reporter(quiet=args.quiet, json_mode=args.json)
-    root = common.built_wheelhouse(store, common.plan(args, reporter, may_lock=False))
+    key, _ = common.built_wheelhouse(store, common.plan(args, reporter, may_lock=False))
+    root = store.wheelhouse(key)
     server = make_server(root, host=args.host, port=args.port)
     render.out(f"Serving {root} at {server.url}simple/ (Ctrl-C to stop)")
     try:
