@@ -40,7 +40,7 @@ class TestRealIndex:
 
 class TestRealSourceBuild:
     def test_c_extension_from_its_sdist_with_no_binary(self, tmp_path):
-        """markupsafe built from its sdist (setuptools from the index), repaired, installed, imported."""
+        """markupsafe built from its sdist (setuptools from the index), repaired, imported."""
         import subprocess
 
         app = make_app(tmp_path / "app", "markupsafe==3.0.2\n")
