@@ -302,3 +302,48 @@ def test_build_report_json_is_parseable(tmp_path, local_index):
     app = make_app(tmp_path / "app", "cext==1.0\n")
     report = build_ok(app, tmp_path / "store", index.url)
     assert json.loads(json.dumps(report))["built"][0]["wheel"].endswith(".whl")
+
+
+class TestLocalAndVcsSources:
+    def _tree(self, tmp_path: Path, where: Path) -> Path:
+        """A project directory made by unpacking a fixture sdist."""
+        import tarfile
+
+        sdist = make_c_extension_sdist(tmp_path / "d", "localpkg", "1.0")
+        with tarfile.open(sdist) as tar:
+            tar.extractall(where, filter="data")
+        return where / "localpkg-1.0"
+
+    def test_local_path_requirement_is_built_and_rebuilt_when_it_changes(self, tmp_path):
+        """`./localpkg` in requirements.txt is built from the directory; an edit rebuilds it."""
+        app = make_app(tmp_path / "app", "./localpkg-1.0\n")
+        self._tree(tmp_path, app)
+        store = tmp_path / "store"
+        first = cli("build", app, "--store", store, "--platform", PLATFORM, "--no-index", "--json")
+        assert first.code == 0, first.err
+        [built] = first.json()["built"]
+        assert built["name"] == "localpkg" and built["why"] == "first build for this target"
+        install(app, store, tmp_path / "env")
+        assert run_in(tmp_path / "env", "import localpkg; print(localpkg.add(20, 22))") == "42"
+        init = app / "localpkg-1.0" / "localpkg" / "__init__.py"
+        init.write_text(init.read_text() + "\nEDITED = True\n")
+        second = cli("build", app, "--store", store, "--platform", PLATFORM, "--no-index", "--json")
+        assert second.code == 0, second.err
+        [rebuilt] = second.json()["built"]
+        assert rebuilt["why"] == "source changed"
+
+    def test_vcs_requirement_is_checked_out_at_its_commit_and_built(self, tmp_path):
+        """`name @ git+file://...` is cloned at the locked commit and built."""
+        repo = self._tree(tmp_path, tmp_path / "repo")
+        git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
+        subprocess.run(["git", "init", "-q", str(repo)], check=True)
+        subprocess.run([*git, "add", "-A"], check=True)
+        subprocess.run([*git, "commit", "-q", "-m", "init"], check=True)
+        app = make_app(tmp_path / "app", f"localpkg @ git+{repo.as_uri()}\n")
+        store = tmp_path / "store"
+        result = cli("build", app, "--store", store, "--platform", PLATFORM, "--no-index", "--json")
+        assert result.code == 0, result.err
+        [built] = result.json()["built"]
+        assert built["name"] == "localpkg"
+        install(app, store, tmp_path / "env")
+        assert run_in(tmp_path / "env", "import localpkg; print(localpkg.add(1, 2))") == "3"
