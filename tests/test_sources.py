@@ -280,6 +280,14 @@ class TestConfig:
             in result.err
         )
 
+    @pytest.mark.parametrize("value", ["0", "-1", "two"])
+    def test_build_jobs_must_be_positive(self, tmp_path, value):
+        """--build-jobs refuses 0, negatives and words with a usage error."""
+        app = make_app(tmp_path / "app", "cext==1.0\n")
+        result = cli("build", app, "--build-jobs", value)
+        assert result.code == 2
+        assert f"--build-jobs: must be a whole number of at least 1, not '{value}'" in result.err
+
     def test_pyproject_tool_table_is_read(self, tmp_path):
         """[tool.wheelbarrow] in pyproject.toml holds the same settings."""
         from wheelbarrow.config import read_build_config

@@ -18,8 +18,8 @@ from wheelbarrow.requirements import IndexOptions
 from wheelbarrow.runner import Runner
 from wheelbarrow.target import PythonVersion, Target
 
-# Settings that change what a wheelhouse holds; part of its key. Source
-# builds will add theirs here.
+# Settings that change what a wheelhouse holds; part of its key. make_plan
+# adds the build settings and toolchain when something is built from source.
 WHEELHOUSE_SETTINGS: Mapping[str, object] = {"layout": 1}
 
 

@@ -99,6 +99,14 @@ class _Node:
     requires: tuple[str, ...] = ()
 
 
+def available_cpus() -> int:
+    """The CPUs this process may run on (a container's limit), the default build workers."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def build_key_inputs(source: Artefact, ctx: SourceContext) -> dict[str, Any]:
     """Everything a built wheel depends on; equal inputs reuse the cached wheel."""
     return {
@@ -348,7 +356,7 @@ def _run(nodes: dict[str, _Node], results: dict[str, Built], ctx: SourceContext)
 
     from pyproject_hooks import BuildBackendWarning  # comes with build
 
-    workers = ctx.config.jobs or os.cpu_count() or 1
+    workers = ctx.config.jobs or available_cpus()
     # pypa/build re-emits what a backend warns as Python warnings; the backend's
     # own output already holds them, in the package's log. Filters are global,
     # so this is set here, around all the worker threads.
@@ -471,13 +479,10 @@ def _cached(key: str, source: Artefact, store: Store) -> Built | None:
 
 
 def _previous_path(store: Store, source: Artefact, ctx: SourceContext) -> Path:
+    # Kept apart from built/: clearing the build cache should not hide why a rebuild happens.
     target = ctx.target.as_dict()
-    return (
-        store.root
-        / "built"
-        / "by-name"
-        / f"{source.name}-{target['python']}-{target['platform']}.json"
-    )
+    name = f"{source.name}-{target['python']}-{target['platform']}.json"
+    return store.root / "build-history" / name
 
 
 def _previous_inputs(store: Store, source: Artefact, ctx: SourceContext) -> dict[str, Any] | None:

@@ -48,9 +48,13 @@ class BlobWriter:
 class Store:
     """A directory laid out as::
 
-    blobs/sha256/ab/abcdef...   wheels, named by content, read-only
+    blobs/sha256/ab/abcdef...   wheels and sdists, named by content, read-only
+    named/ab/<sha256>/<name>    the same blobs under their file names (installers parse them)
     wheelhouses/<key>/          a wheelhouse: hard links to blobs, simple/, wheelhouse.json
-    envs/<key>/                 a ready environment for a wheelhouse and interpreter
+    envs/<key>/                 ready environments (apps' and builds'), by key
+    built/<key>/                source builds: result.json, build.log
+    build-history/              the inputs of each package's last build, to say why it rebuilt
+    buildlocks/<hash>/          locks of build requirements
     apps/<hash>.json            the last wheelhouse each app was built into
     tmp/  locks/                work in progress, and cross-process locks
     """

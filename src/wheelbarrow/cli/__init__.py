@@ -13,6 +13,17 @@ EXIT_OK = 0
 EXIT_INTERRUPTED = 130
 
 
+def _positive(text: str) -> int:
+    """An argparse type: an integer of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, not {text!r}")
+    return value
+
+
 def _common(parser: argparse.ArgumentParser, *, index: bool = True) -> None:
     parser.add_argument("app", nargs="?", default=".", help="the app directory (default: .)")
     parser.add_argument(
@@ -71,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("build", help="fill the wheelhouse for the lock and target")
     _common(p)
     p.add_argument(
-        "--jobs", type=int, default=8, metavar="N", help="parallel downloads (default 8)"
+        "--jobs", type=_positive, default=8, metavar="N", help="parallel downloads (default 8)"
     )
     p.add_argument(
         "--output", metavar="DIR", help="also export the wheelhouse (wheels + simple/ index) to DIR"
@@ -98,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--build-jobs",
-        type=int,
+        type=_positive,
         metavar="N",
         help="source builds at once (default: the number of cores)",
     )

@@ -103,7 +103,9 @@ def _print(report: BuildReport) -> None:
         render.out(
             f"Wheelhouse {report.key} built: {report.packages} packages, "
             f"{len(report.fetched)} fetched ({render.human_bytes(report.fetched_bytes)}), "
-            f"{len(report.reused)} from the store, in {report.seconds:.1f}s"
+            f"{len(report.reused)} already in the store"
+            + (f", {len(report.built)} from source" if report.built else "")
+            + f", in {report.seconds:.1f}s"
         )
         for b in report.built:
             how = "reused from the build cache" if b.reused else f"built ({b.why})"
