@@ -23,17 +23,16 @@ import os
 import shlex
 import shutil
 import statistics
-import subprocess
 import sys
 import tarfile
 import tempfile
-import time
 import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
+from harness import CommandFailed, clean_environ, fresh, install_tools, log, run
+
 # Small packages with C extensions whose sdists need only cc and setuptools (no C++, no
 # system libraries beyond libc). ujson was left out: its sdist compiles C++.
 PACKAGES = ("markupsafe==3.0.2", "simplejson==3.20.1", "msgpack==1.1.0", "bitarray==3.4.2")
@@ -41,44 +40,10 @@ NAMES = tuple(p.split("==")[0] for p in PACKAGES)
 # What pip and wheelbarrow assume for an sdist without a [build-system] table (PEP 517);
 # wheel too, which old setuptools asked for at build time.
 LEGACY_REQUIRES = ("setuptools>=40.8.0", "wheel")
-# Machine settings that would point pip or uv elsewhere than their default index, change
-# how they build, or stop Python writing bytecode; the per-tool caches are set below.
-DROPPED = {"PIP_FIND_LINKS", "PIP_EXTRA_INDEX_URL", "PIP_INDEX_URL", "PYTHONDONTWRITEBYTECODE"}
-DROPPED |= {"PIP_CACHE_DIR", "UV_CACHE_DIR", "WHEELBARROW_STORE", "VIRTUAL_ENV"}
-DROPPED_PREFIXES = ("PIP_", "UV_")
 WB1, WB2, PIP = "wheelbarrow, 1 worker", "wheelbarrow, 2 workers", "pip wheel"
 ROWS = (WB1, WB2, PIP)
 Timings = dict[str, list[float]]
 Cmd = list[str | Path]
-
-
-class CommandFailed(Exception):
-    """A measured or set-up command exited non-zero, or did not do what was asked."""
-
-
-def log(text: str) -> None:
-    print(f"[bench] {text}", file=sys.stderr, flush=True)
-
-
-def run(args: Sequence[str | Path], env: Mapping[str, str]) -> tuple[float, str, str]:
-    """Run a command with output captured; returns its wall time, stdout and stderr."""
-    cmd = [str(a) for a in args]
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, env=dict(env), capture_output=True, text=True, check=False)
-    seconds = time.perf_counter() - start
-    if proc.returncode != 0:
-        out, err = proc.stdout[-3000:], proc.stderr[-6000:]
-        raise CommandFailed(
-            f"{shlex.join(cmd)} exited with {proc.returncode}\n--- stdout\n{out}\n--- stderr\n{err}"
-        )
-    return seconds, proc.stdout, proc.stderr
-
-
-def fresh(path: Path) -> Path:
-    """``path`` as a new empty directory."""
-    shutil.rmtree(path, ignore_errors=True)
-    path.mkdir(parents=True)
-    return path
 
 
 def build_requires(sdist: Path) -> list[str]:
@@ -111,12 +76,7 @@ class Bench:
         self.out = work / "pip-out"
         self.timings: Timings = {row: [] for row in ROWS}
         self.wb_seconds: Timings = {WB1: [], WB2: []}  # wheelbarrow's own "seconds"
-        base = {
-            k: v
-            for k, v in os.environ.items()
-            if k not in DROPPED and not k.startswith(DROPPED_PREFIXES)
-        }
-        base |= {"PIP_CONFIG_FILE": os.devnull, "UV_NO_CONFIG": "1"}
+        base = clean_environ(drop_prefixes=("PIP_", "UV_"))
         self.env = {
             "wheelbarrow": base | {"UV_CACHE_DIR": str(work / "wb-uv-cache")},
             "pip": base | {"PIP_CACHE_DIR": str(work / "pip-cache")},
@@ -153,16 +113,7 @@ class Bench:
 
     def setup(self) -> None:
         """A venv with wheelbarrow (non-editable, bytecode compiled) and pip; the app."""
-        uv = shutil.which("uv")
-        if uv is None:
-            raise CommandFailed("uv is needed on PATH to set up the benchmark")
-        log(f"setting up in {self.work}")
-        run([sys.executable, "-m", "venv", "--without-pip", self.work / "tools"], self.env["pip"])
-        python = self.work / "tools/bin/python"
-        run(
-            [uv, "pip", "install", "--compile-bytecode", "--python", python, REPO, "pip"],
-            self.env["setup"],
-        )
+        install_tools(self.work, self.env["setup"])
         fresh(self.app)
         self.requirements.write_text("\n".join(PACKAGES) + "\n", encoding="utf-8")
         version = ".".join(map(str, sys.version_info[:2]))

@@ -19,20 +19,16 @@ import os
 import shlex
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+import harness
+from harness import REPO, CommandFailed, clean_environ, fresh, install_tools, log
+
 APP_SOURCE = REPO / "examples" / "textsim"
 IMPORT_CHECK = "import sklearn, scipy, numpy, flask"
-# Machine settings that would point pip or uv elsewhere than their default index, or
-# stop Python writing bytecode; the per-tool caches are set again below.
-DROPPED = {"PIP_FIND_LINKS", "PIP_EXTRA_INDEX_URL", "PIP_INDEX_URL", "PYTHONDONTWRITEBYTECODE"}
-DROPPED |= {"PIP_CACHE_DIR", "UV_CACHE_DIR", "WHEELBARROW_STORE", "VIRTUAL_ENV"}
 COLD_BUILD, NOOP_BUILD, COLD_INSTALL = "cold build", "no-op build", "cold install"
 WARM, WARM_NO_PYC = "warm install, bytecode", "warm install, no bytecode"
 TOOLS = ("wheelbarrow", "pip", "uv")
@@ -40,32 +36,10 @@ Timings = dict[str, dict[str, list[float]]]
 Cmd = list[str | Path]
 
 
-class CommandFailed(Exception):
-    """A measured or set-up command exited non-zero."""
-
-
-def log(text: str) -> None:
-    print(f"[bench] {text}", file=sys.stderr, flush=True)
-
-
 def run(args: Sequence[str | Path], env: Mapping[str, str], expect: str = "") -> tuple[float, str]:
-    """Run a command with output captured; returns its wall time and stdout."""
-    cmd = [str(a) for a in args]
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, env=dict(env), capture_output=True, text=True, check=False)
-    seconds = time.perf_counter() - start
-    if proc.returncode != 0 or expect not in proc.stdout:
-        why = f"exited with {proc.returncode}" if proc.returncode else f"did not print {expect!r}"
-        out, err = proc.stdout[-3000:], proc.stderr[-6000:]
-        raise CommandFailed(f"{shlex.join(cmd)} {why}\n--- stdout\n{out}\n--- stderr\n{err}")
-    return seconds, proc.stdout
-
-
-def fresh(path: Path) -> Path:
-    """``path`` as a new empty directory."""
-    shutil.rmtree(path, ignore_errors=True)
-    path.mkdir(parents=True)
-    return path
+    """:func:`harness.run`, keeping wall time and stdout."""
+    seconds, out, _ = harness.run(args, env, expect)
+    return seconds, out
 
 
 class Bench:
@@ -76,8 +50,7 @@ class Bench:
         self.app = work / "app"
         self.store = work / "wb-store"
         self.timings: Timings = {}
-        base = {k: v for k, v in os.environ.items() if k not in DROPPED}
-        base |= {"PIP_CONFIG_FILE": os.devnull, "UV_NO_CONFIG": "1"}
+        base = clean_environ()
         wb_env = {"WHEELBARROW_STORE": str(self.store), "UV_CACHE_DIR": str(work / "wb-uv-cache")}
         self.env = {
             "wheelbarrow": base | wb_env,
@@ -97,14 +70,7 @@ class Bench:
 
     def setup(self) -> None:
         """A venv with wheelbarrow (non-editable, bytecode compiled) and pip; the app copied."""
-        uv = shutil.which("uv")
-        if uv is None:
-            raise CommandFailed("uv is needed on PATH to set up the benchmark")
-        log(f"setting up in {self.work}")
-        run([sys.executable, "-m", "venv", "--without-pip", self.work / "tools"], self.env["pip"])
-        python = self.work / "tools/bin/python"
-        env = self.env["uv"] | {"UV_CACHE_DIR": str(self.work / "setup-uv-cache")}
-        run([uv, "pip", "install", "--compile-bytecode", "--python", python, REPO, "pip"], env)
+        install_tools(self.work, self.env["uv"])
         shutil.rmtree(self.app, ignore_errors=True)
         shutil.copytree(APP_SOURCE, self.app, ignore=shutil.ignore_patterns("__pycache__"))
         for tool, cmd in (("wheelbarrow", [self.wb]), ("uv", [self.uv]), ("pip", self.pip)):

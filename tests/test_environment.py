@@ -155,6 +155,49 @@ class TestInstall:
         assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".env")] == []
 
 
+class TestDerivedEnvironments:
+    def test_changing_one_pin_reinstalls_only_that_package(self, tmp_path, local_index):
+        """The new environment is derived from the old: one wheel swapped, the rest hard links."""
+        d = tmp_path / "dists"
+        make_wheel(d, "alpha", "1.0")
+        make_wheel(d, "alpha", "2.0")
+        make_wheel(d, "kept", "1.0", files={"kept/__init__.py": "K = 1\n"})
+        index = local_index(d)
+        app = make_app(tmp_path / "app", "alpha==1.0\nkept==1.0\n")
+        store = tmp_path / "store"
+        assert build_cli(app, store, index.url).code == 0
+        install(app, store, tmp_path / "one")
+        (app / "requirements.txt").write_text("alpha==2.0\nkept==1.0\n")
+        assert build_cli(app, store, index.url).code == 0
+        result = cli("install", app, "--store", store, "--into", tmp_path / "two")
+        assert result.code == 0, result.err
+        assert "1 wheel(s) in, 1 out, 1 kept" in result.err
+        one = next((tmp_path / "one").glob("lib/python*/site-packages"))
+        two = next((tmp_path / "two").glob("lib/python*/site-packages"))
+        assert (one / "kept" / "__init__.py").stat().st_ino == (
+            two / "kept" / "__init__.py"
+        ).stat().st_ino
+        assert not list(two.glob("alpha-1.0.dist-info"))
+        assert list(two.glob("alpha-2.0.dist-info"))
+        assert list((two / "alpha" / "__pycache__").glob("__init__.*.pyc"))
+        code = "import alpha, kept; print(alpha.__version__, kept.K)"
+        out = subprocess.run(
+            [tmp_path / "two" / "bin" / "python", "-c", code],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        assert out.strip() == "2.0 1"
+        # The environment it was derived from is untouched.
+        out = subprocess.run(
+            [tmp_path / "one" / "bin" / "python", "-c", code],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        assert out.strip() == "1.0 1"
+
+
 class TestBytecodeFailures:
     def test_a_file_that_does_not_compile_is_a_warning_not_a_failure(self, tmp_path, local_index):
         """A wheel shipping Python 2 syntax still installs; the warning names the file."""

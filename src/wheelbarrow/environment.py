@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
+import tempfile
 import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -134,8 +136,11 @@ def build_store_env(
 ) -> Path:
     """Make the environment for ``key`` in the store, once; later calls return at once.
 
-    Build environments pass ``compile_bytecode=False``: they run a backend a
-    few times and are not shipped.
+    When the store holds an environment of the same interpreter that shares
+    wheels with this one, the new one is derived from it: cloned by hard
+    links, the wheels that differ uninstalled and installed, and only the new
+    files compiled. Changing one pin then reinstalls one package. Build
+    environments pass ``compile_bytecode=False``: they are not shipped.
     """
     final = store.env(key)
     if read_marker(final) is not None:
@@ -147,19 +152,17 @@ def build_store_env(
         if work.exists():
             shutil.rmtree(work)
         try:
-            reporter.message("step", f"Creating the environment with Python {interpreter.version}")
-            _run(
-                runner,
-                [str(interpreter.executable), "-m", "venv", "--without-pip", str(work)],
-                "create the virtual environment",
-            )
-            site = work / "lib" / f"python{interpreter.short}" / "site-packages"
-            reporter.message("step", f"Installing {len(wheels)} wheel(s)")
-            _install_wheels(wheels, work, site, final_root=final, short=interpreter.short)
-            if compile_bytecode:
-                reporter.message("step", "Compiling bytecode")
-                _compile(runner, work / "bin" / "python", site, reporter)
-            _relocate(work, old=str(work), new=str(final))
+            base = _closest_env(store, interpreter, wheels) if compile_bytecode else None
+            derived = False
+            if base is not None:
+                try:
+                    _derive(base, wheels, work, final, interpreter, runner, reporter)
+                    derived = True
+                except (OSError, InstallError) as exc:
+                    reporter.message("info", f"starting afresh ({exc})")
+                    shutil.rmtree(work, ignore_errors=True)
+            if not derived:
+                _fresh(wheels, work, final, interpreter, runner, reporter, compile_bytecode)
             (work / MARKER).write_text(
                 json.dumps(
                     {
@@ -167,6 +170,8 @@ def build_store_env(
                         "wheelhouse": wheelhouse_key,
                         "python": str(interpreter.executable),
                         "python_version": interpreter.version,
+                        "wheels": sorted(w.name for w in wheels),
+                        "bytecode": compile_bytecode,
                     }
                 )
                 + "\n",
@@ -180,8 +185,131 @@ def build_store_env(
     return final
 
 
-def _compile(runner: Runner, python: Path, site: Path, reporter: Reporter) -> None:
-    """Compile all of site-packages; files that do not compile are reported, not fatal.
+def _site(root: Path, interpreter: Interpreter) -> Path:
+    return root / "lib" / f"python{interpreter.short}" / "site-packages"
+
+
+def _fresh(
+    wheels: Sequence[Path],
+    work: Path,
+    final: Path,
+    interpreter: Interpreter,
+    runner: Runner,
+    reporter: Reporter,
+    compile_bytecode: bool,
+) -> None:
+    reporter.message("step", f"Creating the environment with Python {interpreter.version}")
+    _run(
+        runner,
+        [str(interpreter.executable), "-m", "venv", "--without-pip", str(work)],
+        "create the virtual environment",
+    )
+    site = _site(work, interpreter)
+    reporter.message("step", f"Installing {len(wheels)} wheel(s)")
+    _install_wheels(wheels, work, site, final_root=final, short=interpreter.short)
+    if compile_bytecode:
+        reporter.message("step", "Compiling bytecode")
+        _compile(runner, work / "bin" / "python", [site], reporter)
+    _relocate(work, old=str(work), new=str(final))
+
+
+def _closest_env(store: Store, interpreter: Interpreter, wheels: Sequence[Path]) -> Path | None:
+    """The stored environment of this interpreter sharing the most wheels (at least half)."""
+    wanted = {w.name for w in wheels}
+    best: tuple[int, Path] | None = None
+    envs = store.root / "envs"
+    if not envs.is_dir():
+        return None
+    for candidate in envs.iterdir():
+        marker = read_marker(candidate)
+        if (
+            marker is None
+            or marker.get("python") != str(interpreter.executable)
+            or marker.get("python_version") != interpreter.version
+            or not marker.get("bytecode")
+            or not isinstance(marker.get("wheels"), list)
+        ):
+            continue
+        shared = len(wanted & {str(w) for w in marker["wheels"]})  # type: ignore[attr-defined]
+        if shared * 2 >= len(wanted) and shared and (best is None or shared > best[0]):
+            best = (shared, candidate)
+    return best[1] if best else None
+
+
+def _derive(
+    base: Path,
+    wheels: Sequence[Path],
+    work: Path,
+    final: Path,
+    interpreter: Interpreter,
+    runner: Runner,
+    reporter: Reporter,
+) -> None:
+    """Make ``work`` from ``base``: hard-link it, swap the wheels that differ, compile those."""
+    marker = read_marker(base) or {}
+    listed = marker.get("wheels", [])
+    old = {str(w) for w in listed} if isinstance(listed, list) else set()
+    by_name = {w.name: w for w in wheels}
+    remove = sorted(old - by_name.keys())
+    add = [by_name[n] for n in sorted(by_name.keys() - old)]
+    reporter.message(
+        "step",
+        f"Deriving the environment from a stored one: {len(add)} wheel(s) in, "
+        f"{len(remove)} out, {len(old & by_name.keys())} kept",
+    )
+    _link_tree(base, work, hardlink=True)
+    (work / MARKER).unlink(missing_ok=True)
+    site = _site(work, interpreter)
+    for filename in remove:
+        _uninstall(site, filename)
+    _relocate(work, old=str(base), new=str(final))
+    if add:
+        before = _snapshot(site)
+        _install_wheels(add, work, site, final_root=final, short=interpreter.short)
+        new_files = sorted(str(p) for p in _snapshot(site) - before if p.suffix == ".py")
+        if new_files:
+            _compile(runner, work / "bin" / "python", [Path(f) for f in new_files], reporter)
+
+
+def _snapshot(site: Path) -> set[Path]:
+    return {p for p in site.rglob("*") if p.is_file()}
+
+
+def _uninstall(site: Path, wheel_filename: str) -> None:
+    """Remove an installed distribution by its RECORD (unlinking: the store's copy stays)."""
+    from packaging.utils import parse_wheel_filename
+
+    name, version, *_ = parse_wheel_filename(wheel_filename)
+    normal = name.replace("-", "_")
+    candidates = [
+        d
+        for d in site.glob("*.dist-info")
+        if d.name.lower() == f"{normal}-{version}.dist-info".lower()
+    ]
+    if not candidates:
+        raise InstallError(f"{wheel_filename}: not found in the environment to derive from")
+    record = candidates[0] / "RECORD"
+    dirs: set[Path] = set()
+    for line in record.read_text(encoding="utf-8").splitlines():
+        path = line.rsplit(",", 2)[0]
+        if not path:
+            continue
+        target = (site / path).resolve() if ".." in path else site / path
+        if target.suffix == ".py":
+            cache = target.parent / "__pycache__"
+            for pyc in cache.glob(f"{target.stem}.*.pyc"):
+                pyc.unlink()
+            dirs.add(cache)
+        target.unlink(missing_ok=True)
+        dirs.add(target.parent)
+    shutil.rmtree(candidates[0], ignore_errors=True)
+    for directory in sorted(dirs, key=lambda d: len(d.parts), reverse=True):
+        with contextlib.suppress(OSError):
+            directory.rmdir()  # only when empty
+
+
+def _compile(runner: Runner, python: Path, targets: Sequence[Path], reporter: Reporter) -> None:
+    """Compile directories or files; files that do not compile are reported, not fatal.
 
     Some wheels ship sources for other Python versions (templates, test
     fixtures); Python skips those at import too, so they cannot stop an install.
@@ -189,8 +317,15 @@ def _compile(runner: Runner, python: Path, site: Path, reporter: Reporter) -> No
     args = [str(python), "-m", "compileall", "-q", "-j", "0"]
     # unchecked-hash: the .pyc stays valid whatever the sources' mtimes become
     # (hard links, copies, image layers with mtime 0).
-    args += ["--invalidation-mode", "unchecked-hash", str(site)]
-    result = runner(args)
+    args += ["--invalidation-mode", "unchecked-hash"]
+    with tempfile.TemporaryDirectory(prefix="wheelbarrow-compile-") as tmp:
+        if len(targets) > 50:  # a long file list goes through a file, not argv
+            listing = Path(tmp) / "files"
+            listing.write_text("".join(f"{t}\n" for t in targets), encoding="utf-8")
+            args += ["-i", str(listing)]
+        else:
+            args += [str(t) for t in targets]
+        result = runner(args)
     if result.returncode == 0:
         return
     failed = [
@@ -203,7 +338,11 @@ def _compile(runner: Runner, python: Path, site: Path, reporter: Reporter) -> No
             f"could not compile bytecode: {python} exited with {result.returncode}:\n"
             f"{(result.stderr or result.stdout).strip()}"
         )
-    shown = ", ".join(f.removeprefix(str(site) + "/") for f in failed[:3])
+    prefix = str(targets[0].parent if targets[0].is_file() else targets[0]) + "/"
+    shown = ", ".join(
+        f.split("site-packages/")[-1] if "site-packages/" in f else f.removeprefix(prefix)
+        for f in failed[:3]
+    )
     more = f" and {len(failed) - 3} more" if len(failed) > 3 else ""
     reporter.message(
         "warning",
