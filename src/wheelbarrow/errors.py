@@ -152,3 +152,17 @@ class SystemRequirementError(WheelbarrowError):
 
 class SourceBuildError(WheelbarrowError):
     """One or more source builds failed; the message names each with its log."""
+
+
+class PythonRuntimeError(WheelbarrowError):
+    """The app's Python cannot be provided on the platform (none configured, none on the stack)."""
+
+
+class UnsupportedPythonError(PythonRuntimeError, TargetError):
+    """The app asks for a Python version the platform runtimes do not cover."""
+
+    exit_code = 2
+
+
+class BuildpackError(WheelbarrowError):
+    """The Cloud Native Buildpack contract was misused: a bad layer name, process or env file."""

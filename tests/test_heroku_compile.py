@@ -1,0 +1,170 @@
+"""bin/compile's work, run in-process on this machine against a local index."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from support import make_wheel
+
+from wheelbarrow.heroku.compile import run_compile
+from wheelbarrow.heroku.output import HerokuReporter
+from wheelbarrow.runner import run_subprocess
+
+HOST_PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
+
+
+def _uv() -> str:
+    from uv import find_uv_bin
+
+    return str(find_uv_bin())
+
+
+def compile_(build: Path, cache: Path, env: Path, slug_home: Path) -> tuple[int, str]:
+    """Run bin/compile's body; returns the exit code and what it printed."""
+    stream = io.StringIO()
+    environ = dict(os.environ, WHEELBARROW_SLUG_HOME=str(slug_home), STACK="test-stack")
+    code = run_compile(
+        build,
+        cache,
+        env,
+        out=HerokuReporter(stream),
+        environ=environ,
+        runner=run_subprocess,
+        which=shutil.which,
+        uv=_uv(),
+    )
+    return code, stream.getvalue()
+
+
+@pytest.fixture
+def platform(tmp_path: Path, local_index):
+    """An app, a cache and an ENV_DIR pointing at a local index: (build, cache, env, slug_home)."""
+    d = tmp_path / "dists"
+    make_wheel(d, "alpha", "1.0")
+    make_wheel(d, "alpha", "2.0")
+    make_wheel(
+        d,
+        "webapp",
+        "1.0",
+        requires=["alpha"],
+        files={"webapp/__init__.py": "def main():\n    print('served')\n"},
+        entry_points={"webapp": "webapp:main"},
+    )
+    index = local_index(d)
+    build = tmp_path / "build_1234"
+    build.mkdir()
+    (build / "requirements.txt").write_text("webapp==1.0\nalpha==1.0\n")
+    (build / ".python-version").write_text(HOST_PYTHON + "\n")
+    (build / "Procfile").write_text("web: webapp\n")
+    env = tmp_path / "env"
+    env.mkdir()
+    (env / "WHEELBARROW_INDEX_URL").write_text(index.url)
+    return build, tmp_path / "cache", env, tmp_path / "app"
+
+
+class TestCompile:
+    def test_slug_runs_after_moving_to_the_slug_home(self, platform, tmp_path):
+        """The compiled slug, moved from the build dir to the app dir, runs its scripts."""
+        build, cache, env, slug_home = platform
+        code, out = compile_(build, cache, env, slug_home)
+        assert code == 0, out
+        assert "-----> Building the wheelhouse" in out
+        assert "-----> Slug: " in out
+        assert (build / ".profile.d" / "wheelbarrow.sh").is_file()
+        # The platform moves the slug: drop the build-time link, move the tree in.
+        (slug_home / ".heroku").unlink()
+        slug_home.rmdir()
+        shutil.move(build, slug_home)
+        script = (
+            f"cd {slug_home} && export HOME={slug_home} && . ./.profile.d/wheelbarrow.sh && "
+            "webapp && python -c 'import alpha; print(alpha.__version__)'"
+        )
+        done = subprocess.run(["bash", "-c", script], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.split() == ["served", "1.0"]
+
+    def test_second_compile_reuses_the_cache_and_says_so(self, platform):
+        """Unchanged requirements: the cache is restored and nothing is downloaded or installed."""
+        build, cache, env, slug_home = platform
+        assert compile_(build, cache, env, slug_home)[0] == 0
+        shutil.rmtree(build / ".heroku")
+        code, out = compile_(build, cache, env, slug_home)
+        assert code == 0, out
+        assert "-----> Restoring the build cache (same stack, Python" in out
+        assert "nothing to download" in out
+        assert "reusing the environment from the cache" in out
+
+    def test_changing_one_pin_reinstalls_only_that_package(self, platform):
+        """A new pin fetches one wheel and derives the environment, keeping the rest."""
+        build, cache, env, slug_home = platform
+        assert compile_(build, cache, env, slug_home)[0] == 0
+        (build / "requirements.txt").write_text("webapp==1.0\nalpha==2.0\n")
+        code, out = compile_(build, cache, env, slug_home)
+        assert code == 0, out
+        assert "1 fetched" in out and "changed: alpha 1.0 -> 2.0" in out
+        assert "1 wheel(s) in, 1 out, 1 kept" in out
+
+    def test_changing_the_python_version_drops_the_cache_and_says_why(self, platform):
+        """A different Python pin empties the cache, naming the change."""
+        build, cache, env, slug_home = platform
+        assert compile_(build, cache, env, slug_home)[0] == 0
+        full = ".".join(map(str, sys.version_info[:3]))
+        (build / ".python-version").write_text(full + "\n")
+        code, out = compile_(build, cache, env, slug_home)
+        assert code == 0, out
+        assert (
+            f"-----> Dropping the build cache: the Python version changed ({HOST_PYTHON} -> {full})"
+        ) in out
+
+    def test_hooks_run_with_the_config_vars(self, platform):
+        """bin/pre_compile and bin/post_compile run, the latter with the environment on PATH."""
+        build, cache, env, slug_home = platform
+        (env / "GREETING").write_text("hi")
+        (build / "bin").mkdir()
+        (build / "bin" / "pre_compile").write_text('echo "pre $GREETING"\n')
+        (build / "bin" / "post_compile").write_text("webapp\n")
+        code, out = compile_(build, cache, env, slug_home)
+        assert code == 0, out
+        assert "-----> Running bin/pre_compile\n       pre hi" in out
+        assert "-----> Running bin/post_compile\n       served" in out
+
+
+class TestCompileErrors:
+    def _fails(self, build: Path, cache: Path, env: Path, slug_home: Path) -> str:
+        code, out = compile_(build, cache, env, slug_home)
+        assert code != 0
+        return out
+
+    def test_no_requirements_at_all(self, platform):
+        """An app without requirements ends with a ` !     ` message saying what to add."""
+        build, cache, env, slug_home = platform
+        (build / "requirements.txt").unlink()
+        out = self._fails(build, cache, env, slug_home)
+        assert " !     " in out and "nothing says what the app needs" in out
+
+    def test_misspelled_requirements_file(self, platform):
+        """requirement.txt is pointed out."""
+        build, cache, env, slug_home = platform
+        (build / "requirements.txt").rename(build / "requirement.txt")
+        out = self._fails(build, cache, env, slug_home)
+        assert "did you mean 'requirements.txt'" in out
+
+    def test_unknown_python_version(self, platform):
+        """A version no runtime covers is refused with the supported range."""
+        build, cache, env, slug_home = platform
+        (build / ".python-version").write_text("3.8\n")
+        out = self._fails(build, cache, env, slug_home)
+        assert " !     " in out and "3.8" in out
+
+    def test_package_that_cannot_be_had(self, platform):
+        """A requirement the index lacks fails the lock, named in the message."""
+        build, cache, env, slug_home = platform
+        (build / "requirements.txt").write_text("no-such-package==1.0\n")
+        out = self._fails(build, cache, env, slug_home)
+        assert " !     " in out and "no-such-package" in out
