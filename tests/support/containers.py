@@ -118,17 +118,18 @@ def base_image(podman: Podman, work: Path) -> str:
         return BASE_IMAGE
     rootfs = work / "rootfs"
     subprocess.run([*DEBOOTSTRAP, str(rootfs)], check=True, capture_output=True, timeout=900)
-    tar = subprocess.Popen(
+    with subprocess.Popen(
         ["tar", "-C", str(rootfs), "--numeric-owner", "-c", "."], stdout=subprocess.PIPE
-    )
-    subprocess.run(
-        ["podman", "import", "-", BASE_IMAGE],
-        env=podman.env,
-        stdin=tar.stdout,
-        check=True,
-        capture_output=True,
-        timeout=600,
-    )
-    tar.wait()
+    ) as tar:
+        assert tar.stdout is not None
+        subprocess.run(
+            ["podman", "import", "-", BASE_IMAGE],
+            env=podman.env,
+            stdin=tar.stdout,
+            check=True,
+            capture_output=True,
+            timeout=600,
+        )
+        tar.stdout.close()
     shutil.rmtree(rootfs, ignore_errors=True)
     return BASE_IMAGE

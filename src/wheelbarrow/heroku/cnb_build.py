@@ -43,7 +43,7 @@ def build(
     """Fill the layers the way the lifecycle expects, reusing each one whose metadata matches.
 
     - ``runtime`` (launch, build, cache): a standalone CPython, when one is configured;
-    - ``store`` (cache): wheelbarrow's store, so wheels and environments survive builds;
+    - ``wheels`` (cache): wheelbarrow's store, so wheels and environments survive builds;
     - ``venv`` (launch): the app's environment, keyed by the wheelhouse key and Python,
       so an unchanged app reuses it without even touching the store.
     """
@@ -59,7 +59,7 @@ def build(
     layers = LayerStore(layers_dir)
 
     store_layer = layers.want_layer(
-        "store",
+        "wheels",
         metadata={"format": STORE_FORMAT},
         launch=False,
         build=False,
