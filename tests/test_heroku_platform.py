@@ -1,0 +1,224 @@
+"""What the platform does: compile in a build container, run the slug at /app in another.
+
+The build container is a debootstrapped Debian with python3 (the "stack"); the
+buildpack is this repository, mounted read-only. The index the containers use is
+served from this machine on 127.0.0.1: the app's wheels, one alternative pin, and
+wheelbarrow's own dependencies (for the tool venv the buildpack keeps in the cache).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import time
+import tomllib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from support.apps import cli
+from support.containers import Podman, base_image, require
+
+from wheelbarrow.index import index_files_in, write_index
+from wheelbarrow.serve import make_server
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLE = REPO / "examples" / "textsim"
+pytestmark = [pytest.mark.container, pytest.mark.network, pytest.mark.slow]
+
+
+@dataclass
+class Platform:
+    podman: Podman
+    image: str
+    index_url: str
+    build: Path
+    cache: Path
+    env: Path
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def compile(self, label: str) -> str:
+        """detect + compile + release in a build container; returns the output."""
+        start = time.monotonic()
+        done = self.podman.container(
+            self.image,
+            [
+                "bash",
+                "-c",
+                "/buildpack/bin/detect /tmp/build_a1b2 && "
+                "/buildpack/bin/compile /tmp/build_a1b2 /tmp/cache /tmp/env && "
+                "echo '--- release' && /buildpack/bin/release /tmp/build_a1b2",
+            ],
+            volumes={
+                REPO: "/buildpack:ro",
+                self.build: "/tmp/build_a1b2",
+                self.cache: "/tmp/cache",
+                self.env: "/tmp/env",
+            },
+            env={"STACK": "bookworm-test"},
+        )
+        self.timings[label] = time.monotonic() - start
+        output = done.stdout + done.stderr
+        assert done.returncode == 0, output
+        return output
+
+
+def _tool_requirements() -> str:
+    """wheelbarrow's dependencies and its build backend, for the tool venv in the container."""
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())
+    deps = [d.split(";")[0].strip() for d in project["project"]["dependencies"]]
+    return "\n".join([*deps, *project["build-system"]["requires"]]) + "\n"
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+    """A served index, the base image, and the directories of one app's builds."""
+    require("podman", "debootstrap", "runc")
+    root = tmp_path_factory.mktemp("platform")
+    # WHEELBARROW_TEST_PODMAN keeps podman's storage (and the base image) between runs.
+    keep = os.environ.get("WHEELBARROW_TEST_PODMAN")
+    podman = Podman(Path(keep) if keep else root / "podman").setup()
+    image = base_image(podman, root)
+    store = root / "store"
+    wheels = root / "index"
+    wheels.mkdir()
+    python = f"{sys.version_info.major}.{sys.version_info.minor}"
+    for name, requirements in (
+        ("textsim", (EXAMPLE / "requirements.txt").read_text()),
+        (
+            "textsim-next",
+            (EXAMPLE / "requirements.txt").read_text().replace("flask==3.1.2", "flask==3.1.1"),
+        ),
+        ("tool", _tool_requirements()),
+    ):
+        app = root / name
+        app.mkdir()
+        (app / "requirements.txt").write_text(requirements)
+        (app / ".python-version").write_text(python + "\n")
+        result = cli("build", app, "--store", store, "--output", root / f"{name}-wheels")
+        assert result.code == 0, result.err
+        for wheel in (root / f"{name}-wheels").glob("*.whl"):
+            shutil.copyfile(wheel, wheels / wheel.name)
+    write_index(index_files_in(wheels), wheels / "simple")
+    build = root / "build"
+    shutil.copytree(EXAMPLE, build, ignore=shutil.ignore_patterns("pylock.toml", "__pycache__"))
+    (build / ".python-version").write_text(python + "\n")
+    env = root / "env"
+    env.mkdir()
+    cache = root / "cache"
+    cache.mkdir()
+    with make_server(wheels) as server:
+        (env / "WHEELBARROW_INDEX_URL").write_text(server.simple_url)
+        (env / "WHEELBARROW_TOOL_INDEX_URL").write_text(server.simple_url)
+        yield Platform(
+            podman=podman,
+            image=image,
+            index_url=server.simple_url,
+            build=build,
+            cache=cache,
+            env=env,
+        )
+
+
+class TestPlatform:
+    def test_first_compile_builds_the_slug(self, platform):
+        """detect passes, compile provides the stack's Python and installs the environment."""
+        out = platform.compile("first compile")
+        assert "Python (wheelbarrow)" in out
+        assert "-----> No build cache yet" in out
+        assert "-----> Using Python 3.11" in out
+        assert "-----> Slug: " in out
+        assert "--- release" in out
+        print(
+            "\n"
+            + "\n".join(line for line in out.splitlines() if "Slug" in line or "stripped" in line)
+        )
+        assert (platform.build / ".heroku" / "venv" / "bin" / "gunicorn").is_file()
+
+    def test_slug_answers_a_request_at_app_in_a_run_container(self, platform):
+        """The slug mounted at /app, .profile.d sourced, the Procfile's web process answers."""
+        import socket
+        import urllib.request
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        web = next(
+            line.split(":", 1)[1].strip()
+            for line in (platform.build / "Procfile").read_text().splitlines()
+            if line.startswith("web:")
+        )
+        name = f"wb-run-{port}"
+        platform.podman.run(
+            [
+                "run",
+                "-d",
+                "--rm",
+                "--name",
+                name,
+                "--network=host",
+                "-v",
+                f"{platform.build}:/app",
+                "-w",
+                "/app",
+                "-e",
+                "HOME=/app",
+                "-e",
+                f"PORT={port}",
+                "-e",
+                "BIND_ADDRESS=127.0.0.1",
+                platform.image,
+                "bash",
+                "-c",
+                f'for f in .profile.d/*.sh; do . "$f"; done; exec {web}',
+            ]
+        )
+        try:
+            body = json.dumps({"texts": ["the cat sat", "the cat sat", "dogs bark"]}).encode()
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    request = urllib.request.Request(
+                        f"http://127.0.0.1:{port}/similarity",
+                        data=body,
+                        headers={"Content-Type": "application/json"},
+                    )
+                    with urllib.request.urlopen(request, timeout=10) as response:
+                        answer = json.loads(response.read())
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        logs = platform.podman.run(["logs", name], check=False)
+                        raise AssertionError(f"no answer:\n{logs.stdout}\n{logs.stderr}") from None
+                    time.sleep(0.5)
+        finally:
+            platform.podman.run(["stop", "-t", "5", name], check=False)
+        assert answer["similarity"][0][1] == pytest.approx(1.0)
+        assert answer["similarity"][0][2] == pytest.approx(0.0)
+
+    def test_second_compile_reuses_the_cache_and_is_faster(self, platform):
+        """Unchanged requirements: the cache is restored, nothing downloaded, much faster."""
+        shutil.rmtree(platform.build / ".heroku")
+        out = platform.compile("second compile")
+        assert "-----> Restoring the build cache" in out
+        assert "nothing to download" in out
+        assert "reusing the environment from the cache" in out
+        assert platform.timings["second compile"] < platform.timings["first compile"] / 2
+
+    def test_changing_one_pin_reinstalls_only_that(self, platform):
+        """flask 3.1.2 -> 3.1.1: one wheel fetched, the environment derived, the rest kept."""
+        requirements = platform.build / "requirements.txt"
+        requirements.write_text(requirements.read_text().replace("flask==3.1.2", "flask==3.1.1"))
+        out = platform.compile("pin change")
+        assert "changed: flask 3.1.2 -> 3.1.1" in out
+        assert "1 wheel(s) in, 1 out, 14 kept" in out
+
+    def test_changing_the_python_version_drops_the_cache(self, platform):
+        """Pinning the stack's full version is a different Python pin: the cache goes, with why."""
+        (platform.build / ".python-version").write_text("3.11.2\n")
+        out = platform.compile("python change")
+        assert "-----> Dropping the build cache: the Python version changed" in out
+        print(f"\nplatform timings: {platform.timings}")
