@@ -222,3 +222,56 @@ class TestPlatform:
         out = platform.compile("python change")
         assert "-----> Dropping the build cache: the Python version changed" in out
         print(f"\nplatform timings: {platform.timings}")
+
+
+class TestCloudNativeBuildpack:
+    def test_detect_and_build_under_lifecycle_variables(self, platform, tmp_path):
+        """bin/detect then bin/build with CNB_* set; a second build reuses the venv layer."""
+        app = tmp_path / "workspace"
+        shutil.copytree(EXAMPLE, app, ignore=shutil.ignore_patterns("pylock.toml", "__pycache__"))
+        (app / ".python-version").write_text((platform.build / ".python-version").read_text())
+        layers = tmp_path / "layers"
+        layers.mkdir()
+        platform_dir = tmp_path / "platform"
+        shutil.copytree(platform.env, platform_dir / "env")
+        script = (
+            "set -e; /cnb/buildpack/bin/detect; echo detect=ok; cat /layers/plan.toml; "
+            "/cnb/buildpack/bin/build"
+        )
+        env = {
+            "CNB_LAYERS_DIR": "/layers/wheelbarrow_python",
+            "CNB_PLATFORM_DIR": "/platform",
+            "CNB_BUILD_PLAN_PATH": "/layers/plan.toml",
+            "CNB_BP_PLAN_PATH": "/layers/plan.toml",
+            "CNB_BUILDPACK_DIR": "/cnb/buildpack",
+        }
+        (layers / "wheelbarrow_python").mkdir()
+
+        def build() -> str:
+            done = platform.podman.container(
+                platform.image,
+                ["bash", "-c", script],
+                volumes={
+                    REPO: "/cnb/buildpack:ro",
+                    app: "/workspace",
+                    layers: "/layers",
+                    platform_dir: "/platform",
+                },
+                env=env,
+                workdir="/workspace",
+            )
+            output = done.stdout + done.stderr
+            assert done.returncode == 0, output
+            return output
+
+        first = build()
+        assert "detect=ok" in first and 'name = "python"' in first
+        assert "Environment layer made (no previous layer)" in first
+        bp_layers = layers / "wheelbarrow_python"
+        launch = tomllib.loads((bp_layers / "launch.toml").read_text())
+        assert launch["processes"][0]["type"] == "web"
+        # What the lifecycle does between builds: launch-only layers keep only their toml.
+        shutil.rmtree(bp_layers / "venv")
+        second = build()
+        assert "Reusing the environment layer (metadata matches)" in second
+        assert not (bp_layers / "venv").exists()
