@@ -25,21 +25,14 @@ from wheelbarrow.errors import (
 from wheelbarrow.files import atomic_write_text
 from wheelbarrow.lock import LockRequest, lock
 from wheelbarrow.lockfile import Artefact, Lock, read_lock, select_artefacts
-from wheelbarrow.report import Reporter
+from wheelbarrow.report import NullReporter, Reporter
 from wheelbarrow.requirements import IndexOptions, requirements_from_strings
 from wheelbarrow.runner import Runner
 from wheelbarrow.store import Store
 from wheelbarrow.target import Target
+from wheelbarrow.wheelhouse import Fetches
 
 BUILD_KEY_FORMAT = 1
-
-
-class Fetches:
-    """What source builds need from a fetcher (see :class:`wheelbarrow.fetch.Fetcher`)."""
-
-    def fetch(self, artefacts: Sequence[Artefact], store: Store, reporter: Reporter) -> Any:
-        """Put the artefacts in the store."""
-        raise NotImplementedError
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -55,7 +48,7 @@ class SourceContext:
     environ: Mapping[str, str]
     uv: str
     index: IndexOptions
-    fetcher: Any
+    fetcher: Fetches
     toolchain: Mapping[str, str]
     which: Callable[[str], str | None]
     auditwheel: Sequence[str] = ("auditwheel",)
@@ -270,7 +263,7 @@ def _lock_build_requirements(requires: Sequence[str], source: Artefact, ctx: Sou
                 output=path,
                 uv=ctx.uv,
                 runner=ctx.runner,
-                reporter=_Quiet(),
+                reporter=NullReporter(),
                 environ=ctx.environ,
             )
         except LockError as exc:
@@ -281,28 +274,6 @@ def _lock_build_requirements(requires: Sequence[str], source: Artefact, ctx: Sou
                 "package's wheel so it need not be built",
             ) from exc
     return read_lock(path)
-
-
-class _Quiet:
-    """Swallows the lock step's own messages (the caller says what happens)."""
-
-    def message(self, level: str, text: str) -> None:
-        """Discard."""
-
-    def download_started(self, files: int, total_bytes: int | None) -> None:
-        """Discard."""
-
-    def download_expected(self, nbytes: int) -> None:
-        """Discard."""
-
-    def download_advanced(self, nbytes: int) -> None:
-        """Discard."""
-
-    def download_file_done(self, filename: str, nbytes: int) -> None:
-        """Discard."""
-
-    def download_finished(self) -> None:
-        """Discard."""
 
 
 def _check_systems(nodes: Mapping[str, _Node], ctx: SourceContext) -> None:
