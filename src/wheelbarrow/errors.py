@@ -166,3 +166,40 @@ class UnsupportedPythonError(PythonRuntimeError, TargetError):
 
 class BuildpackError(WheelbarrowError):
     """The Cloud Native Buildpack contract was misused: a bad layer name, process or env file."""
+
+
+class ImageReferenceError(InputError):
+    """An image reference (``registry/repository:tag@digest``) is malformed."""
+
+
+class RegistryError(WheelbarrowError):
+    """A container registry could not be reached, or refused or failed a request."""
+
+
+class RegistryAuthError(RegistryError):
+    """A container registry refused the credentials given, or asked for some and had none."""
+
+
+class ImageNotFoundError(RegistryError):
+    """A container registry has no such image, tag or manifest digest."""
+
+
+class ImageError(WheelbarrowError):
+    """An OCI image could not be read or written: a missing ref or blob, a digest that differs."""
+
+
+class ImageFormatError(ImageError):
+    """An image document (index, manifest, config) or layer entry is malformed or unsupported."""
+
+    exit_code = 2
+
+
+class BlobNotFoundError(ImageError):
+    """An image's blob (a layer, config or manifest) is in none of the places given.
+
+    ``digest`` is the blob's digest.
+    """
+
+    def __init__(self, message: str, *, digest: str, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.digest = digest

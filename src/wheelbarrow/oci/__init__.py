@@ -1,0 +1,1 @@
+"""OCI images without a daemon: layers, layouts, registries, and the image build."""
