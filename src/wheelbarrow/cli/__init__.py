@@ -136,6 +136,29 @@ def build_parser() -> argparse.ArgumentParser:
         help="share files with the store by hard links (default) or copy them",
     )
 
+    p = sub.add_parser("image", help="write the app's OCI image on a base image, no daemon needed")
+    _common(p, index=False)
+    p.add_argument(
+        "--base",
+        required=True,
+        metavar="REF",
+        help="the base image: a registry reference, or oci:DIR:TAG for an OCI layout",
+    )
+    p.add_argument("--tag", required=True, metavar="REF", help="the new image's reference")
+    p.add_argument("--oci", metavar="DIR[:TAG]", help="write an OCI image layout")
+    p.add_argument("--docker-archive", metavar="FILE", help="write a docker-archive (docker load)")
+    p.add_argument(
+        "--push",
+        action="store_true",
+        help="push to the registry in --tag (only missing blobs; tagged last)",
+    )
+    p.add_argument("--source", metavar="URL", help="the image's source label")
+    p.add_argument(
+        "--python-executable",
+        metavar="PATH",
+        help="the interpreter to build the environment with (default: found on PATH)",
+    )
+
     p = sub.add_parser("serve", help="serve the app's wheelhouse as a package index on 127.0.0.1")
     _common(p, index=False)
     p.add_argument("--host", default="127.0.0.1")
@@ -155,6 +178,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from wheelbarrow.cli.build import run
         elif args.command == "install":
             from wheelbarrow.cli.install import run
+        elif args.command == "image":
+            from wheelbarrow.cli.image import run
         else:
             from wheelbarrow.cli.serve import run
         return run(args)

@@ -133,3 +133,32 @@ def built_wheelhouse(store: Store, plan: Plan) -> tuple[str, dict[str, Any]]:
             hint=f"run `wheelbarrow build {plan.app.root}` first (this command never downloads)",
         )
     return found
+
+
+def store_environment(
+    store: Store,
+    plan: Plan,
+    house_key: str,
+    manifest: dict[str, Any],
+    interpreter: Interpreter,
+    reporter: Reporter,
+) -> tuple[Path, str, bool]:
+    """The store's environment for a wheelhouse and interpreter: (path, key, made now)."""
+    from wheelbarrow.environment import build_store_env, env_key, read_marker
+
+    key = env_key(house_key, interpreter)
+    path = store.env(key)
+    if read_marker(path) is not None:
+        return path, key, False
+    wheelhouse = store.wheelhouse(house_key)
+    wheels = [wheelhouse / w["filename"] for w in manifest["wheels"]]
+    build_store_env(
+        wheels,
+        key=key,
+        wheelhouse_key=house_key,
+        interpreter=interpreter,
+        store=store,
+        runner=run_subprocess,
+        reporter=reporter,
+    )
+    return path, key, True

@@ -9,12 +9,10 @@ from pathlib import Path
 from wheelbarrow.cli import common, render
 from wheelbarrow.environment import (
     InstallReport,
-    build_store_env,
     clone_env,
     env_key,
     read_marker,
 )
-from wheelbarrow.runner import run_subprocess
 
 
 def run(args: argparse.Namespace) -> int:
@@ -32,21 +30,10 @@ def run(args: argparse.Namespace) -> int:
     if marker is not None and marker.get("env_key") == key:
         status = "up-to-date"
     else:
-        source = store.env(key)
-        status = "cloned"
-        if read_marker(source) is None:
-            wheelhouse = store.wheelhouse(house_key)
-            wheels = [wheelhouse / w["filename"] for w in manifest["wheels"]]
-            build_store_env(
-                wheels,
-                key=key,
-                wheelhouse_key=house_key,
-                interpreter=interpreter,
-                store=store,
-                runner=run_subprocess,
-                reporter=reporter,
-            )
-            status = "built-and-cloned"
+        source, _, made = common.store_environment(
+            store, plan, house_key, manifest, interpreter, reporter
+        )
+        status = "built-and-cloned" if made else "cloned"
         clone_env(source, dest, mode=args.link_mode)
     report = InstallReport(
         path=dest,

@@ -1,0 +1,337 @@
+"""`wheelbarrow image`: an app's OCI image on a real base, run by podman, pushed to a registry."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from support import make_wheel
+from support.apps import HOST_PYTHON, build_cli, cli, make_app
+from support.containers import Podman, base_image, require
+from support.registry import serve_registry
+
+pytestmark = [pytest.mark.container, pytest.mark.slow]
+
+# A web app with no dependency beyond the standard library, in a wheel of its own,
+# so that these tests need no package index beyond the one they serve.
+TINYWEB = """\
+import json, os
+from wsgiref.simple_server import make_server
+
+def app(environ, start_response):
+    body = json.dumps({"hello": "world", "user": os.getuid()}).encode()
+    start_response("200 OK", [("Content-Type", "application/json")])
+    return [body]
+
+def main():
+    host = os.environ.get("BIND_ADDRESS", "0.0.0.0")
+    make_server(host, int(os.environ.get("PORT", "8080")), app).serve_forever()
+"""
+
+
+@dataclass
+class Env:
+    podman: Podman
+    base: str  # oci:DIR:TAG
+    store: Path
+    index_url: str
+    root: Path
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
+    """The debootstrapped base as an OCI layout, and an index with the app's wheel."""
+    require("podman", "debootstrap", "skopeo")
+    import os
+
+    from support import serve_local_index
+
+    root = tmp_path_factory.mktemp("image")
+    keep = os.environ.get("WHEELBARROW_TEST_PODMAN")
+    podman = Podman(Path(keep) if keep else root / "podman").setup()
+    image = base_image(podman, root)
+    layout = root / "base-oci"
+    subprocess.run(
+        ["skopeo", "copy", f"containers-storage:{image}", f"oci:{layout}:base"],
+        env=podman.env,
+        check=True,
+        capture_output=True,
+    )
+    dists = root / "dists"
+    make_wheel(
+        dists,
+        "tinyweb",
+        "1.0",
+        files={
+            "tinyweb/__init__.py": TINYWEB,
+            "tinyweb/__main__.py": "from tinyweb import main\nmain()\n",
+        },
+    )
+    with serve_local_index(dists) as index:
+        yield Env(
+            podman=podman,
+            base=f"oci:{layout}:base",
+            store=root / "store",
+            index_url=index.url,
+            root=root,
+        )
+
+
+def app(env: Env, name: str) -> Path:
+    """A built app using tinyweb, with a Procfile."""
+    directory = make_app(env.root / name, "tinyweb==1.0\n", python=HOST_PYTHON)
+    (directory / "Procfile").write_text("web: python -m tinyweb\n")
+    (directory / "main.py").write_text("VERSION = 1\n")
+    assert build_cli(directory, env.store, env.index_url).code == 0
+    return directory
+
+
+def image(env: Env, directory: Path, *args: str) -> dict[str, object]:
+    result = cli("image", directory, "--store", env.store, "--base", env.base, "--json", *args)
+    assert result.code == 0, result.err
+    report: dict[str, object] = result.json()
+    return report
+
+
+def serve_and_get(podman: Podman, ref: str) -> dict[str, object]:
+    """Run the image's default command on 127.0.0.1 and GET / from it."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    name = f"wb-image-{port}"
+    podman.run(
+        [
+            "run",
+            "-d",
+            "--rm",
+            "--name",
+            name,
+            "--network=host",
+            "--tls-verify=false",
+            "-e",
+            f"PORT={port}",
+            "-e",
+            "BIND_ADDRESS=127.0.0.1",
+            ref,
+        ]
+        if ref.startswith("127.")
+        else [
+            "run",
+            "-d",
+            "--rm",
+            "--name",
+            name,
+            "--network=host",
+            "-e",
+            f"PORT={port}",
+            "-e",
+            "BIND_ADDRESS=127.0.0.1",
+            ref,
+        ]
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as response:
+                    answer: dict[str, object] = json.loads(response.read())
+                    return answer
+            except OSError:
+                if time.monotonic() > deadline:
+                    logs = podman.run(["logs", name], check=False)
+                    raise AssertionError(f"no answer:\n{logs.stdout}{logs.stderr}") from None
+                time.sleep(0.3)
+    finally:
+        podman.run(["stop", "-t", "2", name], check=False)
+
+
+class TestImage:
+    def test_oci_layout_image_runs_as_non_root_and_answers(self, env):
+        """The image's web process answers, as a non-root user; skopeo accepts the layout."""
+        directory = app(env, "one")
+        out = env.root / "out-oci"
+        report = image(env, directory, "--tag", "localhost/one:1", "--oci", f"{out}:one")
+        inspected = json.loads(
+            subprocess.run(
+                ["skopeo", "inspect", f"oci:{out}:one"],
+                env=env.podman.env,
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout
+        )
+        assert len(inspected["Layers"]) == 3  # the base's one, the environment, the app
+        assert inspected["Labels"]["io.wheelbarrow.lock.sha256"]
+        answer = serve_and_get(env.podman, f"oci:{out}:one")
+        assert answer["hello"] == "world"
+        assert answer["user"] == 10001
+        assert report["python"] == f"/usr/bin/python{HOST_PYTHON}"
+
+    def test_same_inputs_give_the_same_digest(self, env):
+        """Building twice gives byte-identical images; the environment layer is reused."""
+        directory = app(env, "repro")
+        first = image(env, directory, "--tag", "localhost/r:1", "--oci", f"{env.root}/r1:r")
+        second = image(env, directory, "--tag", "localhost/r:1", "--oci", f"{env.root}/r2:r")
+        assert first["digest"] == second["digest"]
+        assert second["env_layer"]["reused"] is True  # type: ignore[index]
+
+    def test_app_change_keeps_the_environment_layer(self, env):
+        """Changing only the app's code leaves the environment layer's digest as it was."""
+        directory = app(env, "code")
+        first = image(env, directory, "--tag", "localhost/c:1", "--oci", f"{env.root}/c1:c")
+        (directory / "main.py").write_text("VERSION = 2\n")
+        second = image(env, directory, "--tag", "localhost/c:2", "--oci", f"{env.root}/c2:c")
+        assert first["env_layer"]["digest"] == second["env_layer"]["digest"]  # type: ignore[index]
+        assert first["app_layer"]["digest"] != second["app_layer"]["digest"]  # type: ignore[index]
+        assert first["digest"] != second["digest"]
+
+    def test_docker_archive_loads_into_podman(self, env):
+        """The docker-archive output is what `podman load` and skopeo accept."""
+        directory = app(env, "archive")
+        archive = env.root / "app.tar"
+        image(env, directory, "--tag", "localhost/archive:1", "--docker-archive", str(archive))
+        subprocess.run(
+            ["skopeo", "inspect", f"docker-archive:{archive}"],
+            env=env.podman.env,
+            check=True,
+            capture_output=True,
+        )
+        loaded = env.podman.run(["load", "-i", str(archive)])
+        assert "localhost/archive:1" in loaded.stdout + loaded.stderr
+
+    def test_push_pull_run_and_push_only_what_changed(self, env):
+        """Pushed, pulled and run by podman; after a code change only the app layer goes up."""
+        directory = app(env, "pushed")
+        with serve_registry(env.root / "registry") as registry:
+            ref = f"{registry.host}/pushed:1"
+            first = image(env, directory, "--tag", ref, "--push")
+            push = first["outputs"]["push"]  # type: ignore[index]
+            assert len(push["uploaded"]) == 3 and push["skipped"] == []
+            subprocess.run(
+                ["skopeo", "inspect", "--tls-verify=false", f"docker://{ref}"],
+                env=env.podman.env,
+                check=True,
+                capture_output=True,
+            )
+            env.podman.run(["pull", "--tls-verify=false", ref])
+            assert serve_and_get(env.podman, ref)["hello"] == "world"
+            (directory / "main.py").write_text("VERSION = 3\n")
+            second = image(env, directory, "--tag", f"{registry.host}/pushed:2", "--push")
+            again = second["outputs"]["push"]  # type: ignore[index]
+            assert again["uploaded"] == [second["app_layer"]["digest"]]  # type: ignore[index]
+            assert len(again["skipped"]) == 2
+
+
+class TestImageErrors:
+    def test_base_without_python_is_refused(self, env, tmp_path):
+        """A base image with no Python is a clear error naming the image."""
+        from wheelbarrow.oci.image import append_layers, scratch_config
+        from wheelbarrow.oci.layer import RegularFile, write_layer
+        from wheelbarrow.oci.layout import write_oci_layout
+
+        layer = write_layer([RegularFile(path="/etc/motd", data=b"hi\n")], tmp_path)
+        docs = append_layers(scratch_config(), None, [layer])
+        write_oci_layout(
+            tmp_path / "bare",
+            manifest=docs.manifest,
+            config=docs.config,
+            blobs={layer.digest: layer.path},
+            ref_name="bare",
+        )
+        directory = app(env, "nopython")
+        result = cli(
+            "image",
+            directory,
+            "--store",
+            env.store,
+            "--base",
+            f"oci:{tmp_path}/bare:bare",
+            "--tag",
+            "localhost/x:1",
+            "--oci",
+            f"{tmp_path}/out:x",
+        )
+        assert result.code == 2
+        assert "the base image has no Python" in result.err
+        assert not (tmp_path / "out").exists()
+
+    def test_base_with_another_python_is_refused(self, env, tmp_path):
+        """A base whose Python differs from the lock's target names both versions."""
+        from wheelbarrow.oci.image import append_layers, scratch_config
+        from wheelbarrow.oci.layer import RegularFile, write_layer
+        from wheelbarrow.oci.layout import write_oci_layout
+
+        layer = write_layer(
+            [
+                RegularFile(path="/usr/bin/python3.99", data=b""),
+                RegularFile(path="/usr/lib/python3.99/os.py", data=b""),
+            ],
+            tmp_path,
+        )
+        docs = append_layers(scratch_config(), None, [layer])
+        write_oci_layout(
+            tmp_path / "other",
+            manifest=docs.manifest,
+            config=docs.config,
+            blobs={layer.digest: layer.path},
+            ref_name="other",
+        )
+        directory = app(env, "otherpython")
+        result = cli(
+            "image",
+            directory,
+            "--store",
+            env.store,
+            "--base",
+            f"oci:{tmp_path}/other:other",
+            "--tag",
+            "localhost/x:1",
+            "--oci",
+            f"{tmp_path}/out:x",
+        )
+        assert result.code == 2
+        assert "has Python 3.99" in result.err and f"targets Python {HOST_PYTHON}" in result.err
+
+    def test_unreachable_registry(self, env):
+        """A registry nobody listens on is named in the error."""
+        directory = app(env, "unreachable")
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        result = cli(
+            "image",
+            directory,
+            "--store",
+            env.store,
+            "--base",
+            env.base,
+            "--tag",
+            f"127.0.0.1:{port}/x:1",
+            "--push",
+        )
+        assert result.code != 0
+        assert f"127.0.0.1:{port}" in result.err
+
+    def test_malformed_reference(self, env):
+        """A tag that is not an image reference is refused before anything is built."""
+        directory = app(env, "badref")
+        result = cli(
+            "image",
+            directory,
+            "--store",
+            env.store,
+            "--base",
+            env.base,
+            "--tag",
+            "Bad Ref!!",
+            "--push",
+        )
+        assert result.code == 2
+        assert "Bad Ref!!" in result.err
