@@ -9,7 +9,6 @@ wheelbarrow's own dependencies (for the tool venv the buildpack keeps in the cac
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sys
 import time
@@ -20,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from support.apps import cli
-from support.containers import Podman, base_image, require
+from support.containers import Podman
 
 from wheelbarrow.index import index_files_in, write_index
 from wheelbarrow.serve import make_server
@@ -74,14 +73,12 @@ def _tool_requirements() -> str:
 
 
 @pytest.fixture(scope="module")
-def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+def platform(
+    tmp_path_factory: pytest.TempPathFactory, debian_base: tuple[Podman, str]
+) -> Iterator[Platform]:
     """A served index, the base image, and the directories of one app's builds."""
-    require("podman", "debootstrap", "runc")
     root = tmp_path_factory.mktemp("platform")
-    # WHEELBARROW_TEST_PODMAN keeps podman's storage (and the base image) between runs.
-    keep = os.environ.get("WHEELBARROW_TEST_PODMAN")
-    podman = Podman(Path(keep) if keep else root / "podman").setup()
-    image = base_image(podman, root)
+    podman, image = debian_base
     store = root / "store"
     wheels = root / "index"
     wheels.mkdir()

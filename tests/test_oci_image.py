@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from support import make_wheel
 from support.apps import HOST_PYTHON, build_cli, cli, make_app
-from support.containers import Podman, base_image, require
+from support.containers import Podman, require
 from support.registry import serve_registry
 
 pytestmark = [pytest.mark.container, pytest.mark.slow]
@@ -46,17 +46,13 @@ class Env:
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
+def env(tmp_path_factory: pytest.TempPathFactory, debian_base: tuple[Podman, str]) -> Iterator[Env]:
     """The debootstrapped base as an OCI layout, and an index with the app's wheel."""
-    require("podman", "debootstrap", "skopeo")
-    import os
-
+    require("skopeo")
     from support import serve_local_index
 
     root = tmp_path_factory.mktemp("image")
-    keep = os.environ.get("WHEELBARROW_TEST_PODMAN")
-    podman = Podman(Path(keep) if keep else root / "podman").setup()
-    image = base_image(podman, root)
+    podman, image = debian_base
     layout = root / "base-oci"
     subprocess.run(
         ["skopeo", "copy", f"containers-storage:{image}", f"oci:{layout}:base"],
