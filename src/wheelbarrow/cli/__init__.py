@@ -159,6 +159,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="the interpreter to build the environment with (default: found on PATH)",
     )
 
+    p = sub.add_parser(
+        "dockerfile",
+        help="write a two-stage Dockerfile: a builder fills /wheelhouse, the app installs offline",
+    )
+    from wheelbarrow.cli import dockerfile as dockerfile_command
+
+    dockerfile_command.add_arguments(p)
+
     p = sub.add_parser("serve", help="serve the app's wheelhouse as a package index on 127.0.0.1")
     _common(p, index=False)
     p.add_argument("--host", default="127.0.0.1")
@@ -180,6 +188,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from wheelbarrow.cli.install import run
         elif args.command == "image":
             from wheelbarrow.cli.image import run
+        elif args.command == "dockerfile":
+            from wheelbarrow.cli.dockerfile import run
         else:
             from wheelbarrow.cli.serve import run
         return run(args)
