@@ -6,6 +6,7 @@ import json
 import socket
 import subprocess
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -331,3 +332,35 @@ class TestImageErrors:
         )
         assert result.code == 2
         assert "Bad Ref!!" in result.err
+
+
+class TestNothingHalfPushedIsTagged:
+    def test_a_push_that_fails_midway_leaves_no_tag(self, env, monkeypatch):
+        """When a blob upload fails, the manifest is never put: the tag does not exist."""
+        from wheelbarrow.errors import RegistryError
+        from wheelbarrow.oci.registry import RegistryClient
+
+        directory = app(env, "halfway")
+        calls = {"blobs": 0}
+        original = RegistryClient.push_blob
+
+        def failing_push_blob(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+            calls["blobs"] += 1
+            if calls["blobs"] == 2:
+                raise RegistryError("the connection dropped (simulated)")
+            return original(self, *args, **kwargs)
+
+        monkeypatch.setattr(RegistryClient, "push_blob", failing_push_blob)
+        with serve_registry(env.root / "registry-halfway") as registry:
+            ref = f"{registry.host}/halfway:1"
+            result = cli(
+                "image", directory, "--store", env.store, "--base", env.base, "--tag", ref, "--push"
+            )
+            assert result.code != 0
+            assert "the connection dropped (simulated)" in result.err
+            assert calls["blobs"] == 2  # one layer went up, then the failure
+            # The layer that went up is there, but no manifest answers to the tag.
+            with pytest.raises(urllib.error.HTTPError) as missing:
+                urllib.request.urlopen(f"http://{registry.host}/v2/halfway/manifests/1")
+            missing.value.close()
+            assert missing.value.code == 404
