@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import json
 import shutil
 import subprocess
+import time
 import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -562,6 +564,14 @@ def built(
         "print('tinypkg', tinypkg.__version__, sys.prefix, os.environ['PORT'])\n"
     )
     (app / "Procfile").write_text("web: python app.py\n")
+    (app / "web.py").write_text(
+        "import json, os\nimport tinypkg\nfrom wsgiref.simple_server import make_server\n\n"
+        "def app(environ, start_response):\n"
+        "    start_response('200 OK', [('Content-Type', 'application/json')])\n"
+        "    body = {'hello': 'world', 'tinypkg': tinypkg.__version__, 'user': os.getuid()}\n"
+        "    return [json.dumps(body).encode()]\n\n"
+        "make_server(os.environ['BIND_ADDRESS'], int(os.environ['PORT']), app).serve_forever()\n"
+    )
     (root / "tmp").mkdir()
     tag = "localhost/wb-df-test:latest"
     with serve_local_index(served) as index:
@@ -599,6 +609,47 @@ class TestContainerBuild:
     def test_the_image_runs_the_web_command_from_the_venv(self, built):
         """The Procfile's web command is the CMD; it imports the app's package from /opt/venv."""
         assert built.run() == "tinypkg 1.0 /opt/venv 8080\n"
+
+    def test_the_container_answers_an_http_request(self, built):
+        """Served from the built image on 127.0.0.1, the app answers as a non-root user."""
+        import socket
+        import urllib.request
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        name = f"wb-df-web-{port}"
+        built.podman.run(
+            [
+                "run",
+                "-d",
+                "--rm",
+                "--name",
+                name,
+                "--network=host",
+                "-e",
+                f"PORT={port}",
+                "-e",
+                "BIND_ADDRESS=127.0.0.1",
+                built.tag,
+                "python",
+                "web.py",
+            ]
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as r:
+                        answer = json.loads(r.read())
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.3)
+        finally:
+            built.podman.run(["stop", "-t", "2", name], check=False)
+        assert answer == {"hello": "world", "tinypkg": "1.0", "user": 10001}
 
     def test_the_app_runs_as_a_non_root_user_with_no_compilers_or_wheels(self, built):
         """whoami is the app user, owner of /app; no compiler, tool or /wheelhouse is left."""
