@@ -136,7 +136,10 @@ class TestCacheFriendliness:
         venv = next(i for i, s in enumerate(steps) if s.startswith("RUN --mount=type=bind"))
         code = steps.index("COPY --chown=10001:10001 . /app")
         assert venv < code
-        assert [s for s in steps if s.startswith("COPY")] == ["COPY --chown=10001:10001 . /app"]
+        assert [s for s in steps if s.startswith("COPY")] == [
+            "COPY --from=builder /wheelhouse/wheelhouse.json /opt/wheelhouse.json",
+            "COPY --chown=10001:10001 . /app",
+        ]
 
     def test_included_files_local_packages_and_patches_are_inputs(self, tmp_path):
         """Every file the lock or a source build reads is copied to the same place under /src."""
@@ -227,6 +230,14 @@ class TestAppStage:
         for word in (*COMPILERS, "libopenblas-dev", "/opt/wheelbarrow"):
             assert word not in app_stage
 
+    def test_the_install_step_is_tied_to_the_wheelhouse_it_mounts(self, tmp_path):
+        """The manifest is copied just before the bind-mount step, so a layer cache keyed
+        by the step's text alone cannot reuse an install of another wheelhouse."""
+        _, app_stage = stages(render(app_at(tmp_path / "app")))
+        steps = instructions(app_stage)
+        copy = steps.index("COPY --from=builder /wheelhouse/wheelhouse.json /opt/wheelhouse.json")
+        assert steps[copy + 1].startswith("RUN --mount=type=bind,from=builder,source=/wheelhouse")
+
     def test_the_app_runs_as_a_numeric_non_root_user(self, tmp_path):
         """A user 10001 is created, owns the code, and is the image's user."""
         _, app_stage = stages(render(app_at(tmp_path / "app")))
@@ -270,7 +281,9 @@ class TestAppStage:
             "    && find /wheelhouse -maxdepth 1 -name '*.whl' -exec \\\n"
             "        /opt/venv/bin/pip install --no-index --no-deps --no-cache-dir --compile {} +\n"
         ) in app_stage
-        assert "COPY --from" not in app_stage
+        # Only the wheelhouse's manifest is copied from the builder, never a wheel.
+        copies = [line for line in app_stage.splitlines() if line.startswith("COPY --from")]
+        assert copies == ["COPY --from=builder /wheelhouse/wheelhouse.json /opt/wheelhouse.json"]
 
     def test_without_bind_mounts_the_wheelhouse_is_copied_and_removed(self, tmp_path):
         """``bind_mounts=False`` renders no RUN --mount: COPY --from, install, then remove."""

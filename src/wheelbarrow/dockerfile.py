@@ -246,7 +246,10 @@ def _app_stage(options: DockerfileOptions, config: BuildConfig) -> list[str]:
     )
     if options.bind_mounts:
         lines += [
-            "# It is bind-mounted from the builder, so no wheel lands in a layer.",
+            "# It is bind-mounted from the builder, so no wheel lands in a layer. The",
+            "# manifest is copied first because builders cache a RUN --mount step by its",
+            "# text alone (buildah #4522): the copy ties that cache to this wheelhouse.",
+            f"COPY --from=builder {WHEELHOUSE}/wheelhouse.json /opt/wheelhouse.json",
             f"RUN --mount=type=bind,from=builder,source={WHEELHOUSE},target={WHEELHOUSE} \\",
             f"    python3 -m venv {APP_VENV} \\",
             f"    && {install}",
