@@ -405,6 +405,11 @@ class TestDockerignore:
         for kept in ("pylock.toml", "requirements.txt", "*.toml", "*.txt"):
             assert kept not in lines
 
+    def test_the_build_files_do_not_ship_in_the_image(self, tmp_path):
+        """The Dockerfile and .dockerignore are left out of the context, so not copied to /app."""
+        lines = render_dockerignore(app_at(tmp_path / "app")).splitlines()
+        assert "Dockerfile" in lines and ".dockerignore" in lines
+
     def test_other_virtual_environments_in_the_app_are_left_out(self, tmp_path):
         """A top-level directory with a pyvenv.cfg is ignored whatever its name."""
         app = app_at(tmp_path / "app", **{"env311/pyvenv.cfg": "home = /usr/bin\n"})

@@ -295,6 +295,9 @@ def render_dockerignore(app: App) -> str:
     lines = [
         "# Written by `wheelbarrow dockerfile`: what the build context leaves out.",
         "# pylock.toml and the requirements stay in: the builder stage needs them.",
+        "# The build files themselves need not land in /app.",
+        "Dockerfile",
+        ".dockerignore",
         ".git",
         ".hg",
         ".svn",
