@@ -5,10 +5,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import json
 import shutil
 import subprocess
-import time
 import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,6 +16,7 @@ import pytest
 from support import LocalIndex, make_wheel, serve_local_index
 from support.apps import HOST_PYTHON, cli, make_app
 from support.containers import Podman, require
+from support.net import wait_for_json
 
 from wheelbarrow.app import App, read_app
 from wheelbarrow.cli import dockerfile as command
@@ -630,43 +629,10 @@ class TestContainerBuild:
 
     def test_the_container_answers_an_http_request(self, built):
         """Served from the built image on 127.0.0.1, the app answers as a non-root user."""
-        import socket
-        import urllib.request
-
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        name = f"wb-df-web-{port}"
-        built.podman.run(
-            [
-                "run",
-                "-d",
-                "--rm",
-                "--name",
-                name,
-                "--network=host",
-                "-e",
-                f"PORT={port}",
-                "-e",
-                "BIND_ADDRESS=127.0.0.1",
-                built.tag,
-                "python",
-                "web.py",
-            ]
-        )
-        try:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as r:
-                        answer = json.loads(r.read())
-                    break
-                except OSError:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.3)
-        finally:
-            built.podman.run(["stop", "-t", "2", name], check=False)
+        with built.podman.serving(built.tag, "python", "web.py") as port:
+            answer = wait_for_json(
+                f"http://127.0.0.1:{port}/", diagnose=lambda: built.podman.logs(port)
+            )
         assert answer == {"hello": "world", "tinypkg": "1.0", "user": 10001}
 
     def test_the_app_runs_as_a_non_root_user_with_no_compilers_or_wheels(self, built):

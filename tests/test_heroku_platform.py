@@ -8,7 +8,6 @@ wheelbarrow's own dependencies (for the tool venv the buildpack keeps in the cac
 
 from __future__ import annotations
 
-import json
 import shutil
 import sys
 import time
@@ -20,6 +19,7 @@ from pathlib import Path
 import pytest
 from support.apps import cli
 from support.containers import Podman
+from support.net import wait_for_json
 
 from wheelbarrow.index import index_files_in, write_index
 from wheelbarrow.serve import make_server
@@ -137,62 +137,25 @@ class TestPlatform:
 
     def test_slug_answers_a_request_at_app_in_a_run_container(self, platform):
         """The slug mounted at /app, .profile.d sourced, the Procfile's web process answers."""
-        import socket
-        import urllib.request
-
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
         web = next(
             line.split(":", 1)[1].strip()
             for line in (platform.build / "Procfile").read_text().splitlines()
             if line.startswith("web:")
         )
-        name = f"wb-run-{port}"
-        platform.podman.run(
-            [
-                "run",
-                "-d",
-                "--rm",
-                "--name",
-                name,
-                "--network=host",
-                "-v",
-                f"{platform.build}:/app",
-                "-w",
-                "/app",
-                "-e",
-                "HOME=/app",
-                "-e",
-                f"PORT={port}",
-                "-e",
-                "BIND_ADDRESS=127.0.0.1",
-                platform.image,
-                "bash",
-                "-c",
-                f'for f in .profile.d/*.sh; do . "$f"; done; exec {web}',
-            ]
-        )
-        try:
-            body = json.dumps({"texts": ["the cat sat", "the cat sat", "dogs bark"]}).encode()
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    request = urllib.request.Request(
-                        f"http://127.0.0.1:{port}/similarity",
-                        data=body,
-                        headers={"Content-Type": "application/json"},
-                    )
-                    with urllib.request.urlopen(request, timeout=10) as response:
-                        answer = json.loads(response.read())
-                    break
-                except OSError:
-                    if time.monotonic() > deadline:
-                        logs = platform.podman.run(["logs", name], check=False)
-                        raise AssertionError(f"no answer:\n{logs.stdout}\n{logs.stderr}") from None
-                    time.sleep(0.5)
-        finally:
-            platform.podman.run(["stop", "-t", "5", name], check=False)
+        podman = platform.podman
+        with podman.serving(
+            platform.image,
+            "bash",
+            "-c",
+            f'for f in .profile.d/*.sh; do . "$f"; done; exec {web}',
+            options=["-v", f"{platform.build}:/app", "-w", "/app", "-e", "HOME=/app"],
+        ) as port:
+            answer = wait_for_json(
+                f"http://127.0.0.1:{port}/similarity",
+                payload={"texts": ["the cat sat", "the cat sat", "dogs bark"]},
+                timeout=60,
+                diagnose=lambda: podman.logs(port),
+            )
         assert answer["similarity"][0][1] == pytest.approx(1.0)
         assert answer["similarity"][0][2] == pytest.approx(0.0)
 

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -16,6 +14,7 @@ import pytest
 from support import make_wheel
 from support.apps import HOST_PYTHON, build_cli, cli, make_app
 from support.containers import Podman, require
+from support.net import free_port, wait_for_json
 from support.registry import serve_registry
 
 pytestmark = [pytest.mark.container, pytest.mark.slow]
@@ -99,54 +98,12 @@ def image(env: Env, directory: Path, *args: str) -> dict[str, object]:
 
 def serve_and_get(podman: Podman, ref: str) -> dict[str, object]:
     """Run the image's default command on 127.0.0.1 and GET / from it."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    name = f"wb-image-{port}"
-    podman.run(
-        [
-            "run",
-            "-d",
-            "--rm",
-            "--name",
-            name,
-            "--network=host",
-            "--tls-verify=false",
-            "-e",
-            f"PORT={port}",
-            "-e",
-            "BIND_ADDRESS=127.0.0.1",
-            ref,
-        ]
-        if ref.startswith("127.")
-        else [
-            "run",
-            "-d",
-            "--rm",
-            "--name",
-            name,
-            "--network=host",
-            "-e",
-            f"PORT={port}",
-            "-e",
-            "BIND_ADDRESS=127.0.0.1",
-            ref,
-        ]
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as response:
-                    answer: dict[str, object] = json.loads(response.read())
-                    return answer
-            except OSError:
-                if time.monotonic() > deadline:
-                    logs = podman.run(["logs", name], check=False)
-                    raise AssertionError(f"no answer:\n{logs.stdout}{logs.stderr}") from None
-                time.sleep(0.3)
-    finally:
-        podman.run(["stop", "-t", "2", name], check=False)
+    options = ["--tls-verify=false"] if ref.startswith("127.") else []
+    with podman.serving(ref, options=options) as port:
+        answer: dict[str, object] = wait_for_json(
+            f"http://127.0.0.1:{port}/", diagnose=lambda: podman.logs(port)
+        )
+    return answer
 
 
 class TestImage:
@@ -226,30 +183,36 @@ class TestImage:
             assert len(again["skipped"]) == 2
 
 
+def fake_base(directory: Path, files: list[str]) -> str:
+    """An OCI layout at ``directory`` holding one layer of empty ``files``: ``oci:DIR:base``."""
+    from wheelbarrow.oci.image import append_layers, scratch_config
+    from wheelbarrow.oci.layer import RegularFile, write_layer
+    from wheelbarrow.oci.layout import write_oci_layout
+
+    directory.mkdir(parents=True)
+    layer = write_layer([RegularFile(path=f, data=b"") for f in files], directory)
+    docs = append_layers(scratch_config(), None, [layer])
+    write_oci_layout(
+        directory / "layout",
+        manifest=docs.manifest,
+        config=docs.config,
+        blobs={layer.digest: layer.path},
+        ref_name="base",
+    )
+    return f"oci:{directory}/layout:base"
+
+
 class TestImageErrors:
     def test_base_without_python_is_refused(self, env, tmp_path):
         """A base image with no Python is a clear error naming the image."""
-        from wheelbarrow.oci.image import append_layers, scratch_config
-        from wheelbarrow.oci.layer import RegularFile, write_layer
-        from wheelbarrow.oci.layout import write_oci_layout
-
-        layer = write_layer([RegularFile(path="/etc/motd", data=b"hi\n")], tmp_path)
-        docs = append_layers(scratch_config(), None, [layer])
-        write_oci_layout(
-            tmp_path / "bare",
-            manifest=docs.manifest,
-            config=docs.config,
-            blobs={layer.digest: layer.path},
-            ref_name="bare",
-        )
-        directory = app(env, "nopython")
+        base = fake_base(tmp_path / "bare", ["/etc/motd"])
         result = cli(
             "image",
-            directory,
+            app(env, "nopython"),
             "--store",
             env.store,
             "--base",
-            f"oci:{tmp_path}/bare:bare",
+            base,
             "--tag",
             "localhost/x:1",
             "--oci",
@@ -261,33 +224,14 @@ class TestImageErrors:
 
     def test_base_with_another_python_is_refused(self, env, tmp_path):
         """A base whose Python differs from the lock's target names both versions."""
-        from wheelbarrow.oci.image import append_layers, scratch_config
-        from wheelbarrow.oci.layer import RegularFile, write_layer
-        from wheelbarrow.oci.layout import write_oci_layout
-
-        layer = write_layer(
-            [
-                RegularFile(path="/usr/bin/python3.99", data=b""),
-                RegularFile(path="/usr/lib/python3.99/os.py", data=b""),
-            ],
-            tmp_path,
-        )
-        docs = append_layers(scratch_config(), None, [layer])
-        write_oci_layout(
-            tmp_path / "other",
-            manifest=docs.manifest,
-            config=docs.config,
-            blobs={layer.digest: layer.path},
-            ref_name="other",
-        )
-        directory = app(env, "otherpython")
+        base = fake_base(tmp_path / "other", ["/usr/bin/python3.99", "/usr/lib/python3.99/os.py"])
         result = cli(
             "image",
-            directory,
+            app(env, "otherpython"),
             "--store",
             env.store,
             "--base",
-            f"oci:{tmp_path}/other:other",
+            base,
             "--tag",
             "localhost/x:1",
             "--oci",
@@ -295,13 +239,12 @@ class TestImageErrors:
         )
         assert result.code == 2
         assert "has Python 3.99" in result.err and f"targets Python {HOST_PYTHON}" in result.err
+        assert not (tmp_path / "out").exists()
 
     def test_unreachable_registry(self, env):
         """A registry nobody listens on is named in the error."""
         directory = app(env, "unreachable")
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
+        port = free_port()
         result = cli(
             "image",
             directory,

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from support import make_wheel
 from support.apps import build_cli, make_app
+from support.net import free_port
 
 from wheelbarrow.serve import make_server
 
@@ -107,7 +108,7 @@ class TestServedWheelhouse:
     def test_serve_command_serves_the_apps_wheelhouse(self, tmp_path, wheelhouse):
         """`wheelbarrow serve APP` prints its URL and pip installs from it."""
         app, store, _ = wheelhouse
-        port = _free_port()
+        port = free_port()
         proc = subprocess.Popen(
             [
                 sys.executable,
@@ -134,11 +135,3 @@ class TestServedWheelhouse:
             proc.terminate()
             proc.communicate(timeout=10)
         assert (tmp_path / "t" / "beta").is_dir()
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from .net import free_port
 
 BASE_IMAGE = "localhost/wheelbarrow-test-bookworm:latest"
 # debootstrap's default mirror is the one this machine reaches; pass none.
@@ -34,7 +37,7 @@ def require(*tools: str) -> None:
     missing = [t for t in tools if shutil.which(t) is None]
     if not missing:
         return
-    message = f"needs {', '.join(missing)} (apt-get install podman debootstrap runc)"
+    message = f"needs {', '.join(missing)} on PATH (.ci/run installs them with apt-get)"
     if os.environ.get("CI"):
         pytest.fail(message)
     pytest.skip(message)
@@ -86,6 +89,41 @@ class Podman:
         if check and done.returncode != 0:
             raise AssertionError(f"podman {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
         return done
+
+    @contextlib.contextmanager
+    def serving(self, image: str, *command: str, options: Sequence[str] = ()) -> Iterator[int]:
+        """Run ``image`` detached on the host network with PORT set and BIND_ADDRESS=127.0.0.1.
+
+        Yields the port; stops the container on exit (:meth:`logs` tells what it said).
+        """
+        port = free_port()
+        name = f"wb-test-{port}"
+        self.run(
+            [
+                "run",
+                "-d",
+                "--rm",
+                "--name",
+                name,
+                "--network=host",
+                "-e",
+                f"PORT={port}",
+                "-e",
+                "BIND_ADDRESS=127.0.0.1",
+                *options,
+                image,
+                *command,
+            ]
+        )
+        try:
+            yield port
+        finally:
+            self.run(["stop", "-t", "2", name], check=False)
+
+    def logs(self, port: int) -> str:
+        """The logs of the container :meth:`serving` started on ``port``."""
+        done = self.run(["logs", f"wb-test-{port}"], check=False)
+        return done.stdout + done.stderr
 
     def has_image(self, ref: str) -> bool:
         """Whether the image is in this storage."""

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
-import shutil
-import socket
 import subprocess
 import time
 import urllib.error
@@ -14,30 +11,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
+from .containers import require
+from .net import free_port
 
 REGISTRY_PROGRAM = "docker-registry"
 START_TIMEOUT = 20.0
 STOP_TIMEOUT = 10.0
-
-
-def require(*tools: str) -> None:
-    """Skip when a tool is missing, except under CI, where a missing tool is a failure."""
-    missing = [t for t in tools if shutil.which(t) is None]
-    if not missing:
-        return
-    message = f"needs {', '.join(missing)} (apt-get install docker-registry skopeo apache2-utils)"
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on (now: another process may take it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def write_htpasswd(path: Path, user: str, password: str) -> Path:

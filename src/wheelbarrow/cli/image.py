@@ -90,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
             )
             outputs["docker-archive"] = args.docker_archive
         if args.push and client is not None:
-            outputs["push"] = _push(args.tag, built, blobs, base, client, reporter)
+            outputs["push"] = _push(args.tag, built, blobs, base, client, store)
     finally:
         if client is not None:
             client.close()
@@ -184,7 +184,7 @@ def _push(
     blobs: Callable[[str], BinaryIO],
     base: BaseImage,
     client: RegistryClient,
-    reporter: object,
+    store: Store,
 ) -> dict[str, object]:
     """Upload what the registry lacks, then tag: nothing half-pushed is ever tagged."""
     from wheelbarrow.errors import RegistryError
@@ -221,9 +221,13 @@ def _push(
                 continue
             except RegistryError:
                 pass  # the registry refused the mount: upload it below
-        with blobs(layer.digest) as stream:
-            data = stream.read()
-        client.push_blob(target, layer.digest, data, len(data))
+        # A base layer from elsewhere goes through a scratch file: it may be large.
+        scratch = store.tmp_dir() / f"push-{layer.digest.split(':', 1)[1]}"
+        try:
+            copy_blob(blobs, layer.digest, scratch)
+            client.push_blob(target, layer.digest, scratch, layer.size)
+        finally:
+            scratch.unlink(missing_ok=True)
         uploaded.append(layer.digest)
     client.push_blob(target, manifest.config.digest, built.config, len(built.config))
     digest = client.put_manifest(target, built.manifest, manifest.media_type)

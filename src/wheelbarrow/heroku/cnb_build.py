@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shlex
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -230,8 +229,3 @@ def main(
         out.error(exc.message, exc.hint)
         return 1
     return 0
-
-
-def quoted(command: str) -> str:
-    """A command as one shell word list, for messages."""
-    return " ".join(shlex.quote(part) for part in shlex.split(command))

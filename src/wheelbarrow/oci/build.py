@@ -6,7 +6,7 @@ import dataclasses
 import hashlib
 import json
 import shutil
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -295,8 +295,3 @@ def labels_for(
     if source:
         labels["org.opencontainers.image.source"] = source
     return labels
-
-
-def base_layer_digests(base: BaseImage) -> Sequence[str]:
-    """The base's layer digests, bottom first."""
-    return [layer.digest for layer in base.parsed_manifest.layers]
