@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -298,3 +299,33 @@ class TestLinkTree:
         (tmp_path / "dst" / "x").write_text("x")
         with pytest.raises(InstallError):
             clone_env(tmp_path / "src", tmp_path / "dst")
+
+
+class TestDamagedStore:
+    def test_an_incomplete_environment_in_the_store_is_replaced(self, tmp_path, built_app):
+        """An environment directory without its marker (damaged) is rebuilt, not a crash."""
+        app, store = built_app
+        install(app, store, tmp_path / "one")
+        [env] = list((store / "envs").iterdir())
+        shutil.rmtree(env / "bin")
+        (env / ".wheelbarrow-env.json").unlink()
+        result = cli("install", app, "--store", store, "--into", tmp_path / "two")
+        assert result.code == 0, result.err
+        assert "replacing an incomplete environment in the store" in result.err
+        tool = subprocess.run([tmp_path / "two" / "bin" / "tool"], capture_output=True, text=True)
+        assert tool.stdout.strip() == "tool ran"
+
+    def test_an_incomplete_wheelhouse_in_the_store_is_replaced(self, tmp_path, local_index):
+        """A wheelhouse directory without its manifest is laid out again by the next build."""
+        d = tmp_path / "dists"
+        make_wheel(d, "alpha", "1.0")
+        index = local_index(d)
+        app = make_app(tmp_path / "app", "alpha==1.0\n")
+        store = tmp_path / "store"
+        first = build_cli(app, store, index.url, "--json")
+        house = Path(first.json()["wheelhouse"])
+        (house / "wheelhouse.json").unlink()
+        second = build_cli(app, store, index.url, "--json")
+        assert second.code == 0, second.err
+        assert second.json()["status"] == "built"
+        assert (house / "wheelhouse.json").is_file()

@@ -178,6 +178,13 @@ def build_store_env(
                 encoding="utf-8",
             )
             final.parent.mkdir(parents=True, exist_ok=True)
+            if final.exists():
+                # No marker, yet there: a damaged or partly deleted store entry.
+                # The store is a cache; the new one replaces it.
+                reporter.message(
+                    "info", f"replacing an incomplete environment in the store: {final}"
+                )
+                shutil.rmtree(final)
             os.rename(work, final)
         finally:
             if work.exists():

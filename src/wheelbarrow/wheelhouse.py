@@ -223,6 +223,9 @@ def _materialise(
         # The manifest is written last: its presence marks a complete wheelhouse.
         atomic_write_text(work / MANIFEST, json.dumps(manifest, indent=2) + "\n")
         final.parent.mkdir(parents=True, exist_ok=True)
+        if final.exists() and not (final / MANIFEST).is_file():
+            # Without its manifest it never was complete (or was damaged): replace it.
+            shutil.rmtree(final)
         try:
             os.rename(work, final)
         except OSError:
