@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from support import make_wheel
 from support.apps import PLATFORM, build_cli, cli, make_app
 
-from wheelbarrow.environment import Interpreter, _link_tree, clone_env, find_interpreter
-from wheelbarrow.errors import InstallError, TargetError
-from wheelbarrow.runner import run_subprocess
-from wheelbarrow.target import PythonVersion
+from wheelbarrow.environment import _link_tree, clone_env
+from wheelbarrow.errors import InstallError
 
 
 @pytest.fixture
@@ -253,30 +250,6 @@ class TestInstallErrors:
         assert result.code == 1
         assert "is not an environment made by wheelbarrow" in result.err
         assert (into / "precious.txt").read_text() == "keep me"
-
-    def test_missing_interpreter_for_the_target_is_named(self):
-        """A target Python with no interpreter on PATH is a clear error naming the version."""
-        running = Interpreter(executable=Path(sys.executable), version="3.11.7")
-        with pytest.raises(TargetError, match=r"no Python 3\.9 interpreter found on PATH"):
-            find_interpreter(
-                PythonVersion.parse("3.9"),
-                explicit=None,
-                running=running,
-                which=lambda name: None,
-                runner=run_subprocess,
-            )
-
-    def test_interpreter_of_the_wrong_version_is_refused(self):
-        """--python-executable must match the target's version."""
-        running = Interpreter(executable=Path(sys.executable), version="3.11.7")
-        with pytest.raises(TargetError, match=r"the target is 3\.9"):
-            find_interpreter(
-                PythonVersion.parse("3.9"),
-                explicit=Path(sys.executable),
-                running=running,
-                which=lambda name: None,
-                runner=run_subprocess,
-            )
 
 
 class TestLinkTree:

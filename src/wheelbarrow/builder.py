@@ -13,8 +13,9 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name, parse_wheel_filename
 from packaging.version import Version
 
-from wheelbarrow.environment import Interpreter, build_store_env
+from wheelbarrow.environment import build_store_env
 from wheelbarrow.errors import WheelbarrowError
+from wheelbarrow.interpreters import Interpreter
 from wheelbarrow.report import NullReporter
 from wheelbarrow.runner import Runner
 from wheelbarrow.store import Store

@@ -9,37 +9,20 @@ import os
 import shutil
 import tempfile
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from wheelbarrow.errors import InstallError, TargetError
+from wheelbarrow.errors import InstallError
+from wheelbarrow.interpreters import Interpreter
 from wheelbarrow.report import Reporter
 from wheelbarrow.runner import Runner
 from wheelbarrow.store import Store
-from wheelbarrow.target import PythonVersion
 
 MARKER = ".wheelbarrow-env.json"
 LinkMode = Literal["hardlink", "copy"]
-_PROBE = (
-    "import sys; print(sys.version.split()[0]); "
-    "print(getattr(sys, '_base_executable', sys.executable))"
-)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Interpreter:
-    """A CPython that environments are made from."""
-
-    executable: Path
-    version: str  # full, e.g. 3.12.4
-
-    @property
-    def short(self) -> str:
-        """``3.12``."""
-        return ".".join(self.version.split(".")[:2])
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -65,47 +48,6 @@ class InstallReport:
             "packages": self.packages,
             "seconds": round(self.seconds, 3),
         }
-
-
-def probe_interpreter(executable: Path, runner: Runner) -> Interpreter:
-    """Ask ``executable`` for its version and base executable."""
-    result = runner([str(executable), "-c", _PROBE])
-    if result.returncode != 0:
-        raise TargetError(
-            f"{executable}: does not run as a Python interpreter: {result.stderr.strip()}"
-        )
-    version, base = result.stdout.split("\n")[:2]
-    return Interpreter(executable=Path(os.path.realpath(base)), version=version)
-
-
-def find_interpreter(
-    version: PythonVersion,
-    *,
-    explicit: Path | None,
-    running: Interpreter,
-    which: Callable[[str], str | None],
-    runner: Runner,
-) -> Interpreter:
-    """The interpreter for ``version``: the one given, the running one, or ``python3.X`` on PATH."""
-    if explicit is not None:
-        found = probe_interpreter(explicit, runner)
-    elif running.short == version.short:
-        return running
-    else:
-        path = which(f"python{version.short}")
-        if path is None:
-            raise TargetError(
-                f"no Python {version.short} interpreter found on PATH (looked for "
-                f"python{version.short}); the lock targets it",
-                hint=f"install Python {version.short}, or pass --python-executable PATH",
-            )
-        found = probe_interpreter(Path(path), runner)
-    if found.short != version.short:
-        raise TargetError(
-            f"{found.executable} is Python {found.version}, the target is {version.short}",
-            hint="pass an interpreter of the target's version, or lock for this one",
-        )
-    return found
 
 
 def env_key(wheelhouse_key: str, interpreter: Interpreter) -> str:

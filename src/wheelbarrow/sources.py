@@ -15,7 +15,6 @@ from typing import Any
 
 from wheelbarrow.builder import BuildFailure, BuildRequest, build_wheel, log_tail
 from wheelbarrow.config import BuildConfig, PackageSettings
-from wheelbarrow.environment import Interpreter
 from wheelbarrow.errors import (
     LockError,
     SourceBuildError,
@@ -23,6 +22,7 @@ from wheelbarrow.errors import (
     WheelbarrowError,
 )
 from wheelbarrow.files import atomic_write_text
+from wheelbarrow.interpreters import Interpreter
 from wheelbarrow.lock import LockRequest, lock
 from wheelbarrow.lockfile import Artefact, Lock, read_lock, select_artefacts
 from wheelbarrow.report import NullReporter, Reporter

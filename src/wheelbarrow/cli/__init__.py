@@ -167,6 +167,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     dockerfile_command.add_arguments(p)
 
+    from wheelbarrow.cli import store as store_command
+    from wheelbarrow.cli import verify as verify_command
+
+    p = sub.add_parser(
+        "verify", help="check the whole store (blobs, wheelhouses, environments); --repair mends it"
+    )
+    verify_command.add_arguments(p)
+
+    p = sub.add_parser("store", help="what the store holds (du) and removing what is unused (gc)")
+    store_command.add_arguments(p)
+
     p = sub.add_parser("serve", help="serve the app's wheelhouse as a package index on 127.0.0.1")
     _common(p, index=False)
     p.add_argument("--host", default="127.0.0.1")
@@ -190,6 +201,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from wheelbarrow.cli.image import run
         elif args.command == "dockerfile":
             from wheelbarrow.cli.dockerfile import run
+        elif args.command == "verify":
+            from wheelbarrow.cli.verify import run
+        elif args.command == "store":
+            from wheelbarrow.cli.store import run
         else:
             from wheelbarrow.cli.serve import run
         return run(args)

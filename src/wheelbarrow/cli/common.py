@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from wheelbarrow.app import App, read_app
-from wheelbarrow.environment import Interpreter, find_interpreter
 from wheelbarrow.errors import StoreError
+from wheelbarrow.interpreters import Interpreter, find_interpreter
 from wheelbarrow.plan import Host, Options, Plan, make_plan
 from wheelbarrow.report import Reporter
 from wheelbarrow.requirements import IndexOptions
@@ -55,6 +55,8 @@ def interpreter_for(plan: Plan, args: argparse.Namespace) -> Interpreter:
         running=running,
         which=shutil.which,
         runner=run_subprocess,
+        environ=os.environ,
+        uv=_uv_binary(),
     )
 
 

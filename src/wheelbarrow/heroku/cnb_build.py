@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from wheelbarrow.app import read_app
-from wheelbarrow.environment import Interpreter, clone_env
+from wheelbarrow.environment import clone_env
 from wheelbarrow.errors import PythonRuntimeError, WheelbarrowError
 from wheelbarrow.heroku.cnb import (
     LayerStore,
@@ -20,6 +20,7 @@ from wheelbarrow.heroku.cnb import (
 from wheelbarrow.heroku.compile import prepare_environment
 from wheelbarrow.heroku.output import HerokuReporter
 from wheelbarrow.heroku.runtime import RUNTIME_HOME, TARBALL_VAR, URL_VAR, Runtime
+from wheelbarrow.interpreters import Interpreter
 from wheelbarrow.runner import Runner
 from wheelbarrow.store import Store
 from wheelbarrow.target import PythonVersion

@@ -15,10 +15,11 @@ from packaging.tags import platform_tags
 
 from wheelbarrow import __version__
 from wheelbarrow.app import App, read_app
-from wheelbarrow.environment import Interpreter, build_store_env, clone_env, env_key
+from wheelbarrow.environment import build_store_env, clone_env, env_key
 from wheelbarrow.errors import InstallError, WheelbarrowError
 from wheelbarrow.files import atomic_write_text
 from wheelbarrow.heroku.output import HerokuReporter
+from wheelbarrow.interpreters import Interpreter
 from wheelbarrow.plan import Host, Options, make_plan
 from wheelbarrow.requirements import IndexOptions
 from wheelbarrow.runner import Runner
