@@ -172,18 +172,30 @@ class TestStore:
             raise KeyboardInterrupt
         assert store_files(store) == []
 
-    def test_stale_scratch_files_are_cleaned(self, tmp_path):
-        """Scratch files older than a day (a killed process) are removed; fresh ones stay."""
-        store = Store(tmp_path / "store")
-        old = store.tmp_dir() / "blob-old"
-        old.write_bytes(b"x")
-        fresh = store.tmp_dir() / "blob-fresh"
-        fresh.write_bytes(b"x")
+    def test_scratch_of_a_dead_writer_is_cleaned_at_once_and_a_live_ones_stays(self, tmp_path):
+        """A scratch blob whose owner died (its lock is free) goes however new it is; one
+        being written stays however old it is; files not named like scratch stay."""
         import os
 
-        os.utime(old, (1, 1))
-        assert store.clean_stale_tmp() == 1
-        assert not old.exists() and fresh.exists()
+        store = Store(tmp_path / "store")
+        dead = store.tmp_dir() / "blob-4242-0a1b2c3d"
+        dead.write_bytes(b"x")  # no lock beside it: its owner is gone
+        (store.tmp_dir() / "notes.txt").write_text("not ours to judge")
+        with (
+            pytest.raises(HashMismatchError),
+            store.writer(sha256="a" * 64, size=None, label="x") as w,
+        ):
+            w.write(b"partial")
+            live = [
+                p for p in store.tmp_dir().iterdir() if p.name.startswith("blob-") and p != dead
+            ]
+            assert len(live) == 2  # the scratch file and its lock
+            for p in live:
+                os.utime(p, (1, 1))  # ancient: age does not matter
+            assert store.clean_stale_tmp() == 1
+            assert all(p.exists() for p in live)
+        assert not dead.exists()
+        assert (store.tmp_dir() / "notes.txt").exists()
 
 
 class TestAtomicWrite:

@@ -113,3 +113,16 @@ class TestLease:
         """Two users may hold the same entry at once."""
         with lease(tmp_path, "k"), lease(tmp_path, "k"):
             pass
+
+
+class TestStoreTmp:
+    def test_an_empty_prefix_cleans_every_kind_of_scratch_entry(self, tmp_path: Path) -> None:
+        """A directory wholly given to scratch (the store's tmp/) is cleaned with prefix ''."""
+        (tmp_path / "env-abc-123-0a1b2c3d").mkdir()
+        (tmp_path / "blob-77-deadbeef").write_bytes(b"x")
+        (tmp_path / "README").write_text("not scratch")
+        with scratch(tmp_path, "wheelhouse-k-") as live:
+            removed = sorted(p.name for p in clean_stale(tmp_path, ""))
+            assert removed == ["blob-77-deadbeef", "env-abc-123-0a1b2c3d"]
+            assert live.is_dir()
+        assert names(tmp_path) == ["README"]

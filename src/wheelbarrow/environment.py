@@ -19,6 +19,7 @@ from wheelbarrow.errors import InstallError
 from wheelbarrow.interpreters import Interpreter
 from wheelbarrow.report import Reporter
 from wheelbarrow.runner import Runner
+from wheelbarrow.scratch import clean_stale, scratch
 from wheelbarrow.store import Store
 
 MARKER = ".wheelbarrow-env.json"
@@ -90,10 +91,8 @@ def build_store_env(
     with store.lock(f"env-{key}"):
         if read_marker(final) is not None:
             return final
-        work = store.tmp_dir() / f"env-{key}-{os.getpid()}"
-        if work.exists():
-            shutil.rmtree(work)
-        try:
+        with store.scratch(f"env-{key[:16]}-") as holder:
+            work = holder / "env"
             base = _closest_env(store, interpreter, wheels) if compile_bytecode else None
             derived = False
             if base is not None:
@@ -126,11 +125,8 @@ def build_store_env(
                 reporter.message(
                     "info", f"replacing an incomplete environment in the store: {final}"
                 )
-                shutil.rmtree(final)
+                os.rename(final, holder / "damaged")  # removed with the scratch entry
             os.rename(work, final)
-        finally:
-            if work.exists():
-                shutil.rmtree(work, ignore_errors=True)
     return final
 
 
@@ -387,22 +383,15 @@ def clone_env(source: Path, dest: Path, *, mode: LinkMode = "hardlink") -> None:
             hint="pick another --into directory, or remove this one",
         )
     dest.parent.mkdir(parents=True, exist_ok=True)
-    work = dest.parent / f".{dest.name}.wheelbarrow-{os.getpid()}"
-    if work.exists():
-        shutil.rmtree(work)
-    try:
+    prefix = f".{dest.name}.wheelbarrow-"
+    clean_stale(dest.parent, prefix)  # left by a killed install into the same place
+    with scratch(dest.parent, prefix) as holder:
+        work = holder / "env"
         _link_tree(source, work, hardlink=(mode == "hardlink"))
         _relocate(work, old=str(source), new=str(dest))
         if dest.exists():
-            old = dest.parent / f".{dest.name}.wheelbarrow-old-{os.getpid()}"
-            os.rename(dest, old)
-            os.rename(work, dest)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(work, dest)
-    finally:
-        if work.exists():
-            shutil.rmtree(work, ignore_errors=True)
+            os.rename(dest, holder / "old")  # removed with the scratch entry
+        os.rename(work, dest)
 
 
 def _link_tree(src: Path, dst: Path, *, hardlink: bool) -> None:

@@ -21,6 +21,7 @@ import contextlib
 import errno
 import fcntl
 import os
+import re
 import secrets
 import shutil
 from collections.abc import Iterator
@@ -115,10 +116,12 @@ def clean_stale(parent: Path, prefix: str) -> list[Path]:
     return removed
 
 
+_SCRATCH_TAIL = re.compile(r"(?:^|.*\D)\d+-[0-9a-f]{8}$")
+
+
 def _looks_like_scratch(name: str, prefix: str) -> bool:
-    """``PREFIX<pid>-<8 hex>``: the names :func:`scratch` gives."""
-    pid, _, token = name[len(prefix) :].partition("-")
-    return pid.isdigit() and len(token) == 8 and all(c in "0123456789abcdef" for c in token)
+    """``PREFIX...<pid>-<8 hex>``: the names :func:`scratch` gives (``prefix`` may be empty)."""
+    return _SCRATCH_TAIL.match(name[len(prefix) :]) is not None
 
 
 def _remove(path: Path) -> None:

@@ -160,15 +160,12 @@ def build_sources(sources: Sequence[Artefact], ctx: SourceContext) -> list[Built
     results: dict[str, Built] = {}
     nodes: dict[str, _Node] = {}
     by_source: dict[str, str] = {}
-    work = ctx.store.tmp_dir() / f"sources-{os.getpid()}-{threading.get_ident()}"
-    try:
+    with ctx.store.scratch("sources-") as work:
         for source in sources:
             by_source[source.sha256] = _discover(source, ctx, nodes, results, work)
         _check_systems(nodes, ctx)
         if nodes:
             _run(nodes, results, ctx)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
     return [results[by_source[s.sha256]] for s in sources]
 
 
@@ -354,9 +351,7 @@ def _build_one(node: _Node, results: Mapping[str, Built], ctx: SourceContext) ->
     wheels = [store.named(w.sha256, w.filename) for w in node.build_wheels]
     wheels += [store.named(results[k].sha256, results[k].wheel) for k in node.needs]
     why = why_rebuilt(_previous_inputs(store, node.source, ctx), inputs)
-    out = store.tmp_dir() / f"out-{node.key}-{os.getpid()}"
-    shutil.rmtree(out, ignore_errors=True)
-    try:
+    with store.scratch(f"out-{node.key[:16]}-") as out:
         wheel = build_wheel(
             BuildRequest(
                 label=node.source.label,
@@ -398,8 +393,6 @@ def _build_one(node: _Node, results: Mapping[str, Built], ctx: SourceContext) ->
         }
         atomic_write_text(cache / "result.json", json.dumps(result, indent=2) + "\n")
         atomic_write_text(_previous_path(store, node.source, ctx), json.dumps(inputs) + "\n")
-    finally:
-        shutil.rmtree(out, ignore_errors=True)
     return Built(
         source=node.source,
         wheel=repaired.wheel.name,

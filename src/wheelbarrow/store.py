@@ -5,19 +5,17 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 from wheelbarrow.errors import HashMismatchError, StoreError
+from wheelbarrow.scratch import clean_stale, scratch
 
 if TYPE_CHECKING:
     from filelock import FileLock
 
 STORE_ENV_VAR = "WHEELBARROW_STORE"
-_STALE_TMP_SECONDS = 24 * 3600
 
 
 class BlobWriter:
@@ -28,7 +26,7 @@ class BlobWriter:
     wrong file, whatever interrupts the writer.
     """
 
-    def __init__(self, fileobj: tempfile._TemporaryFileWrapper[bytes]) -> None:
+    def __init__(self, fileobj: BinaryIO) -> None:
         self._file = fileobj
         self._hash = hashlib.sha256()
         self.size = 0
@@ -73,33 +71,27 @@ class Store:
     @contextlib.contextmanager
     def writer(self, *, sha256: str, size: int | None, label: str) -> Iterator[BlobWriter]:
         """Write a blob that must hash to ``sha256``; ``label`` names it in errors."""
-        tmp_dir = self.tmp_dir()
-        with tempfile.NamedTemporaryFile(dir=tmp_dir, prefix="blob-", delete=False) as f:
+        with self.scratch("blob-", directory=False) as tmp, tmp.open("xb") as f:
             writer = BlobWriter(f)
-            try:
-                yield writer
-                f.flush()
-                if writer.sha256 != sha256:
-                    raise HashMismatchError(
-                        f"{label}: sha256 is {writer.sha256}, the lock says {sha256}",
-                        hint="the file changed on the index, or the lock is wrong: "
-                        "lock again, and check where the file comes from",
-                    )
-                if size is not None and writer.size != size:
-                    raise HashMismatchError(
-                        f"{label}: {writer.size} bytes, the lock says {size}",
-                        hint="lock again",
-                    )
-            except BaseException:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(f.name)
-                raise
-        final = self.blob(sha256)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        os.chmod(f.name, 0o444)
-        # Two processes may write the same blob: both renames succeed and the
-        # content is identical by construction.
-        os.replace(f.name, final)
+            yield writer
+            f.flush()
+            if writer.sha256 != sha256:
+                raise HashMismatchError(
+                    f"{label}: sha256 is {writer.sha256}, the lock says {sha256}",
+                    hint="the file changed on the index, or the lock is wrong: "
+                    "lock again, and check where the file comes from",
+                )
+            if size is not None and writer.size != size:
+                raise HashMismatchError(
+                    f"{label}: {writer.size} bytes, the lock says {size}",
+                    hint="lock again",
+                )
+            final = self.blob(sha256)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.chmod(tmp, 0o444)
+            # Two processes may write the same blob: both renames succeed and the
+            # content is identical by construction.
+            os.replace(tmp, final)
 
     def add_file(self, path: Path) -> str:
         """Copy a file made here (a built wheel) into the store; returns its sha256."""
@@ -151,6 +143,13 @@ class Store:
         path.mkdir(parents=True, exist_ok=True)
         return path
 
+    def scratch(
+        self, prefix: str, *, directory: bool = True
+    ) -> contextlib.AbstractContextManager[Path]:
+        """A scratch entry in ``tmp/`` (see :func:`wheelbarrow.scratch.scratch`): removed on exit
+        unless renamed away, and provably stale if its process dies."""
+        return scratch(self.tmp_dir(), prefix, directory=directory)
+
     def lock(self, name: str) -> FileLock:
         """A lock shared by every process using this store."""
         from filelock import FileLock
@@ -159,29 +158,10 @@ class Store:
         path.parent.mkdir(parents=True, exist_ok=True)
         return FileLock(path)
 
-    def clean_stale_tmp(self, *, now: float | None = None) -> int:
-        """Remove scratch files left by killed processes; returns how many went."""
-        tmp = self.root / "tmp"
-        if not tmp.is_dir():
-            return 0
-        now = time.time() if now is None else now
-        removed = 0
-        for entry in tmp.iterdir():
-            try:
-                if now - entry.lstat().st_mtime < _STALE_TMP_SECONDS:
-                    continue
-                if entry.is_dir() and not entry.is_symlink():
-                    _rmtree(entry)
-                else:
-                    entry.unlink()
-                removed += 1
-            except FileNotFoundError:
-                continue
-        return removed
+    def clean_stale_tmp(self) -> int:
+        """Remove scratch entries whose processes are gone (killed ones included); returns how many.
 
-
-def _rmtree(path: Path) -> None:
-    import shutil
-
-    # Read-only blobs need no chmod: unlinking depends on the directory's mode.
-    shutil.rmtree(path, ignore_errors=True)
+        Entries are proven stale by their locks (see :mod:`wheelbarrow.scratch`),
+        never by their age: a running build's scratch space is never touched.
+        """
+        return len(clean_stale(self.root / "tmp", ""))

@@ -189,11 +189,7 @@ def _materialise(
     from wheelbarrow.index import IndexFile, write_index  # not on the no-op path
 
     final = store.wheelhouse(key)
-    work = Path(os.fspath(store.tmp_dir())) / f"wheelhouse-{key}-{os.getpid()}"
-    if work.exists():
-        shutil.rmtree(work)
-    work.mkdir()
-    try:
+    with store.scratch(f"wheelhouse-{key[:16]}-") as work:
         files = []
         for entry in entries:
             filename, sha256 = entry["filename"], entry["sha256"]
@@ -225,15 +221,13 @@ def _materialise(
         final.parent.mkdir(parents=True, exist_ok=True)
         if final.exists() and not (final / MANIFEST).is_file():
             # Without its manifest it never was complete (or was damaged): replace it.
-            shutil.rmtree(final)
+            os.rename(final, work / ".damaged")
+            shutil.rmtree(work / ".damaged")
         try:
             os.rename(work, final)
         except OSError:
             if not (final / MANIFEST).is_file():
                 raise
-    finally:
-        if work.exists():
-            shutil.rmtree(work, ignore_errors=True)
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:

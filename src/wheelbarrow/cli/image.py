@@ -168,14 +168,15 @@ def _cached_registry_blobs(
 
 
 def _stream(client: RegistryClient, ref: ImageReference, digest: str, store: Store) -> BinaryIO:
-    tmp = store.tmp_dir() / f"pull-{digest.split(':')[1]}"
-    with tmp.open("wb") as out:
+    with store.scratch("pull-", directory=False) as tmp:
+        with tmp.open("wb") as out:
 
-        def sink(chunk: bytes) -> None:
-            out.write(chunk)
+            def sink(chunk: bytes) -> None:
+                out.write(chunk)
 
-        client.stream_blob(ref, digest, sink)
-    return tmp.open("rb")
+            client.stream_blob(ref, digest, sink)
+        # Open before the scratch entry goes: the reader keeps the unlinked file.
+        return tmp.open("rb")
 
 
 def _push(
@@ -222,12 +223,9 @@ def _push(
             except RegistryError:
                 pass  # the registry refused the mount: upload it below
         # A base layer from elsewhere goes through a scratch file: it may be large.
-        scratch = store.tmp_dir() / f"push-{layer.digest.split(':', 1)[1]}"
-        try:
+        with store.scratch("push-", directory=False) as scratch:
             copy_blob(blobs, layer.digest, scratch)
             client.push_blob(target, layer.digest, scratch, layer.size)
-        finally:
-            scratch.unlink(missing_ok=True)
         uploaded.append(layer.digest)
     client.push_blob(target, manifest.config.digest, built.config, len(built.config))
     digest = client.put_manifest(target, built.manifest, manifest.media_type)

@@ -160,14 +160,20 @@ def environment_layer(
             # bin/python points at the interpreter the environment was made with.
             entry = dataclasses.replace(entry, target=python.executable)
         entries.append(entry)
-    layer = write_layer(entries, store.tmp_dir(), mtime=mtime)
-    final = store.blob(layer.digest.split(":")[1])
-    final.parent.mkdir(parents=True, exist_ok=True)
-    layer.path.replace(final)
+    with store.scratch("layer-") as out:
+        layer = _into_store(write_layer(entries, out, mtime=mtime), store)
     atomic_write_text(
         record, json.dumps({"digest": layer.digest, "diff_id": layer.diff_id, "size": layer.size})
     )
-    return dataclasses.replace(layer, path=final), False
+    return layer, False
+
+
+def _into_store(layer: LayerBlob, store: Store) -> LayerBlob:
+    """Move a layer just written into the store's blobs, named by its digest."""
+    final = store.blob(layer.digest.split(":")[1])
+    final.parent.mkdir(parents=True, exist_ok=True)
+    layer.path.replace(final)
+    return dataclasses.replace(layer, path=final)
 
 
 def _pyvenv_cfg(python: BasePython) -> bytes:
@@ -222,7 +228,8 @@ def build_image(
     env_blob, reused = environment_layer(
         env, env_key=env_key, python=python, store=store, mtime=mtime
     )
-    app_blob = app_layer(app_dir, out_dir=store.tmp_dir(), mtime=mtime)
+    with store.scratch("layer-") as out:
+        app_blob = _into_store(app_layer(app_dir, out_dir=out, mtime=mtime), store)
     config = ImageConfig.from_json(base.config, where=f"{base.name} config")
     path = next(
         (e.partition("=")[2] for e in config.config.env if e.startswith("PATH=")),
