@@ -89,12 +89,14 @@ class TestPythonVersion:
         assert (str(version), source) == ("3.10.4", "runtime.txt")
 
     def test_requires_python_picks_the_running_one_when_allowed(self, tmp_path):
-        """requires-python admitting the running interpreter keeps it."""
+        """requires-python admitting the running interpreter keeps its minor version only: the
+        lock must hold for every 3.X.y, not this machine's micro release."""
         (tmp_path / "pyproject.toml").write_text(
             '[project]\nname="x"\nrequires-python=">=3.10"\ndependencies=[]\n'
         )
         version, _ = read_app(tmp_path, environ={}).choose_python(RUNNING)
-        assert version == RUNNING
+        assert version == RUNNING.minor_only
+        assert str(version) == RUNNING.short
 
     def test_requires_python_excluding_the_running_one(self, tmp_path):
         """Otherwise the oldest admitted version is chosen."""

@@ -191,3 +191,22 @@ class TestDigest:
         base = self._request("a==1\n").digest
         assert self._request("a==2\n").digest != base
         assert self._request("a==1\n", platform="manylinux_2_17_x86_64").digest != base
+
+
+class TestLockScratch:
+    def test_a_killed_locks_scratch_directory_is_cleaned_by_the_next_lock(
+        self, tmp_path, dists, local_index, monkeypatch
+    ):
+        """wheelbarrow-lock-* left in TMPDIR by a killed lock goes at the next lock; a file of
+        the user's that merely starts the same way stays."""
+        import tempfile
+
+        tmp = tmp_path / "tmp"
+        tmp.mkdir()
+        monkeypatch.setattr(tempfile, "tempdir", str(tmp))
+        (tmp / "wheelbarrow-lock-4242-0a1b2c3d").mkdir()
+        (tmp / "wheelbarrow-lock-4242-0a1b2c3d" / "requirements.in").write_text("x\n")
+        (tmp / "wheelbarrow-lock-notes.txt").write_text("mine")
+        index = local_index(dists)
+        lock(make_app(tmp_path / "app", "alpha\n"), index.url)
+        assert sorted(p.name for p in tmp.iterdir()) == ["wheelbarrow-lock-notes.txt"]

@@ -52,11 +52,14 @@ class App:
     def choose_python(self, running: PythonVersion) -> tuple[PythonVersion, str]:
         """The Python to target and where that choice came from.
 
-        An explicit version file wins; then the running interpreter if it
-        satisfies ``requires-python``; then the oldest version that does.
+        An explicit version file wins; then the running interpreter's minor
+        version if it satisfies ``requires-python``; then the oldest version that
+        does. The running interpreter gives only ``3.X``: its micro release is an
+        accident of this machine, and the lock must hold for every ``3.X.y``.
         """
         if self.python is not None and self.python_source is not None:
             return self.python, self.python_source
+        running = running.minor_only
         if self.requires_python is None:
             return running, "the running interpreter"
         if self.requires_python.contains(running.full):

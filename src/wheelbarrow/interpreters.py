@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from wheelbarrow.errors import TargetError
+from wheelbarrow.errors import InstallError, TargetError
 from wheelbarrow.runner import Runner
 from wheelbarrow.target import PythonVersion
 
@@ -159,10 +159,10 @@ def interpreter_tags(
     running: Interpreter,
     runner: Runner,
     running_tags: Callable[[], Sequence[str]],
-) -> frozenset[str]:
-    """The wheel tags ``interpreter`` accepts: its own ``packaging.tags.sys_tags()``."""
+) -> tuple[str, ...]:
+    """The wheel tags ``interpreter`` accepts, best first: its own ``packaging.tags.sys_tags()``."""
     if interpreter.executable == running.executable and interpreter.version == running.version:
-        return frozenset(running_tags())
+        return tuple(running_tags())
     import packaging
 
     packages_dir = str(Path(packaging.__file__).resolve().parent.parent)
@@ -176,4 +176,36 @@ def interpreter_tags(
             f"{interpreter.executable}: could not ask it which wheels it accepts: "
             f"{(result.stderr or result.stdout).strip()}"
         )
-    return frozenset(str(t) for t in tags)
+    return tuple(str(t) for t in tags)
+
+
+def check_wheels_accepted(
+    filenames: Sequence[str], tags: Sequence[str], interpreter: Interpreter
+) -> None:
+    """Refuse wheels none of whose tags ``interpreter`` accepts, naming them and the interpreter.
+
+    An aarch64 wheelhouse "installed" on x86_64 would fail only at import.
+    """
+    from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+
+    accepted = frozenset(tags)
+    refused = []
+    for filename in filenames:
+        try:
+            wheel_tags = parse_wheel_filename(filename)[-1]
+        except InvalidWheelFilename:
+            refused.append(filename)
+            continue
+        if not any(str(t) in accepted for t in wheel_tags):
+            refused.append(filename)
+    if refused:
+        shown = "\n".join(f"  - {name}" for name in refused[:10])
+        more = f"\n  … and {len(refused) - 10} more" if len(refused) > 10 else ""
+        best = tags[0] if tags else "none"
+        raise InstallError(
+            f"{interpreter.executable} (Python {interpreter.version}) cannot run "
+            f"{len(refused)} wheel(s) of this wheelhouse: their tags are not among its own "
+            f"(its best is {best}):\n{shown}{more}",
+            hint="build the wheelhouse for this machine's platform (--platform), or install "
+            "on a machine of the wheelhouse's platform",
+        )

@@ -19,10 +19,12 @@ from wheelbarrow.files import atomic_write_text
 from wheelbarrow.report import Reporter
 from wheelbarrow.requirements import IndexOptions, RequirementLine, Requirements
 from wheelbarrow.runner import Runner
+from wheelbarrow.scratch import clean_stale, scratch
 from wheelbarrow.target import Target
 
 LOCK_HEADER = "# Written by `wheelbarrow lock`: edit the requirements and lock again.\n"
 TOOL_TABLE = "tool.wheelbarrow"
+SCRATCH_PREFIX = "wheelbarrow-lock-"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -107,15 +109,17 @@ def lock(
     reqs = request.requirements
     target = request.target
     reporter.message("step", f"Locking {len(reqs.requirements)} requirement(s) for {target}")
-    with tempfile.TemporaryDirectory(prefix="wheelbarrow-lock-") as tmpdir:
-        tmp = Path(tmpdir)
+    scratch_root = Path(tempfile.gettempdir())
+    clean_stale(scratch_root, SCRATCH_PREFIX)  # left by killed locks
+    with scratch(scratch_root, SCRATCH_PREFIX) as tmp:
         (tmp / "requirements.in").write_text(
             "".join(f"{line}\n" for line in reqs.requirements), encoding="utf-8"
         )
         args = [
             uv, "pip", "compile", "requirements.in",
             "--format", "pylock.toml", "--output-file", "pylock.toml", "--no-header",
-            "--python-version", target.python.full if target.python.micro else target.python.short,
+            # 3.X (every 3.X.y) or the pinned 3.X.Y: what the lock records, too.
+            "--python-version", str(target.python),
             "--python-platform", target.uv_platform,
         ]  # fmt: skip
         if reqs.constraints:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,7 +16,7 @@ from wheelbarrow.lockfile import Artefact, Lock, read_lock, select_artefacts
 from wheelbarrow.report import Reporter
 from wheelbarrow.requirements import IndexOptions
 from wheelbarrow.runner import Runner
-from wheelbarrow.target import PythonVersion, Target
+from wheelbarrow.target import PythonVersion, Target, check_known
 
 # Settings that change what a wheelhouse holds; part of its key. make_plan
 # adds the build settings and toolchain when something is built from source.
@@ -45,6 +45,8 @@ class Host:
     uv: str
     environ: Mapping[str, str]
     toolchain: Callable[[], Mapping[str, str]] = dict  # versions of cc, gfortran, BLAS...
+    # The CPython versions uv knows (`uv python list --all-versions`); asked only when locking.
+    known_pythons: Callable[[], Sequence[str]] = tuple
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -77,19 +79,41 @@ def recorded_target(lock_path: Path) -> Mapping[str, str]:
 
 
 def resolve_target(app: App, options: Options, host: Host) -> Target:
-    """The target from, in order: the command line, the app's version files, the lock, the host."""
+    """The target from, in order: the command line, the app's version files, the lock, the host.
+
+    The lock's Python counts only while it still satisfies the app's
+    ``requires-python``: a changed requirement picks a new target (and relocks).
+    """
     recorded = recorded_target(app.lock_path)
+    python, source = _recorded_python(app, recorded)
     if options.python:
         python, source = options.python, "--python"
     elif app.python is not None:
         python, source = str(app.python), str(app.python_source)
-    elif "python" in recorded:
-        python, source = recorded["python"], f"{app.lock_path}"
-    else:
+    elif python is None:
         version, source = app.choose_python(host.python)
         python = str(version)
     platform = options.platform or recorded.get("platform") or host.platform
     return Target.parse(python=python, platform=platform, python_source=source)
+
+
+def _recorded_python(app: App, recorded: Mapping[str, str]) -> tuple[str | None, str]:
+    text = recorded.get("python")
+    if text is None:
+        return None, ""
+    try:
+        version = PythonVersion.parse(text, source=str(app.lock_path))
+    except InputError:
+        return None, ""  # a damaged lock names no usable target: choose afresh
+    if app.requires_python is not None and not app.requires_python.contains(version.full):
+        return None, ""
+    return text, str(app.lock_path)
+
+
+def _admits(current: Lock, target: Target) -> bool:
+    """Whether the lock's requires-python holds for the target (for every 3.X.y of a ``3.X``)."""
+    required = current.pylock.requires_python
+    return required is None or required.contains(target.python.full)
 
 
 def make_plan(
@@ -111,6 +135,11 @@ def make_plan(
     target = resolve_target(app, options, host)
     config = build_config(app, options)  # read before locking: a typo fails fast
     locked_because: str | None = None
+    if app.requirements is not None and not app.requirements.requirements:
+        where = app.requirements_source.name if app.requirements_source else "the app"
+        reporter.message(
+            "warning", f"{where} lists no requirements: the app needs nothing but Python"
+        )
     if app.requirements is None:
         # Only a pylock.toml: it is the user's lock, used as it is.
         current = read_lock(app.lock_path)
@@ -127,6 +156,7 @@ def make_plan(
             existing is not None
             and existing.inputs == request.digest
             and (not options.index.given or existing.tool.get("index") == request.index_digest)
+            and _admits(existing, target)
             and not force_lock
         ):
             current = existing
@@ -135,6 +165,11 @@ def make_plan(
                 reason = f"no {app.lock_path.name} yet"
             elif force_lock:
                 reason = "asked to lock"
+            elif existing.inputs == request.digest and not _admits(existing, target):
+                reason = (
+                    f"it requires Python {existing.pylock.requires_python}, "
+                    f"which does not hold for the target {target.python}"
+                )
             else:
                 reason = (
                     f"{app.requirements_source.name if app.requirements_source else 'inputs'}"
@@ -145,6 +180,9 @@ def make_plan(
                     f"{app.lock_path}: out of date ({reason})",
                     hint=f"run `wheelbarrow build {app.root}` to lock and build again",
                 )
+            # Before anything is written: a lock for a Python that does not exist
+            # would break every later build.
+            check_known(target.python, host.known_pythons(), source=_python_source(app, options))
             lock(
                 request,
                 output=app.lock_path,
@@ -171,6 +209,14 @@ def make_plan(
         config=config,
         settings=settings,
     )
+
+
+def _python_source(app: App, options: Options) -> str:
+    if options.python:
+        return "--python"
+    if app.python_source:
+        return str(app.root / app.python_source)
+    return "the target Python"
 
 
 def build_config(app: App, options: Options) -> BuildConfig:

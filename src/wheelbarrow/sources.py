@@ -33,6 +33,8 @@ from wheelbarrow.target import Target
 from wheelbarrow.wheelhouse import Fetches
 
 BUILD_KEY_FORMAT = 1
+# Bump when cached build-requirement locks must not be reused (2: locks for 3.X hold for 3.X.0).
+BUILDLOCK_FORMAT = 2
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -247,8 +249,19 @@ def _lock_build_requirements(requires: Sequence[str], source: Artefact, ctx: Sou
     """The lock of a build's requirements for the target, cached in the store by its inputs."""
     reqs = requirements_from_strings(requires, path=Path(f"{source.label} [build-system] requires"))
     request = LockRequest(requirements=reqs, target=ctx.target, index=ctx.index)
-    digest = hashlib.sha256((request.digest + request.index_digest).encode()).hexdigest()[:32]
+    digest = hashlib.sha256(
+        (f"buildlock-{BUILDLOCK_FORMAT}" + request.digest + request.index_digest).encode()
+    ).hexdigest()[:32]
     path = ctx.store.root / "buildlocks" / digest / "pylock.toml"
+    if path.is_file() and not _build_lock_holds(path, ctx.target):
+        # Written by an older wheelbarrow for the running micro release, or damaged:
+        # a cached lock must never break this build (or another app's).
+        ctx.reporter.message(
+            "info",
+            f"locking the build requirements of {source.label} again (the cached lock "
+            f"does not hold for {ctx.target.python})",
+        )
+        path.unlink()
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
         ctx.reporter.message(
@@ -271,6 +284,15 @@ def _lock_build_requirements(requires: Sequence[str], source: Artefact, ctx: Sou
                 "package's wheel so it need not be built",
             ) from exc
     return read_lock(path)
+
+
+def _build_lock_holds(path: Path, target: Target) -> bool:
+    try:
+        current = read_lock(path)
+    except WheelbarrowError:
+        return False
+    required = current.pylock.requires_python
+    return required is None or required.contains(target.python.full)
 
 
 def _check_systems(nodes: Mapping[str, _Node], ctx: SourceContext) -> None:

@@ -59,8 +59,14 @@ class PythonVersion:
         return f"{self.major}.{self.minor}"
 
     @property
+    def minor_only(self) -> PythonVersion:
+        """The same version without its micro part: every ``3.X.y``."""
+        return PythonVersion(major=self.major, minor=self.minor)
+
+    @property
     def full(self) -> str:
-        """``3.12.4``, or ``3.12.0`` when the micro version is unknown (for markers)."""
+        """``3.12.4``, or ``3.12.0`` when the micro version is unknown (for markers and
+        ``requires-python`` checks: a lock for ``3.12`` must hold for every 3.12.x)."""
         return f"{self.major}.{self.minor}.{self.micro or 0}"
 
     def __str__(self) -> str:
@@ -140,8 +146,12 @@ class Target:
         }
 
     def as_dict(self) -> dict[str, str]:
-        """A JSON-able form, used in keys and reports."""
-        return {"python": self.python.short, "platform": self.platform}
+        """A JSON-able form, used in keys, locks and reports.
+
+        The Python is written as the user gave it: ``3.12`` (every 3.12.x) or
+        ``3.12.4`` (that release), so a changed micro pin changes the lock's inputs.
+        """
+        return {"python": str(self.python), "platform": self.platform}
 
 
 @functools.cache
@@ -150,6 +160,39 @@ def _tags(major: int, minor: int, platforms: tuple[str, ...]) -> tuple[Tag, ...]
     return (
         *cpython_tags(version, platforms=platforms),
         *compatible_tags(version, interpreter=f"cp{major}{minor}", platforms=platforms),
+    )
+
+
+def check_known(version: PythonVersion, known: Sequence[str], *, source: str) -> None:
+    """Refuse a CPython version that ``known`` (the versions uv knows) does not cover.
+
+    ``3.X`` needs some known ``3.X.y``; ``3.X.Y`` needs ``3.X.Y`` known or a newer
+    ``3.X`` micro known (old micro releases may have no download, yet exist).
+    Pre-releases in ``known`` count for their minor version.
+    """
+    micros: dict[tuple[int, int], int] = {}
+    for text in known:
+        match = re.match(r"^(\d+)\.(\d+)\.(\d+)", text)
+        if match:
+            key = (int(match[1]), int(match[2]))
+            micros[key] = max(micros.get(key, -1), int(match[3]))
+    if not micros:
+        return  # nothing to check against: uv gave no list
+    newest = micros.get((version.major, version.minor))
+    if newest is not None and (version.micro is None or version.micro <= newest):
+        return
+    minors = sorted(k for k in micros if k[0] == 3 and k >= OLDEST_PYTHON)
+    span = f"3.{minors[0][1]} to 3.{minors[-1][1]}" if minors else "none"
+    latest = f"3.{minors[-1][1]}.{micros[minors[-1]]}" if minors else ""
+    detail = (
+        f"the newest 3.{version.minor} uv knows is 3.{version.minor}.{newest}"
+        if newest is not None
+        else f"uv knows CPython {span}"
+    )
+    raise TargetError(
+        f"{source}: CPython {version} is not a Python version uv knows ({detail})",
+        hint=f"target a released CPython, e.g. {latest or '3.12'}; `uv python list "
+        "--all-versions` lists them",
     )
 
 

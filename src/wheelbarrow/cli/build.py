@@ -29,7 +29,8 @@ def run(args: argparse.Namespace) -> int:
     plan = common.plan(args, reporter, may_lock=True)
     app = plan.app
     if plan.locked_because:
-        reporter.message("info", f"locked again: {plan.locked_because}")
+        first = plan.locked_because.startswith("no ")
+        reporter.message("info", f"locked{'' if first else ' again'}: {plan.locked_because}")
     from wheelbarrow.fetch import Fetcher
 
     fetcher = Fetcher(workers=args.jobs)

@@ -33,7 +33,34 @@ def host() -> Host:
         uv=_uv_binary(),
         environ=dict(os.environ),
         toolchain=_toolchain,
+        known_pythons=_known_pythons,
     )
+
+
+def _known_pythons() -> list[str]:
+    """The CPython versions uv knows (its download list: no network, no interpreter probes)."""
+    import json
+
+    result = run_subprocess(
+        [
+            _uv_binary(),
+            "python",
+            "list",
+            "--all-versions",
+            "--only-downloads",
+            "--output-format",
+            "json",
+        ]
+    )
+    try:
+        entries = json.loads(result.stdout) if result.returncode == 0 else []
+    except json.JSONDecodeError:
+        entries = []
+    return [
+        str(e["version"])
+        for e in entries
+        if isinstance(e, dict) and e.get("implementation") == "cpython" and "version" in e
+    ]
 
 
 def _toolchain() -> dict[str, str]:
@@ -44,10 +71,7 @@ def _toolchain() -> dict[str, str]:
 
 def interpreter_for(plan: Plan, args: argparse.Namespace) -> Interpreter:
     """The interpreter of the target's version: --python-executable, this one, or on PATH."""
-    base = getattr(sys, "_base_executable", sys.executable)
-    running = Interpreter(
-        executable=Path(os.path.realpath(base)), version=".".join(map(str, sys.version_info[:3]))
-    )
+    running = running_interpreter()
     explicit = getattr(args, "python_executable", None)
     return find_interpreter(
         plan.target.python,
@@ -58,6 +82,29 @@ def interpreter_for(plan: Plan, args: argparse.Namespace) -> Interpreter:
         environ=os.environ,
         uv=_uv_binary(),
     )
+
+
+def running_interpreter() -> Interpreter:
+    """The interpreter running wheelbarrow, by its base executable."""
+    base = getattr(sys, "_base_executable", sys.executable)
+    return Interpreter(
+        executable=Path(os.path.realpath(base)), version=".".join(map(str, sys.version_info[:3]))
+    )
+
+
+def check_wheels_run_on(interpreter: Interpreter, manifest: dict[str, Any]) -> None:
+    """Refuse a wheelhouse with wheels that ``interpreter`` does not accept (its own tags)."""
+    from packaging.tags import sys_tags
+
+    from wheelbarrow.interpreters import check_wheels_accepted, interpreter_tags
+
+    tags = interpreter_tags(
+        interpreter,
+        running=running_interpreter(),
+        runner=run_subprocess,
+        running_tags=lambda: [str(t) for t in sys_tags()],
+    )
+    check_wheels_accepted([str(w["filename"]) for w in manifest["wheels"]], tags, interpreter)
 
 
 def _uv_binary() -> str:

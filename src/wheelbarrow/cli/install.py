@@ -30,6 +30,7 @@ def run(args: argparse.Namespace) -> int:
     if marker is not None and marker.get("env_key") == key:
         status = "up-to-date"
     else:
+        common.check_wheels_run_on(interpreter, manifest)
         source, _, made = common.store_environment(
             store, plan, house_key, manifest, interpreter, reporter
         )

@@ -1,0 +1,298 @@
+"""Planning: the target and the lock agree for every shape of app, and stay current."""
+
+from __future__ import annotations
+
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+from support import make_wheel
+from support.apps import HOST_PYTHON, PLATFORM, cli
+
+from wheelbarrow.errors import TargetError
+from wheelbarrow.target import PythonVersion, check_known
+
+
+@pytest.fixture
+def index(tmp_path: Path, local_index):  # type: ignore[no-untyped-def]
+    d = tmp_path / "dists"
+    make_wheel(d, "alpha", "1.0")
+    make_wheel(d, "beta", "1.0", requires=["alpha"])
+    return local_index(d)
+
+
+def lock_table(app: Path) -> dict[str, object]:
+    data = tomllib.loads((app / "pylock.toml").read_text())
+    return {"requires-python": data.get("requires-python"), **data["tool"]["wheelbarrow"]}
+
+
+def run(*args: str | Path) -> str:
+    result = cli(*args)
+    assert result.code == 0, result.err
+    return result.err + result.out
+
+
+def lock_build_install_twice(app: Path, store: Path, url: str, into: Path) -> None:
+    """The whole flow, each step twice: the second run is where caches lie."""
+    run("lock", app, "--store", store, "--index-url", url, "--platform", PLATFORM)
+    for _ in range(2):
+        run("build", app, "--store", store, "--index-url", url, "--platform", PLATFORM)
+    for _ in range(2):
+        run("install", app, "--store", store, "--into", into)
+    python = into / "bin" / "python"
+    import subprocess
+
+    out = subprocess.run(
+        [python, "-c", "import beta, alpha; print(alpha.__version__)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.strip() == "1.0"
+
+
+class TestAppsOfEveryShape:
+    def test_an_app_with_no_python_pin_locks_builds_and_installs(
+        self, tmp_path: Path, index
+    ) -> None:  # type: ignore[no-untyped-def]
+        """No .python-version, runtime.txt or requires-python: the lock is for 3.X (every
+        3.X.y), not for this machine's micro release, and build and install accept it."""
+        app = tmp_path / "app"
+        app.mkdir()
+        (app / "requirements.txt").write_text("beta\n")
+        lock_build_install_twice(app, tmp_path / "store", index.url, tmp_path / "env")
+        table = lock_table(app)
+        assert table["python"] == HOST_PYTHON
+        assert table["requires-python"] == f">={HOST_PYTHON}"
+
+    def test_a_pyproject_only_app(self, tmp_path: Path, index) -> None:  # type: ignore[no-untyped-def]
+        """[project] dependencies and requires-python only, no requirements file."""
+        app = tmp_path / "app"
+        app.mkdir()
+        (app / "pyproject.toml").write_text(
+            '[project]\nname = "svc"\nversion = "0"\nrequires-python = ">=3.9"\n'
+            'dependencies = ["beta"]\n'
+        )
+        lock_build_install_twice(app, tmp_path / "store", index.url, tmp_path / "env")
+        assert lock_table(app)["python"] == HOST_PYTHON
+
+    def test_an_app_pinned_to_a_full_release(self, tmp_path: Path, index) -> None:  # type: ignore[no-untyped-def]
+        """A pinned 3.X.Y is kept whole in the lock (which requires it) and installs."""
+        micro = f"{HOST_PYTHON}.{sys.version_info.micro}"
+        app = tmp_path / "app"
+        app.mkdir()
+        (app / "requirements.txt").write_text("beta\n")
+        (app / ".python-version").write_text(micro + "\n")
+        lock_build_install_twice(app, tmp_path / "store", index.url, tmp_path / "env")
+        table = lock_table(app)
+        assert table["python"] == micro
+        assert table["requires-python"] == f">={micro}"
+
+
+class TestTargetChanges:
+    def test_a_changed_requires_python_relocks_for_the_new_target(
+        self, tmp_path: Path, index
+    ) -> None:  # type: ignore[no-untyped-def]
+        """The old lock's Python no longer satisfies requires-python: the build relocks."""
+        app = tmp_path / "app"
+        app.mkdir()
+        pyproject = app / "pyproject.toml"
+        pyproject.write_text(
+            f'[project]\nname = "svc"\nversion = "0"\nrequires-python = ">={HOST_PYTHON}"\n'
+            'dependencies = ["beta"]\n'
+        )
+        store = tmp_path / "store"
+        run("build", app, "--store", store, "--index-url", index.url, "--platform", PLATFORM)
+        assert lock_table(app)["python"] == HOST_PYTHON
+        newer = f"3.{sys.version_info.minor + 1}"
+        pyproject.write_text(pyproject.read_text().replace(f">={HOST_PYTHON}", f">={newer}"))
+        out = run("build", app, "--store", store, "--index-url", index.url, "--platform", PLATFORM)
+        assert "locked again" in out
+        assert lock_table(app)["python"] == newer
+
+    def test_a_micro_pin_added_to_python_version_relocks(self, tmp_path: Path, index) -> None:  # type: ignore[no-untyped-def]
+        """.python-version going from 3.X to 3.X.Y is a new target, and a new lock."""
+        app = tmp_path / "app"
+        app.mkdir()
+        (app / "requirements.txt").write_text("beta\n")
+        (app / ".python-version").write_text(HOST_PYTHON + "\n")
+        store = tmp_path / "store"
+        run("build", app, "--store", store, "--index-url", index.url, "--platform", PLATFORM)
+        micro = f"{HOST_PYTHON}.{sys.version_info.micro}"
+        (app / ".python-version").write_text(micro + "\n")
+        out = run("build", app, "--store", store, "--index-url", index.url, "--platform", PLATFORM)
+        assert "locked again" in out
+        assert lock_table(app)["python"] == micro
+
+    def test_a_lock_from_an_older_wheelbarrow_for_this_micro_release_is_mended(
+        self, tmp_path: Path, index
+    ) -> None:  # type: ignore[no-untyped-def]
+        """A lock recording 3.X but requiring >=3.X.Y (what older releases wrote) is relocked by
+        build instead of failing every build, and refused with a clear error by install."""
+        app = tmp_path / "app"
+        app.mkdir()
+        (app / "requirements.txt").write_text("beta\n")
+        store = tmp_path / "store"
+        run("lock", app, "--store", store, "--index-url", index.url, "--platform", PLATFORM)
+        lock_file = app / "pylock.toml"
+        lock_file.write_text(
+            lock_file.read_text().replace(
+                f'requires-python = ">={HOST_PYTHON}"', f'requires-python = ">={HOST_PYTHON}.7"'
+            )
+        )
+        result = cli("install", app, "--store", store, "--into", tmp_path / "env")
+        assert result.code == 2
+        assert f"requires Python >={HOST_PYTHON}.7" in result.err
+        out = run("build", app, "--store", store, "--index-url", index.url, "--platform", PLATFORM)
+        assert "locked again" in out
+        assert lock_table(app)["requires-python"] == f">={HOST_PYTHON}"
+
+
+class TestUnknownPython:
+    @pytest.mark.parametrize("version", ["3.99", f"{HOST_PYTHON}.99"])
+    def test_an_unknown_python_is_refused_before_anything_is_written(
+        self, tmp_path: Path, index, version: str
+    ) -> None:  # type: ignore[no-untyped-def]
+        """--python is checked against the versions uv knows; the lock stays as it was."""
+        app = tmp_path / "app"
+        app.mkdir()
+        (app / "requirements.txt").write_text("beta\n")
+        store = tmp_path / "store"
+        result = cli(
+            "lock", app, "--python", version, "--index-url", index.url, "--platform", PLATFORM
+        )
+        assert result.code == 2, result.err
+        assert f"--python: CPython {version} is not a Python version uv knows" in result.err
+        assert not (app / "pylock.toml").exists()
+        run("build", app, "--store", store, "--index-url", index.url, "--platform", PLATFORM)
+        before = (app / "pylock.toml").read_bytes()
+        result = cli("build", app, "--python", version, "--store", store, "--platform", PLATFORM)
+        assert result.code == 2
+        assert (app / "pylock.toml").read_bytes() == before
+        # and the next plain build still works
+        run("build", app, "--store", store, "--index-url", index.url, "--platform", PLATFORM)
+
+    def test_an_unknown_version_in_python_version_names_the_file(
+        self, tmp_path: Path, index
+    ) -> None:  # type: ignore[no-untyped-def]
+        """The error names where the version came from."""
+        app = tmp_path / "app"
+        app.mkdir()
+        (app / "requirements.txt").write_text("beta\n")
+        (app / ".python-version").write_text("3.98\n")
+        result = cli("build", app, "--store", tmp_path / "s", "--index-url", index.url)
+        assert result.code == 2
+        assert f"{app / '.python-version'}: CPython 3.98 is not a Python version" in result.err
+
+
+class TestCheckKnown:
+    KNOWN = ("3.11.1", "3.11.9", "3.12.4", "3.13.0", "3.14.0a1")
+
+    @pytest.mark.parametrize("text", ["3.11", "3.11.0", "3.11.9", "3.12.1", "3.14"])
+    def test_versions_uv_covers_pass(self, text: str) -> None:
+        """A minor uv knows, a micro up to its newest (old micros may lack downloads), and a
+        minor known only by a pre-release, are accepted."""
+        check_known(PythonVersion.parse(text), self.KNOWN, source="--python")
+
+    @pytest.mark.parametrize(("text", "detail"), [
+        ("3.99", "uv knows CPython 3.11 to 3.14"),
+        ("3.11.10", "the newest 3.11 uv knows is 3.11.9"),
+    ])  # fmt: skip
+    def test_others_are_refused_with_what_uv_knows(self, text: str, detail: str) -> None:
+        """The message says what uv knows instead."""
+        with pytest.raises(TargetError, match=detail):
+            check_known(PythonVersion.parse(text), self.KNOWN, source="--python")
+
+    def test_no_list_means_no_check(self) -> None:
+        """When uv gives no list (an old uv), nothing is refused."""
+        check_known(PythonVersion.parse("3.99"), (), source="--python")
+
+
+class TestInstallChecksTags:
+    def test_a_wheelhouse_for_another_architecture_is_refused(
+        self, tmp_path: Path, local_index
+    ) -> None:  # type: ignore[no-untyped-def]
+        """An aarch64 wheelhouse does not 'install' on x86_64 (or the other way round): the
+        error names the wheel and the interpreter."""
+        import platform
+
+        other = "aarch64" if platform.machine() == "x86_64" else "x86_64"
+        tag = f"cp{HOST_PYTHON.replace('.', '')}"
+        wheel = make_wheel(
+            tmp_path / "d", "native", "1.0", tag=f"{tag}-{tag}-manylinux_2_28_{other}"
+        )
+        index = local_index([wheel])
+        app = tmp_path / "app"
+        app.mkdir()
+        (app / "requirements.txt").write_text("native\n")
+        store = tmp_path / "store"
+        run(
+            "build", app, "--store", store, "--index-url", index.url,
+            "--platform", f"manylinux_2_28_{other}",
+        )  # fmt: skip
+        result = cli("install", app, "--store", store, "--into", tmp_path / "env")
+        assert result.code == 1, result.err
+        assert f"native-1.0-{tag}-{tag}-manylinux_2_28_{other}.whl" in result.err
+        assert "cannot run 1 wheel(s) of this wheelhouse" in result.err
+        assert not (tmp_path / "env").exists()
+
+
+class TestCachedBuildLocks:
+    def test_a_cached_build_lock_that_does_not_hold_for_the_target_is_relocked(
+        self, tmp_path: Path, local_index
+    ) -> None:  # type: ignore[no-untyped-def]
+        """A build-requirement lock cached in the store that requires a newer micro release
+        (what older releases cached) is locked again instead of breaking this and every
+        other app's source builds."""
+        from support import make_build_helper_sdist, make_dependent_sdist
+
+        d = tmp_path / "d"
+        make_build_helper_sdist(d)
+        make_dependent_sdist(d)
+        index = local_index(d)
+        store = tmp_path / "store"
+        first = tmp_path / "first"
+        first.mkdir()
+        (first / "requirements.txt").write_text("dependent==1.0\n")
+        run("build", first, "--store", store, "--index-url", index.url, "--platform", PLATFORM)
+        cached = list((store / "buildlocks").glob("*/pylock.toml"))
+        assert cached
+        for path in cached:
+            text = path.read_text().replace(
+                f'requires-python = ">={HOST_PYTHON}"', f'requires-python = ">={HOST_PYTHON}.7"'
+            )
+            path.write_text(text)
+        import shutil
+
+        shutil.rmtree(store / "built")  # force the source builds again
+        shutil.rmtree(store / "wheelhouses")
+        other = tmp_path / "other"
+        other.mkdir()
+        (other / "requirements.txt").write_text("dependent==1.0\n")
+        out = run(
+            "build", other, "--store", store, "--index-url", index.url, "--platform", PLATFORM
+        )
+        assert "again (the cached lock does not hold" in out
+        assert all(f">={HOST_PYTHON}.7" not in p.read_text() for p in cached if p.exists())
+
+
+class TestEmptyRequirements:
+    def test_an_empty_requirements_file_warns_that_the_app_needs_nothing(
+        self, tmp_path: Path, index
+    ) -> None:  # type: ignore[no-untyped-def]
+        """An app whose requirements.txt lists nothing still builds, with a warning saying so."""
+        app = tmp_path / "app"
+        app.mkdir()
+        (app / "requirements.txt").write_text("# nothing yet\n\n")
+        out = run(
+            "build",
+            app,
+            "--store",
+            tmp_path / "s",
+            "--index-url",
+            index.url,
+            "--platform",
+            PLATFORM,
+        )
+        assert "warning: requirements.txt lists no requirements: the app needs nothing" in out
