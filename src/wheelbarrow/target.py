@@ -171,11 +171,14 @@ def check_known(version: PythonVersion, known: Sequence[str], *, source: str) ->
     Pre-releases in ``known`` count for their minor version.
     """
     micros: dict[tuple[int, int], int] = {}
+    finals: list[tuple[int, int, int]] = []
     for text in known:
-        match = re.match(r"^(\d+)\.(\d+)\.(\d+)", text)
+        match = re.match(r"^(\d+)\.(\d+)\.(\d+)(.*)$", text)
         if match:
             key = (int(match[1]), int(match[2]))
             micros[key] = max(micros.get(key, -1), int(match[3]))
+            if not match[4]:
+                finals.append((*key, int(match[3])))
     if not micros:
         return  # nothing to check against: uv gave no list
     newest = micros.get((version.major, version.minor))
@@ -183,7 +186,7 @@ def check_known(version: PythonVersion, known: Sequence[str], *, source: str) ->
         return
     minors = sorted(k for k in micros if k[0] == 3 and k >= OLDEST_PYTHON)
     span = f"3.{minors[0][1]} to 3.{minors[-1][1]}" if minors else "none"
-    latest = f"3.{minors[-1][1]}.{micros[minors[-1]]}" if minors else ""
+    latest = ".".join(map(str, max(finals))) if finals else ""
     detail = (
         f"the newest 3.{version.minor} uv knows is 3.{version.minor}.{newest}"
         if newest is not None
