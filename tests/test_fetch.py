@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -11,9 +12,10 @@ from typing import ClassVar
 
 import pytest
 from packaging.utils import canonicalize_name
+from support.servers import Misbehaving, misbehaving_server
 
-from wheelbarrow.errors import FetchError, HashMismatchError
-from wheelbarrow.fetch import Fetcher
+from wheelbarrow.errors import FetchError, HashMismatchError, InputError
+from wheelbarrow.fetch import DownloadLimits, Fetcher
 from wheelbarrow.lockfile import Artefact
 from wheelbarrow.report import RecordingReporter
 from wheelbarrow.store import Store
@@ -68,7 +70,9 @@ def server() -> Iterator[str]:
     httpd.server_close()
 
 
-def artefact(url: str, *, sha256: str | None = None, name: str = "demo") -> Artefact:
+def artefact(
+    url: str, *, sha256: str | None = None, name: str = "demo", size: int | None = None
+) -> Artefact:
     return Artefact(
         name=canonicalize_name(name),
         version="1.0",
@@ -76,8 +80,15 @@ def artefact(url: str, *, sha256: str | None = None, name: str = "demo") -> Arte
         url=url,
         path=None,
         sha256=sha256 or hashlib.sha256(PAYLOAD).hexdigest(),
-        size=None,
+        size=size,
     )
+
+
+@pytest.fixture
+def bad_server() -> Iterator[Misbehaving]:
+    """A server on 127.0.0.1 with endless, huge, stalled and trickling bodies of PAYLOAD."""
+    with misbehaving_server(PAYLOAD, trickle_interval=0.05) as server:
+        yield server
 
 
 def store_files(store: Store) -> list[Path]:
@@ -138,7 +149,8 @@ class TestFetch:
         bad2 = artefact(f"{server}/ok", name="bad2", sha256="1" * 64)
         with pytest.raises(FetchError) as info:
             Fetcher(backoff=0).fetch([good, bad1, bad2], store, RecordingReporter())
-        assert "bad1 1.0: GET" in info.value.message and "HTTP 404" in info.value.message
+        assert "bad1 1.0 (bad1-1.0-py3-none-any.whl): GET" in info.value.message
+        assert "HTTP 404" in info.value.message
         assert "bad2 1.0" in info.value.message
         assert store.has(good.sha256)
 
@@ -158,6 +170,129 @@ class TestFetch:
         store = Store(tmp_path / "store")
         Fetcher().fetch([a], store, RecordingReporter())
         assert store.blob(a.sha256).read_bytes() == PAYLOAD
+
+
+def tmp_entries(store: Store) -> list[str]:
+    return sorted(p.name for p in store.tmp_dir().iterdir())
+
+
+class TestLimits:
+    def test_a_body_longer_than_the_locked_size_stops_at_that_size(self, tmp_path, bad_server):
+        """An endless body for a file the lock says is 600 kB stops just past 600 kB, names
+        the file and the limit, and leaves nothing in store/tmp."""
+        store = Store(tmp_path / "store")
+        a = artefact(f"{bad_server.url}/endless", size=len(PAYLOAD))
+        with pytest.raises(FetchError) as info:
+            Fetcher(backoff=0).fetch([a], store, RecordingReporter())
+        assert a.filename in info.value.message
+        assert f"{len(PAYLOAD):,} bytes, the size the lock gives" in info.value.message
+        assert store_files(store) == [] and tmp_entries(store) == []
+        # What the server got to send is bounded by the limit plus what the sockets hold.
+        assert bad_server.sent["/endless"] < len(PAYLOAD) + 16 * 1024 * 1024
+
+    def test_without_a_locked_size_the_cap_applies(self, tmp_path, bad_server):
+        """A lock without a size gets the download cap; the error says how to raise it."""
+        store = Store(tmp_path / "store")
+        a = artefact(f"{bad_server.url}/endless")
+        limits = DownloadLimits(max_bytes=1_000_000)
+        with pytest.raises(FetchError) as info:
+            Fetcher(backoff=0, limits=limits).fetch([a], store, RecordingReporter())
+        assert a.filename in info.value.message
+        assert "1,000,000 bytes, the download size limit" in info.value.message
+        assert "WHEELBARROW_MAX_DOWNLOAD_SIZE" in (info.value.hint or "")
+        assert store_files(store) == [] and tmp_entries(store) == []
+
+    def test_a_content_length_over_the_limit_is_refused_before_the_body(self, tmp_path, bad_server):
+        """A response announcing 1 TB for a 600 kB file is refused without reading the body."""
+        store = Store(tmp_path / "store")
+        a = artefact(f"{bad_server.url}/huge", size=len(PAYLOAD))
+        with pytest.raises(FetchError, match="announces 1,000,000,000,000 bytes"):
+            Fetcher(backoff=0).fetch([a], store, RecordingReporter())
+        assert store_files(store) == [] and tmp_entries(store) == []
+
+    def test_a_stalled_body_times_out(self, tmp_path, bad_server):
+        """A body that stops coming fails after the stall limit, on every attempt."""
+        store = Store(tmp_path / "store")
+        a = artefact(f"{bad_server.url}/stall", size=len(PAYLOAD))
+        limits = DownloadLimits(stall=0.3, deadline=20)
+        start = time.monotonic()
+        with pytest.raises(FetchError) as info:
+            Fetcher(retries=1, backoff=0, limits=limits).fetch([a], store, RecordingReporter())
+        assert time.monotonic() - start < 10
+        assert a.filename in info.value.message
+        assert "no data for 0.3 s" in info.value.message
+        assert "after 2 attempt(s)" in info.value.message
+        assert store_files(store) == [] and tmp_entries(store) == []
+
+    def test_a_trickle_is_stopped_by_the_deadline(self, tmp_path, bad_server):
+        """Bytes arriving slowly but steadily stop at the download's overall deadline."""
+        store = Store(tmp_path / "store")
+        a = artefact(f"{bad_server.url}/trickle", size=len(PAYLOAD))
+        limits = DownloadLimits(deadline=1.0, min_rate=0)
+        start = time.monotonic()
+        with pytest.raises(FetchError) as info:
+            Fetcher(backoff=0, limits=limits).fetch([a], store, RecordingReporter())
+        assert 0.9 < time.monotonic() - start < 6
+        assert a.filename in info.value.message
+        assert "not done after 1 s, the download time limit" in info.value.message
+        assert "WHEELBARROW_DOWNLOAD_TIMEOUT" in (info.value.hint or "")
+        assert store_files(store) == [] and tmp_entries(store) == []
+
+    def test_a_trickle_below_the_minimum_rate_is_stopped(self, tmp_path, bad_server):
+        """Fewer bytes per second than the minimum rate, over its window, stops the download."""
+        store = Store(tmp_path / "store")
+        a = artefact(f"{bad_server.url}/trickle", size=len(PAYLOAD))
+        limits = DownloadLimits(min_rate=1000, rate_window=0.5)
+        start = time.monotonic()
+        with pytest.raises(FetchError) as info:
+            Fetcher(retries=0, backoff=0, limits=limits).fetch([a], store, RecordingReporter())
+        assert time.monotonic() - start < 6
+        assert "slower than 1,000 bytes/s over 0.5 s" in info.value.message
+        assert store_files(store) == [] and tmp_entries(store) == []
+
+    def test_a_local_file_longer_than_the_locked_size_is_cut_off(self, tmp_path):
+        """A local path is held to the locked size too."""
+        src = tmp_path / "demo-1.0-py3-none-any.whl"
+        src.write_bytes(PAYLOAD * 3)
+        a = Artefact(
+            name=canonicalize_name("demo"),
+            version="1.0",
+            filename=src.name,
+            url=None,
+            path=src,
+            sha256=hashlib.sha256(PAYLOAD).hexdigest(),
+            size=len(PAYLOAD),
+        )
+        store = Store(tmp_path / "store")
+        with pytest.raises(FetchError, match="the size the lock gives"):
+            Fetcher().fetch([a], store, RecordingReporter())
+        assert tmp_entries(store) == []
+
+
+class TestDownloadLimits:
+    def test_the_environment_sets_the_cap_and_the_deadline(self):
+        """WHEELBARROW_MAX_DOWNLOAD_SIZE takes a size with a unit, WHEELBARROW_DOWNLOAD_TIMEOUT
+        seconds."""
+        limits = DownloadLimits.from_environ(
+            {"WHEELBARROW_MAX_DOWNLOAD_SIZE": "2G", "WHEELBARROW_DOWNLOAD_TIMEOUT": "90"}
+        )
+        assert limits.max_bytes == 2 * 1024**3
+        assert limits.deadline == 90
+        assert DownloadLimits.from_environ({}) == DownloadLimits()
+
+    @pytest.mark.parametrize(
+        ("name", "value"),
+        [
+            ("WHEELBARROW_MAX_DOWNLOAD_SIZE", "lots"),
+            ("WHEELBARROW_MAX_DOWNLOAD_SIZE", "0"),
+            ("WHEELBARROW_DOWNLOAD_TIMEOUT", "-1"),
+            ("WHEELBARROW_DOWNLOAD_TIMEOUT", "soon"),
+        ],
+    )
+    def test_a_bad_value_is_an_error_naming_the_variable(self, name, value):
+        """A value that is not a positive size or number of seconds names the variable."""
+        with pytest.raises(InputError, match=f"{name}={value!r}"):
+            DownloadLimits.from_environ({name: value})
 
 
 class TestStore:

@@ -208,6 +208,7 @@ class LocalIndex:
     base_url: str
     files_dir: Path
     requests: list[tuple[str, str]] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)  # paths answered 401 (with ``auth``)
 
     @property
     def downloads(self) -> list[str]:
@@ -220,18 +221,31 @@ class LocalIndex:
 
 
 @contextlib.contextmanager
-def serve_local_index(files_dir: Path, artefacts: Iterable[Path] = ()) -> Iterator[LocalIndex]:
-    """Index ``files_dir`` (after copying ``artefacts`` in) and serve it on 127.0.0.1 meanwhile."""
+def serve_local_index(
+    files_dir: Path, artefacts: Iterable[Path] = (), *, auth: tuple[str, str] | None = None
+) -> Iterator[LocalIndex]:
+    """Index ``files_dir`` (after copying ``artefacts`` in) and serve it on 127.0.0.1 meanwhile.
+
+    With ``auth`` (user, password) every request without those basic-auth
+    credentials is answered 401, pages and files alike, as private indexes do.
+    """
+    from .servers import basic_auth_handler
+
     build_local_index(files_dir, artefacts)
     requests: list[tuple[str, str]] = []
+    refused: list[str] = []
 
     def record(method: str, path: str) -> None:
         requests.append((method, path))
 
-    with make_server(files_dir, "127.0.0.1", 0, request_log=record) as handle:
+    handle = make_server(files_dir, "127.0.0.1", 0, request_log=record)
+    if auth is not None:
+        handle.server.RequestHandlerClass = basic_auth_handler(*auth, on_refused=refused.append)
+    with handle:
         yield LocalIndex(
             url=handle.simple_url,
             base_url=handle.url,
             files_dir=files_dir,
             requests=requests,
+            refused=refused,
         )
