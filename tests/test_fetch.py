@@ -76,7 +76,7 @@ def artefact(
     return Artefact(
         name=canonicalize_name(name),
         version="1.0",
-        filename=f"{name}-1.0-py3-none-any.whl",
+        filename=f"{name}-1.0.tar.gz",
         url=url,
         path=None,
         sha256=sha256 or hashlib.sha256(PAYLOAD).hexdigest(),
@@ -149,14 +149,14 @@ class TestFetch:
         bad2 = artefact(f"{server}/ok", name="bad2", sha256="1" * 64)
         with pytest.raises(FetchError) as info:
             Fetcher(backoff=0).fetch([good, bad1, bad2], store, RecordingReporter())
-        assert "bad1 1.0 (bad1-1.0-py3-none-any.whl): GET" in info.value.message
+        assert "bad1 1.0 (bad1-1.0.tar.gz): GET" in info.value.message
         assert "HTTP 404" in info.value.message
         assert "bad2 1.0" in info.value.message
         assert store.has(good.sha256)
 
     def test_local_path_artefacts_are_copied(self, tmp_path):
         """A lock entry with a path (not a URL) is read from disk and checked the same way."""
-        src = tmp_path / "demo-1.0-py3-none-any.whl"
+        src = tmp_path / "demo-1.0.tar.gz"
         src.write_bytes(PAYLOAD)
         a = Artefact(
             name=canonicalize_name("demo"),
@@ -252,7 +252,7 @@ class TestLimits:
 
     def test_a_local_file_longer_than_the_locked_size_is_cut_off(self, tmp_path):
         """A local path is held to the locked size too."""
-        src = tmp_path / "demo-1.0-py3-none-any.whl"
+        src = tmp_path / "demo-1.0.tar.gz"
         src.write_bytes(PAYLOAD * 3)
         a = Artefact(
             name=canonicalize_name("demo"),

@@ -76,6 +76,21 @@ class InstallError(WheelbarrowError):
     """An environment could not be created from the wheelhouse."""
 
 
+class MalformedWheelError(WheelbarrowError):
+    """A wheel is not what a wheel must be: not a zip, RECORD hashes that differ, a wrong name.
+
+    ``path`` is the file checked.
+    """
+
+    def __init__(self, message: str, *, path: str = "", hint: str | None = None) -> None:
+        super().__init__(
+            message,
+            hint=hint
+            or "the wheel is malformed: report it to its maintainers, or pin another version",
+        )
+        self.path = path
+
+
 class ToolError(WheelbarrowError):
     """An external tool (uv, python) failed or is missing."""
 

@@ -218,7 +218,12 @@ class Fetcher:
         while True:
             attempt += 1
             try:
-                with store.writer(sha256=artefact.sha256, size=artefact.size, label=label) as w:
+                with store.writer(
+                    sha256=artefact.sha256,
+                    size=artefact.size,
+                    label=label,
+                    filename=artefact.filename,
+                ) as w:
                     self._copy(artefact, w, reporter, client, cancel, budget)
                     nbytes = w.size
                 break

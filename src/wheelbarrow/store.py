@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, BinaryIO
 
 from wheelbarrow.errors import HashMismatchError, StoreError
 from wheelbarrow.scratch import clean_stale, scratch
+from wheelbarrow.wheelcheck import check_wheel, is_wheel
 
 if TYPE_CHECKING:
     from filelock import FileLock
@@ -69,8 +70,14 @@ class Store:
         return self.blob(sha256).is_file()
 
     @contextlib.contextmanager
-    def writer(self, *, sha256: str, size: int | None, label: str) -> Iterator[BlobWriter]:
-        """Write a blob that must hash to ``sha256``; ``label`` names it in errors."""
+    def writer(
+        self, *, sha256: str, size: int | None, label: str, filename: str | None = None
+    ) -> Iterator[BlobWriter]:
+        """Write a blob that must hash to ``sha256``; ``label`` names it in errors.
+
+        A ``filename`` ending in ``.whl`` is checked as a wheel (a zip, true to
+        its RECORD and name) before it enters the store.
+        """
         with self.scratch("blob-", directory=False) as tmp, tmp.open("xb") as f:
             writer = BlobWriter(f)
             yield writer
@@ -86,6 +93,8 @@ class Store:
                     f"{label}: {writer.size} bytes, the lock says {size}",
                     hint="lock again",
                 )
+            if filename is not None and is_wheel(filename):
+                check_wheel(tmp, filename=filename)
             final = self.blob(sha256)
             final.parent.mkdir(parents=True, exist_ok=True)
             os.chmod(tmp, 0o444)
@@ -101,7 +110,10 @@ class Store:
                 digest.update(chunk)
         sha256 = digest.hexdigest()
         if not self.has(sha256):
-            with self.writer(sha256=sha256, size=None, label=path.name) as w, path.open("rb") as f:
+            with (
+                self.writer(sha256=sha256, size=None, label=path.name, filename=path.name) as w,
+                path.open("rb") as f,
+            ):
                 while chunk := f.read(1 << 20):
                     w.write(chunk)
         return sha256

@@ -1,0 +1,166 @@
+"""Wheels are checked as they enter the store or a wheelhouse, not first at install."""
+
+from __future__ import annotations
+
+import hashlib
+import zipfile
+from pathlib import Path
+
+import pytest
+from packaging.utils import canonicalize_name
+from support import make_wheel
+from support.apps import PLATFORM, cli
+
+from wheelbarrow.errors import MalformedWheelError
+from wheelbarrow.fetch import Fetcher
+from wheelbarrow.lockfile import Artefact
+from wheelbarrow.report import RecordingReporter
+from wheelbarrow.store import Store
+from wheelbarrow.wheelcheck import check_wheel
+
+
+def rewrite(wheel: Path, member: str, data: bytes) -> Path:
+    """The wheel with one member's bytes replaced and its RECORD left as it was."""
+    with zipfile.ZipFile(wheel) as src:
+        members = {info.filename: src.read(info) for info in src.infolist()}
+    members[member] = data
+    with zipfile.ZipFile(wheel, "w") as dst:
+        for name, content in members.items():
+            dst.writestr(name, content)
+    return wheel
+
+
+def tampered(directory: Path) -> Path:
+    """alpha 1.0 whose module differs from the hash in its RECORD."""
+    wheel = make_wheel(directory, "alpha", "1.0")
+    return rewrite(wheel, "alpha/__init__.py", b"EVIL = 1\n")
+
+
+def misnamed(directory: Path) -> Path:
+    """A wheel named alpha-1.0 whose METADATA says 2.0."""
+    wheel = make_wheel(directory / "built", "alpha", "2.0")
+    target = directory / "alpha-1.0-py3-none-any.whl"
+    wheel.rename(target)
+    return target
+
+
+def not_a_zip(directory: Path) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "alpha-1.0-py3-none-any.whl"
+    path.write_bytes(b"<html>not found</html>\n")
+    return path
+
+
+class TestCheckWheel:
+    def test_a_sound_wheel_passes(self, tmp_path):
+        """A wheel made by the book raises nothing."""
+        check_wheel(make_wheel(tmp_path, "alpha", "1.0"))
+
+    def test_not_a_zip_is_refused_with_the_file_named(self, tmp_path):
+        """An HTML page saved as a wheel is refused as not a zip."""
+        with pytest.raises(MalformedWheelError) as info:
+            check_wheel(not_a_zip(tmp_path))
+        assert info.value.message.startswith("alpha-1.0-py3-none-any.whl: not a zip archive")
+        assert info.value.hint is not None and "the wheel is malformed" in info.value.hint
+
+    def test_a_record_hash_that_differs_is_refused(self, tmp_path):
+        """A member whose bytes differ from its RECORD hash is named."""
+        with pytest.raises(MalformedWheelError) as info:
+            check_wheel(tampered(tmp_path))
+        assert "its RECORD does not match its contents" in info.value.message
+        assert "alpha/__init__.py didn't match RECORD" in info.value.message
+
+    def test_a_member_missing_from_record_is_refused(self, tmp_path):
+        """A file the RECORD does not list is refused."""
+        wheel = rewrite(make_wheel(tmp_path, "alpha", "1.0"), "alpha/extra.py", b"X = 1\n")
+        with pytest.raises(MalformedWheelError) as info:
+            check_wheel(wheel)
+        assert "alpha/extra.py is not mentioned in RECORD" in info.value.message
+
+    def test_a_file_name_version_other_than_metadatas_is_refused(self, tmp_path):
+        """alpha-1.0-….whl holding version 2.0 is refused, naming both versions."""
+        with pytest.raises(MalformedWheelError) as info:
+            check_wheel(misnamed(tmp_path))
+        assert info.value.message == (
+            "alpha-1.0-py3-none-any.whl: the file name says version 1.0, its METADATA says 2.0"
+        )
+
+    def test_the_given_file_name_is_checked_not_the_paths(self, tmp_path):
+        """A file under a scratch name is checked against the name it will have."""
+        wheel = make_wheel(tmp_path, "alpha", "1.0")
+        scratch = wheel.rename(tmp_path / "blob-123-abcdef01")
+        check_wheel(scratch, filename="alpha-1.0-py3-none-any.whl")
+        with pytest.raises(MalformedWheelError):
+            check_wheel(scratch, filename="alpha-3.0-py3-none-any.whl")
+
+
+def artefact_for(path: Path) -> Artefact:
+    return Artefact(
+        name=canonicalize_name("alpha"),
+        version="1.0",
+        filename=path.name,
+        url=None,
+        path=path,
+        sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
+        size=path.stat().st_size,
+    )
+
+
+def blobs(store: Path) -> list[Path]:
+    return [p for p in (store / "blobs").rglob("*") if p.is_file()]
+
+
+class TestStoreEntry:
+    def test_a_built_wheel_that_is_malformed_never_enters_the_store(self, tmp_path):
+        """Store.add_file refuses a tampered wheel and keeps nothing of it."""
+        store = Store(tmp_path / "store")
+        with pytest.raises(MalformedWheelError) as info:
+            store.add_file(tampered(tmp_path / "dists"))
+        assert "alpha-1.0-py3-none-any.whl" in info.value.message
+        assert blobs(store.root) == []
+        assert [p.name for p in store.tmp_dir().iterdir()] == []
+
+    def test_a_fetched_wheel_that_is_malformed_never_enters_the_store(self, tmp_path):
+        """A local file whose hash is the lock's, but that is no zip, is refused by the fetcher."""
+        store = Store(tmp_path / "store")
+        with pytest.raises(MalformedWheelError) as info:
+            Fetcher().fetch([artefact_for(not_a_zip(tmp_path))], store, RecordingReporter())
+        assert "alpha-1.0-py3-none-any.whl: not a zip archive" in info.value.message
+        assert blobs(store.root) == []
+
+    def test_sdists_are_not_checked_as_wheels(self, tmp_path):
+        """Only files named .whl are opened as wheels."""
+        store = Store(tmp_path / "store")
+        sdist = tmp_path / "alpha-1.0.tar.gz"
+        sdist.write_bytes(b"not checked here")
+        sha256 = store.add_file(sdist)
+        assert store.has(sha256)
+
+    @pytest.mark.parametrize(
+        ("make", "says"),
+        [
+            (not_a_zip, "not a zip archive"),
+            (tampered, "its RECORD does not match its contents"),
+            (misnamed, "the file name says version 1.0, its METADATA says 2.0"),
+        ],
+    )
+    def test_build_refuses_a_malformed_wheel_with_the_file_named(self, tmp_path, make, says):
+        """`build` from a lock naming a malformed wheel fails naming it; twice, nothing stored."""
+        wheel = make(tmp_path / "dists")
+        app = tmp_path / "app"
+        app.mkdir()
+        (app / ".python-version").write_text("3.11\n")
+        (app / "pylock.toml").write_text(
+            'lock-version = "1.0"\ncreated-by = "hand"\nrequires-python = ">=3.11"\n\n'
+            '[[packages]]\nname = "alpha"\nversion = "1.0"\n\n'
+            f'[[packages.wheels]]\nname = "{wheel.name}"\npath = "../dists/{wheel.name}"\n'
+            f'hashes = {{ sha256 = "{artefact_for(wheel).sha256}" }}\n'
+        )
+        store = tmp_path / "store"
+        for _ in range(2):
+            result = cli("build", app, "--store", store, "--platform", PLATFORM)
+            assert result.code == 1, result.err
+            assert f"error: {wheel.name}: {says}" in result.err
+            assert "hint: the wheel is malformed" in result.err
+            assert blobs(store) == []
+            assert not (store / "wheelhouses").exists()
