@@ -74,6 +74,8 @@ _VALUE_OPTIONS = frozenset(
         "--hash",
     }
 )
+# Options whose value may be a URL, checked as one when it has a scheme.
+_URL_OPTIONS = frozenset({"--index-url", "--extra-index-url", "--find-links"})
 _FLAG_OPTIONS = frozenset({"--no-index", "--pre", "--prefer-binary", "--require-hashes"})
 _SUPPORTED = (
     "-r, -c, -i/--index-url, --extra-index-url, -f/--find-links, --no-index, --pre, "
@@ -286,6 +288,16 @@ def _split_fragment(url: str) -> tuple[str, str | None]:
     return urlunsplit(parts._replace(fragment=rest)), eggs[-1]
 
 
+def _url_problem(url: str) -> str | None:
+    """Why ``url`` is not a URL that later steps (uv, downloads) can use, or ``None``."""
+    try:
+        # .port checks the port's range and digits, which urlsplit alone leaves for later.
+        urlsplit(url).port  # noqa: B018
+    except ValueError as exc:
+        return f"invalid URL {url!r}: {exc}"
+    return None
+
+
 def _name_from_filename(url: str) -> str | None:
     filename = unquote(urlsplit(url).path.rstrip("/").rsplit("/", 1)[-1])
     try:
@@ -423,6 +435,17 @@ class _Parser:
             self.problem(where, f"{what}cannot read it: {exc.strerror or exc}")
         return None
 
+    def _has_nul(self, text: str, origin: Origin, *, what: str = "holds") -> bool:
+        """Record a problem if ``text`` holds a NUL byte, which no name, path or URL can."""
+        if "\0" not in text:
+            return False
+        # A binary file or a bad editor save; paths with one cannot even be looked up.
+        self.problem(
+            origin,
+            f"{what} a NUL byte (column {text.index(chr(0)) + 1}); requirements are plain text",
+        )
+        return True
+
     def _expand(self, line: str, origin: Origin) -> str | None:
         missing: list[str] = []
 
@@ -443,8 +466,10 @@ class _Parser:
         return None if missing else expanded
 
     def _line(self, line: str, *, origin: Origin, base_dir: Path, constraint: bool) -> None:
+        if self._has_nul(line, origin):
+            return
         expanded = self._expand(line, origin)
-        if expanded is None:
+        if expanded is None or self._has_nul(expanded, origin, what="once expanded, it holds"):
             return
         start = _OPTIONS_START.search(expanded)
         cut = start.start() if start else len(expanded)
@@ -561,6 +586,8 @@ class _Parser:
         self, text: str, *, origin: Origin, base_dir: Path, hashes: tuple[str, ...]
     ) -> RequirementLine | None:
         """Parse a PEP 508 requirement; a relative ``name @ ./path`` becomes a ``file:`` URL."""
+        if self._has_nul(text, origin):
+            return None
         try:
             requirement = Requirement(text)
         except InvalidRequirement as exc:
@@ -571,6 +598,9 @@ class _Parser:
             self.problem(origin, message)
             return None
         url = requirement.url
+        if url is not None and (message := _url_problem(url)) is not None:
+            self.problem(origin, message)
+            return None
         if url is not None and _SCHEME.match(url) is None:
             url = (base_dir / url).resolve().as_uri()
             requirement.url = url
@@ -579,6 +609,9 @@ class _Parser:
     def _direct(
         self, url: str, extras: str, marker: str, origin: Origin, hashes: tuple[str, ...]
     ) -> RequirementLine | None:
+        if (message := _url_problem(url)) is not None:
+            self.problem(origin, message)
+            return None
         url, name = _split_fragment(url)
         if name is not None:
             try:
@@ -609,6 +642,12 @@ class _Parser:
         self, option: _Option, origin: Origin, base_dir: Path, constraint: bool
     ) -> None:
         value = option.value or ""
+        is_url = option.name in _URL_OPTIONS and _SCHEME.match(value) is not None
+        if (option.name in ("--index-url", "--extra-index-url") or is_url) and (
+            message := _url_problem(value)
+        ) is not None:
+            self.problem(origin, f"{option.written} {message}")
+            return
         match option.name:
             case "--requirement" | "--constraint":
                 if _SCHEME.match(value):

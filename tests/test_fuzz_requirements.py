@@ -1,0 +1,238 @@
+"""Fuzz tests of wheelbarrow.requirements: any requirements file is parsed or refused, no crash.
+
+Every refusal is a RequirementsError whose problems each name the file and
+line they come from. Inputs are both random bytes and structured lines (pins,
+URLs, paths, options, includes, variables) with one part broken.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from support.fuzz import NASTY, fuzz_settings, nasty_bytes, nasty_text
+
+from wheelbarrow.errors import RequirementsError
+from wheelbarrow.lock import LockRequest
+from wheelbarrow.requirements import (
+    Requirements,
+    parse_requirements_file,
+    requirements_from_strings,
+)
+from wheelbarrow.target import Target
+
+SHA256 = "58cd2187c01e70e6e26505bca751777aa9f2ee0b7f4300988b709f44e013003f"
+# Nothing listens on port 9 of 127.0.0.1: no case can reach a real host.
+HOST = "127.0.0.1:9"
+TARGET = Target.parse(python="3.12", platform="manylinux_2_28_x86_64", python_source="test")
+
+
+def part(good: list[str]) -> st.SearchStrategy[str]:
+    """One of ``good``; now and then one with a nasty character inserted, or junk in its place."""
+    return st.one_of(st.sampled_from(good), st.sampled_from(good), damaged(good), nasty_text)
+
+
+def damaged(good: list[str]) -> st.SearchStrategy[str]:
+    """One of ``good`` with a character that matters to parsers inserted somewhere."""
+    return st.tuples(st.sampled_from(good), st.integers(0, 40), st.sampled_from(NASTY)).map(
+        lambda t: t[0][: t[1]] + t[2] + t[0][t[1] :]
+    )
+
+
+names = part(["six", "Flask", "zope.interface", "a_b-c", "x1"])
+extras = part(["", "", "[security]", "[a,b]", "[", "[]"])
+specifiers = part(["", "==1.0", ">=1,<2", "~=1.4.2", "===weird", " == 2.*", "=>1", "=1", "!=3"])
+markers = part(
+    ["", "", "; python_version < '3.12'", ";sys_platform=='linux'", "; extra == 'x'", "; os_name"]
+)
+hashes = part(["", f" --hash=sha256:{SHA256}", " --hash=md5:00", " --hash sha256:zz", " --hash"])
+hosts = part([HOST, f"user:pw@{HOST}", "[::1", "127.0.0.1:99999", "%zz", "", "[::1]:9"])
+url_paths = part(
+    ["/six-1.0.tar.gz", "/pkg.zip", "/a/b-1.0-py3-none-any.whl", "/r.git", "/", "/%00x"]
+)
+fragments = part(
+    [
+        "",
+        "#egg=six",
+        "#egg=six[x]",
+        "#sha256=" + SHA256,
+        "#egg=",
+        "#egg=bad name",
+        "#subdirectory=a",
+    ]
+)
+schemes = part(["https", "http", "file", "git+https", "hg+http", "svn+ssh", "ftp", "git+"])
+local_paths = part(["./pkg", "../pkg", "./pkg[x]", "./dist/six-1.0.tar.gz", ".", "./a\\b", "./"])
+include_targets = part(["inc.txt", "./inc.txt", "sub/../inc.txt", "missing.txt", ".", "inc.txt\\"])
+values = part(["six", ":all:", ":none:", "a,b", f"https://{HOST}/simple", "./wheels", ""])
+options = part(
+    [
+        "-r",
+        "-c",
+        "-e",
+        "-i",
+        "-f",
+        "--index-url",
+        "--extra-index-url",
+        "--find-links",
+        "--no-binary",
+        "--only-binary",
+        "--trusted-host",
+        "--no-index",
+        "--pre",
+        "--prefer-binary",
+        "--require-hashes",
+        "--hash",
+        "--unknown",
+        "-x",
+    ]
+)
+variables = part(["${VAR}", "${MISSING}", "${lower}", "$VAR", "${", "${VAR"])
+
+
+@st.composite
+def url(draw: st.DrawFn) -> str:
+    """A URL with one part possibly broken: scheme, host, path, query or fragment."""
+    query = draw(st.sampled_from(["", "?a=b", "?", "?a=%"]))
+    return (
+        f"{draw(schemes)}://{draw(hosts)}{draw(url_paths)}{query}{draw(fragments)}"
+        f"{draw(st.sampled_from(['', '@v1', '@']))}"
+    )
+
+
+@st.composite
+def requirement_line(draw: st.DrawFn) -> str:
+    """A line of a requirements file, built from parts of which some may be broken."""
+    kind = draw(st.sampled_from(["pep508", "url", "direct", "path", "option", "include", "var"]))
+    if kind == "pep508":
+        line = draw(names) + draw(extras) + draw(specifiers) + draw(markers)
+    elif kind == "url":
+        line = draw(url()) + draw(st.sampled_from(["", " ; python_version > '3'", ";x"]))
+    elif kind == "direct":
+        line = f"{draw(names)}{draw(extras)} @ {draw(st.one_of(url(), local_paths))}{draw(markers)}"
+    elif kind == "path":
+        line = draw(local_paths) + draw(fragments) + draw(markers)
+    elif kind == "option":
+        sep = draw(st.sampled_from([" ", "=", "", "  "]))
+        line = draw(options) + sep + draw(st.one_of(values, url(), local_paths))
+    elif kind == "include":
+        line = f"{draw(st.sampled_from(['-r', '-c', '--requirement', '-rinc.txt']))} "
+        line += draw(include_targets)
+    else:
+        line = draw(variables) + draw(st.sampled_from(["", "==1", " @ ./x", "/simple"]))
+    line += draw(hashes)
+    line += draw(st.sampled_from(["", "", "  # a comment", " #", "\\", "'", '"']))
+    return line
+
+
+@st.composite
+def requirements_file(draw: st.DrawFn) -> bytes:
+    """A whole file: structured lines, sometimes with raw bytes or a broken encoding in between."""
+    lines = draw(
+        st.lists(
+            st.one_of(requirement_line(), requirement_line(), nasty_text),
+            max_size=8,
+        )
+    )
+    newline = draw(st.sampled_from(["\n", "\r\n", "\\\n", "\r"]))
+    text = newline.join(lines).encode("utf-8")
+    if draw(st.booleans()):
+        text = draw(st.sampled_from([b"", b"\xef\xbb\xbf"])) + text
+    if draw(st.integers(0, 9)) == 0:
+        cut = draw(st.integers(0, len(text)))
+        text = text[:cut] + draw(nasty_bytes) + text[cut:]
+    return text
+
+
+def check(root: Path, main: bytes, included: bytes, environ: dict[str, str]) -> None:
+    """Parse ``main`` (which may include ``included``): a value, or problems with file and line."""
+    for name, data in (("requirements.txt", main), ("inc.txt", included)):
+        (root / name).write_bytes(data)
+    path = root / "requirements.txt"
+    try:
+        result = parse_requirements_file(path, environ=environ)
+    except RequirementsError as exc:
+        assert exc.problems, "a RequirementsError lists at least one problem"
+        assert exc.hint
+        for problem in exc.problems:
+            # file:line: message; only an unreadable outermost file has no line.
+            match = re.match(rf"({re.escape(str(root))}/[^:]*?)(:\d+)?: \S", problem)
+            assert match is not None, problem
+            assert match.group(2) or "UTF-8" in problem or "cannot read" in problem, problem
+        return
+    assert isinstance(result, Requirements)
+    # What lock and the wheelhouse key do with a parsed file must work too.
+    assert LockRequest(requirements=result, target=TARGET, index=result.index).digest
+    for line in (*result.requirements, *result.constraints):
+        assert "\n" not in str(line), line
+
+
+class TestRequirementsFuzz:
+    """parse_requirements_file on thousands of generated files."""
+
+    @fuzz_settings(1500)
+    @given(main=requirements_file(), included=requirements_file(), var=nasty_text)
+    def test_structured_files_parse_or_name_file_and_line(
+        self, tmp_path: Path, main: bytes, included: bytes, var: str
+    ) -> None:
+        """Valid-looking lines with one broken part are parsed or refused with file:line."""
+        check(tmp_path, main, included, {"VAR": var, "lower": "x"})
+
+    @fuzz_settings(500)
+    @given(main=nasty_bytes, included=nasty_bytes)
+    def test_random_bytes_parse_or_name_file(
+        self, tmp_path: Path, main: bytes, included: bytes
+    ) -> None:
+        """Random bytes (NULs, bad UTF-8, control characters) never crash the parser."""
+        check(tmp_path, main + b"\n-r inc.txt", included, {})
+
+    @pytest.mark.parametrize(
+        ("line", "fragment"),
+        [
+            ("-r \x00", "NUL"),
+            ("./pkg\x00", "NUL"),
+            ("https://[::1/x.whl", "URL"),
+            ("six @ https://[::1/x.whl", "URL"),
+            ("-f https://[::1", "URL"),
+            ("-i https://127.0.0.1:99999/simple", "Port out of range"),
+            ("https://[zz]/six-1.0.tar.gz", "URL"),
+            ("-r ${VAR}", "once expanded, it holds a NUL"),
+        ],
+    )
+    def test_cases_that_crashed(self, tmp_path: Path, line: str, fragment: str) -> None:
+        """NUL bytes in paths and malformed URLs are problems on their line, not tracebacks."""
+        (tmp_path / "requirements.txt").write_text(f"six\n{line}\n", encoding="utf-8")
+        with pytest.raises(RequirementsError) as info:
+            parse_requirements_file(tmp_path / "requirements.txt", environ={"VAR": "a\0b"})
+        (problem,) = info.value.problems
+        assert problem.startswith(f"{tmp_path / 'requirements.txt'}:2: "), problem
+        assert fragment in problem, problem
+
+
+class TestDependenciesFuzz:
+    """requirements_from_strings, as for ``[project] dependencies``."""
+
+    @fuzz_settings(500)
+    @given(lines=st.lists(st.one_of(requirement_line(), nasty_text), max_size=6))
+    def test_dependencies_parse_or_name_file_and_index(
+        self, tmp_path: Path, lines: list[str]
+    ) -> None:
+        """Each bad dependency is a problem that names pyproject.toml and its index."""
+        path = tmp_path / "pyproject.toml"
+        try:
+            requirements_from_strings(lines, path=path)
+        except RequirementsError as exc:
+            for problem in exc.problems:
+                assert re.match(rf"{re.escape(str(path))}: dependencies\[\d+\]: ", problem), problem
+
+    @pytest.mark.parametrize("dependency", ["x @ ./a\0", "x @ file:///a\0b", "x @ https://[::1/"])
+    def test_dependencies_that_crashed(self, tmp_path: Path, dependency: str) -> None:
+        """A NUL byte or a malformed URL in a dependency is a problem naming its index."""
+        path = tmp_path / "pyproject.toml"
+        with pytest.raises(RequirementsError) as info:
+            requirements_from_strings(["six", dependency], path=path)
+        (problem,) = info.value.problems
+        assert problem.startswith(f"{path}: dependencies[1]: "), problem
