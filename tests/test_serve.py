@@ -5,7 +5,10 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import select
 import shutil
+import socket
+import socketserver
 import subprocess
 import sys
 import threading
@@ -21,6 +24,7 @@ from wheelbarrow.errors import InputError
 from wheelbarrow.serve import (
     HTML_CONTENT_TYPE,
     JSON_CONTENT_TYPE,
+    IndexServer,
     ServerHandle,
     make_server,
     negotiate,
@@ -343,6 +347,102 @@ class TestServerHandle:
         handle.shutdown()
 
         assert isinstance(handle, ServerHandle)
+
+
+class TestUnderLoad:
+    """The settings that keep latency low with many clients (bench/bench_serve.py measures it)."""
+
+    CLIENTS = 64
+
+    def test_listen_backlog_holds_many_connections_at_once(self, tmp_path: Path) -> None:
+        """Connections arriving before any is accepted all complete their handshake."""
+        build_local_index(tmp_path)
+        handle = make_server(tmp_path)  # listening, but accepting nothing yet
+        sockets = [socket.socket() for _ in range(self.CLIENTS)]
+        try:
+            for sock in sockets:
+                sock.setblocking(False)
+                sock.connect_ex(handle.server.server_address[:2])
+            # A full accept queue drops the SYN: that connect stays pending for a 1 s
+            # retransmit. Half a second is far more than a loopback handshake needs.
+            _, writable, _ = select.select([], sockets, [], 0.5)
+            connected = [
+                s for s in writable if s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0
+            ]
+        finally:
+            for sock in sockets:
+                sock.close()
+            handle.shutdown()
+
+        assert len(connected) == self.CLIENTS
+        assert handle.server.request_queue_size >= 1024
+
+    def test_connections_are_kept_alive(self, tmp_path: Path) -> None:
+        """One HTTP/1.1 connection answers several requests, with Nagle's algorithm off."""
+        make_wheel(tmp_path, "mydep", "1.0")
+        build_local_index(tmp_path)
+        with make_server(tmp_path) as handle:
+            parts = urllib.parse.urlsplit(handle.url)
+            connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+            try:
+                answers = []
+                for path in ("/simple/", "/simple/mydep/", "/mydep-1.0-py3-none-any.whl"):
+                    connection.request("GET", path)
+                    answer = connection.getresponse()
+                    answers.append((answer.version, answer.status, answer.will_close))
+                    answer.read()
+            finally:
+                connection.close()
+            handler = handle.server.RequestHandlerClass
+
+        assert answers == [(11, 200, False)] * 3
+        # Headers and body are written separately: with Nagle on, the body of a
+        # kept-alive answer waits for the client's delayed ACK (40 ms).
+        assert getattr(handler, "disable_nagle_algorithm", False) is True
+
+    @pytest.mark.parametrize(("ask", "kept"), [("Connection: keep-alive\r\n", True), ("", False)])
+    def test_http_1_0_clients_get_keep_alive_only_when_they_ask(
+        self, served: LocalIndex, ask: str, kept: bool
+    ) -> None:
+        """An HTTP/1.0 client asking for keep-alive is told so; one that does not is closed."""
+        parts = urllib.parse.urlsplit(served.base_url)
+        with socket.create_connection((parts.hostname, parts.port), timeout=10) as sock:
+            reader = sock.makefile("rb")
+            sock.sendall(f"GET /simple/ HTTP/1.0\r\n{ask}\r\n".encode())
+            status = reader.readline()
+            headers = http.client.parse_headers(reader)
+            reader.read(int(headers["Content-Length"]))
+            if kept:
+                sock.sendall(b"GET /simple/mypkg/ HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+                after = reader.readline()
+            else:
+                after = reader.read()  # the server closes: end of stream
+            reader.close()
+
+        assert status.startswith(b"HTTP/1.1 200")
+        assert (headers.get("Connection", "").lower() == "keep-alive") is kept
+        assert after.startswith(b"HTTP/1.1 200") if kept else after == b""
+
+    def test_idle_kept_alive_connections_do_not_block_new_clients(self, served: LocalIndex) -> None:
+        """Each connection has its own thread: many idle keep-alive clients starve no one."""
+        parts = urllib.parse.urlsplit(served.base_url)
+        idle = [
+            http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+            for _ in range(self.CLIENTS)
+        ]
+        try:
+            for connection in idle:
+                connection.request("GET", "/simple/")
+                connection.getresponse().read()
+            # Every connection above is open and idle now, holding whatever serves it.
+            answer = request(served.base_url, "/simple/mypkg/")
+        finally:
+            for connection in idle:
+                connection.close()
+
+        assert answer.status == 200
+        assert issubclass(IndexServer, socketserver.ThreadingMixIn)
+        assert IndexServer.daemon_threads is True
 
 
 def _client_env(tmp_path: Path) -> dict[str, str]:
