@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -260,7 +264,7 @@ class TestLinkTree:
         (src / "lib" / "f").write_text("x")
         (src / "lib64").symlink_to("lib")
         (src / "f-link").symlink_to("lib/f")
-        _link_tree(src, tmp_path / "dst", hardlink=True)
+        _link_tree(src, tmp_path / "dst", mode="hardlink")
         assert (tmp_path / "dst" / "lib64").readlink() == Path("lib")
         assert (tmp_path / "dst" / "f-link").readlink() == Path("lib/f")
         assert (tmp_path / "dst" / "lib" / "f").stat().st_ino == (src / "lib" / "f").stat().st_ino
@@ -302,3 +306,251 @@ class TestDamagedStore:
         assert second.code == 0, second.err
         assert second.json()["status"] == "built"
         assert (house / "wheelhouse.json").is_file()
+
+
+def site_of(env: Path) -> Path:
+    return next(env.glob("lib/python*/site-packages"))
+
+
+def run_python(env: Path, code: str) -> str:
+    return subprocess.run(
+        [env / "bin" / "python", "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+class TestContentTrueDerivation:
+    def test_a_wheel_rebuilt_under_the_same_name_is_swapped_in(self, tmp_path, local_index):
+        """Two wheels with one file name and different bytes: the new bytes are what runs."""
+        one, two = tmp_path / "dists-one", tmp_path / "dists-two"
+        for d, value in ((one, "old build"), (two, "new build")):
+            make_wheel(d, "alpha", "1.0", files={"alpha/__init__.py": f"BUILD = {value!r}\n"})
+            make_wheel(d, "kept", "1.0", files={"kept/__init__.py": "K = 1\n"})
+        first, second = local_index(one), local_index(two)
+        app = make_app(tmp_path / "app", "alpha==1.0\nkept==1.0\n")
+        store = tmp_path / "store"
+        assert build_cli(app, store, first.url).code == 0
+        install(app, store, tmp_path / "env-one")
+        assert build_cli(app, store, second.url).code == 0
+        result = cli("install", app, "--store", store, "--into", tmp_path / "env-two")
+        assert result.code == 0, result.err
+        assert "1 wheel(s) in, 1 out, 1 kept" in result.err
+        assert run_python(tmp_path / "env-two", "import alpha; print(alpha.BUILD)") == "new build"
+        assert run_python(tmp_path / "env-one", "import alpha; print(alpha.BUILD)") == "old build"
+        # Twice: the second install of each wheelhouse is a clone of the right environment.
+        install(app, store, tmp_path / "env-three")
+        assert run_python(tmp_path / "env-three", "import alpha; print(alpha.BUILD)") == "new build"
+
+
+def store_env(store: Path) -> Path:
+    [env] = [p for p in (store / "envs").iterdir() if not p.name.startswith("build-")]
+    return env
+
+
+class TestInPlaceEdits:
+    def test_an_append_in_one_environment_never_reaches_the_next_install(self, tmp_path, built_app):
+        """An edit through a hard link is caught by the seal; the next install gets the original."""
+        app, store = built_app
+        install(app, store, tmp_path / "one")
+        edited = site_of(tmp_path / "one") / "alpha" / "__init__.py"
+        with edited.open("a") as f:
+            f.write("VALUE = 'edited'\n")
+        result = cli("install", app, "--store", store, "--into", tmp_path / "two")
+        assert result.code == 0, result.err
+        assert "edited in place" in result.err
+        assert "site-packages/alpha/__init__.py" in result.err
+        assert run_python(tmp_path / "two", "import alpha; print(alpha.VALUE)") == "42"
+        # The rebuilt store environment is sealed again: the next install is quiet and right.
+        again = cli("install", app, "--store", store, "--into", tmp_path / "three")
+        assert again.code == 0, again.err
+        assert "edited in place" not in again.err
+        assert run_python(tmp_path / "three", "import alpha; print(alpha.VALUE)") == "42"
+
+    def test_a_file_deleted_from_the_stored_environment_is_rebuilt(self, tmp_path, built_app):
+        """A file missing from the store's environment is named, and the next install works."""
+        app, store = built_app
+        install(app, store, tmp_path / "one")
+        (site_of(store_env(store)) / "alpha" / "__init__.py").unlink()
+        result = cli("install", app, "--store", store, "--into", tmp_path / "two")
+        assert result.code == 0, result.err
+        assert "site-packages/alpha/__init__.py (missing)" in result.err
+        assert run_python(tmp_path / "two", "import alpha; print(alpha.VALUE)") == "42"
+
+    def test_a_file_added_to_the_stored_environment_is_not_cloned(self, tmp_path, built_app):
+        """A .pth dropped into the store's environment is caught instead of spreading."""
+        app, store = built_app
+        install(app, store, tmp_path / "one")
+        (site_of(store_env(store)) / "evil.pth").write_text("import sys\n")
+        result = cli("install", app, "--store", store, "--into", tmp_path / "two")
+        assert result.code == 0, result.err
+        assert "evil.pth (added)" in result.err
+        assert not (site_of(tmp_path / "two") / "evil.pth").exists()
+
+    def test_an_edit_never_reaches_a_derived_environment(self, tmp_path, local_index):
+        """Another app's environment derived from an edited one carries the original files."""
+        d = tmp_path / "dists"
+        make_wheel(d, "alpha", "1.0")
+        make_wheel(d, "alpha", "2.0")
+        make_wheel(d, "kept", "1.0", files={"kept/__init__.py": "K = 1\n"})
+        index = local_index(d)
+        first = make_app(tmp_path / "first", "alpha==1.0\nkept==1.0\n")
+        other = make_app(tmp_path / "other", "alpha==2.0\nkept==1.0\n")
+        store = tmp_path / "store"
+        assert build_cli(first, store, index.url).code == 0
+        install(first, store, tmp_path / "one")
+        with (site_of(tmp_path / "one") / "kept" / "__init__.py").open("a") as f:
+            f.write("K = 'edited'\n")
+        assert build_cli(other, store, index.url).code == 0
+        result = cli("install", other, "--store", store, "--into", tmp_path / "two")
+        assert result.code == 0, result.err
+        assert "site-packages/kept/__init__.py (changed)" in result.err
+        assert (
+            run_python(tmp_path / "two", "import kept, alpha; print(kept.K, alpha.__version__)")
+            == "1 2.0"
+        )
+
+    def test_reinstalling_an_edited_environment_restores_it(self, tmp_path, built_app):
+        """Install into a directory whose hard-linked files were edited clones it afresh."""
+        app, store = built_app
+        into = tmp_path / "one"
+        install(app, store, into)
+        with (site_of(into) / "alpha" / "__init__.py").open("a") as f:
+            f.write("VALUE = 'edited'\n")
+        report = install(app, store, into)
+        assert report["status"] == "built-and-cloned"
+        assert run_python(into, "import alpha; print(alpha.VALUE)") == "42"
+        assert install(app, store, into)["status"] == "up-to-date"
+
+    def test_a_touched_but_unchanged_file_is_not_an_edit(self, tmp_path, built_app):
+        """A new mtime with the same bytes passes the seal (the hash backs the stat)."""
+        app, store = built_app
+        install(app, store, tmp_path / "one")
+        os.utime(site_of(tmp_path / "one") / "alpha" / "__init__.py", (1, 1))
+        result = cli("install", app, "--store", store, "--into", tmp_path / "two", "--json")
+        assert result.code == 0, result.err
+        assert result.json()["status"] == "cloned"
+        assert "edited in place" not in result.err
+
+    def test_copy_mode_edits_stay_in_their_environment(self, tmp_path, built_app):
+        """An edit in a --link-mode copy environment touches nothing else."""
+        app, store = built_app
+        install(app, store, tmp_path / "one", "--link-mode", "copy")
+        with (site_of(tmp_path / "one") / "alpha" / "__init__.py").open("a") as f:
+            f.write("VALUE = 'edited'\n")
+        result = cli("install", app, "--store", store, "--into", tmp_path / "two", "--json")
+        assert result.code == 0, result.err
+        assert result.json()["status"] == "cloned"
+        assert run_python(tmp_path / "two", "import alpha; print(alpha.VALUE)") == "42"
+
+
+class TestInstallTarget:
+    def test_files_the_user_added_are_named_and_kept(self, tmp_path, local_index):
+        """Replacing an environment holding the user's files refuses, naming them; they survive."""
+        d = tmp_path / "dists"
+        make_wheel(d, "alpha", "1.0")
+        make_wheel(d, "alpha", "2.0")
+        index = local_index(d)
+        app = make_app(tmp_path / "app", "alpha==1.0\n")
+        store = tmp_path / "store"
+        into = tmp_path / "env"
+        assert build_cli(app, store, index.url).code == 0
+        install(app, store, into)
+        mine = site_of(into) / "mine.py"
+        mine.write_text("MINE = 1\n")
+        (into / "notes.txt").write_text("keep me\n")
+        (app / "requirements.txt").write_text("alpha==2.0\n")
+        assert build_cli(app, store, index.url).code == 0
+        result = cli("install", app, "--store", store, "--into", into)
+        assert result.code == 1
+        assert "notes.txt" in result.err and "site-packages/mine.py" in result.err
+        assert "hint:" in result.err
+        assert mine.read_text() == "MINE = 1\n"
+        assert (into / "notes.txt").read_text() == "keep me\n"
+        assert run_python(into, "import alpha; print(alpha.__version__)") == "1.0"
+        # Once they are moved out, the same install replaces the environment.
+        mine.unlink()
+        (into / "notes.txt").unlink()
+        install(app, store, into)
+        assert run_python(into, "import alpha; print(alpha.__version__)") == "2.0"
+
+    def test_into_a_regular_file_is_a_clear_error(self, tmp_path, built_app):
+        """--into naming a file is an error naming it, not a traceback; the file is kept."""
+        app, store = built_app
+        target = tmp_path / "file"
+        target.write_text("mine\n")
+        result = cli("install", app, "--store", store, "--into", target)
+        assert result.code == 1
+        assert f"{target}: is a file" in result.err
+        assert "Traceback" not in result.err
+        assert target.read_text() == "mine\n"
+
+    def test_a_killed_installs_leftover_beside_the_target_is_cleaned(self, tmp_path, built_app):
+        """The scratch directory of an install killed with SIGKILL goes at the next install."""
+        app, store = built_app
+        code = textwrap.dedent(
+            f"""
+            import time
+            from pathlib import Path
+            from wheelbarrow.scratch import scratch
+            with scratch(Path({str(tmp_path)!r}), ".env.wheelbarrow-") as p:
+                (p / "env").mkdir()
+                (p / "env" / "half").write_text("x")
+                print("ready", flush=True)
+                time.sleep(60)
+            """
+        )
+        proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "ready"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        proc.stdout.close()
+        assert [p for p in tmp_path.iterdir() if p.name.startswith(".env.")]
+        install(app, store, tmp_path / "env")
+        assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".env.")] == []
+
+
+class TestInstallFailures:
+    def test_a_full_disk_is_not_called_a_malformed_wheel(self, tmp_path):
+        """ENOSPC while unpacking propagates as OSError (errno 28), never the malformed hint."""
+        unshare = shutil.which("unshare")
+        if unshare is None or os.geteuid() != 0:
+            pytest.skip("needs root and unshare for a real small filesystem")
+        wheel = make_wheel(
+            tmp_path / "dists", "big", "1.0", files={"big/data.bin": os.urandom(2_000_000)}
+        )
+        tiny = tmp_path / "tiny"
+        tiny.mkdir()
+        code = textwrap.dedent(
+            f"""
+            import os, sys
+            from pathlib import Path
+            from wheelbarrow.environment import build_store_env
+            from wheelbarrow.errors import WheelbarrowError
+            from wheelbarrow.interpreters import Interpreter
+            from wheelbarrow.report import NullReporter
+            from wheelbarrow.runner import run_subprocess
+            from wheelbarrow.store import Store
+            python = os.path.realpath(getattr(sys, "_base_executable", sys.executable))
+            version = ".".join(map(str, sys.version_info[:3]))
+            try:
+                build_store_env(
+                    [Path({str(wheel)!r})],
+                    key="k",
+                    wheelhouse_key="w",
+                    interpreter=Interpreter(executable=Path(python), version=version),
+                    store=Store(Path({str(tiny)!r}) / "store"),
+                    runner=run_subprocess,
+                    reporter=NullReporter(),
+                    compile_bytecode=False,
+                )
+            except OSError as exc:
+                print("oserror", exc.errno)
+            except WheelbarrowError as exc:
+                print("wheelbarrow", exc.hint)
+            """
+        )
+        script = f'mount -t tmpfs -o size=512k none {tiny} && exec {sys.executable} -c "$0"'
+        result = subprocess.run(
+            [unshare, "-m", "sh", "-c", script, code], capture_output=True, text=True, timeout=60
+        )
+        assert result.stdout.strip() == "oserror 28", result.stdout + result.stderr

@@ -1,25 +1,41 @@
-"""Environments: built once per wheelhouse and interpreter in the store, then cloned by links."""
+"""Environments: built once per wheelhouse and interpreter in the store, sealed, cloned by links."""
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import hashlib
 import json
 import os
 import shutil
+import stat
 import tempfile
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from wheelbarrow.errors import InstallError
+from wheelbarrow.errors import InstallError, MalformedWheelError, StoreError
 from wheelbarrow.interpreters import Interpreter
 from wheelbarrow.report import Reporter
 from wheelbarrow.runner import Runner
 from wheelbarrow.scratch import clean_stale, scratch
+from wheelbarrow.seal import (
+    SEAL,
+    Scan,
+    Seal,
+    SealCheck,
+    SealProblem,
+    describe,
+    make_seal,
+    read_seal,
+    regenerable,
+    scan_tree,
+    sha256_file,
+)
 from wheelbarrow.store import Store
 
 MARKER = ".wheelbarrow-env.json"
@@ -66,8 +82,42 @@ def read_marker(path: Path) -> dict[str, object] | None:
     return data if isinstance(data, dict) else None
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Wheel:
+    """A wheel to install and the sha256 it must have (from a wheelhouse manifest)."""
+
+    path: Path
+    sha256: str
+
+    @classmethod
+    def of(cls, path: Path) -> Wheel:
+        """A wheel whose expected hash is what it holds now (a caller without a manifest)."""
+        return cls(path=path, sha256=sha256_file(path))
+
+    @property
+    def name(self) -> str:
+        """The file name."""
+        return self.path.name
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoreEnv:
+    """A stored environment ready to clone, and whether this call made it."""
+
+    path: Path
+    made: bool
+
+
+def manifest_wheels(wheelhouse: Path, manifest: Mapping[str, Any]) -> list[Wheel]:
+    """The wheels of a wheelhouse with the sha256 its manifest gives each."""
+    return [
+        Wheel(path=wheelhouse / str(w["filename"]), sha256=str(w["sha256"]))
+        for w in manifest["wheels"]
+    ]
+
+
 def build_store_env(
-    wheels: Sequence[Path],
+    wheels: Sequence[Path | Wheel],
     *,
     key: str,
     wheelhouse_key: str,
@@ -77,33 +127,71 @@ def build_store_env(
     reporter: Reporter,
     compile_bytecode: bool = True,
 ) -> Path:
-    """Make the environment for ``key`` in the store, once; later calls return at once.
+    """The path of :func:`ensure_store_env`'s environment."""
+    return ensure_store_env(
+        wheels,
+        key=key,
+        wheelhouse_key=wheelhouse_key,
+        interpreter=interpreter,
+        store=store,
+        runner=runner,
+        reporter=reporter,
+        compile_bytecode=compile_bytecode,
+    ).path
+
+
+def ensure_store_env(
+    wheels: Sequence[Path | Wheel],
+    *,
+    key: str,
+    wheelhouse_key: str,
+    interpreter: Interpreter,
+    store: Store,
+    runner: Runner,
+    reporter: Reporter,
+    compile_bytecode: bool = True,
+) -> StoreEnv:
+    """Make the environment for ``key`` in the store, once, and sealed; later calls check it.
+
+    A stored environment is returned only when it passes its seal (see
+    :mod:`wheelbarrow.seal`): one that was edited in place, lost files or
+    gained some is set aside, reported with the files, and built again.
 
     When the store holds an environment of the same interpreter that shares
-    wheels with this one, the new one is derived from it: cloned by hard
-    links, the wheels that differ uninstalled and installed, and only the new
-    files compiled. Changing one pin then reinstalls one package. Build
-    environments pass ``compile_bytecode=False``: they are not shipped.
+    wheels with this one (by sha256, not by file name), the new one is derived
+    from it: cloned by links, the wheels that differ uninstalled and
+    installed, and only the new files compiled. Changing one pin then
+    reinstalls one package. Build environments pass ``compile_bytecode=False``:
+    they are not shipped. Wheels given as paths are hashed; those given as
+    :class:`Wheel` must have their sha256, checked as they are read.
     """
     final = store.env(key)
-    if read_marker(final) is not None:
-        return final
+    if _inspect(final).sound:
+        return StoreEnv(path=final, made=False)
     with store.lock(f"env-{key}"):
-        if read_marker(final) is not None:
-            return final
+        state = _inspect(final)
+        if state.sound:
+            return StoreEnv(path=final, made=False)
+        wanted = [w if isinstance(w, Wheel) else Wheel.of(w) for w in wheels]
         with store.scratch(f"env-{key[:16]}-") as holder:
+            if state.kind != "absent":
+                _report_unsound(final, state, reporter)
+                # The store is a cache: the broken entry goes with the scratch entry.
+                os.rename(final, holder / "set-aside")
             work = holder / "env"
-            base = _closest_env(store, interpreter, wheels) if compile_bytecode else None
-            derived = False
+            base = _closest_env(store, interpreter, wanted) if compile_bytecode else None
+            seal: Seal | None = None
             if base is not None:
                 try:
-                    _derive(base, wheels, work, final, interpreter, runner, reporter)
-                    derived = True
-                except (OSError, InstallError) as exc:
+                    seal = _derive(base, wanted, work, final, interpreter, runner, reporter)
+                except _BaseEdited as exc:
+                    _set_aside(store, base, exc.check, reporter)
+                except InstallError as exc:
                     reporter.message("info", f"starting afresh ({exc})")
+                if seal is None:
                     shutil.rmtree(work, ignore_errors=True)
-            if not derived:
-                _fresh(wheels, work, final, interpreter, runner, reporter, compile_bytecode)
+            if seal is None:
+                _fresh(wanted, work, final, interpreter, runner, reporter, compile_bytecode)
             (work / MARKER).write_text(
                 json.dumps(
                     {
@@ -111,23 +199,100 @@ def build_store_env(
                         "wheelhouse": wheelhouse_key,
                         "python": str(interpreter.executable),
                         "python_version": interpreter.version,
-                        "wheels": sorted(w.name for w in wheels),
+                        "wheels": [
+                            {"filename": w.name, "sha256": w.sha256}
+                            for w in sorted(wanted, key=lambda w: (w.name, w.sha256))
+                        ],
                         "bytecode": compile_bytecode,
                     }
                 )
                 + "\n",
                 encoding="utf-8",
             )
+            # Sealed before it is renamed into place: a stored environment always has its seal.
+            make_seal(work, known=seal).write(work)
             final.parent.mkdir(parents=True, exist_ok=True)
-            if final.exists():
-                # No marker, yet there: a damaged or partly deleted store entry.
-                # The store is a cache; the new one replaces it.
-                reporter.message(
-                    "info", f"replacing an incomplete environment in the store: {final}"
-                )
-                os.rename(final, holder / "damaged")  # removed with the scratch entry
             os.rename(work, final)
-    return final
+    return StoreEnv(path=final, made=True)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _State:
+    kind: Literal["absent", "incomplete", "unsealed", "sealed"]
+    check: SealCheck | None = None
+
+    @property
+    def sound(self) -> bool:
+        return self.kind == "sealed" and self.check is not None and self.check.ok
+
+
+def _inspect(path: Path, scan: Scan | None = None) -> _State:
+    """What the stored environment at ``path`` is: absent, incomplete, unsealed or checked."""
+    if read_marker(path) is None:
+        return _State(kind="incomplete" if os.path.lexists(path) else "absent")
+    seal = read_seal(path)
+    if seal is None:
+        return _State(kind="unsealed")
+    try:
+        check = seal.check(path, scan)
+    except FileNotFoundError:  # removed while being checked
+        return _State(kind="incomplete" if os.path.lexists(path) else "absent")
+    if check.ok and check.restated:
+        # Same bytes, new stats (touched, or the store was copied): record them,
+        # so the next check is a stat pass again. Best effort.
+        with contextlib.suppress(OSError):
+            seal.refreshed(check.restated).write(path)
+    return _State(kind="sealed", check=check)
+
+
+def _report_unsound(path: Path, state: _State, reporter: Reporter) -> None:
+    if state.kind == "incomplete":
+        # No marker, yet there: a damaged or partly deleted store entry.
+        reporter.message("info", f"replacing an incomplete environment in the store: {path}")
+    elif state.kind == "unsealed":
+        reporter.message(
+            "info", f"replacing an environment in the store that has no seal (older): {path}"
+        )
+    elif state.check is not None:
+        reporter.message("warning", edited_message(path, state.check.problems))
+
+
+def edited_message(path: Path, problems: Sequence[SealProblem]) -> str:
+    """What to tell the user about a stored environment that no longer matches its seal."""
+    text = (
+        f"the stored environment {path} changed after it was sealed: "
+        f"{len(problems)} file(s) differ: {describe(problems)}."
+    )
+    if any(p.problem == "changed" for p in problems):
+        text += (
+            " An environment installed from it by hard links shares its files and was "
+            "edited in place; every environment installed from it holds that edit: "
+            "install them again."
+        )
+    return text + " Setting it aside and building it again."
+
+
+def _set_aside(store: Store, path: Path, check: SealCheck, reporter: Reporter) -> None:
+    """Move an edited stored environment out of the way, unless someone replaced it meanwhile."""
+    from filelock import Timeout
+
+    try:
+        with store.lock(f"env-{path.name}").acquire(timeout=10):
+            if _inspect(path).sound:
+                return
+            reporter.message("warning", edited_message(path, check.problems))
+            with store.scratch(f"aside-{path.name[:16]}-") as holder:
+                os.rename(path, holder / "env")
+    except Timeout:
+        pass  # its builder holds it, and checks it itself
+
+
+class _BaseEdited(Exception):
+    """The environment chosen to derive from fails its seal."""
+
+    def __init__(self, check: SealCheck) -> None:
+        super().__init__("the environment to derive from changed after it was sealed")
+        self.check = check
 
 
 def _site(root: Path, interpreter: Interpreter) -> Path:
@@ -135,7 +300,7 @@ def _site(root: Path, interpreter: Interpreter) -> Path:
 
 
 def _fresh(
-    wheels: Sequence[Path],
+    wheels: Sequence[Wheel],
     work: Path,
     final: Path,
     interpreter: Interpreter,
@@ -158,9 +323,26 @@ def _fresh(
     _relocate(work, old=str(work), new=str(final))
 
 
-def _closest_env(store: Store, interpreter: Interpreter, wheels: Sequence[Path]) -> Path | None:
-    """The stored environment of this interpreter sharing the most wheels (at least half)."""
-    wanted = {w.name for w in wheels}
+def _marker_wheels(marker: Mapping[str, object]) -> set[tuple[str, str]] | None:
+    """The (file name, sha256) of each wheel a marker lists; None for an older marker."""
+    listed = marker.get("wheels")
+    if not isinstance(listed, list):
+        return None
+    pairs = set()
+    for w in listed:
+        if not isinstance(w, dict) or not isinstance(w.get("sha256"), str):
+            return None
+        pairs.add((str(w.get("filename")), str(w["sha256"])))
+    return pairs
+
+
+def _closest_env(store: Store, interpreter: Interpreter, wheels: Sequence[Wheel]) -> Path | None:
+    """The sealed stored environment of this interpreter sharing the most wheels (at least half).
+
+    Wheels are the same when their content is: a wheel rebuilt under the same
+    file name (new settings, toolchain or source) is another wheel.
+    """
+    wanted = {(w.name, w.sha256) for w in wheels}
     best: tuple[int, Path] | None = None
     envs = store.root / "envs"
     if not envs.is_dir():
@@ -172,10 +354,13 @@ def _closest_env(store: Store, interpreter: Interpreter, wheels: Sequence[Path])
             or marker.get("python") != str(interpreter.executable)
             or marker.get("python_version") != interpreter.version
             or not marker.get("bytecode")
-            or not isinstance(marker.get("wheels"), list)
+            or not (candidate / SEAL).is_file()
         ):
             continue
-        shared = len(wanted & {str(w) for w in marker["wheels"]})  # type: ignore[attr-defined]
+        have = _marker_wheels(marker)
+        if have is None:
+            continue
+        shared = len(wanted & have)
         if shared * 2 >= len(wanted) and shared and (best is None or shared > best[0]):
             best = (shared, candidate)
     return best[1] if best else None
@@ -183,29 +368,38 @@ def _closest_env(store: Store, interpreter: Interpreter, wheels: Sequence[Path])
 
 def _derive(
     base: Path,
-    wheels: Sequence[Path],
+    wheels: Sequence[Wheel],
     work: Path,
     final: Path,
     interpreter: Interpreter,
     runner: Runner,
     reporter: Reporter,
-) -> None:
-    """Make ``work`` from ``base``: hard-link it, swap the wheels that differ, compile those."""
+) -> Seal:
+    """Make ``work`` from ``base``: link it, swap the wheels that differ, compile those.
+
+    ``base`` is checked against its seal while it is linked; its seal is
+    returned, so that the files kept need not be hashed again.
+    """
     marker = read_marker(base) or {}
-    listed = marker.get("wheels", [])
-    old = {str(w) for w in listed} if isinstance(listed, list) else set()
-    by_name = {w.name: w for w in wheels}
-    remove = sorted(old - by_name.keys())
-    add = [by_name[n] for n in sorted(by_name.keys() - old)]
+    old = _marker_wheels(marker) or set()
+    seal = read_seal(base)
+    if seal is None:
+        raise InstallError(f"{base}: has no seal")
+    new = {(w.name, w.sha256): w for w in wheels}
+    remove = sorted(old - new.keys())
+    add = [new[k] for k in sorted(new.keys() - old)]
+    scan, _ = _link_tree(base, work, mode="hardlink")
+    check = seal.check(base, scan)
+    if not check.ok:
+        raise _BaseEdited(check)
     reporter.message(
         "step",
         f"Deriving the environment from a stored one: {len(add)} wheel(s) in, "
-        f"{len(remove)} out, {len(old & by_name.keys())} kept",
+        f"{len(remove)} out, {len(old & new.keys())} kept",
     )
-    _link_tree(base, work, hardlink=True)
     (work / MARKER).unlink(missing_ok=True)
     site = _site(work, interpreter)
-    for filename in remove:
+    for filename, _ in remove:
         _uninstall(site, filename)
     _relocate(work, old=str(base), new=str(final))
     if add:
@@ -214,6 +408,7 @@ def _derive(
         new_files = sorted(str(p) for p in _snapshot(site) - before if p.suffix == ".py")
         if new_files:
             _compile(runner, work / "bin" / "python", [Path(f) for f in new_files], reporter)
+    return seal
 
 
 def _snapshot(site: Path) -> set[Path]:
@@ -234,8 +429,12 @@ def _uninstall(site: Path, wheel_filename: str) -> None:
     if not candidates:
         raise InstallError(f"{wheel_filename}: not found in the environment to derive from")
     record = candidates[0] / "RECORD"
+    try:
+        lines = record.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError as exc:
+        raise InstallError(f"{record}: missing in the environment to derive from") from exc
     dirs: set[Path] = set()
-    for line in record.read_text(encoding="utf-8").splitlines():
+    for line in lines:
         path = line.rsplit(",", 2)[0]
         if not path:
             continue
@@ -305,10 +504,19 @@ def _run(runner: Runner, args: list[str], what: str) -> None:
 
 
 def _install_wheels(
-    wheels: Sequence[Path], root: Path, site: Path, *, final_root: Path, short: str
+    wheels: Sequence[Wheel], root: Path, site: Path, *, final_root: Path, short: str
 ) -> None:
+    """Unpack ``wheels`` into the environment at ``root``, each checked against its sha256.
+
+    Only a wheel that cannot be read as one is reported as malformed; errors of
+    the filesystem (a full disk above all) propagate as they are.
+    """
+    import zipfile
+    import zlib
+
     from installer import install
     from installer.destinations import SchemeDictionaryDestination
+    from installer.exceptions import InstallerError
     from installer.sources import WheelFile
 
     scheme = {
@@ -326,16 +534,39 @@ def _install_wheels(
         bytecode_optimization_levels=(),
     )
 
-    def one(wheel: Path) -> None:
-        try:
-            with WheelFile.open(wheel) as source:
-                install(source, destination, {"INSTALLER": b"wheelbarrow\n"})
-        except Exception as exc:
-            raise InstallError(
-                f"{wheel.name}: cannot be installed: {type(exc).__name__}: {exc}",
-                hint="the wheel is malformed (RECORD, entry_points.txt or paths): "
-                "report it to its maintainers, or pin another version",
-            ) from exc
+    def one(wheel: Wheel) -> None:
+        with wheel.path.open("rb") as f:
+            # Hashed and unpacked from one open file: what is installed is what was checked.
+            digest = hashlib.file_digest(f, "sha256").hexdigest()
+            if digest != wheel.sha256:
+                raise StoreError(
+                    f"{wheel.path}: sha256 is {digest}, the wheelhouse says {wheel.sha256}",
+                    hint="the store was damaged: run `wheelbarrow verify --repair`, "
+                    "then build and install again",
+                )
+            f.seek(0)
+            try:
+                with zipfile.ZipFile(f) as archive:
+                    install(WheelFile(archive), destination, {"INSTALLER": b"wheelbarrow\n"})
+            except FileExistsError as exc:
+                raise InstallError(
+                    f"{wheel.name}: cannot be installed: {exc}",
+                    hint="two packages of the lock ship the same file: drop one of them",
+                ) from exc
+            except (
+                InstallerError,
+                zipfile.BadZipFile,
+                zlib.error,
+                EOFError,
+                ValueError,
+                KeyError,
+            ) as exc:
+                raise MalformedWheelError(
+                    f"{wheel.name}: cannot be installed: {type(exc).__name__}: {exc}",
+                    path=str(wheel.path),
+                    hint="the wheel is malformed (RECORD, entry_points.txt or paths): "
+                    "report it to its maintainers, or pin another version",
+                ) from exc
 
     # Unpacking is zlib and file writes, which release the GIL. installer skips
     # __pycache__ entries shipped in wheels (numpy has some) and warns; we compile
@@ -347,80 +578,245 @@ def _install_wheels(
             list(pool.map(one, wheels))
 
 
-def _relocate(root: Path, *, old: str, new: str) -> None:
+def _relocate(root: Path, *, old: str, new: str) -> dict[str, str]:
     """Point scripts and pyvenv.cfg of the environment at ``root``'s new name.
 
-    Files are replaced, never edited in place: they may be hard links into the store.
+    Files are replaced, never edited in place: they may be hard links into the
+    store. Returns the sha256 of each rewritten file, by path relative to ``root``.
     """
     old_b, new_b = old.encode(), new.encode()
     candidates = [root / "pyvenv.cfg"]
     bin_dir = root / "bin"
     if bin_dir.is_dir():
         candidates += [p for p in bin_dir.iterdir() if p.is_file() and not p.is_symlink()]
+    rewritten: dict[str, str] = {}
     for path in candidates:
         data = path.read_bytes()
         if old_b not in data:
             continue
         mode = path.stat().st_mode
         tmp = path.with_name(path.name + ".wb-tmp")
-        tmp.write_bytes(data.replace(old_b, new_b))
+        data = data.replace(old_b, new_b)
+        tmp.write_bytes(data)
         os.chmod(tmp, mode & 0o7777)
         os.replace(tmp, path)
+        rewritten[path.relative_to(root).as_posix()] = hashlib.sha256(data).hexdigest()
+    return rewritten
 
 
 def clone_env(source: Path, dest: Path, *, mode: LinkMode = "hardlink") -> None:
     """Make ``dest`` a copy of the store environment ``source`` that runs from ``dest``.
 
-    Files are hard-linked (falling back to copies across filesystems); the
-    new tree is built beside ``dest`` and renamed into place, so ``dest`` is
-    never half-written. A previous wheelbarrow environment at ``dest`` is
-    replaced; anything else there is left alone and reported.
+    Files are reflinked where the filesystem can (a copy sharing blocks, so
+    edits stay apart), else hard-linked (falling back to copies across
+    filesystems), or copied with ``mode="copy"``. ``source`` is checked
+    against its seal while it is walked. The new tree is built beside
+    ``dest`` and renamed into place, so ``dest`` is never half-written. A
+    previous wheelbarrow environment at ``dest`` is replaced, unless it holds
+    files wheelbarrow did not put there; anything else there is left alone
+    and reported.
     """
     dest = dest.absolute()
-    if dest.exists() and read_marker(dest) is None and any(dest.iterdir()):
-        raise InstallError(
-            f"{dest}: exists and is not an environment made by wheelbarrow",
-            hint="pick another --into directory, or remove this one",
-        )
+    _check_target(dest)
+    seal = read_seal(source)
     dest.parent.mkdir(parents=True, exist_ok=True)
     prefix = f".{dest.name}.wheelbarrow-"
     clean_stale(dest.parent, prefix)  # left by a killed install into the same place
     with scratch(dest.parent, prefix) as holder:
         work = holder / "env"
-        _link_tree(source, work, hardlink=(mode == "hardlink"))
-        _relocate(work, old=str(source), new=str(dest))
+        try:
+            scan, placed = _link_tree(source, work, mode=mode)
+        except FileNotFoundError as exc:
+            raise StoreError(
+                f"{source}: changed while it was being cloned ({exc.filename})",
+                hint="install again",
+            ) from exc
+        if seal is not None:
+            check = seal.check(source, scan)
+            if not check.ok:
+                raise StoreError(
+                    f"{source}: changed after it was sealed: {describe(check.problems)}",
+                    hint="run `wheelbarrow verify --repair`, then install again",
+                )
+        rewritten = _relocate(work, old=str(source), new=str(dest))
+        if seal is not None:
+            # The clone's own seal: its inodes (the store's, for hard links), and the
+            # rewritten files as they are now. Install checks it to say "up to date".
+            for rel in rewritten:
+                placed[rel] = os.stat(os.path.join(work, rel))
+            seal.cloned(placed, rewritten).write(work)
         if dest.exists():
             os.rename(dest, holder / "old")  # removed with the scratch entry
         os.rename(work, dest)
 
 
-def _link_tree(src: Path, dst: Path, *, hardlink: bool) -> None:
-    """Recreate ``src`` at ``dst``: directories made, symlinks copied, files linked."""
-    link = os.link if hardlink else None
-    src_s = os.fspath(src)
-    cut = len(src_s)
-    dst_s = os.fspath(dst)
+def installed_env_sound(path: Path) -> bool:
+    """Whether the installed environment at ``path`` still has the files it was installed with.
+
+    A stat pass over its seal (hashes only where a stat differs); files the
+    user added do not count. An environment without a seal (made before
+    seals existed) is taken as sound.
+    """
+    seal = read_seal(path)
+    if seal is None:
+        return True
+    try:
+        check = seal.check(path)
+    except FileNotFoundError:
+        return False
+    if any(p.problem != "added" for p in check.problems):
+        return False
+    if check.restated:
+        with contextlib.suppress(OSError):
+            seal.refreshed(check.restated).write(path)
+    return True
+
+
+def _check_target(dest: Path) -> None:
+    """Refuse a file, a directory wheelbarrow did not make, or an environment with user files."""
+    if not os.path.lexists(dest):
+        return
+    if not dest.is_dir():
+        raise InstallError(
+            f"{dest}: is a file, not a directory",
+            hint="give --into a directory (it is made if missing), or move the file away",
+        )
+    if read_marker(dest) is None:
+        if any(dest.iterdir()):
+            raise InstallError(
+                f"{dest}: exists and is not an environment made by wheelbarrow",
+                hint="pick another --into directory, or remove this one",
+            )
+        return
+    foreign = user_files(dest)
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (
+            f" and {len(foreign) - 5} more" if len(foreign) > 5 else ""
+        )
+        raise InstallError(
+            f"{dest}: holds {len(foreign)} file(s) wheelbarrow did not put there: {shown}",
+            hint="installing replaces the whole environment: move them out of it, "
+            "or install into another directory",
+        )
+
+
+def user_files(env: Path) -> list[str]:
+    """Files in a wheelbarrow environment that its seal does not list (someone put them there).
+
+    Bytecode caches are not counted: Python writes them itself. An
+    environment made before seals existed gives none.
+    """
+    seal = read_seal(env)
+    if seal is None:
+        return []
+    known = seal.paths()
+    scan = scan_tree(env)
+    return sorted(
+        rel
+        for rel in [*scan.files, *scan.links, *scan.others]
+        if rel not in known and not regenerable(rel)
+    )
+
+
+# Linux's FICLONE ioctl: _IOW(0x94, 9, int).
+FICLONE = 0x40049409
+_NO_REFLINK = {
+    errno.EOPNOTSUPP,
+    errno.ENOTSUP,
+    errno.EXDEV,
+    errno.EINVAL,
+    errno.ENOTTY,
+    errno.ENOSYS,
+    errno.EPERM,
+}
+
+
+class _Placer:
+    """Puts one file of a tree in place: a reflink, else a hard link, else a copy.
+
+    The first refusal of a method is taken for the whole tree (one filesystem),
+    so ext4, which has no reflinks, pays for one failed ioctl per tree.
+    """
+
+    def __init__(self, mode: LinkMode) -> None:
+        self.reflink = mode == "hardlink"
+        self.hardlink = mode == "hardlink"
+
+    def place(self, src: str, dst: str, st: os.stat_result) -> os.stat_result:
+        """Place ``src`` (whose stat is ``st``) at ``dst``; returns the new file's stat."""
+        if self.reflink:
+            placed = _reflink(src, dst, st)
+            if placed is not None:
+                return placed
+            self.reflink = False
+        if self.hardlink:
+            try:
+                os.link(src, dst)
+                return st  # the same inode: the same stat, but for links and ctime
+            except OSError as exc:
+                if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.EACCES):
+                    raise
+                self.hardlink = False  # another filesystem: copy from here on
+        shutil.copy2(src, dst)
+        return os.stat(dst)
+
+
+def _reflink(src: str, dst: str, st: os.stat_result) -> os.stat_result | None:
+    """Clone ``src`` to a new ``dst`` sharing its blocks; None where the filesystem cannot."""
+    sfd = os.open(src, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        dfd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            try:
+                fcntl.ioctl(dfd, FICLONE, sfd)
+            except OSError as exc:
+                os.unlink(dst)
+                if exc.errno in _NO_REFLINK:
+                    return None
+                raise
+            os.fchmod(dfd, stat.S_IMODE(st.st_mode))
+            os.utime(dfd, ns=(st.st_atime_ns, st.st_mtime_ns))
+            return os.fstat(dfd)
+        finally:
+            os.close(dfd)
+    finally:
+        os.close(sfd)
+
+
+def _link_tree(src: Path, dst: Path, *, mode: LinkMode) -> tuple[Scan, dict[str, os.stat_result]]:
+    """Recreate ``src`` at ``dst`` (directories made, symlinks copied, files placed).
+
+    Returns what ``src`` held, from the one walk, for checking it against its
+    seal, and the stat of each file placed. The seal itself is left out: a
+    clone gets its own (editing a clone's seal must not edit the store's).
+    """
+    scan = Scan()
+    placed: dict[str, os.stat_result] = {}
+    placer = _Placer(mode)
+    src_s, dst_s = os.fspath(src), os.fspath(dst)
+    cut = len(src_s) + 1
     os.mkdir(dst_s)
-    for dirpath, dirnames, filenames in os.walk(src_s):
-        rel = dirpath[cut:]
-        target_dir = dst_s + rel
-        for name in dirnames:
-            s = os.path.join(dirpath, name)
-            d = os.path.join(target_dir, name)
-            if os.path.islink(s):
-                os.symlink(os.readlink(s), d)
-            else:
-                os.mkdir(d)
-        for name in filenames:
-            s = os.path.join(dirpath, name)
-            d = os.path.join(target_dir, name)
-            if os.path.islink(s):
-                os.symlink(os.readlink(s), d)
-                continue
-            if link is not None:
-                try:
-                    link(s, d)
-                    continue
-                except OSError:
-                    link = None  # another filesystem: copy from here on
-            shutil.copy2(s, d)
+    stack = [src_s]
+    while stack:
+        directory = stack.pop()
+        target_dir = dst_s + directory[len(src_s) :]
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                rel = entry.path[cut:]
+                d = os.path.join(target_dir, entry.name)
+                if entry.is_symlink():
+                    target = os.readlink(entry.path)
+                    os.symlink(target, d)
+                    scan.links[rel] = target
+                elif entry.is_dir(follow_symlinks=False):
+                    os.mkdir(d)
+                    stack.append(entry.path)
+                elif entry.is_file(follow_symlinks=False):
+                    if rel == SEAL:
+                        continue
+                    st = entry.stat(follow_symlinks=False)
+                    scan.files[rel] = st
+                    placed[rel] = placer.place(entry.path, d, st)
+                else:
+                    scan.others.append(rel)  # sockets, fifos: never part of an environment
+    return scan, placed

@@ -192,17 +192,15 @@ def store_environment(
     interpreter: Interpreter,
     reporter: Reporter,
 ) -> tuple[Path, str, bool]:
-    """The store's environment for a wheelhouse and interpreter: (path, key, made now)."""
-    from wheelbarrow.environment import build_store_env, env_key, read_marker
+    """The store's environment for a wheelhouse and interpreter: (path, key, made now).
+
+    A stored environment that fails its seal is set aside and made again.
+    """
+    from wheelbarrow.environment import ensure_store_env, env_key, manifest_wheels
 
     key = env_key(house_key, interpreter)
-    path = store.env(key)
-    if read_marker(path) is not None:
-        return path, key, False
-    wheelhouse = store.wheelhouse(house_key)
-    wheels = [wheelhouse / w["filename"] for w in manifest["wheels"]]
-    build_store_env(
-        wheels,
+    made = ensure_store_env(
+        manifest_wheels(store.wheelhouse(house_key), manifest),
         key=key,
         wheelhouse_key=house_key,
         interpreter=interpreter,
@@ -210,4 +208,4 @@ def store_environment(
         runner=run_subprocess,
         reporter=reporter,
     )
-    return path, key, True
+    return made.path, key, made.made

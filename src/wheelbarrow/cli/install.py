@@ -11,6 +11,7 @@ from wheelbarrow.environment import (
     InstallReport,
     clone_env,
     env_key,
+    installed_env_sound,
     read_marker,
 )
 
@@ -27,7 +28,9 @@ def run(args: argparse.Namespace) -> int:
     dest = Path(args.into).absolute()
     marker = read_marker(dest)
     status: str
-    if marker is not None and marker.get("env_key") == key:
+    # An edited environment is installed again (with hard links, the store's copy
+    # holds the same edit, and is rebuilt on the way).
+    if marker is not None and marker.get("env_key") == key and installed_env_sound(dest):
         status = "up-to-date"
     else:
         common.check_wheels_run_on(interpreter, manifest)
