@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -90,15 +91,26 @@ def read_lock(path: Path) -> Lock:
             f"{path}: not a valid PEP 751 lock: {exc}",
             hint="lock again with `wheelbarrow lock`",
         ) from exc
-    tool = data.get("tool", {}).get("wheelbarrow", {})
-    inputs = tool.get("inputs") if isinstance(tool, dict) else None
+    tool = wheelbarrow_table(data)
+    inputs = tool.get("inputs")
     return Lock(
         path=path,
         pylock=pylock,
         inputs=inputs if isinstance(inputs, str) else None,
-        tool=tool if isinstance(tool, dict) else {},
+        tool=tool,
         sha256=hashlib.sha256(raw).hexdigest(),
     )
+
+
+def wheelbarrow_table(data: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``[tool.wheelbarrow]`` table of a parsed lock; ``{}`` when absent or not a table.
+
+    PEP 751 leaves ``[tool]`` to each tool, so a lock whose ``tool`` or
+    ``tool.wheelbarrow`` is something else was not written by wheelbarrow.
+    """
+    tool = data.get("tool")
+    table = tool.get("wheelbarrow") if isinstance(tool, dict) else None
+    return table if isinstance(table, dict) else {}
 
 
 def select_wheels(lock: Lock, target: Target) -> tuple[Artefact, ...]:
@@ -184,12 +196,18 @@ def _best_wheel(package: Package, rank: dict[Any, int]) -> PackageWheel | None:
 
 def _source(lock: Lock, package: Package, name: NormalizedName, version: str) -> Artefact | None:
     """The package's buildable source, if the lock names one."""
-    base = lock.path.parent
     if package.directory is not None:
         from wheelbarrow.sdist import tree_digest
 
-        path = (base / package.directory.path).resolve()
-        if not path.is_dir():
+        path = _local_path(lock, name, package.directory.path).resolve()
+        try:
+            is_dir = path.is_dir()
+        except OSError as exc:  # a name too long, a loop of links
+            raise InputError(
+                f"{lock.path}: {name} points at {path}, which cannot be read: {exc.strerror}",
+                hint="fix the path in the requirements and lock again",
+            ) from exc
+        if not is_dir:
             raise InputError(
                 f"{lock.path}: {name} points at {path}, which is not a directory",
                 hint="fix the path in the requirements and lock again",
@@ -211,7 +229,7 @@ def _source(lock: Lock, package: Package, name: NormalizedName, version: str) ->
             version=version,
             filename=f"{name}-{commit[:12]}",
             url=package.vcs.url,
-            path=(base / package.vcs.path) if package.vcs.path else None,
+            path=_local_path(lock, name, package.vcs.path) if package.vcs.path else None,
             sha256=f"git-{commit}",
             size=None,
             kind="vcs",
@@ -232,11 +250,21 @@ def _source(lock: Lock, package: Package, name: NormalizedName, version: str) ->
         version=version,
         filename=filename,
         url=archive.url,
-        path=(base / archive.path) if archive.path else None,
+        path=_local_path(lock, name, archive.path) if archive.path else None,
         sha256=sha256.lower(),
         size=archive.size,
         kind="sdist",
     )
+
+
+def _local_path(lock: Lock, name: str, path: str) -> Path:
+    """A path written in the lock, relative to its directory; refused if no file can have it."""
+    if "\0" in path:
+        raise InputError(
+            f"{lock.path}: the path of {name} holds a NUL byte: {path!r}",
+            hint="fix the path in the requirements and lock again",
+        )
+    return lock.path.parent / path
 
 
 def _artefact(lock: Lock, package: Package, source: PackageWheel) -> Artefact:
@@ -252,7 +280,7 @@ def _artefact(lock: Lock, package: Package, source: PackageWheel) -> Artefact:
         version=str(package.version) if package.version else "?",
         filename=source.filename,
         url=source.url,
-        path=(lock.path.parent / source.path) if source.path else None,
+        path=_local_path(lock, name, source.path) if source.path else None,
         sha256=sha256.lower(),
         size=source.size,
     )

@@ -12,7 +12,7 @@ from wheelbarrow.config import BuildConfig, RepairMode, read_build_config
 from wheelbarrow.errors import InputError
 from wheelbarrow.key import wheelhouse_key
 from wheelbarrow.lock import LockRequest, lock
-from wheelbarrow.lockfile import Artefact, Lock, read_lock, select_artefacts
+from wheelbarrow.lockfile import Artefact, Lock, read_lock, select_artefacts, wheelbarrow_table
 from wheelbarrow.report import Reporter
 from wheelbarrow.requirements import IndexOptions
 from wheelbarrow.runner import Runner
@@ -74,7 +74,7 @@ def recorded_target(lock_path: Path) -> Mapping[str, str]:
         data = tomllib.loads(lock_path.read_text(encoding="utf-8"))
     except (FileNotFoundError, tomllib.TOMLDecodeError, UnicodeDecodeError):
         return {}
-    tool = data.get("tool", {}).get("wheelbarrow", {})
+    tool = wheelbarrow_table(data)
     return {k: v for k, v in tool.items() if k in ("python", "platform") and isinstance(v, str)}
 
 
