@@ -207,9 +207,9 @@ def find_credentials(
     if given_by:
         looked_at.append("the index URLs in " + ", ".join(given_by))
     if app_root is not None:
-        configured = _uv_config_indexes(app_root)
-        raw += configured
-        looked_at += dict.fromkeys(f"the indexes of {where}" for where, _, _ in configured)
+        configured = uv_config_indexes(app_root)
+        raw += [(index.where, index.url, index.name) for index in configured]
+        looked_at += dict.fromkeys(f"the indexes of {index.where}" for index in configured)
 
     indexes = []
     for where, url, index_name in raw:
@@ -243,9 +243,20 @@ def find_credentials(
     )
 
 
-def _uv_config_indexes(app_root: Path) -> list[tuple[str, str, str | None]]:
-    """``[[tool.uv.index]]`` of pyproject.toml and ``[[index]]`` of uv.toml: (where, url, name)."""
-    found: list[tuple[str, str, str | None]] = []
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConfiguredIndex:
+    """An index of the app's uv configuration (``[[tool.uv.index]]`` or uv.toml's ``[[index]]``)."""
+
+    where: str
+    url: str
+    name: str | None
+    default: bool
+    explicit: bool
+
+
+def uv_config_indexes(app_root: Path) -> list[ConfiguredIndex]:
+    """The indexes of ``app_root/pyproject.toml`` (``[[tool.uv.index]]``) and ``uv.toml``."""
+    found: list[ConfiguredIndex] = []
     for filename, keys in (("pyproject.toml", ("tool", "uv", "index")), ("uv.toml", ("index",))):
         path = app_root / filename
         try:
@@ -257,12 +268,50 @@ def _uv_config_indexes(app_root: Path) -> list[tuple[str, str, str | None]]:
             data = data.get(key) if isinstance(data, dict) else None
         if not isinstance(data, list):
             continue
+        table = "[[tool.uv.index]]" if len(keys) > 1 else "[[index]]"
         for entry in data:
             if isinstance(entry, dict) and isinstance(entry.get("url"), str):
                 name = entry.get("name")
-                where = f"{filename} ({'[[tool.uv.index]]' if len(keys) > 1 else '[[index]]'})"
-                found.append((where, entry["url"], name if isinstance(name, str) else None))
+                found.append(
+                    ConfiguredIndex(
+                        where=f"{filename} ({table})",
+                        url=entry["url"],
+                        name=name if isinstance(name, str) else None,
+                        default=entry.get("default") is True,
+                        explicit=entry.get("explicit") is True,
+                    )
+                )
     return found
+
+
+def resolver_environ(environ: Mapping[str, str], app_root: Path | None) -> dict[str, str]:
+    """The environment to run uv in, so that it sees the indexes this module does.
+
+    uv reads neither pip's variables nor, running in a scratch directory, the
+    app's own uv configuration: ``PIP_INDEX_URL``/``PIP_EXTRA_INDEX_URL``
+    become ``UV_INDEX_URL``/``UV_EXTRA_INDEX_URL`` (unless those are set), and
+    the app's named indexes are added to ``UV_INDEX`` (a ``default = true`` one
+    becomes ``UV_DEFAULT_INDEX``). Credentials stay where they were given.
+    """
+    env = dict(environ)
+    if not env.get("UV_INDEX_URL") and not env.get("UV_DEFAULT_INDEX") and env.get("PIP_INDEX_URL"):
+        env["UV_INDEX_URL"] = env["PIP_INDEX_URL"]
+    if not env.get("UV_EXTRA_INDEX_URL") and env.get("PIP_EXTRA_INDEX_URL"):
+        env["UV_EXTRA_INDEX_URL"] = env["PIP_EXTRA_INDEX_URL"]
+    if app_root is None:
+        return env
+    extra = []
+    for index in uv_config_indexes(app_root):
+        if index.explicit:
+            continue  # only for packages pinned to it in tool.uv.sources, which uv pip ignores
+        item = f"{index.name}={index.url}" if index.name else index.url
+        if index.default and not env.get("UV_DEFAULT_INDEX") and not env.get("UV_INDEX_URL"):
+            env["UV_DEFAULT_INDEX"] = item
+        elif not index.default:
+            extra.append(item)
+    if extra:
+        env["UV_INDEX"] = " ".join([*env.get("UV_INDEX", "").split(), *extra])
+    return env
 
 
 def _read_netrc(
@@ -286,6 +335,7 @@ def _read_netrc(
     entries = {
         host.lower(): (login or "", password or "")
         for host, (login, _account, password) in parsed.hosts.items()
+        if login or password
     }
     return path, entries, ""
 

@@ -9,25 +9,30 @@ import threading
 from typing import IO, Any
 
 from wheelbarrow.errors import WheelbarrowError
+from wheelbarrow.redact import redact, redact_data
 from wheelbarrow.report import Level, NullReporter, Reporter
 
 
 def error(exc: WheelbarrowError, *, json_mode: bool) -> None:
-    """Print an error and its hint to stderr (and a JSON error object with ``--json``)."""
+    """Print an error and its hint to stderr (and a JSON error object with ``--json``).
+
+    Credentials are masked here, whatever the message quotes (see :mod:`wheelbarrow.redact`).
+    """
+    message, hint = redact(exc.message), redact(exc.hint) if exc.hint else exc.hint
     if json_mode:
         payload = {
             "version": 1,
             "error": type(exc).__name__,
-            "message": exc.message,
-            "hint": exc.hint,
+            "message": message,
+            "hint": hint,
         }
         sys.stdout.write(json.dumps(payload, indent=2) + "\n")
-    lines = exc.message.splitlines() or [""]
+    lines = message.splitlines() or [""]
     sys.stderr.write(f"error: {lines[0]}\n")
     for line in lines[1:]:
         sys.stderr.write(f"  {line}\n")
-    if exc.hint:
-        sys.stderr.write(f"hint: {exc.hint}\n")
+    if hint:
+        sys.stderr.write(f"hint: {hint}\n")
 
 
 def interrupted() -> None:
@@ -36,13 +41,13 @@ def interrupted() -> None:
 
 
 def emit_json(payload: dict[str, Any]) -> None:
-    """Write the JSON report to stdout."""
-    sys.stdout.write(json.dumps(payload, indent=2) + "\n")
+    """Write the JSON report to stdout, credentials masked."""
+    sys.stdout.write(json.dumps(redact_data(payload), indent=2) + "\n")
 
 
 def out(text: str) -> None:
     """A result line for the user (stdout), flushed: a pipe reader may be waiting on it."""
-    sys.stdout.write(text + "\n")
+    sys.stdout.write(redact(text) + "\n")
     sys.stdout.flush()
 
 
@@ -70,7 +75,7 @@ class PlainReporter:
     def message(self, level: Level, text: str) -> None:
         """Print a message: steps plain, details indented, warnings marked."""
         prefix = {"step": "", "info": "  ", "warning": "warning: "}[level]
-        self._write(prefix + text)
+        self._write(prefix + redact(text))
 
     def download_started(self, files: int, total_bytes: int | None) -> None:
         """Nothing: each file is announced when done."""
@@ -107,7 +112,9 @@ class RichReporter:
         """Print a styled message above the bar."""
         style = {"step": "bold", "info": "", "warning": "yellow"}[level]
         prefix = {"step": "", "info": "  ", "warning": "warning: "}[level]
-        self._console.print(prefix + text, style=style or None, highlight=False, markup=False)
+        self._console.print(
+            prefix + redact(text), style=style or None, highlight=False, markup=False
+        )
 
     def download_started(self, files: int, total_bytes: int | None) -> None:
         """Show the bar."""

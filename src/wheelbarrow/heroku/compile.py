@@ -139,7 +139,9 @@ def prepare_environment(
         plan.artefacts,
         plan.target,
         store=store,
-        fetcher=Fetcher(),
+        fetcher=Fetcher.for_app(
+            app, options.index, given_by="the WHEELBARROW_* config vars", environ=host.environ
+        ),
         reporter=out,
         settings=plan.settings,
         previous_key=previous,

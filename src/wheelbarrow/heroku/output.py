@@ -6,6 +6,7 @@ import threading
 from typing import IO
 
 from wheelbarrow.heroku.slug import human_size
+from wheelbarrow.redact import redact
 from wheelbarrow.report import Level
 
 STEP = "-----> "
@@ -25,7 +26,8 @@ class HerokuReporter:
     `` !     `` and stand apart with a blank line before and after. Build logs
     are not terminals: downloads print one detail line per finished file, no
     bar. Every call writes whole lines at once, under a lock, so messages from
-    parallel downloads never interleave. Trailing spaces are dropped.
+    parallel downloads never interleave. Trailing spaces are dropped, and
+    credentials masked (see :mod:`wheelbarrow.redact`).
 
     >>> import io
     >>> out = io.StringIO()
@@ -42,7 +44,8 @@ class HerokuReporter:
         self._lock = threading.Lock()
 
     def _write(self, lines: list[str]) -> None:
-        text = "".join(line.rstrip() + "\n" for line in lines)
+        # Every line of the build log passes here: credentials are masked once, for all.
+        text = redact("".join(line.rstrip() + "\n" for line in lines))
         with self._lock:
             self._stream.write(text)
             self._stream.flush()

@@ -1,0 +1,73 @@
+"""Redaction: no credential in a URL, and no remembered secret, survives into output."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from wheelbarrow.redact import Secrets, redact_data, redact_urls, strip_credentials
+
+TOKEN = "tok-5f1e2d3c"  # noqa: S105  (a test credential)
+
+
+class TestRedactUrls:
+    @pytest.mark.parametrize(
+        ("text", "expected"),
+        [
+            ("http://alice:hunter22@h:8080/simple/", "http://alice:****@h:8080/simple/"),
+            ("https://TOKEN123@h/simple/", "https://****@h/simple/"),
+            ("git+https://u:p@github.com/o/r.git@v1", "git+https://u:****@github.com/o/r.git@v1"),
+            (
+                "see http://h/simple/ and mail me@example.org",
+                "see http://h/simple/ and mail me@example.org",
+            ),
+            ('url = "http://a:b@h"', 'url = "http://a:****@h"'),
+            ("https://u:p@ss@h/x", "https://u:****@h/x"),  # an unescaped @ in the password
+            ("GET http://h/x?to=a@b answered", "GET http://h/x?to=a@b answered"),
+        ],
+    )
+    def test_credentials_in_urls_are_masked(self, text, expected):
+        """The password (or a lone user name, often a token) is masked; the rest stays."""
+        assert redact_urls(text) == expected
+
+    def test_every_url_of_a_text_is_masked(self):
+        """Several URLs on several lines are all masked."""
+        text = f"a http://u:{TOKEN}@h1/ b\nc https://{TOKEN}@h2/x d"
+        assert TOKEN not in redact_urls(text)
+        assert redact_urls(text).count("****") == 2
+
+
+class TestStripCredentials:
+    def test_the_userinfo_goes_and_the_url_stays(self):
+        """A URL kept in a file loses its credentials entirely."""
+        text = f'wheels = [{{ url = "https://u:{TOKEN}@h/a.whl" }}]\nother = "https://h/b"'
+        assert (
+            strip_credentials(text)
+            == 'wheels = [{ url = "https://h/a.whl" }]\nother = "https://h/b"'
+        )
+
+
+class TestSecrets:
+    def test_a_remembered_secret_is_masked_anywhere(self):
+        """A netrc or environment password is masked wherever it appears, also percent-encoded."""
+        secrets = Secrets()
+        secrets.add(["p@ss/word"])
+        assert secrets.redact("password p@ss/word, in a URL p%40ss%2Fword") == (
+            "password ****, in a URL ****"
+        )
+
+    def test_short_values_are_not_secrets(self):
+        """Values under four characters are not masked (they would garble every message)."""
+        secrets = Secrets()
+        secrets.add(["ab", ""])
+        assert secrets.redact("a tab and a slab") == "a tab and a slab"
+
+    def test_redact_data_masks_every_string_of_a_json_value(self):
+        """Nested values of a JSON report are redacted, keys included."""
+        from wheelbarrow.redact import remember
+
+        remember([TOKEN])
+        data = {"error": f"GET http://u:{TOKEN}@h/", "list": [TOKEN, 3], TOKEN: None}
+        assert TOKEN not in json.dumps(redact_data(data))
+        assert redact_data({"n": 3, "ok": True}) == {"n": 3, "ok": True}
