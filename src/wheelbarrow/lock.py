@@ -16,6 +16,7 @@ from packaging.utils import canonicalize_name
 
 from wheelbarrow.errors import LockError
 from wheelbarrow.files import atomic_write_text
+from wheelbarrow.redact import redact
 from wheelbarrow.report import Reporter
 from wheelbarrow.requirements import IndexOptions, RequirementLine, Requirements
 from wheelbarrow.runner import Runner
@@ -172,7 +173,7 @@ def _tool_table(request: LockRequest) -> str:
 
 def _lock_failure(stderr: str, reqs: Requirements, target: Target) -> LockError:
     """Turn uv's explanation into an error that also points at the requirement lines."""
-    text = stderr.strip() or "uv exited without saying why"
+    text = redact(stderr.strip()) or "uv exited without saying why"
     mentioned = set(re.findall(r"[A-Za-z0-9][A-Za-z0-9._-]*", text.lower()))
     where = [
         f"{line.origin}: {line}"
