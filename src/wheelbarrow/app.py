@@ -145,9 +145,17 @@ def _python_version(root: Path) -> tuple[PythonVersion | None, str | None]:
         path = root / name
         if not path.is_file():
             continue
+        try:
+            # utf-8-sig: editors on Windows start files with a byte order mark.
+            text = path.read_bytes().decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise TargetError(
+                f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})",
+                hint="write the version as plain text, such as 3.12",
+            ) from exc
         lines = [
             line.strip()
-            for line in path.read_text(encoding="utf-8").splitlines()
+            for line in text.splitlines()
             if line.strip() and not line.lstrip().startswith("#")
         ]
         if not lines:

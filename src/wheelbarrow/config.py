@@ -12,7 +12,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
 
-from packaging.utils import NormalizedName, canonicalize_name
+from packaging.utils import InvalidName, NormalizedName, canonicalize_name
 
 from wheelbarrow.errors import InputError
 
@@ -129,9 +129,15 @@ def read_build_config(app_root: Path) -> BuildConfig:
     """
     standalone = app_root / CONFIG_FILE
     pyproject = app_root / "pyproject.toml"
-    from_pyproject = (
-        _load(pyproject).get("tool", {}).get("wheelbarrow") if pyproject.is_file() else None
-    )
+    from_pyproject = None
+    if pyproject.is_file():
+        tool = _load(pyproject).get("tool", {})
+        if not isinstance(tool, dict):
+            raise InputError(
+                f"{pyproject}: [tool] must be a table, not {type(tool).__name__}",
+                hint="write [tool.NAME] tables under it, such as [tool.wheelbarrow]",
+            )
+        from_pyproject = tool.get("wheelbarrow")
     if standalone.is_file():
         if from_pyproject:
             raise InputError(
@@ -161,8 +167,8 @@ def _parse(data: Mapping[str, Any], path: Path, *, prefix: str) -> BuildConfig:
         return f"{path}: {prefix}{key}"
 
     _unknown(data, _TOP_KEYS, where, problems)
-    no_binary = _string_list(data.get("no-binary", []), where("no-binary"), problems)
-    only_binary = _string_list(data.get("only-binary", []), where("only-binary"), problems)
+    no_binary = _project_names(data.get("no-binary", []), where("no-binary"), problems)
+    only_binary = _project_names(data.get("only-binary", []), where("only-binary"), problems)
     repair = data.get("repair", "auto")
     if repair not in ("auto", "never"):
         problems.append(f'{where("repair")}: must be "auto" or "never", not {repair!r}')
@@ -181,7 +187,12 @@ def _parse(data: Mapping[str, Any], path: Path, *, prefix: str) -> BuildConfig:
         if not isinstance(raw, dict):
             problems.append(f"{where(key)}: must be a table")
             continue
-        packages[canonicalize_name(name)] = _package(raw, path, where, key, problems)
+        try:
+            canonical = canonicalize_name(name, validate=True)
+        except InvalidName:
+            problems.append(f"{where(key)}: {name!r} is not a project name")
+            continue
+        packages[canonical] = _package(raw, path, where, key, problems)
     if problems:
         raise InputError("\n".join(problems), hint="see the build settings in the README")
     return BuildConfig(
@@ -202,6 +213,13 @@ def _package(
     if not isinstance(env, dict) or not all(isinstance(v, str) for v in env.values()):
         problems.append(f"{where(key + '.env')}: must be a table of strings")
         env = {}
+    for name, value in env.items():
+        # What the kernel's environment block cannot hold: the build would fail to start.
+        if not name or "=" in name or "\0" in name or "\0" in value:
+            problems.append(
+                f"{where(key + '.env.' + name)}: not a usable environment variable "
+                "(a name without '=' and no NUL byte in it or its value)"
+            )
     settings: dict[str, ConfigValue] = {}
     raw_settings = raw.get("config-settings", {})
     if not isinstance(raw_settings, dict):
@@ -217,10 +235,8 @@ def _package(
     system = _string_list(raw.get("system", []), where(key + ".system"), problems)
     patches = []
     for patch in _string_list(raw.get("patches", []), where(key + ".patches"), problems):
-        patch_path = (path.parent / patch).resolve()
-        if not patch_path.is_file():
-            problems.append(f"{where(key + '.patches')}: {patch} does not exist")
-        patches.append(patch_path)
+        if (patch_path := _patch_file(path, patch, where(key + ".patches"), problems)) is not None:
+            patches.append(patch_path)
     exclusive = raw.get("exclusive", False)
     if not isinstance(exclusive, bool):
         problems.append(f"{where(key + '.exclusive')}: must be true or false")
@@ -243,6 +259,38 @@ def _unknown(
         close = difflib.get_close_matches(key, known, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(known)})"
         problems.append(f"{where(key)}: unknown setting{hint}")
+
+
+def _patch_file(config: Path, patch: str, where: str, problems: list[str]) -> Path | None:
+    """The patch file ``patch`` names, relative to the settings file; ``None`` with a problem."""
+    if "\0" in patch:
+        problems.append(f"{where}: {patch!r} holds a NUL byte, which no file name can")
+        return None
+    patch_path = (config.parent / patch).resolve()
+    try:
+        is_file = patch_path.is_file()
+    except OSError as exc:  # a name too long, a loop of links
+        problems.append(f"{where}: {patch} cannot be read: {exc.strerror}")
+        return None
+    if not is_file:
+        problems.append(f"{where}: {patch} does not exist")
+        return None
+    return patch_path
+
+
+def _project_names(value: Any, where: str, problems: list[str]) -> list[str]:
+    """A string or list of project names (comma-separated allowed, as pip) or ``:all:``."""
+    names = _string_list(value, where, problems)
+    for text in names:
+        for part in text.split(","):
+            part = part.strip()
+            if part in ("", ALL):
+                continue
+            try:
+                canonicalize_name(part, validate=True)
+            except InvalidName:
+                problems.append(f"{where}: {part!r} is not a project name or {ALL!r}")
+    return names
 
 
 def _string_list(value: Any, where: str, problems: list[str]) -> list[str]:
