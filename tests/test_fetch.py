@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import threading
 import time
@@ -221,7 +222,7 @@ class TestLimits:
         assert time.monotonic() - start < 10
         assert a.filename in info.value.message
         assert "no data for 0.3 s" in info.value.message
-        assert "after 2 attempt(s)" in info.value.message
+        assert "after 2 attempts" in info.value.message
         assert store_files(store) == [] and tmp_entries(store) == []
 
     def test_a_trickle_is_stopped_by_the_deadline(self, tmp_path, bad_server):
@@ -267,6 +268,44 @@ class TestLimits:
         with pytest.raises(FetchError, match="the size the lock gives"):
             Fetcher().fetch([a], store, RecordingReporter())
         assert tmp_entries(store) == []
+
+
+class TestCredentials:
+    def test_a_download_carries_the_credentials_of_its_index(self, tmp_path, bad_server):
+        """A file on the index's host gets the index's credentials as basic auth."""
+        from wheelbarrow.credentials import find_credentials
+
+        index = bad_server.url.replace("//", "//alice:s3cret-pass@") + "/simple/"
+        creds = find_credentials([("the command line", index)], environ={"NETRC": "/none"})
+        a = artefact(f"{bad_server.url}/ok")
+        Fetcher(backoff=0, credentials=creds).fetch([a], Store(tmp_path), RecordingReporter())
+        expected = "Basic " + base64.b64encode(b"alice:s3cret-pass").decode()
+        assert bad_server.authorization["/ok"] == [expected]
+
+    def test_credentials_do_not_follow_a_redirect_to_another_host(self, tmp_path, bad_server):
+        """A redirect away from the index's host (a CDN, object storage) drops the credentials."""
+        from wheelbarrow.credentials import find_credentials
+
+        with misbehaving_server(PAYLOAD) as elsewhere:
+            index = bad_server.url.replace("//", "//alice:s3cret-pass@") + "/simple/"
+            creds = find_credentials([("the command line", index)], environ={"NETRC": "/none"})
+            a = artefact(f"{bad_server.url}/redirect?to={elsewhere.url}/ok")
+            Fetcher(backoff=0, credentials=creds).fetch([a], Store(tmp_path), RecordingReporter())
+            assert bad_server.authorization["/redirect"][0] is not None
+            assert elsewhere.authorization["/ok"] == [None]
+
+    def test_credentials_in_the_locked_url_are_sent_and_never_shown(self, tmp_path, bad_server):
+        """A lock URL with user:password@ is fetched with them; its errors mask the password."""
+        url = bad_server.url.replace("//", "//alice:s3cret-pass@")
+        store = Store(tmp_path)
+        Fetcher(backoff=0).fetch([artefact(f"{url}/ok")], store, RecordingReporter())
+        assert bad_server.authorization["/ok"][0] is not None
+        with pytest.raises(FetchError) as info:
+            Fetcher(backoff=0).fetch(
+                [artefact(f"{url}/endless", size=10)], Store(tmp_path / "s2"), RecordingReporter()
+            )
+        assert "s3cret-pass" not in info.value.message + (info.value.hint or "")
+        assert "alice:****@127.0.0.1" in info.value.message
 
 
 class TestDownloadLimits:

@@ -71,3 +71,43 @@ class TestSecrets:
         data = {"error": f"GET http://u:{TOKEN}@h/", "list": [TOKEN, 3], TOKEN: None}
         assert TOKEN not in json.dumps(redact_data(data))
         assert redact_data({"n": 3, "ok": True}) == {"n": 3, "ok": True}
+
+
+class TestOutputBoundaries:
+    def test_cli_errors_mask_credentials_in_text_and_json(self, capsys):
+        """An error quoting a URL with credentials prints it masked, on stderr and in --json."""
+        from wheelbarrow.cli import render
+        from wheelbarrow.errors import FetchError
+
+        exc = FetchError(f"GET http://u:{TOKEN}@h/x answered 404", hint=f"check https://{TOKEN}@h/")
+        render.error(exc, json_mode=True)
+        out, err = capsys.readouterr()
+        assert TOKEN not in out + err
+        assert "http://u:****@h/x" in err and json.loads(out)["hint"] == "check https://****@h/"
+
+    def test_json_reports_and_result_lines_are_masked(self, capsys):
+        """``--json`` reports and result lines mask credentials too."""
+        from wheelbarrow.cli import render
+
+        render.emit_json({"version": 1, "index": f"https://u:{TOKEN}@h/simple/"})
+        render.out(f"served from https://u:{TOKEN}@h/")
+        out, _ = capsys.readouterr()
+        assert TOKEN not in out and "https://u:****@h/simple/" in out
+
+    def test_reporter_messages_are_masked(self):
+        """The plain reporter and the buildpack's log mask credentials in every message."""
+        import io
+
+        from wheelbarrow.cli.render import PlainReporter
+        from wheelbarrow.heroku.output import HerokuReporter
+
+        for reporter_type in (PlainReporter, HerokuReporter):
+            stream = io.StringIO()
+            reporter = reporter_type(stream)
+            reporter.message("info", f"locking from https://u:{TOKEN}@h/simple/")
+            reporter.message("warning", f"https://{TOKEN}@h/ is slow")
+            assert TOKEN not in stream.getvalue()
+            assert "https://u:****@h/simple/" in stream.getvalue()
+        stream = io.StringIO()
+        HerokuReporter(stream).error(f"GET https://u:{TOKEN}@h/", hint=f"see https://u:{TOKEN}@h/")
+        assert TOKEN not in stream.getvalue()

@@ -6,6 +6,7 @@ import base64
 import contextlib
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -29,15 +30,18 @@ class Misbehaving:
     - ``/endless``: an endless body without Content-Length (ends when the client hangs up);
     - ``/huge``: a Content-Length of 1 TB, then an endless body;
     - ``/stall``: half of ``payload`` with the full Content-Length, then nothing;
-    - ``/trickle``: ``payload`` one byte every ``trickle_interval`` seconds.
+    - ``/trickle``: ``payload`` one byte every ``trickle_interval`` seconds;
+    - ``/redirect?to=URL``: a 302 to URL.
 
-    ``sent`` counts the body bytes written per path.
+    ``sent`` counts the body bytes written per path; ``authorization`` keeps the
+    Authorization header (None when absent) of every request, by path.
     """
 
     url: str
     payload: bytes
     trickle_interval: float
     sent: dict[str, int] = field(default_factory=dict)
+    authorization: dict[str, list[str | None]] = field(default_factory=dict)
     stop: threading.Event = field(default_factory=threading.Event)
 
 
@@ -76,6 +80,14 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         state = self._state()
         payload = state.payload
+        path, _, query = self.path.partition("?")
+        state.authorization.setdefault(path, []).append(self.headers.get("Authorization"))
+        if path == "/redirect":
+            self.send_response(302)
+            self.send_header("Location", urllib.parse.parse_qs(query)["to"][0])
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         self.send_response(200)
         if self.path == "/endless":
             self.send_header("Connection", "close")
