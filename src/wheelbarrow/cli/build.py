@@ -85,7 +85,10 @@ def run(args: argparse.Namespace) -> int:
     if report.status == "built":
         store.clean_stale_tmp()
     if args.output:
-        _export(report.path, Path(args.output))
+        from wheelbarrow.export import export_wheelhouse
+
+        exported = export_wheelhouse(report.path, Path(args.output))
+        reporter.message("info", f"exported {exported.wheels} wheel(s) to {exported.path}")
     if args.json:
         render.emit_json(report.as_json())
     elif not args.quiet:
@@ -118,14 +121,3 @@ def _print(report: BuildReport) -> None:
             how = "reused from the build cache" if b.reused else f"built ({b.why})"
             render.out(f"  {b.source.label}: {how}; {b.repair}")
     render.out(f"  {report.path}")
-
-
-def _export(source: Path, dest: Path) -> None:
-    """Copy the wheelhouse (wheels, simple/ index, manifest) to ``dest``, replacing it whole."""
-    tmp = dest.with_name(f".{dest.name}.wheelbarrow-tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    shutil.copytree(source, tmp, copy_function=shutil.copyfile)
-    if dest.exists():
-        shutil.rmtree(dest)
-    tmp.rename(dest)
