@@ -222,7 +222,7 @@ class TestLimits:
         assert time.monotonic() - start < 10
         assert a.filename in info.value.message
         assert "no data for 0.3 s" in info.value.message
-        assert "after 2 attempts" in info.value.message
+        assert "(after 2 attempt" in info.value.message
         assert store_files(store) == [] and tmp_entries(store) == []
 
     def test_a_trickle_is_stopped_by_the_deadline(self, tmp_path, bad_server):
