@@ -168,6 +168,8 @@ class TestForUrl:
             environ={"NETRC": str(netrc)},
         )
         assert creds.secrets == {"upass1", "tokenuser", "npass1"}
+        unnamed = find(environ={"UV_INDEX_NOWHERE_PASSWORD": "envpass1"})
+        assert unnamed.secrets == {"envpass1"}
 
 
 class TestRefusedHint:

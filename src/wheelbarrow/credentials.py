@@ -107,11 +107,13 @@ class Credentials:
         netrc_path: Path | None,
         netrc_entries: Mapping[str, tuple[str, str]],
         looked_at: Sequence[str],
+        other_secrets: Iterable[str] = (),
     ) -> None:
         self.indexes = tuple(indexes)
         self.netrc_path = netrc_path
         self._netrc = dict(netrc_entries)
         self.looked_at = tuple(looked_at)
+        self._other_secrets = frozenset(other_secrets)
 
     def for_url(self, url: str) -> Credential | None:
         """The credential to send with a GET of ``url`` (which holds none itself), or None."""
@@ -137,8 +139,9 @@ class Credentials:
 
     @property
     def secrets(self) -> frozenset[str]:
-        """The values that must never be printed: passwords, and lone user names (tokens)."""
-        found = set()
+        """The values that must never be printed: passwords, lone user names (tokens), and
+        every ``UV_INDEX_<NAME>_PASSWORD``, whether or not an index of that name is known."""
+        found = set(self._other_secrets)
         for credential in self._all():
             found.add(credential.password if credential.password else credential.username)
         return frozenset(v for v in found if v)
@@ -239,7 +242,13 @@ def find_credentials(
     netrc_path, entries, state = _read_netrc(environ, home)
     looked_at.append(f"{netrc_path}{state}")
     return Credentials(
-        indexes, netrc_path=netrc_path, netrc_entries=entries, looked_at=tuple(looked_at)
+        indexes,
+        netrc_path=netrc_path,
+        netrc_entries=entries,
+        looked_at=tuple(looked_at),
+        other_secrets=(
+            v for k, v in environ.items() if re.fullmatch(r"UV_INDEX_\w+_PASSWORD", k) and v
+        ),
     )
 
 
