@@ -240,6 +240,25 @@ class TestFailures:
         assert list((store / "built").glob("*/result.json"))
         assert not (store / "wheelhouses").exists()
 
+    def test_error_before_the_backend_names_the_package_and_its_log(self, tmp_path, local_index):
+        """A build stopped by a wheelbarrow error, not by its backend, is reported per package."""
+        d = tmp_path / "d"
+        # The backend asks at build time for a requirement that has only an sdist.
+        make_c_extension_sdist(d, dynamic_build_requires=("buildhelper",))
+        make_build_helper_sdist(d)
+        index = local_index(d)
+        app = make_app(tmp_path / "app", "cext==1.0\n")
+        store = tmp_path / "store"
+        result = build_cli(app, store, index.url)
+        assert result.code == 1, result.err
+        assert "error: 1 source build" in result.err
+        line = next(x.strip() for x in result.err.splitlines() if "- cext 1.0: " in x)
+        assert line.startswith("- cext 1.0: its backend"), line
+        assert "its backend asked at build time for buildhelper" in line
+        log = Path(line.split("(log: ")[1].rstrip(")"))
+        assert log.is_file() and log.is_relative_to(store / "built")
+        assert "hint: cext 1.0: list them in [build-system] requires" in result.err
+
     def test_missing_system_package_is_reported_before_compiling(self, tmp_path, local_index):
         """A build setting's system requirement that is absent stops everything before any build."""
         index = local_index([make_c_extension_sdist(tmp_path / "d")])

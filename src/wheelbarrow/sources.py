@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -13,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from wheelbarrow.builder import BuildFailure, BuildRequest, build_wheel, log_tail
+from wheelbarrow.builder import BuildFailure, BuildRequest, build_wheel
 from wheelbarrow.config import BuildConfig, PackageSettings
 from wheelbarrow.errors import (
     LockError,
@@ -354,7 +355,7 @@ def _run(nodes: dict[str, _Node], results: dict[str, Built], ctx: SourceContext)
         warnings.simplefilter("ignore", BuildBackendWarning)
         outcome = run_graph(graph, job, workers=workers, on_event=on_event)
     if outcome.failed or outcome.skipped:
-        raise _failure(nodes, outcome.failed, outcome.skipped)
+        raise _failure(nodes, outcome.failed, outcome.skipped, logs=ctx.store.root / "built")
 
 
 def _build_one(node: _Node, results: Mapping[str, Built], ctx: SourceContext) -> Built:
@@ -480,8 +481,21 @@ def _previous_inputs(store: Store, source: Artefact, ctx: SourceContext) -> dict
 
 
 def _failure(
-    nodes: Mapping[str, _Node], failed: Mapping[str, BaseException], skipped: Mapping[str, str]
+    nodes: Mapping[str, _Node],
+    failed: Mapping[str, BaseException],
+    skipped: Mapping[str, str],
+    *,
+    logs: Path | None = None,
 ) -> SourceBuildError:
+    """One error for every failed build: each names its package, its log and what stopped it.
+
+    ``logs`` is where each build's ``KEY/build.log`` is kept. A full disk is
+    raised as it is, so that it is reported as a full disk and not as a build
+    failure.
+    """
+    for exc in failed.values():
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise exc
     lines = [f"{len(failed)} source build(s) failed:"]
     hints = []
     for key, exc in failed.items():
@@ -492,8 +506,17 @@ def _failure(
             if exc.hint:
                 hints.append(f"{label}: {exc.hint}")
         else:
-            log = log_tail(Path())
-            lines.append(f"  - {label}: {type(exc).__name__}: {exc}{log}")
+            # Stopped before or around the backend (a build requirement that cannot
+            # be had, a store error): its log holds what had been done so far.
+            log = logs / key / "build.log" if logs is not None else None
+            where = f" (log: {log})" if log is not None and log.is_file() else ""
+            if isinstance(exc, WheelbarrowError):
+                said = exc.message if exc.message.startswith(label) else f"{label}: {exc.message}"
+                lines.append(f"  - {said}{where}")
+                if exc.hint:
+                    hints.append(f"{label}: {exc.hint}")
+            else:
+                lines.append(f"  - {label}: {type(exc).__name__}: {exc}{where}")
     for key, because in skipped.items():
         lines.append(
             f"  - {nodes[key].source.label}: not built, it needs "
