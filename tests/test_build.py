@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from support import make_sdist, make_wheel
+from support import build_local_index, make_c_extension_sdist, make_sdist, make_wheel
 from support.apps import PLATFORM, build_cli, build_ok, cli, make_app
 
 from wheelbarrow.store import Store
@@ -65,7 +65,7 @@ class TestBuild:
         build_ok(app, tmp_path / "store", index.url)
         result = build_cli(app, tmp_path / "store", index.url)
         assert result.code == 0
-        assert "is up to date (1 packages): nothing to do" in result.out
+        assert "is up to date (1 package): nothing to do" in result.out
 
     def test_changing_one_pin_fetches_only_that_package(self, tmp_path, wheels, local_index):
         """A changed pin relocks, names the change and downloads only the new wheel."""
@@ -80,7 +80,7 @@ class TestBuild:
         # beta's blob is the very same file, not a fresh download.
         again = next(Path(second["wheelhouse"]).glob("beta-*.whl")).stat()
         assert (again.st_ino, again.st_mtime_ns) == (beta_blob.st_ino, beta_blob.st_mtime_ns)
-        assert second["changes"] == [{"name": "alpha", "old": "1.0", "new": "2.0"}]
+        assert second["changes"] == [{"name": "alpha", "old": "1.0", "new": "2.0", "detail": None}]
         assert second["reused"] == ["beta-1.0-py3-none-any.whl"]
 
     def test_comment_only_edit_keeps_the_lock(self, tmp_path, wheels, local_index):
@@ -143,7 +143,7 @@ class TestBuildErrors:
         app = make_app(tmp_path / "app", "onlysdist\nmacwheel\nfine\n")
         result = build_cli(app, tmp_path / "store", index.url, "--only-binary", ":all:")
         assert result.code == 1
-        assert "2 package(s) have no compatible wheel for CPython" in result.err
+        assert "2 packages have no compatible wheel for CPython" in result.err
         # uv leaves wheels for other platforms out of the lock: only the sdist remains.
         assert "macwheel 1.0 (has an sdist; only-binary forbids a source build)" in result.err
         assert "onlysdist 1.0 (has an sdist; only-binary forbids a source build)" in result.err
@@ -234,3 +234,137 @@ class TestConcurrentBuilds:
             "beta-1.0-py3-none-any.whl",
         ]
         assert list((store / "tmp").iterdir()) == []
+
+
+def unpack_into(sdist: Path, dest: Path) -> Path:
+    """A project directory at ``dest`` holding what the sdist holds (as a checkout would)."""
+    import tarfile
+
+    with tarfile.open(sdist) as tar:
+        tar.extractall(dest.parent / ".unpack", filter="data")
+    [tree] = (dest.parent / ".unpack").iterdir()
+    tree.rename(dest)
+    (dest.parent / ".unpack").rmdir()
+    return dest
+
+
+def make_unpinned_app(directory: Path, requirements: str) -> Path:
+    """An app with only requirements.txt: no .python-version, no pyproject, as many are."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "requirements.txt").write_text(requirements, encoding="utf-8")
+    return directory
+
+
+def changes_line(out: str) -> str | None:
+    """The "Changed since the last build" line of a text report, if there is one."""
+    return next((line for line in out.splitlines() if line.startswith("Changed since")), None)
+
+
+class TestChangedSinceLastBuild:
+    def test_a_reused_source_build_is_not_listed(self, tmp_path, wheels, local_index):
+        """Adding a package lists only it, not the unchanged package built from its sdist."""
+        make_c_extension_sdist(wheels)
+        index = local_index(wheels)
+        app = make_unpinned_app(tmp_path / "app", "cext==1.0\n")
+        store = tmp_path / "store"
+        build_ok(app, store, index.url)
+        (app / "requirements.txt").write_text("cext==1.0\nalpha==2.0\n")
+
+        result = build_cli(app, store, index.url)
+        again = build_ok(make_unpinned_app(tmp_path / "other", "cext==1.0\n"), store, index.url)
+
+        assert result.code == 0, result.err
+        assert changes_line(result.out) == "Changed since the last build: alpha 2.0 (added)"
+        assert again["changes"] == []  # another app: no previous build to compare with
+
+    def test_a_rebuild_with_new_settings_says_why_not_old_to_same(
+        self, tmp_path, wheels, local_index
+    ):
+        """Same source, new build settings: the package is listed as rebuilt, with the reason."""
+        make_c_extension_sdist(wheels)
+        index = local_index(wheels)
+        app = make_unpinned_app(tmp_path / "app", "cext==1.0\nalpha==2.0\n")
+        store = tmp_path / "store"
+        build_ok(app, store, index.url)
+        (app / "wheelbarrow.toml").write_text(
+            '[packages.cext]\nconfig-settings = { define = "FIXTURE_VALUE=7" }\n'
+        )
+
+        report = build_ok(app, store, index.url)
+
+        assert report["changes"] == [
+            {
+                "name": "cext",
+                "old": "1.0",
+                "new": "1.0",
+                "detail": "rebuilt: build settings changed",
+            }
+        ]
+
+    def test_an_edited_local_package_shows_its_version(self, tmp_path):
+        """A local ./pkg directory edited between builds is listed by its version, never ?."""
+        app = make_unpinned_app(tmp_path / "app", "./localpkg\n")
+        unpack_into(make_c_extension_sdist(tmp_path / "d", "localpkg", "2.5"), app / "localpkg")
+        store = tmp_path / "store"
+        args = ("build", app, "--store", store, "--platform", PLATFORM, "--no-index")
+        first = cli(*args)
+        init = app / "localpkg" / "localpkg" / "__init__.py"
+        init.write_text(init.read_text() + "\nEDITED = True\n")
+
+        second = cli(*args)
+
+        assert (first.code, second.code) == (0, 0), second.err
+        assert "?" not in first.out + first.err + second.out + second.err
+        assert "  localpkg 2.5: built (first build for this target)" in first.out
+        assert changes_line(second.out) == (
+            "Changed since the last build: localpkg 2.5 (rebuilt: source changed)"
+        )
+
+    def test_a_new_wheel_of_the_same_version_says_so(self, tmp_path, wheels, local_index):
+        """A downloaded wheel replaced by another file of the same version is named as such."""
+        index = local_index(wheels)
+        app = make_unpinned_app(tmp_path / "app", "alpha\n")
+        store = tmp_path / "store"
+        build_ok(app, store, index.url)
+        make_wheel(wheels, "alpha", "2.0", tag=f"py3-none-{PLATFORM}")  # ranks above any
+        build_local_index(wheels)
+        (app / "requirements.txt").write_text("alpha==2.0\n")  # relocks
+
+        report = build_ok(app, store, index.url)
+
+        assert report["changes"] == [
+            {"name": "alpha", "old": "2.0", "new": "2.0", "detail": "same version, new file"}
+        ]
+
+    def test_version_changes_and_removals_are_listed(self, tmp_path, wheels, local_index):
+        """An upgrade reads old -> new; a dropped package reads removed."""
+        index = local_index(wheels)
+        app = make_unpinned_app(tmp_path / "app", "alpha==1.0\ngamma\n")
+        store = tmp_path / "store"
+        build_ok(app, store, index.url)
+        (app / "requirements.txt").write_text("alpha==2.0\n")
+
+        result = build_cli(app, store, index.url)
+
+        assert changes_line(result.out) == (
+            "Changed since the last build: alpha 1.0 -> 2.0, gamma 0.5 (removed)"
+        )
+
+
+class TestReportWording:
+    def test_counts_of_one_read_in_the_singular(self, tmp_path, wheels, local_index):
+        """One package reads "1 package" in every line of lock and build, never "(s)"."""
+        index = local_index(wheels)
+        app = make_unpinned_app(tmp_path / "app", "alpha==2.0\n")
+        store = tmp_path / "store"
+
+        first = build_cli(app, store, index.url)
+        second = build_cli(app, store, index.url)
+
+        assert (first.code, second.code) == (0, 0), first.err
+        text = first.out + first.err + second.out + second.err
+        assert "(s)" not in text
+        assert "Locking 1 requirement for" in first.err
+        assert "Fetching 1 file\n" in first.err
+        assert " built: 1 package, 1 fetched" in first.out
+        assert "is up to date (1 package): nothing to do" in second.out

@@ -173,7 +173,7 @@ class TestDerivedEnvironments:
         assert build_cli(app, store, index.url).code == 0
         result = cli("install", app, "--store", store, "--into", tmp_path / "two")
         assert result.code == 0, result.err
-        assert "1 wheel(s) in, 1 out, 1 kept" in result.err
+        assert "1 wheel in, 1 out, 1 kept" in result.err
         one = next((tmp_path / "one").glob("lib/python*/site-packages"))
         two = next((tmp_path / "two").glob("lib/python*/site-packages"))
         assert (one / "kept" / "__init__.py").stat().st_ino == (
@@ -216,7 +216,7 @@ class TestBytecodeFailures:
         assert build_cli(app, store, index.url).code == 0
         result = cli("install", app, "--store", store, "--into", tmp_path / "env")
         assert result.code == 0, result.err
-        assert "1 file(s) have no bytecode" in result.err
+        assert "1 file has no bytecode" in result.err
         assert "legacy/py2.py" in result.err
         site = next((tmp_path / "env").glob("lib/python*/site-packages"))
         assert list((site / "legacy" / "__pycache__").glob("__init__.*.pyc"))
@@ -333,7 +333,7 @@ class TestContentTrueDerivation:
         assert build_cli(app, store, second.url).code == 0
         result = cli("install", app, "--store", store, "--into", tmp_path / "env-two")
         assert result.code == 0, result.err
-        assert "1 wheel(s) in, 1 out, 1 kept" in result.err
+        assert "1 wheel in, 1 out, 1 kept" in result.err
         assert run_python(tmp_path / "env-two", "import alpha; print(alpha.BUILD)") == "new build"
         assert run_python(tmp_path / "env-one", "import alpha; print(alpha.BUILD)") == "old build"
         # Twice: the second install of each wheelhouse is a clone of the right environment.

@@ -108,7 +108,7 @@ class TestCompile:
         code, out = compile_(build, cache, env, slug_home)
         assert code == 0, out
         assert "1 fetched" in out and "changed: alpha 1.0 -> 2.0" in out
-        assert "1 wheel(s) in, 1 out, 1 kept" in out
+        assert "1 wheel in, 1 out, 1 kept" in out
 
     def test_changing_the_python_version_drops_the_cache_and_says_why(self, platform):
         """A different Python pin empties the cache, naming the change."""

@@ -175,7 +175,7 @@ class TestPlatform:
         requirements.write_text(requirements.read_text().replace("flask==3.1.2", "flask==3.1.1"))
         out = platform.compile("pin change")
         assert "changed: flask 3.1.2 -> 3.1.1" in out
-        assert "1 wheel(s) in, 1 out, 14 kept" in out
+        assert "1 wheel in, 1 out, 14 kept" in out
 
     def test_changing_the_python_version_drops_the_cache(self, platform):
         """Pinning the stack's full version is a different Python pin: the cache goes, with why."""

@@ -198,7 +198,7 @@ class TestBuildOrder:
         result = build_cli(app, tmp_path / "store", index.url)
         assert result.code == 1
         assert "broken 1.0: the build failed" in result.err
-        assert "app-pkg" not in result.err.split("source build(s) failed")[1].split("hint:")[0]
+        assert "app-pkg" not in result.err.split("source build failed")[1].split("hint:")[0]
         assert "Building app-pkg 1.0 from source" in result.err
 
     def test_a_cycle_of_build_requirements_is_named(self, tmp_path, local_index):
@@ -210,7 +210,7 @@ class TestBuildOrder:
         app = make_app(tmp_path / "app", "ping==1.0\n")
         result = build_cli(app, tmp_path / "store", index.url)
         assert result.code == 2
-        assert "1 cycle(s) among the source builds" in result.err
+        assert "1 cycle among the source builds" in result.err
         # The cycle starts at either member; both read the same way round.
         assert (
             "ping 1.0 -> pong 1.0 -> ping 1.0" in result.err
@@ -229,7 +229,7 @@ class TestFailures:
         store = tmp_path / "store"
         result = build_cli(app, store, index.url, "--build-jobs", "1")
         assert result.code == 1
-        assert "1 source build(s) failed:" in result.err
+        assert "1 source build failed:" in result.err
         assert "broken 1.0: the build failed (log: " in result.err
         assert "definitely_missing_header.h" in result.err
         assert "a C header is missing: definitely_missing_header.h" in result.err
@@ -374,3 +374,88 @@ class TestLocalAndVcsSources:
         assert built["name"] == "localpkg"
         install(app, store, tmp_path / "env")
         assert run_in(tmp_path / "env", "import localpkg; print(localpkg.add(1, 2))") == "3"
+
+
+class _NoDownloads:
+    """A fetcher for builds that must need nothing from an index."""
+
+    def fetch(self, artefacts, store, reporter):
+        assert list(artefacts) == [], "nothing should be downloaded"
+        return []
+
+
+class TestReportedDurationAndReason:
+    def test_json_gives_each_build_its_duration_and_reason(self, tmp_path, local_index):
+        """--json says how long each source build took and why it ran, or that it was reused."""
+        d = tmp_path / "d"
+        make_c_extension_sdist(d)
+        make_wheel(d, "alpha", "1.0")
+        index = local_index(d)
+        store = tmp_path / "store"
+        app = tmp_path / "app"
+        app.mkdir()
+        (app / "requirements.txt").write_text("cext==1.0\n")  # no Python pin
+        other = make_app(tmp_path / "other", "cext==1.0\nalpha\n")
+
+        [built] = build_ok(app, store, index.url)["built"]
+        [reused] = build_ok(other, store, index.url)["built"]
+
+        assert built["reason"] == "first build for this target"
+        assert isinstance(built["seconds"], float) and built["seconds"] > 0
+        assert (reused["reason"], reused["seconds"]) == ("reused from the build cache", 0.0)
+
+    def test_duration_is_measured_with_the_injected_clock(self, tmp_path):
+        """A build's seconds are what the context's clock says passed while it built."""
+        import os
+        import shutil
+        import tarfile
+
+        from packaging.utils import canonicalize_name
+
+        from wheelbarrow.cli.common import running_interpreter
+        from wheelbarrow.config import BuildConfig
+        from wheelbarrow.lockfile import Artefact
+        from wheelbarrow.report import NullReporter
+        from wheelbarrow.requirements import IndexOptions
+        from wheelbarrow.runner import run_subprocess
+        from wheelbarrow.sdist import tree_digest
+        from wheelbarrow.sources import SourceContext, build_sources
+        from wheelbarrow.store import Store
+        from wheelbarrow.target import Target
+
+        with tarfile.open(make_c_extension_sdist(tmp_path / "d", "localpkg", "1.0")) as tar:
+            tar.extractall(tmp_path / "src", filter="data")
+        tree = tmp_path / "src" / "localpkg-1.0"
+        source = Artefact(
+            name=canonicalize_name("localpkg"),
+            version="?",  # as uv locks a local directory
+            filename=tree.name,
+            url=None,
+            path=tree,
+            sha256=tree_digest(tree),
+            size=None,
+            kind="directory",
+        )
+        ticks = iter([100.0, 107.25])  # a third reading would fail the test
+        interpreter = running_interpreter()
+        context = SourceContext(
+            store=Store(tmp_path / "store"),
+            target=Target.parse(python=interpreter.version, platform=PLATFORM),
+            config=BuildConfig(repair="never"),
+            interpreter=interpreter,
+            runner=run_subprocess,
+            reporter=NullReporter(),
+            environ=os.environ,
+            uv="uv",
+            index=IndexOptions(no_index=True),
+            fetcher=_NoDownloads(),
+            toolchain={},
+            which=shutil.which,
+            clock=lambda: next(ticks),
+        )
+
+        [built] = build_sources([source], context)
+
+        assert built.seconds == 7.25
+        assert built.as_json()["seconds"] == 7.25
+        assert (built.version, built.as_json()["version"]) == ("1.0", "1.0")

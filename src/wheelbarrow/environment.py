@@ -37,6 +37,7 @@ from wheelbarrow.seal import (
     sha256_file,
 )
 from wheelbarrow.store import Store
+from wheelbarrow.text import agree, plural
 
 MARKER = ".wheelbarrow-env.json"
 LinkMode = Literal["hardlink", "copy"]
@@ -261,7 +262,8 @@ def edited_message(path: Path, problems: Sequence[SealProblem]) -> str:
     """What to tell the user about a stored environment that no longer matches its seal."""
     text = (
         f"the stored environment {path} changed after it was sealed: "
-        f"{len(problems)} file(s) differ: {describe(problems)}."
+        f"{plural(len(problems), 'file')} {agree(len(problems), 'differs', 'differ')}: "
+        f"{describe(problems)}."
     )
     if any(p.problem == "changed" for p in problems):
         text += (
@@ -315,7 +317,7 @@ def _fresh(
         "create the virtual environment",
     )
     site = _site(work, interpreter)
-    reporter.message("step", f"Installing {len(wheels)} wheel(s)")
+    reporter.message("step", f"Installing {plural(len(wheels), 'wheel')}")
     _install_wheels(wheels, work, site, final_root=final, short=interpreter.short)
     if compile_bytecode:
         reporter.message("step", "Compiling bytecode")
@@ -394,7 +396,7 @@ def _derive(
         raise _BaseEdited(check)
     reporter.message(
         "step",
-        f"Deriving the environment from a stored one: {len(add)} wheel(s) in, "
+        f"Deriving the environment from a stored one: {plural(len(add), 'wheel')} in, "
         f"{len(remove)} out, {len(old & new.keys())} kept",
     )
     (work / MARKER).unlink(missing_ok=True)
@@ -490,7 +492,8 @@ def _compile(runner: Runner, python: Path, targets: Sequence[Path], reporter: Re
     more = f" and {len(failed) - 3} more" if len(failed) > 3 else ""
     reporter.message(
         "warning",
-        f"{len(failed)} file(s) have no bytecode as they do not compile for this Python: "
+        f"{plural(len(failed), 'file')} {agree(len(failed), 'has', 'have')} no bytecode as "
+        f"{agree(len(failed), 'it does', 'they do')} not compile for this Python: "
         f"{shown}{more}",
     )
 
@@ -694,7 +697,7 @@ def _check_target(dest: Path) -> None:
             f" and {len(foreign) - 5} more" if len(foreign) > 5 else ""
         )
         raise InstallError(
-            f"{dest}: holds {len(foreign)} file(s) wheelbarrow did not put there: {shown}",
+            f"{dest}: holds {plural(len(foreign), 'file')} wheelbarrow did not put there: {shown}",
             hint="installing replaces the whole environment: move them out of it, "
             "or install into another directory",
         )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from wheelbarrow.text import agree, plural
+
 
 class WheelbarrowError(Exception):
     """Base of every error wheelbarrow raises on purpose.
@@ -55,7 +57,8 @@ class NoCompatibleWheelError(WheelbarrowError):
         self.packages = tuple(packages)
         listing = "\n".join(f"  - {p}" for p in self.packages)
         super().__init__(
-            f"{len(self.packages)} package(s) have no compatible wheel for {target}:\n{listing}",
+            f"{plural(len(self.packages), 'package')} {agree(len(self.packages), 'has', 'have')} "
+            f"no compatible wheel for {target}:\n{listing}",
             hint="pick versions that publish wheels for this target, or change --python/--platform",
         )
 
@@ -115,7 +118,7 @@ class BuildCycleError(BuildGraphError):
             for cycle in self.cycles
         )
         super().__init__(
-            f"{len(self.cycles)} cycle(s) among the source builds; "
+            f"{plural(len(self.cycles), 'cycle')} among the source builds; "
             f"none of their members can be built first:\n{listing}",
             hint="break each cycle by providing a wheel for one of its members "
             "(e.g. drop --no-binary for it)",

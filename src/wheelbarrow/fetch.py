@@ -26,6 +26,7 @@ from wheelbarrow.lockfile import Artefact
 from wheelbarrow.redact import redact_urls, remember
 from wheelbarrow.report import Reporter
 from wheelbarrow.store import BlobWriter, Store
+from wheelbarrow.text import plural
 
 if TYPE_CHECKING:
     import httpx
@@ -232,7 +233,7 @@ class Fetcher:
                 budget.check_deadline(exc.nbytes)
                 if attempt > self._retries or cancel.is_set():
                     raise FetchError(
-                        f"{label}: {exc.reason} (after {attempt} attempt(s)) from {where}",
+                        f"{label}: {exc.reason} (after {plural(attempt, 'attempt')}) from {where}",
                         hint="check the network or the index, then build again",
                     ) from exc
                 time.sleep(min(self._backoff * 2 ** (attempt - 1), budget.remaining()))

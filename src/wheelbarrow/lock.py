@@ -22,6 +22,7 @@ from wheelbarrow.requirements import IndexOptions, RequirementLine, Requirements
 from wheelbarrow.runner import Runner
 from wheelbarrow.scratch import clean_stale, scratch
 from wheelbarrow.target import Target
+from wheelbarrow.text import plural
 
 LOCK_HEADER = "# Written by `wheelbarrow lock`: edit the requirements and lock again.\n"
 TOOL_TABLE = "tool.wheelbarrow"
@@ -109,7 +110,8 @@ def lock(
     """
     reqs = request.requirements
     target = request.target
-    reporter.message("step", f"Locking {len(reqs.requirements)} requirement(s) for {target}")
+    count = plural(len(reqs.requirements), "requirement")
+    reporter.message("step", f"Locking {count} for {target}")
     scratch_root = Path(tempfile.gettempdir())
     clean_stale(scratch_root, SCRATCH_PREFIX)  # left by killed locks
     with scratch(scratch_root, SCRATCH_PREFIX) as tmp:

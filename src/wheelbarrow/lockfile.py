@@ -17,6 +17,7 @@ from packaging.pylock import (
     PylockValidationError,
 )
 from packaging.utils import NormalizedName, canonicalize_name, parse_wheel_filename
+from packaging.version import InvalidVersion, Version
 
 from wheelbarrow.errors import InputError, NoCompatibleWheelError
 from wheelbarrow.target import Target
@@ -55,8 +56,8 @@ class Artefact:
 
     @property
     def label(self) -> str:
-        """``name version`` for messages."""
-        return f"{self.name} {self.version}"
+        """``name version`` for messages, or the name alone while the version is unknown."""
+        return self.name if self.version == "?" else f"{self.name} {self.version}"
 
     @property
     def is_file(self) -> bool:
@@ -214,7 +215,8 @@ def _source(lock: Lock, package: Package, name: NormalizedName, version: str) ->
             )
         return Artefact(
             name=name,
-            version=version,
+            # uv locks a local directory without its version; its pyproject may say it.
+            version=(_declared_version(path) or version) if version == "?" else version,
             filename=path.name,
             url=None,
             path=path,
@@ -265,6 +267,25 @@ def _local_path(lock: Lock, name: str, path: str) -> Path:
             hint="fix the path in the requirements and lock again",
         )
     return lock.path.parent / path
+
+
+def _declared_version(project: Path) -> str | None:
+    """The static ``[project] version`` of a local project, if its pyproject.toml has one.
+
+    Anything unreadable gives None: the build reads the file again and reports it.
+    """
+    try:
+        data = tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return None
+    table = data.get("project")
+    version = table.get("version") if isinstance(table, dict) else None
+    if not isinstance(version, str) or "version" in (table or {}).get("dynamic", ()):
+        return None
+    try:
+        return str(Version(version))
+    except InvalidVersion:
+        return None
 
 
 def _artefact(lock: Lock, package: Package, source: PackageWheel) -> Artefact:

@@ -22,6 +22,7 @@ from packaging.utils import (
 )
 
 from wheelbarrow.errors import RequirementsError
+from wheelbarrow.text import plural
 
 __all__ = [
     "IndexOptions",
@@ -332,7 +333,7 @@ def _hash_problem(value: str) -> str | None:
     if len(digest) != length or not _HEX.fullmatch(digest):
         return (
             f"invalid hash {value!r}: a {algorithm} digest is {length} hexadecimal "
-            f"characters, got {len(digest)} character(s)"
+            f"characters, got {plural(len(digest), 'character')}"
             + ("" if _HEX.fullmatch(digest) else " that are not all hexadecimal")
         )
     return None

@@ -8,11 +8,14 @@ import json
 import os
 import shutil
 import threading
+import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from packaging.utils import parse_wheel_filename
 
 from wheelbarrow.builder import BuildFailure, BuildRequest, build_wheel
 from wheelbarrow.config import BuildConfig, PackageSettings
@@ -31,6 +34,7 @@ from wheelbarrow.requirements import IndexOptions, requirements_from_strings
 from wheelbarrow.runner import Runner
 from wheelbarrow.store import Store
 from wheelbarrow.target import Target
+from wheelbarrow.text import plural
 from wheelbarrow.wheelhouse import Fetches
 
 BUILD_KEY_FORMAT = 1
@@ -56,11 +60,15 @@ class SourceContext:
     which: Callable[[str], str | None]
     auditwheel: Sequence[str] = ("auditwheel",)
     repair_env: Mapping[str, str] | None = None  # PATH must reach a recent patchelf
+    clock: Callable[[], float] = time.monotonic  # times each build for the report
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Built:
-    """A wheel made from a source, new or reused from the build cache."""
+    """A wheel made from a source, new or reused from the build cache.
+
+    ``seconds`` is how long building and repairing took now (0 when reused).
+    """
 
     source: Artefact
     wheel: str
@@ -69,17 +77,30 @@ class Built:
     reused: bool
     why: str | None
     log: Path
+    seconds: float = 0.0
+
+    @property
+    def version(self) -> str:
+        """The built wheel's version (a local directory's lock entry may have none)."""
+        return str(parse_wheel_filename(self.wheel)[1])
+
+    @property
+    def reason(self) -> str:
+        """Why it was built now, or that it was reused from the build cache."""
+        return "reused from the build cache" if self.reused else (self.why or "built")
 
     def as_json(self) -> dict[str, object]:
         """For the build report."""
         return {
             "name": self.source.name,
-            "version": self.source.version,
+            "version": self.version,
             "source": self.source.filename,
             "wheel": self.wheel,
             "repair": self.repair,
             "reused": self.reused,
             "why": self.why,
+            "reason": self.reason,
+            "seconds": round(self.seconds, 3),
             "log": str(self.log),
         }
 
@@ -374,6 +395,7 @@ def _build_one(node: _Node, results: Mapping[str, Built], ctx: SourceContext) ->
     wheels = [store.named(w.sha256, w.filename) for w in node.build_wheels]
     wheels += [store.named(results[k].sha256, results[k].wheel) for k in node.needs]
     why = why_rebuilt(_previous_inputs(store, node.source, ctx), inputs)
+    started = ctx.clock()
     with store.scratch(f"out-{node.key[:16]}-") as out:
         wheel = build_wheel(
             BuildRequest(
@@ -408,6 +430,7 @@ def _build_one(node: _Node, results: Mapping[str, Built], ctx: SourceContext) ->
                 node.source.label, log, reason=f"repair failed: {exc.message}"
             ) from exc
         sha256 = store.add_file(repaired.wheel)
+        seconds = ctx.clock() - started
         result = {
             "wheel": repaired.wheel.name,
             "sha256": sha256,
@@ -424,6 +447,7 @@ def _build_one(node: _Node, results: Mapping[str, Built], ctx: SourceContext) ->
         reused=False,
         why=why,
         log=log,
+        seconds=seconds,
     )
 
 
@@ -496,7 +520,7 @@ def _failure(
     for exc in failed.values():
         if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
             raise exc
-    lines = [f"{len(failed)} source build(s) failed:"]
+    lines = [f"{plural(len(failed), 'source build')} failed:"]
     hints = []
     for key, exc in failed.items():
         label = nodes[key].source.label

@@ -20,6 +20,7 @@ from wheelbarrow.lockfile import Artefact
 from wheelbarrow.report import Reporter
 from wheelbarrow.store import Store
 from wheelbarrow.target import Target
+from wheelbarrow.text import agree, plural
 
 if TYPE_CHECKING:
     from wheelbarrow.fetch import Fetched
@@ -41,18 +42,29 @@ class Fetches(Protocol):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Change:
-    """A package whose wheel differs from the app's previous wheelhouse."""
+    """A package whose wheel differs from the app's previous wheelhouse.
+
+    ``detail`` says what changed when the version did not (``rebuilt: build
+    settings changed``, ``same version, new file``).
+    """
 
     name: str
     old: str | None
     new: str | None
+    detail: str | None = None
 
     def __str__(self) -> str:
         if self.old is None:
             return f"{self.name} {self.new} (added)"
         if self.new is None:
             return f"{self.name} {self.old} (removed)"
-        return f"{self.name} {self.old} -> {self.new}"
+        if self.old != self.new:
+            return f"{self.name} {self.old} -> {self.new}"
+        return f"{self.name} {self.new} ({self.detail or 'new file'})"
+
+    def as_json(self) -> dict[str, str | None]:
+        """For the build report."""
+        return {"name": self.name, "old": self.old, "new": self.new, "detail": self.detail}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -80,7 +92,7 @@ class BuildReport:
             "status": self.status,
             "target": self.target.as_dict(),
             "packages": self.packages,
-            "changes": [{"name": c.name, "old": c.old, "new": c.new} for c in self.changes],
+            "changes": [c.as_json() for c in self.changes],
             "fetched": list(self.fetched),
             "fetched_bytes": self.fetched_bytes,
             "reused": list(self.reused),
@@ -124,9 +136,10 @@ def build_wheelhouse(
         return report(status="up-to-date", seconds=clock() - start)
 
     previous = manifest_of(store, previous_key) if previous_key else None
-    changes = _changes(previous, artefacts) if previous else ()
     with store.lock(f"wheelhouse-{key}"):
-        if manifest_of(store, key) is not None:  # built by another process meanwhile
+        done = manifest_of(store, key)
+        if done is not None:  # built by another process meanwhile
+            changes = _changes(previous, done.get("wheels", [])) if previous else ()
             return report(status="up-to-date", changes=changes, seconds=clock() - start)
         files = [a for a in artefacts if a.is_file]
         missing = [a for a in files if not store.has(a.sha256)]
@@ -134,7 +147,7 @@ def build_wheelhouse(
         if missing:
             reporter.message(
                 "step",
-                f"Fetching {len(missing)} file(s)"
+                f"Fetching {plural(len(missing), 'file')}"
                 + (f", {len(reused)} already in the store" if reused else ""),
             )
         fetched = fetcher.fetch(missing, store, reporter)
@@ -143,10 +156,13 @@ def build_wheelhouse(
         if sources:
             if build_sources is None:
                 raise StoreError(
-                    f"{len(sources)} package(s) need a source build, and none is set up"
+                    f"{plural(len(sources), 'package')} "
+                    f"{agree(len(sources), 'needs', 'need')} a source build, and none is set up"
                 )
             built = build_sources(sources)
-        _materialise(_entries(artefacts, built), target, key, store, lock_sha256)
+        entries = _entries(artefacts, built)
+        _materialise(entries, target, key, store, lock_sha256)
+    changes = _changes(previous, entries, built) if previous else ()
     return report(
         status="built",
         changes=changes,
@@ -169,6 +185,8 @@ def _entries(artefacts: Sequence[Artefact], built: Sequence[Built]) -> list[dict
         else:
             b = by_source[a.sha256]
             entry.update(
+                # A local directory's lock entry may have no version; the wheel has one.
+                version=b.version,
                 filename=b.wheel,
                 sha256=b.sha256,
                 source={"kind": a.kind, "filename": a.filename, "sha256": a.sha256},
@@ -237,22 +255,53 @@ def _link_or_copy(src: Path, dst: Path) -> None:
         shutil.copyfile(src, dst)
 
 
-def _changes(previous: Mapping[str, Any], artefacts: Sequence[Artefact]) -> tuple[Change, ...]:
-    old = {w["name"]: (w["version"], w["sha256"]) for w in previous.get("wheels", [])}
-    new = {a.name: (a.version, a.sha256) for a in artefacts}
+def _changes(
+    previous: Mapping[str, Any],
+    entries: Sequence[Mapping[str, Any]],
+    built: Sequence[Built] = (),
+) -> tuple[Change, ...]:
+    """What differs from the previous wheelhouse, package by package, by the wheels' content.
+
+    Both sides are manifest entries, so a package built from source is compared
+    by the wheel it became: reused from the build cache it is no change, rebuilt
+    it is one even at the same version.
+    """
+    old = {w["name"]: w for w in previous.get("wheels", [])}
+    new = {w["name"]: w for w in entries}
+    builds = {b.sha256: b for b in built}
     changes = []
     for name in sorted(old.keys() | new.keys()):
         before, after = old.get(name), new.get(name)
-        if before == after:
-            continue
-        changes.append(
-            Change(
-                name=name,
-                old=before[0] if before else None,
-                new=after[0] if after else None,
+        if before is not None and after is not None:
+            if before.get("sha256") == after.get("sha256"):
+                continue
+            detail = None
+            if before.get("version") == after.get("version"):
+                detail = _what_changed(before, after, builds)
+            changes.append(
+                Change(name=name, old=before.get("version"), new=after["version"], detail=detail)
             )
-        )
+        elif after is not None:
+            changes.append(Change(name=name, old=None, new=after["version"]))
+        elif before is not None:
+            changes.append(Change(name=name, old=before.get("version"), new=None))
     return tuple(changes)
+
+
+def _what_changed(
+    before: Mapping[str, Any], after: Mapping[str, Any], builds: Mapping[str, Built]
+) -> str:
+    """Why a package of the same version has another wheel than in the previous wheelhouse."""
+    if "source" not in after:
+        return "now a downloaded wheel" if "source" in before else "same version, new file"
+    if "source" not in before:
+        return "now built from source"
+    build = builds.get(after["sha256"])
+    if build is not None and not build.reused:
+        return f"rebuilt: {build.why}" if build.why else "rebuilt"
+    if before["source"].get("sha256") != after["source"].get("sha256"):
+        return "new source, wheel from the build cache"
+    return "built with other settings, wheel from the build cache"
 
 
 def record_app_build(store: Store, app_root: Path, key: str) -> None:

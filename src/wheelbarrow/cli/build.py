@@ -16,6 +16,7 @@ from wheelbarrow.lockfile import Artefact
 from wheelbarrow.plan import Plan
 from wheelbarrow.requirements import IndexOptions
 from wheelbarrow.runner import run_subprocess
+from wheelbarrow.text import plural
 from wheelbarrow.wheelhouse import BuildReport, build_wheelhouse, previous_app_key, record_app_build
 
 if TYPE_CHECKING:
@@ -103,21 +104,20 @@ def plan_index(plan: Plan, args: argparse.Namespace) -> IndexOptions:
 
 
 def _print(report: BuildReport) -> None:
+    packages = plural(report.packages, "package")
     if report.status == "up-to-date":
-        render.out(
-            f"Wheelhouse {report.key} is up to date ({report.packages} packages): nothing to do"
-        )
+        render.out(f"Wheelhouse {report.key} is up to date ({packages}): nothing to do")
     else:
         if report.changes:
             render.out("Changed since the last build: " + ", ".join(str(c) for c in report.changes))
         render.out(
-            f"Wheelhouse {report.key} built: {report.packages} packages, "
+            f"Wheelhouse {report.key} built: {packages}, "
             f"{len(report.fetched)} fetched ({render.human_bytes(report.fetched_bytes)}), "
             f"{len(report.reused)} already in the store"
             + (f", {len(report.built)} from source" if report.built else "")
             + f", in {report.seconds:.1f}s"
         )
         for b in report.built:
-            how = "reused from the build cache" if b.reused else f"built ({b.why})"
-            render.out(f"  {b.source.label}: {how}; {b.repair}")
+            how = b.reason if b.reused else f"built ({b.reason}) in {b.seconds:.1f}s"
+            render.out(f"  {b.source.name} {b.version}: {how}; {b.repair}")
     render.out(f"  {report.path}")

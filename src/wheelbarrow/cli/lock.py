@@ -6,6 +6,7 @@ import argparse
 
 from wheelbarrow.cli import common, render
 from wheelbarrow.errors import InputError
+from wheelbarrow.text import plural
 
 
 def run(args: argparse.Namespace) -> int:
@@ -33,6 +34,7 @@ def run(args: argparse.Namespace) -> int:
         )
     elif not args.quiet:
         render.out(
-            f"Locked {len(plan.artefacts)} package(s) for {plan.target} into {plan.lock.path}"
+            f"Locked {plural(len(plan.artefacts), 'package')} for {plan.target} "
+            f"into {plan.lock.path}"
         )
     return 0

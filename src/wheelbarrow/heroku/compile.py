@@ -25,6 +25,7 @@ from wheelbarrow.requirements import IndexOptions
 from wheelbarrow.runner import Runner
 from wheelbarrow.store import Store
 from wheelbarrow.target import PythonVersion, host_platform
+from wheelbarrow.text import plural
 from wheelbarrow.wheelhouse import build_wheelhouse, previous_app_key, record_app_build
 
 VENV = ".heroku/venv"
@@ -321,7 +322,7 @@ def _finish_slug(ctx: CompileContext, out: HerokuReporter) -> None:
 
     removed = apply_slugignore(ctx.build_dir)
     if removed:
-        out.detail(f".slugignore removed {len(removed)} path(s)")
+        out.detail(f".slugignore removed {plural(len(removed), 'path')}")
     sites = sorted((ctx.build_dir / VENV).glob("lib/python*/site-packages"))
     stripped = strip_slug(ctx.build_dir, site_packages=sites)
     out.step(f"Slug: {human_size(slug_size(ctx.build_dir))}")

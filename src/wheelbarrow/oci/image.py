@@ -12,6 +12,7 @@ from typing import Any, NamedTuple
 from wheelbarrow.errors import ImageFormatError, ImageReferenceError
 from wheelbarrow.oci.layer import LayerBlob
 from wheelbarrow.oci.reference import check_digest
+from wheelbarrow.text import plural
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -489,7 +490,8 @@ def append_layers(
     base_layers = base_manifest.layers if base_manifest is not None else ()
     if len(base.diff_ids) != len(base_layers):
         raise ImageFormatError(
-            f"the base image's config lists {len(base.diff_ids)} layer(s) (rootfs.diff_ids) "
+            f"the base image's config lists {plural(len(base.diff_ids), 'layer')} "
+            "(rootfs.diff_ids) "
             f"but its manifest {len(base_layers)}",
             hint="use a base image whose config belongs to its manifest",
         )

@@ -31,6 +31,7 @@ from wheelbarrow.oci.image import (
     check_document_digest,
 )
 from wheelbarrow.oci.reference import ImageReference
+from wheelbarrow.text import agree, plural
 
 LAYOUT_VERSION = "1.0.0"
 CHUNK = 1 << 20
@@ -128,7 +129,8 @@ def write_oci_layout(
             missing.append(layer.digest)
     if missing:
         raise BlobNotFoundError(
-            f"{directory}: {len(missing)} layer blob(s) of the image are neither in the layout "
+            f"{directory}: {plural(len(missing), 'layer blob')} of the image "
+            f"{agree(len(missing), 'is', 'are')} neither in the layout "
             "nor in the blobs given:\n" + "\n".join(f"  - {d}" for d in missing),
             digest=missing[0],
             hint="pass the base image's blobs, or write into the base image's own layout",
@@ -220,7 +222,8 @@ def write_docker_archive(
     image_config = ImageConfig.from_json(config)
     if len(image_config.diff_ids) != len(parsed.layers):
         raise ImageFormatError(
-            f"the image config lists {len(image_config.diff_ids)} layer(s) but the manifest "
+            f"the image config lists {plural(len(image_config.diff_ids), 'layer')} "
+            "but the manifest "
             f"{len(parsed.layers)}"
         )
     source = chain_blobs(blob_source)

@@ -30,6 +30,7 @@ from wheelbarrow.oci.reference import (
     check_digest,
     is_loopback,
 )
+from wheelbarrow.text import plural
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -511,7 +512,7 @@ class RegistryClient:
             except httpx.TransportError as exc:
                 if not retry or attempt > self._retries:
                     raise RegistryError(
-                        f"{method} {request.url} failed after {attempt} attempt(s): "
+                        f"{method} {request.url} failed after {plural(attempt, 'attempt')}: "
                         f"{type(exc).__name__}: {exc}",
                         hint="check the network and the registry, then try again",
                     ) from exc
@@ -641,7 +642,7 @@ class RegistryClient:
         if response.status_code in (401, 403):
             raise self._auth_error(ref, response, self._find_credentials(ref))
         if response.status_code >= 500:
-            hint = f"the registry failed (retried {self._retries} time(s)); check its log"
+            hint = f"the registry failed (retried {plural(self._retries, 'time')}); check its log"
         else:
             hint = "check the image reference, and that the blobs it needs were pushed first"
         raise RegistryError(
