@@ -223,6 +223,10 @@ def _materialise(
                     size=blob.stat().st_size,
                 )
             )
+        # A flipped byte in a stored blob stops here, before any wheelhouse holds it.
+        from wheelbarrow.verify import check_linked_blobs
+
+        check_linked_blobs(store, work, [(f.filename, f.sha256) for f in files])
         write_index(files, work / SIMPLE)
         manifest = {
             "version": 1,

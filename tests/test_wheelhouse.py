@@ -1,0 +1,51 @@
+"""Wheelhouses are laid out only from blobs that still hash to their names."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from support import make_wheel
+from support.apps import build_cli, make_app
+
+
+def flip_a_byte(path: Path) -> None:
+    """Change one byte in place, as a failing disk or a stray write would."""
+    with path.open("r+b") as f:
+        f.seek(40)
+        byte = f.read(1)
+        f.seek(40)
+        f.write(bytes([byte[0] ^ 0xFF]))
+
+
+class TestMaterialise:
+    def test_a_flipped_byte_in_a_blob_is_caught_before_it_is_linked(self, tmp_path, local_index):
+        """A damaged blob stops the new wheelhouse, naming it; the next build fetches it again."""
+        d = tmp_path / "dists"
+        make_wheel(d, "alpha", "1.0")
+        make_wheel(d, "alpha", "2.0")
+        kept = make_wheel(d, "kept", "1.0")
+        index = local_index(d)
+        app = make_app(tmp_path / "app", "alpha==1.0\nkept==1.0\n")
+        store = tmp_path / "store"
+        assert build_cli(app, store, index.url).code == 0
+        [blob] = [
+            p
+            for p in (store / "blobs").rglob("*")
+            if p.is_file()
+            and p.stat().st_size == kept.stat().st_size
+            and p.read_bytes() == kept.read_bytes()
+        ]
+        flip_a_byte(blob)
+        (app / "requirements.txt").write_text("alpha==2.0\nkept==1.0\n")
+        houses = sorted(p.name for p in (store / "wheelhouses").iterdir())
+        result = build_cli(app, store, index.url)
+        assert result.code == 1
+        assert "kept-1.0-py3-none-any.whl" in result.err
+        assert "no longer matches its sha256" in result.err
+        assert sorted(p.name for p in (store / "wheelhouses").iterdir()) == houses
+        index.requests.clear()
+        again = build_cli(app, store, index.url, "--json")
+        assert again.code == 0, again.err
+        assert index.downloads == ["kept-1.0-py3-none-any.whl"]
+        house = Path(again.json()["wheelhouse"])
+        assert (house / "kept-1.0-py3-none-any.whl").read_bytes() == kept.read_bytes()
