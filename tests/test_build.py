@@ -353,18 +353,34 @@ class TestChangedSinceLastBuild:
 
 class TestReportWording:
     def test_counts_of_one_read_in_the_singular(self, tmp_path, wheels, local_index):
-        """One package reads "1 package" in every line of lock and build, never "(s)"."""
+        """One package reads "1 package" in lock, build and install, never "(s)"."""
         index = local_index(wheels)
         app = make_unpinned_app(tmp_path / "app", "alpha==2.0\n")
         store = tmp_path / "store"
 
+        locked = cli("lock", app, "--index-url", index.url, "--platform", PLATFORM)
         first = build_cli(app, store, index.url)
         second = build_cli(app, store, index.url)
+        installed = cli("install", app, "--store", store, "--into", tmp_path / "env")
 
-        assert (first.code, second.code) == (0, 0), first.err
-        text = first.out + first.err + second.out + second.err
-        assert "(s)" not in text
-        assert "Locking 1 requirement for" in first.err
+        runs = (locked, first, second, installed)
+        assert [r.code for r in runs] == [0, 0, 0, 0], [r.err for r in runs]
+        assert "(s)" not in "".join(r.out + r.err for r in runs)
+        assert "Locking 1 requirement for" in locked.err
+        assert "Locked 1 package for" in locked.out
         assert "Fetching 1 file\n" in first.err
         assert " built: 1 package, 1 fetched" in first.out
         assert "is up to date (1 package): nothing to do" in second.out
+        assert ": 1 package, Python" in installed.out
+
+    def test_one_package_without_a_wheel_reads_in_the_singular(self, tmp_path, local_index):
+        """The no-compatible-wheel error for one package says "1 package has"."""
+        d = tmp_path / "dists"
+        make_sdist(d, "onlysdist", "1.0")
+        index = local_index(d)
+        app = make_unpinned_app(tmp_path / "app", "onlysdist\n")
+
+        result = build_cli(app, tmp_path / "store", index.url, "--only-binary", ":all:")
+
+        assert result.code == 1
+        assert "1 package has no compatible wheel for CPython" in result.err

@@ -14,6 +14,7 @@ from wheelbarrow.environment import (
     installed_env_sound,
     read_marker,
 )
+from wheelbarrow.text import plural
 
 
 def run(args: argparse.Namespace) -> int:
@@ -56,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
             "built-and-cloned": "built and installed",
         }[status]
         render.out(
-            f"Environment {dest} {verb}: {report.packages} packages, Python "
+            f"Environment {dest} {verb}: {plural(report.packages, 'package')}, Python "
             f"{interpreter.version}, in {report.seconds:.2f}s"
         )
     return 0

@@ -151,7 +151,7 @@ def prepare_environment(
     record_app_build(store, app.root, report.key)
     if report.status == "up-to-date":
         out.detail(
-            f"wheelhouse {report.key} is in the cache ({report.packages} packages): "
+            f"wheelhouse {report.key} is in the cache ({plural(report.packages, 'package')}): "
             "nothing to download"
         )
     else:

@@ -13,6 +13,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from wheelbarrow.text import plural
+
 # The buildpack's own output: never removed, whatever .slugignore says.
 PROTECTED = (".heroku", ".profile.d")
 
@@ -169,8 +171,8 @@ class StripReport:
     def describe(self) -> str:
         """``412 files (9.8 MB) in 37 places``, for the build log."""
         return (
-            f"{self.files_removed} files ({human_size(self.bytes_removed)}) "
-            f"in {len(self.paths)} places"
+            f"{plural(self.files_removed, 'file')} ({human_size(self.bytes_removed)}) "
+            f"in {plural(len(self.paths), 'place')}"
         )
 
 
