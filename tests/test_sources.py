@@ -459,3 +459,29 @@ class TestReportedDurationAndReason:
         assert built.seconds == 7.25
         assert built.as_json()["seconds"] == 7.25
         assert (built.version, built.as_json()["version"]) == ("1.0", "1.0")
+
+
+class TestBuiltVersions:
+    def test_a_vcs_package_reports_the_version_it_was_built_as(self, tmp_path):
+        """A git requirement, locked without a version, is named by its built wheel's version."""
+        import tarfile
+
+        with tarfile.open(make_c_extension_sdist(tmp_path / "d", "vcspkg", "3.1")) as tar:
+            tar.extractall(tmp_path, filter="data")
+        repo = tmp_path / "vcspkg-3.1"
+        git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
+        subprocess.run(["git", "init", "-q", str(repo)], check=True)
+        subprocess.run([*git, "add", "-A"], check=True)
+        subprocess.run([*git, "commit", "-q", "-m", "init"], check=True)
+        app = tmp_path / "app"
+        app.mkdir()
+        (app / "requirements.txt").write_text(f"vcspkg @ git+{repo.as_uri()}\n")
+        args = ("build", app, "--platform", PLATFORM, "--no-index", "--store")
+
+        text = cli(*args, tmp_path / "store")
+        report = cli(*args, tmp_path / "other-store", "--json")
+
+        assert (text.code, report.code) == (0, 0), text.err + report.err
+        assert "?" not in text.out + text.err
+        assert "  vcspkg 3.1: built (first build for this target)" in text.out
+        assert [(b["name"], b["version"]) for b in report.json()["built"]] == [("vcspkg", "3.1")]
