@@ -296,3 +296,21 @@ class TestEmptyRequirements:
             PLATFORM,
         )
         assert "warning: requirements.txt lists no requirements: the app needs nothing" in out
+
+
+class TestDirectUrls:
+    def test_a_direct_wheel_url_is_installed_as_a_wheel(self, tmp_path: Path, index) -> None:  # type: ignore[no-untyped-def]
+        """``name @ https://.../name-1.0-py3-none-any.whl`` (locked by uv as an archive) goes
+        into the wheelhouse as the wheel it is, not unpacked as an sdist."""
+        app = tmp_path / "app"
+        app.mkdir()
+        (app / "requirements.txt").write_text(
+            f"alpha @ {index.base_url}alpha-1.0-py3-none-any.whl\n"
+        )
+        store = tmp_path / "store"
+        for _ in range(2):
+            run("build", app, "--store", store, "--platform", PLATFORM)
+        run("install", app, "--store", store, "--into", tmp_path / "env")
+        assert (tmp_path / "env" / "lib").is_dir()
+        houses = list((store / "wheelhouses").glob("*/alpha-1.0-py3-none-any.whl"))
+        assert len(houses) == 1

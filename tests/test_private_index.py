@@ -355,11 +355,6 @@ class TestNothingLeaks:
         assert TOKEN not in result.out + result.err
         assert leaks(app, users) == [] and leaks(store) == [] and leaks(out) == []
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="uv writes a direct URL's credentials into pylock.toml: lock.py must strip them "
-        "(wheelbarrow.redact.strip_credentials) before writing the lock",
-    )
     def test_a_direct_url_with_credentials_stays_out_of_the_lock(
         self, tmp_path, indexes, monkeypatch
     ):

@@ -38,7 +38,15 @@ _DROPPED_ENV = (
     "PIP_FIND_LINKS",
     "PYTHONDONTWRITEBYTECODE",
 )
+# Index settings and their credentials: builds are offline, and a backend that prints
+# its environment must not put a token into build.log.
+_DROPPED_PREFIXES = ("UV_INDEX", "UV_DEFAULT_INDEX", "UV_EXTRA_INDEX", "WHEELBARROW_INDEX",
+                     "WHEELBARROW_EXTRA_INDEX", "PIP_TRUSTED_HOST", "NETRC")  # fmt: skip
 LOG_TAIL_LINES = 25
+
+
+def _dropped(name: str) -> bool:
+    return name in _DROPPED_ENV or name.startswith(_DROPPED_PREFIXES)
 
 
 class BuildFailure(WheelbarrowError):
@@ -86,7 +94,7 @@ def build_wheel(
     from build import BuildBackendException, ProjectBuilder
 
     request.log.parent.mkdir(parents=True, exist_ok=True)
-    base = {k: v for k, v in environ.items() if k not in _DROPPED_ENV}
+    base = {k: v for k, v in environ.items() if not _dropped(k)}
     base.update(OFFLINE_ENV)
     base.update(request.env)
 

@@ -16,7 +16,8 @@ from packaging.utils import canonicalize_name
 
 from wheelbarrow.errors import LockError
 from wheelbarrow.files import atomic_write_text
-from wheelbarrow.redact import redact
+from wheelbarrow.credentials import split_userinfo
+from wheelbarrow.redact import redact, strip_credentials
 from wheelbarrow.report import Reporter
 from wheelbarrow.requirements import IndexOptions, RequirementLine, Requirements
 from wheelbarrow.runner import Runner
@@ -71,12 +72,17 @@ def _digest(data: object) -> str:
 
 
 def _index_dict(index: IndexOptions) -> dict[str, object]:
+    # Without credentials: a rotated token must not relock, nor leave its hash in the lock.
     return {
-        "index_url": index.index_url,
-        "extra_index_urls": list(index.extra_index_urls),
-        "find_links": list(index.find_links),
+        "index_url": _bare(index.index_url) if index.index_url else None,
+        "extra_index_urls": [_bare(u) for u in index.extra_index_urls],
+        "find_links": [_bare(u) for u in index.find_links],
         "no_index": index.no_index,
     }
+
+
+def _bare(url: str) -> str:
+    return split_userinfo(url)[0]
 
 
 def _line_key(line: RequirementLine) -> str:
@@ -142,6 +148,9 @@ def lock(
             raise _lock_failure(result.stderr, reqs, target)
         text = (tmp / "pylock.toml").read_text(encoding="utf-8")
     _check_user_hashes(text, reqs, target)
+    # uv keeps the credentials of a direct `name @ https://user:token@...` URL in the
+    # lock; the fetcher finds them again from the requirements, so the file never holds them.
+    text = strip_credentials(text)
     text = LOCK_HEADER + text.rstrip("\n") + "\n\n" + _tool_table(request)
     atomic_write_text(output, text)
     return output

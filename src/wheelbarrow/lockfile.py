@@ -16,7 +16,12 @@ from packaging.pylock import (
     PylockUnsupportedVersionError,
     PylockValidationError,
 )
-from packaging.utils import NormalizedName, canonicalize_name, parse_wheel_filename
+from packaging.utils import (
+    InvalidWheelFilename,
+    NormalizedName,
+    canonicalize_name,
+    parse_wheel_filename,
+)
 from packaging.version import InvalidVersion, Version
 
 from wheelbarrow.errors import InputError, NoCompatibleWheelError
@@ -166,7 +171,10 @@ def select_artefacts(lock: Lock, target: Target, config: BuildConfig) -> tuple[A
         version = str(package.version) if package.version else "?"
         wheel = _best_wheel(package, rank)
         source = _source(lock, package, name, version)
-        if wheel is not None and not config.forces_source(name):
+        direct = _archive_wheel(lock, package, name, version, rank) if wheel is None else None
+        if direct is not None:
+            chosen.append(direct)
+        elif wheel is not None and not config.forces_source(name):
             chosen.append(_artefact(lock, package, wheel))
         elif source is not None and not config.forbids_source(name):
             chosen.append(source)
@@ -238,8 +246,8 @@ def _source(lock: Lock, package: Package, name: NormalizedName, version: str) ->
             commit=commit,
         )
     archive = package.sdist or package.archive
-    if archive is None:
-        return None
+    if archive is None or (package.sdist is None and _archive_name(archive).endswith(".whl")):
+        return None  # a direct wheel URL is not a source (see _archive_wheel)
     sha256 = archive.hashes.get("sha256")
     if sha256 is None:
         raise InputError(
@@ -256,6 +264,47 @@ def _source(lock: Lock, package: Package, name: NormalizedName, version: str) ->
         sha256=sha256.lower(),
         size=archive.size,
         kind="sdist",
+    )
+
+
+def _archive_name(archive: Any) -> str:
+    from urllib.parse import unquote, urlparse
+
+    where = archive.path or urlparse(archive.url or "").path
+    return unquote(Path(where).name)
+
+
+def _archive_wheel(
+    lock: Lock, package: Package, name: NormalizedName, version: str, rank: dict[Any, int]
+) -> Artefact | None:
+    """A ``name @ https://.../x-1.0-py3-none-any.whl`` requirement: uv locks it as an
+    archive, yet it is a wheel to install as it is (if the target accepts its tags)."""
+    archive = package.archive
+    if archive is None or package.sdist is not None:
+        return None
+    filename = _archive_name(archive)
+    if not filename.endswith(".whl"):
+        return None
+    try:
+        tags = parse_wheel_filename(filename)[-1]
+    except InvalidWheelFilename as exc:
+        raise InputError(f"{lock.path}: {name} points at {filename!r}: {exc}") from exc
+    if not any(t in rank for t in tags):
+        return None
+    sha256 = archive.hashes.get("sha256")
+    if sha256 is None:
+        raise InputError(
+            f"{lock.path}: the wheel {filename} of {name} has no sha256 hash",
+            hint="lock again with `wheelbarrow lock`",
+        )
+    return Artefact(
+        name=name,
+        version=version,
+        filename=filename,
+        url=archive.url,
+        path=_local_path(lock, name, archive.path) if archive.path else None,
+        sha256=sha256.lower(),
+        size=archive.size,
     )
 
 

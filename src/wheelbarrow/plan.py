@@ -9,6 +9,7 @@ from pathlib import Path
 
 from wheelbarrow.app import App
 from wheelbarrow.config import BuildConfig, RepairMode, read_build_config
+from wheelbarrow.credentials import resolver_environ
 from wheelbarrow.errors import InputError
 from wheelbarrow.key import wheelhouse_key
 from wheelbarrow.lock import LockRequest, lock
@@ -189,7 +190,9 @@ def make_plan(
                 uv=host.uv,
                 runner=runner,
                 reporter=reporter,
-                environ=host.environ,
+                # uv reads neither pip's index variables nor, run in a scratch
+                # directory, the app's own [[tool.uv.index]]: hand them over.
+                environ=resolver_environ(host.environ, app.root),
             )
             current = read_lock(app.lock_path)
             locked_because = reason
