@@ -208,7 +208,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             from wheelbarrow.cli.serve import run
         return run(args)
-    except WheelbarrowError as exc:
+    except (WheelbarrowError, OSError) as exc:
+        # A full disk is said as such, even where the library wrapped it in
+        # another error (whose hint would then be wrong).
+        from wheelbarrow.cli import diskfull
+
+        if (full := diskfull.disk_full_cause(exc)) is not None:
+            exc = diskfull.disk_full_error(full, diskfull.places(args))
+        elif not isinstance(exc, WheelbarrowError):
+            raise
         render.error(exc, json_mode=args.json)
         return exc.exit_code
     except KeyboardInterrupt:
