@@ -217,6 +217,15 @@ class TestBuilderStage:
         with pytest.raises(InputError, match="spans lines"):
             render(app_at(tmp_path / "app"), index_url="http://x/simple/\nRUN id")
 
+    def test_an_index_url_with_credentials_is_refused_without_showing_them(self, tmp_path):
+        """Credentials in a Dockerfile would stay in the image history: refused, and the
+        message masks the password."""
+        with pytest.raises(InputError, match="holds credentials") as caught:
+            render(
+                app_at(tmp_path / "app"), index_url="https://ci:s3cr3t-token@pypi.example/simple/"
+            )
+        assert "s3cr3t-token" not in caught.value.message
+
     def test_without_an_index_url_the_default_index_is_used(self, tmp_path):
         """No ``--index-url`` appears when none is given."""
         assert "--index-url" not in render(app_at(tmp_path / "app"))

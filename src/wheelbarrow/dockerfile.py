@@ -12,7 +12,9 @@ from urllib.parse import unquote, urlsplit
 
 from wheelbarrow.app import PYLOCK, PYPROJECT, REQUIREMENTS_TXT, App
 from wheelbarrow.config import CONFIG_FILE, BuildConfig
+from wheelbarrow.credentials import split_userinfo
 from wheelbarrow.errors import InputError
+from wheelbarrow.redact import redact_urls
 from wheelbarrow.target import PythonVersion
 from wheelbarrow.toolchain import parse_system_requirement
 
@@ -163,7 +165,16 @@ def render_dockerfile(app: App, options: DockerfileOptions, *, config: BuildConf
     """
     for value, what in ((options.index_url, "index URL"), (options.wheelbarrow_spec, "spec")):
         if value is not None and any(c.isspace() and c != " " for c in value):
-            raise InputError(f"the {what} {value!r} spans lines", hint="give it on one line")
+            raise InputError(
+                f"the {what} {redact_urls(value)!r} spans lines", hint="give it on one line"
+            )
+    if options.index_url and split_userinfo(options.index_url)[1] is not None:
+        raise InputError(
+            f"--index-url {redact_urls(options.index_url)} holds credentials, which a Dockerfile "
+            "would keep in the image's history for anyone who pulls it",
+            hint="give the index URL without them, and hand the builder its credentials at "
+            "build time as a secret (e.g. a netrc mounted with RUN --mount=type=secret)",
+        )
     header = [
         "# syntax=docker/dockerfile:1",
         f"# Written by `wheelbarrow dockerfile` for {app.root.name} (Python {options.python}).",
