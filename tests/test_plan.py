@@ -234,7 +234,7 @@ class TestInstallChecksTags:
         result = cli("install", app, "--store", store, "--into", tmp_path / "env")
         assert result.code == 1, result.err
         assert f"native-1.0-{tag}-{tag}-manylinux_2_28_{other}.whl" in result.err
-        assert "cannot run 1 wheel(s) of this wheelhouse" in result.err
+        assert "cannot run 1 wheel of this wheelhouse" in result.err
         assert not (tmp_path / "env").exists()
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from wheelbarrow.errors import InstallError, TargetError
 from wheelbarrow.runner import Runner
 from wheelbarrow.target import PythonVersion
+from wheelbarrow.text import plural
 
 _PROBE = (
     "import sys; print(sys.version.split()[0]); "
@@ -204,7 +205,7 @@ def check_wheels_accepted(
         best = tags[0] if tags else "none"
         raise InstallError(
             f"{interpreter.executable} (Python {interpreter.version}) cannot run "
-            f"{len(refused)} wheel(s) of this wheelhouse: their tags are not among its own "
+            f"{plural(len(refused), 'wheel')} of this wheelhouse: their tags are not among its own "
             f"(its best is {best}):\n{shown}{more}",
             hint="build the wheelhouse for this machine's platform (--platform), or install "
             "on a machine of the wheelhouse's platform",

@@ -14,9 +14,9 @@ from pathlib import Path
 
 from packaging.utils import canonicalize_name
 
+from wheelbarrow.credentials import split_userinfo
 from wheelbarrow.errors import LockError
 from wheelbarrow.files import atomic_write_text
-from wheelbarrow.credentials import split_userinfo
 from wheelbarrow.redact import redact, strip_credentials
 from wheelbarrow.report import Reporter
 from wheelbarrow.requirements import IndexOptions, RequirementLine, Requirements
