@@ -11,7 +11,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from support import make_wheel
+from support import make_wheel, serve_local_index
 from support.apps import PLATFORM, build_cli, cli, make_app
 
 from wheelbarrow.environment import _link_tree, clone_env
@@ -554,3 +554,72 @@ class TestInstallFailures:
             [unshare, "-m", "sh", "-c", script, code], capture_output=True, text=True, timeout=60
         )
         assert result.stdout.strip() == "oserror 28", result.stdout + result.stderr
+
+    def test_a_flipped_byte_in_a_wheel_is_caught_before_it_is_installed(self, tmp_path, built_app):
+        """A damaged blob stops a new environment, naming it; repaired and rebuilt, it installs."""
+        app, store = built_app
+        [house] = list((store / "wheelhouses").iterdir())
+        wheel = house / "alpha-1.0-py3-none-any.whl"
+        with wheel.open("r+b") as f:  # the wheelhouse file is a hard link to the blob
+            f.seek(40)
+            byte = f.read(1)
+            f.seek(40)
+            f.write(bytes([byte[0] ^ 0xFF]))
+        result = cli("install", app, "--store", store, "--into", tmp_path / "env")
+        assert result.code == 1
+        assert f"error: {wheel}: sha256 is" in result.err
+        assert "wheelbarrow verify --repair" in result.err
+        assert not (tmp_path / "env").exists()
+        assert not (store / "envs").exists() or not list((store / "envs").iterdir())
+        assert cli("verify", "--store", store, "--repair").code == 0
+        d = tmp_path / "dists"
+        with serve_local_index(d) as index:
+            assert build_cli(app, store, index.url).code == 0
+        install(app, store, tmp_path / "env")
+        assert run_python(tmp_path / "env", "import alpha; print(alpha.VALUE)") == "42"
+
+
+class TestReflinks:
+    def test_a_reflinked_clone_keeps_edits_to_itself(self, tmp_path):
+        """On a filesystem with reflinks (XFS here), clones share blocks, not files: an edit in
+        one changes neither the source nor its seal check."""
+        unshare, mkfs = shutil.which("unshare"), shutil.which("mkfs.xfs")
+        if unshare is None or mkfs is None or os.geteuid() != 0:
+            pytest.skip("needs root, unshare and mkfs.xfs for a real reflink filesystem")
+        image = tmp_path / "xfs.img"
+        with image.open("wb") as f:
+            f.truncate(300 * 1024 * 1024)
+        made = subprocess.run([mkfs, "-q", "-f", "-m", "reflink=1", image], capture_output=True)
+        if made.returncode != 0:
+            pytest.skip(f"mkfs.xfs failed: {made.stderr.decode().strip()}")
+        mnt = tmp_path / "mnt"
+        mnt.mkdir()
+        code = textwrap.dedent(
+            f"""
+            from pathlib import Path
+            from wheelbarrow.environment import clone_env
+            from wheelbarrow.seal import make_seal, read_seal
+            root = Path({str(mnt)!r})
+            src = root / "src"
+            (src / "lib").mkdir(parents=True)
+            (src / "lib" / "mod.py").write_text("VALUE = 42\\n")
+            (src / ".wheelbarrow-env.json").write_text("{{}}\\n")
+            (src / "pyvenv.cfg").write_text(f"home = {{src}}\\n")
+            make_seal(src).write(src)
+            clone_env(src, root / "one")
+            a, s = root / "one" / "lib" / "mod.py", src / "lib" / "mod.py"
+            print("inode", a.stat().st_ino != s.stat().st_ino, s.stat().st_nlink)
+            with a.open("a") as f:
+                f.write("VALUE = 0\\n")
+            print("source", s.read_text() == "VALUE = 42\\n", read_seal(src).check(src).ok)
+            """
+        )
+        script = f'mount -o loop {image} {mnt} && exec {sys.executable} -c "$0"'
+        result = subprocess.run(
+            [unshare, "-m", "sh", "-c", script, code], capture_output=True, text=True, timeout=120
+        )
+        if "mount" in result.stderr and result.returncode != 0 and not result.stdout:
+            pytest.skip(f"no loop mount here: {result.stderr.strip()}")
+        assert result.stdout.split("\n")[:2] == ["inode True 1", "source True True"], (
+            result.stdout + result.stderr
+        )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import replace
 from pathlib import Path
 
 from wheelbarrow.seal import SEAL, SealProblem, make_seal, read_seal, scan_tree
@@ -119,7 +118,7 @@ class TestSeal:
             os.link(root / rel, clone / rel)
         # A file whose bytes the known seal misstates shows that the hash was reused.
         lie = dict(seal.files)
-        lie["bin/tool"] = replace(lie["bin/tool"], sha256="0" * 64)
+        lie["bin/tool"] = lie["bin/tool"]._replace(sha256="0" * 64)
         known = type(seal)(files=lie, links=seal.links)
         assert make_seal(clone, known=known).files["bin/tool"].sha256 == "0" * 64
         assert make_seal(clone).files["bin/tool"].sha256 == seal.files["bin/tool"].sha256
@@ -127,15 +126,46 @@ class TestSeal:
 
 class TestReadSeal:
     def test_a_missing_or_garbled_seal_reads_as_none(self, tmp_path):
-        """No seal, invalid JSON or another version is no seal, never an exception."""
+        """No seal, another format or version, or a malformed line is no seal, never an error."""
         root = tree(tmp_path / "env")
         assert read_seal(root) is None
-        (root / SEAL).write_text("{not json")
-        assert read_seal(root) is None
-        (root / SEAL).write_text('{"version": 99, "files": {}, "links": {}}')
-        assert read_seal(root) is None
-        (root / SEAL).write_text('{"version": 1, "files": {"a": [1]}, "links": {}}')
-        assert read_seal(root) is None
+        for text in (
+            '{"version": 1, "files": {}}',
+            "wheelbarrow-seal 99\n",
+            "wheelbarrow-seal 1\nF\ta\t1\n",
+            "wheelbarrow-seal 1\nF\ta\tx\t1\t2\tsha\n",
+        ):
+            (root / SEAL).write_text(text)
+            assert read_seal(root) is None, text
+
+    def test_odd_file_names_survive_the_round_trip(self, tmp_path):
+        """Names with tabs, newlines, quotes or undecodable bytes are sealed and read back."""
+        root = tmp_path / "env"
+        root.mkdir()
+        names = ["tab\there", "new\nline", '"quoted', "caf\udce9"]
+        for name in names:
+            (root / name).write_bytes(b"x")
+        make_seal(root).write(root)
+        seal = read_seal(root)
+        assert seal is not None
+        assert sorted(seal.files) == sorted(names)
+        assert seal.check(root).ok
+
+    def test_an_amended_seal_replaces_the_entries_it_names(self, tmp_path):
+        """A clone's seal is the original's bytes plus lines that win over earlier ones."""
+        root = sealed(tmp_path / "env")
+        seal = read_seal(root)
+        assert seal is not None
+        new = seal.files["bin/tool"]._replace(sha256="1" * 64)
+        clone = tmp_path / "clone"
+        clone.mkdir()
+        seal.write_amended(clone, {"bin/tool": new})
+        amended = read_seal(clone)
+        assert amended is not None
+        assert amended.files["bin/tool"] == new
+        assert {k: v for k, v in amended.files.items() if k != "bin/tool"} == {
+            k: v for k, v in seal.files.items() if k != "bin/tool"
+        }
 
 
 class TestScan:

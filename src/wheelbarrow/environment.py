@@ -18,7 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from wheelbarrow.errors import InstallError, MalformedWheelError, StoreError
+from wheelbarrow.errors import (
+    EnvironmentEditedError,
+    InstallError,
+    MalformedWheelError,
+    StoreError,
+)
 from wheelbarrow.interpreters import Interpreter
 from wheelbarrow.report import Reporter
 from wheelbarrow.runner import Runner
@@ -28,6 +33,7 @@ from wheelbarrow.seal import (
     Scan,
     Seal,
     SealCheck,
+    SealedFile,
     SealProblem,
     describe,
     make_seal,
@@ -227,6 +233,14 @@ class _State:
         return self.kind == "sealed" and self.check is not None and self.check.ok
 
 
+def sealed_env_exists(path: Path) -> bool:
+    """Whether ``path`` holds a complete, sealed environment (not checking the seal).
+
+    For callers that check it as they clone it (:func:`clone_env` does).
+    """
+    return (path / MARKER).is_file() and (path / SEAL).is_file()
+
+
 def _inspect(path: Path, scan: Scan | None = None) -> _State:
     """What the stored environment at ``path`` is: absent, incomplete, unsealed or checked."""
     if read_marker(path) is None:
@@ -390,7 +404,7 @@ def _derive(
     new = {(w.name, w.sha256): w for w in wheels}
     remove = sorted(old - new.keys())
     add = [new[k] for k in sorted(new.keys() - old)]
-    scan, _ = _link_tree(base, work, mode="hardlink")
+    scan, _, _ = _link_tree(base, work, mode="hardlink")
     check = seal.check(base, scan)
     if not check.ok:
         raise _BaseEdited(check)
@@ -628,7 +642,7 @@ def clone_env(source: Path, dest: Path, *, mode: LinkMode = "hardlink") -> None:
     with scratch(dest.parent, prefix) as holder:
         work = holder / "env"
         try:
-            scan, placed = _link_tree(source, work, mode=mode)
+            scan, placed, linked = _link_tree(source, work, mode=mode)
         except FileNotFoundError as exc:
             raise StoreError(
                 f"{source}: changed while it was being cloned ({exc.filename})",
@@ -637,17 +651,31 @@ def clone_env(source: Path, dest: Path, *, mode: LinkMode = "hardlink") -> None:
         if seal is not None:
             check = seal.check(source, scan)
             if not check.ok:
-                raise StoreError(
+                raise EnvironmentEditedError(
                     f"{source}: changed after it was sealed: {describe(check.problems)}",
                     hint="run `wheelbarrow verify --repair`, then install again",
                 )
+            if check.restated:  # same bytes, new stats: hash them once, not at every clone
+                with contextlib.suppress(OSError):
+                    seal.refreshed(check.restated).write(source)
         rewritten = _relocate(work, old=str(source), new=str(dest))
         if seal is not None:
             # The clone's own seal: its inodes (the store's, for hard links), and the
             # rewritten files as they are now. Install checks it to say "up to date".
             for rel in rewritten:
                 placed[rel] = os.stat(os.path.join(work, rel))
-            seal.cloned(placed, rewritten).write(work)
+            if linked and not check.restated:
+                # Every file is the sealed one but those rewritten: amend a copy.
+                seal.write_amended(
+                    work,
+                    {
+                        rel: SealedFile(st.st_size, st.st_mtime_ns, st.st_ino, rewritten[rel])
+                        for rel, st in placed.items()
+                        if rel in rewritten
+                    },
+                )
+            else:
+                seal.cloned(placed, rewritten).write(work)
         if dest.exists():
             os.rename(dest, holder / "old")  # removed with the scratch entry
         os.rename(work, dest)
@@ -744,12 +772,14 @@ class _Placer:
     def __init__(self, mode: LinkMode) -> None:
         self.reflink = mode == "hardlink"
         self.hardlink = mode == "hardlink"
+        self.only_hardlinks = True  # every file placed so far is a hard link
 
     def place(self, src: str, dst: str, st: os.stat_result) -> os.stat_result:
         """Place ``src`` (whose stat is ``st``) at ``dst``; returns the new file's stat."""
         if self.reflink:
             placed = _reflink(src, dst, st)
             if placed is not None:
+                self.only_hardlinks = False
                 return placed
             self.reflink = False
         if self.hardlink:
@@ -760,6 +790,7 @@ class _Placer:
                 if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.EACCES):
                     raise
                 self.hardlink = False  # another filesystem: copy from here on
+        self.only_hardlinks = False
         shutil.copy2(src, dst)
         return os.stat(dst)
 
@@ -786,12 +817,15 @@ def _reflink(src: str, dst: str, st: os.stat_result) -> os.stat_result | None:
         os.close(sfd)
 
 
-def _link_tree(src: Path, dst: Path, *, mode: LinkMode) -> tuple[Scan, dict[str, os.stat_result]]:
+def _link_tree(
+    src: Path, dst: Path, *, mode: LinkMode
+) -> tuple[Scan, dict[str, os.stat_result], bool]:
     """Recreate ``src`` at ``dst`` (directories made, symlinks copied, files placed).
 
     Returns what ``src`` held, from the one walk, for checking it against its
-    seal, and the stat of each file placed. The seal itself is left out: a
-    clone gets its own (editing a clone's seal must not edit the store's).
+    seal; the stat of each file placed; and whether every file is a hard link.
+    The seal itself is left out: a clone gets its own (editing a clone's seal
+    must not edit the store's).
     """
     scan = Scan()
     placed: dict[str, os.stat_result] = {}
@@ -822,4 +856,4 @@ def _link_tree(src: Path, dst: Path, *, mode: LinkMode) -> tuple[Scan, dict[str,
                     placed[rel] = placer.place(entry.path, d, st)
                 else:
                     scan.others.append(rel)  # sockets, fifos: never part of an environment
-    return scan, placed
+    return scan, placed, placer.only_hardlinks

@@ -79,6 +79,10 @@ class InstallError(WheelbarrowError):
     """An environment could not be created from the wheelhouse."""
 
 
+class EnvironmentEditedError(StoreError):
+    """A stored environment no longer matches its seal (a file changed, went or was added)."""
+
+
 class MalformedWheelError(WheelbarrowError):
     """A wheel is not what a wheel must be: not a zip, RECORD hashes that differ, a wrong name.
 

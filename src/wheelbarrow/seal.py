@@ -22,20 +22,23 @@ from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
-from wheelbarrow.files import atomic_write_text
+from wheelbarrow.files import atomic_write_bytes
 
-SEAL = ".wheelbarrow-seal.json"
-_VERSION = 1
+SEAL = ".wheelbarrow-seal"
+_HEADER = "wheelbarrow-seal 1\n"
 _CHUNK = 1 << 20
 
 Problem = Literal["changed", "missing", "added", "not a file", "link changed"]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SealedFile:
-    """One regular file as it was sealed."""
+class SealedFile(NamedTuple):
+    """One regular file as it was sealed.
+
+    A named tuple, not a dataclass: an environment has thousands, read (and a
+    clone's written) on every install, and tuples are what JSON gives and takes.
+    """
 
     size: int
     mtime_ns: int
@@ -90,25 +93,38 @@ class SealCheck:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Seal:
-    """The sealed state of a tree: its files by relative path, and its symlinks."""
+    """The sealed state of a tree: its files by relative path, and its symlinks.
+
+    ``raw`` is the seal's file as read (empty for a new seal): a clone's seal
+    is those bytes with a few lines appended, where later lines win.
+    """
 
     files: Mapping[str, SealedFile]
     links: Mapping[str, str]
+    raw: bytes = field(default=b"", compare=False, repr=False)
 
-    def as_json(self) -> dict[str, object]:
-        """The form written to :data:`SEAL`."""
-        return {
-            "version": _VERSION,
-            "files": {
-                rel: [f.size, f.mtime_ns, f.inode, f.sha256]
-                for rel, f in sorted(self.files.items())
-            },
-            "links": dict(sorted(self.links.items())),
-        }
+    def dumps(self) -> bytes:
+        """The seal's file: a header line, then one tab-separated line per file and link."""
+        lines = [_HEADER]
+        lines += [_file_line(rel, f) for rel, f in sorted(self.files.items())]
+        lines += [f"L\t{_quote(rel)}\t{_quote(t)}\n" for rel, t in sorted(self.links.items())]
+        return "".join(lines).encode("utf-8", "surrogateescape")
 
     def write(self, root: Path) -> None:
         """Write the seal into ``root`` (atomically: a reader sees the old seal or this one)."""
-        atomic_write_text(root / SEAL, json.dumps(self.as_json(), separators=(",", ":")) + "\n")
+        atomic_write_bytes(root / SEAL, self.dumps())
+
+    def write_amended(self, root: Path, changed: Mapping[str, SealedFile]) -> None:
+        """Write into ``root`` this seal as read, with ``changed`` entries replacing its own.
+
+        For a hard-link clone, whose files are the sealed ones but for those
+        rewritten for its place: copying the bytes costs far less than a new seal.
+        """
+        if not self.raw:
+            Seal(files={**self.files, **changed}, links=self.links).write(root)
+            return
+        extra = "".join(_file_line(rel, f) for rel, f in sorted(changed.items()))
+        atomic_write_bytes(root / SEAL, self.raw + extra.encode("utf-8", "surrogateescape"))
 
     def check(
         self, root: Path, scan: Scan | None = None, *, deep: bool = False, workers: int = 4
@@ -164,12 +180,11 @@ class Seal:
         sha256 of the files changed for the clone's place (scripts, pyvenv.cfg).
         """
         files = {}
+        sealed = self.files
         for rel, st in placed.items():
-            sha256 = rewritten.get(rel) or (self.files[rel].sha256 if rel in self.files else None)
+            sha256 = rewritten.get(rel) or (sealed[rel].sha256 if rel in sealed else None)
             if sha256 is not None:
-                files[rel] = SealedFile(
-                    size=st.st_size, mtime_ns=st.st_mtime_ns, inode=st.st_ino, sha256=sha256
-                )
+                files[rel] = SealedFile(st.st_size, st.st_mtime_ns, st.st_ino, sha256)
         return Seal(files=files, links=self.links)
 
     def paths(self) -> set[str]:
@@ -261,19 +276,45 @@ def make_seal(
 def read_seal(root: Path) -> Seal | None:
     """The seal in ``root``, or None when there is none (or it cannot be read)."""
     try:
-        data = json.loads((root / SEAL).read_text(encoding="utf-8"))
-        if data.get("version") != _VERSION:
-            return None
-        files = {
-            str(rel): SealedFile(
-                size=int(v[0]), mtime_ns=int(v[1]), inode=int(v[2]), sha256=str(v[3])
-            )
-            for rel, v in data["files"].items()
-        }
-        links = {str(rel): str(target) for rel, target in data["links"].items()}
-    except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError):
+        raw = (root / SEAL).read_bytes()
+    except OSError:
         return None
-    return Seal(files=files, links=links)
+    lines = raw.decode("utf-8", "surrogateescape").split("\n")
+    if lines[0] + "\n" != _HEADER:
+        return None
+    files: dict[str, SealedFile] = {}
+    links: dict[str, str] = {}
+    try:
+        for line in lines[1:]:
+            if not line:
+                continue
+            parts = line.split("\t")
+            if parts[0] == "F" and len(parts) == 6:
+                files[_unquote(parts[1])] = SealedFile(
+                    int(parts[2]), int(parts[3]), int(parts[4]), parts[5]
+                )
+            elif parts[0] == "L" and len(parts) == 3:
+                links[_unquote(parts[1])] = _unquote(parts[2])
+            else:
+                return None
+    except ValueError:
+        return None
+    return Seal(files=files, links=links, raw=raw)
+
+
+def _file_line(rel: str, f: SealedFile) -> str:
+    return f"F\t{_quote(rel)}\t{f.size}\t{f.mtime_ns}\t{f.inode}\t{f.sha256}\n"
+
+
+def _quote(text: str) -> str:
+    """A path as one field: JSON-quoted when it holds a tab, a newline or a quote first."""
+    if "\t" in text or "\n" in text or text.startswith('"'):
+        return json.dumps(text)
+    return text
+
+
+def _unquote(field_: str) -> str:
+    return str(json.loads(field_)) if field_.startswith('"') else field_
 
 
 def describe(problems: Iterable[SealProblem], *, limit: int = 5) -> str:

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import zipfile
-import zlib
-from email.parser import HeaderParser
 from pathlib import Path
 
 from wheelbarrow.errors import MalformedWheelError
@@ -25,6 +22,10 @@ def check_wheel(path: Path, *, filename: str | None = None) -> None:
     Reading errors other than the archive's own (a full or failing disk)
     propagate as they are.
     """
+    import zipfile  # here, not at the top: the store imports this module on every command
+    import zlib
+    from email.parser import HeaderParser
+
     from installer.exceptions import InstallerError
     from installer.sources import WheelFile
     from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename

@@ -7,7 +7,7 @@ import os
 import shutil
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from wheelbarrow.app import App, read_app
 from wheelbarrow.errors import StoreError
@@ -19,6 +19,9 @@ from wheelbarrow.runner import run_subprocess
 from wheelbarrow.store import STORE_ENV_VAR, Store
 from wheelbarrow.target import PythonVersion, host_platform
 from wheelbarrow.wheelhouse import find_wheelhouse
+
+if TYPE_CHECKING:
+    from wheelbarrow.environment import LinkMode
 
 
 def host() -> Host:
@@ -182,6 +185,38 @@ def built_wheelhouse(store: Store, plan: Plan) -> tuple[str, dict[str, Any]]:
             hint=f"run `wheelbarrow build {plan.app.root}` first (this command never downloads)",
         )
     return found
+
+
+def install_environment(
+    store: Store,
+    plan: Plan,
+    house_key: str,
+    manifest: dict[str, Any],
+    interpreter: Interpreter,
+    reporter: Reporter,
+    *,
+    dest: Path,
+    mode: LinkMode,
+) -> bool:
+    """Clone the store's environment for the wheelhouse to ``dest``; True when it was made now.
+
+    A sealed stored environment is checked as it is cloned, not before as
+    well (a warm install walks it once); one that fails is set aside, made
+    again and cloned.
+    """
+    from wheelbarrow.environment import clone_env, env_key, sealed_env_exists
+    from wheelbarrow.errors import EnvironmentEditedError
+
+    stored = store.env(env_key(house_key, interpreter))
+    if sealed_env_exists(stored):
+        try:
+            clone_env(stored, dest, mode=mode)
+            return False
+        except EnvironmentEditedError:
+            pass  # store_environment says what changed, and makes it again
+    source, _, made = store_environment(store, plan, house_key, manifest, interpreter, reporter)
+    clone_env(source, dest, mode=mode)
+    return made
 
 
 def store_environment(

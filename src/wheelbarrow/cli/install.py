@@ -9,7 +9,6 @@ from pathlib import Path
 from wheelbarrow.cli import common, render
 from wheelbarrow.environment import (
     InstallReport,
-    clone_env,
     env_key,
     installed_env_sound,
     read_marker,
@@ -35,11 +34,10 @@ def run(args: argparse.Namespace) -> int:
         status = "up-to-date"
     else:
         common.check_wheels_run_on(interpreter, manifest)
-        source, _, made = common.store_environment(
-            store, plan, house_key, manifest, interpreter, reporter
+        made = common.install_environment(
+            store, plan, house_key, manifest, interpreter, reporter, dest=dest, mode=args.link_mode
         )
         status = "built-and-cloned" if made else "cloned"
-        clone_env(source, dest, mode=args.link_mode)
     report = InstallReport(
         path=dest,
         env_key=key,
