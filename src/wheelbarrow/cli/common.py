@@ -122,12 +122,21 @@ def _uv_binary() -> str:
 def store(args: argparse.Namespace) -> Store:
     """The store from ``--store``, ``$WHEELBARROW_STORE`` or the user cache directory."""
     if args.store:
-        return Store(Path(args.store).expanduser().absolute())
-    if os.environ.get(STORE_ENV_VAR):
-        return Store(Path(os.environ[STORE_ENV_VAR]).expanduser().absolute())
-    from platformdirs import user_cache_dir
+        root, given = Path(args.store).expanduser().absolute(), "--store"
+    elif os.environ.get(STORE_ENV_VAR):
+        root, given = Path(os.environ[STORE_ENV_VAR]).expanduser().absolute(), f"${STORE_ENV_VAR}"
+    else:
+        from platformdirs import user_cache_dir
 
-    return Store(Path(user_cache_dir("wheelbarrow", appauthor=False)))
+        root, given = Path(user_cache_dir("wheelbarrow", appauthor=False)), "the default"
+    # The store, or the nearest part of its path that exists, must be a directory.
+    existing = next((p for p in (root, *root.parents) if p.exists()), root)
+    if existing.exists() and not existing.is_dir():
+        raise StoreError(
+            f"{root}: {existing} is not a directory, so this cannot be the store ({given})",
+            hint=f"point {given} at a directory (an empty or missing one makes a new store)",
+        )
+    return Store(root)
 
 
 def app(args: argparse.Namespace) -> App:
