@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import io
 import json
 import random
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 import tomllib
+import zipfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -273,6 +276,42 @@ class TestDiskFull:
         assert tree["pylock.toml"] == hashlib.sha256(lock).hexdigest()
         assert sorted(tree) == [".python-version", "pylock.toml", "requirements.txt"]
         assert tomllib.loads(lock.decode())["packages"]
+
+    @pytest.mark.parametrize("suffix", [".tar.gz", ".zip"])
+    def test_full_unpack_names_the_file_and_leaves_nothing(
+        self, tmp_path: Path, suffix: str
+    ) -> None:
+        """An sdist unpacked onto a full device raises ENOSPC naming the file; nothing is left."""
+        data = random.Random(9).randbytes(BIG)  # noqa: S311 - incompressible, not secret
+        archive = tmp_path / f"demo-1.0{suffix}"
+        if suffix == ".zip":
+            with zipfile.ZipFile(archive, "w") as zf:
+                zf.writestr("demo-1.0/data.bin", data)
+        else:
+            with tarfile.open(archive, "w:gz") as tar:
+                info = tarfile.TarInfo("demo-1.0/data.bin")
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+        dest = tmp_path / "dest"
+        code = (
+            "import errno, sys\nfrom pathlib import Path\n"
+            "from wheelbarrow.sdist import unpack_sdist\n"
+            "try:\n"
+            "    unpack_sdist(Path(sys.argv[1]), Path(sys.argv[2]) / 'src', label='demo')\n"
+            "except OSError as exc:\n"
+            "    print(errno.errorcode[exc.errno], exc.filename, file=sys.stderr)\n"
+            "    sys.exit(1)\n"
+        )
+        [result] = run_in_namespace(
+            [{"path": str(dest), "size": "300k"}],
+            [{"run": [sys.executable, "-c", code, str(archive), str(dest)]}],
+        )
+        assert result["code"] == 1, result["err"]
+        name, filename = result["err"].split()
+        assert name == "ENOSPC"
+        # The member where wheelbarrow writes it; tarfile's own extraction says only where to.
+        assert Path(filename).is_relative_to(dest), filename
+        assert result["trees"][str(dest)] == {}
 
 
 class TestDiskFullError:

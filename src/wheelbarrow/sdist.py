@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import lzma
 import os
@@ -253,7 +254,8 @@ def _unpack_tar(
             if _HAS_DATA_FILTER:
                 # The data filter is the second line of defence: it re-checks each
                 # path against the real filesystem and drops setuid bits and owners.
-                tar.extractall(dest, members=infos, filter="data")
+                with _writing(dest):
+                    tar.extractall(dest, members=infos, filter="data")
             else:
                 _extract_checked(tar, infos, members, dest, label=label)
         except (*unreadable,) as exc:
@@ -319,7 +321,7 @@ def _write_tar_file(
     if source is None:  # pragma: no cover - regular members always have a file object
         _refuse(label, info.name, "has no data")
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
-    with os.fdopen(fd, "wb") as out, source:
+    with _writing(target), os.fdopen(fd, "wb") as out, source:
         # os.open applied the umask; the data filter sets the mode as computed.
         os.fchmod(out.fileno(), mode)
         shutil.copyfileobj(source, out, 1 << 20)
@@ -413,12 +415,23 @@ def _write_zip_file(
     perm = 0o755 if mode & 0o100 else 0o644
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, perm)
     written = 0
-    with os.fdopen(fd, "wb") as out, zf.open(info) as src:
+    with _writing(target), os.fdopen(fd, "wb") as out, zf.open(info) as src:
         while chunk := src.read(1 << 20):
             written += len(chunk)
             if written > info.file_size:
                 _refuse(label, info.filename, "holds more data than its header says")
             out.write(chunk)
+
+
+@contextlib.contextmanager
+def _writing(path: Path) -> Iterator[None]:
+    """Name ``path`` in an OSError that does not say where (a write to a full disk)."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is None:
+            exc.filename = str(path)
+        raise
 
 
 def _human(size: int) -> str:
