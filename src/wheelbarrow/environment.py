@@ -189,12 +189,15 @@ def ensure_store_env(
             base = _closest_env(store, interpreter, wanted) if compile_bytecode else None
             seal: Seal | None = None
             if base is not None:
-                try:
-                    seal = _derive(base, wanted, work, final, interpreter, runner, reporter)
-                except _BaseEdited as exc:
-                    _set_aside(store, base, exc.check, reporter)
-                except InstallError as exc:
-                    reporter.message("info", f"starting afresh ({exc})")
+                # Leased while it is read, so that `store gc` cannot take it away midway; if
+                # gc removed it before, it has no seal now and the environment starts afresh.
+                with store.use("env", base.name):
+                    try:
+                        seal = _derive(base, wanted, work, final, interpreter, runner, reporter)
+                    except _BaseEdited as exc:
+                        _set_aside(store, base, exc.check, reporter)
+                    except InstallError as exc:
+                        reporter.message("info", f"starting afresh ({exc})")
                 if seal is None:
                     shutil.rmtree(work, ignore_errors=True)
             if seal is None:

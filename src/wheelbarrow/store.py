@@ -5,18 +5,22 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, TypeVar
 
 from wheelbarrow.errors import HashMismatchError, StoreError
-from wheelbarrow.scratch import clean_stale, scratch
+from wheelbarrow.scratch import clean_stale, lease, scratch
 from wheelbarrow.wheelcheck import check_wheel, is_wheel
 
 if TYPE_CHECKING:
     from filelock import FileLock
 
 STORE_ENV_VAR = "WHEELBARROW_STORE"
+# Held (shared) by whatever writes blobs that no manifest names yet; gc sweeps blobs,
+# build cache, build environments and layers only while it holds it exclusively.
+BUILDING_LEASE = "building"
+T = TypeVar("T")
 
 
 class BlobWriter:
@@ -177,3 +181,45 @@ class Store:
         never by their age: a running build's scratch space is never touched.
         """
         return len(clean_stale(self.root / "tmp", ""))
+
+    def leases_dir(self) -> Path:
+        """Where the leases on store entries live (see :func:`wheelbarrow.scratch.lease`)."""
+        return self.root / "locks" / "leases"
+
+    @contextlib.contextmanager
+    def use(self, kind: str, key: str) -> Iterator[None]:
+        """Hold a shared lease on an entry (``wheelhouse`` or ``env`` and its key) while using it.
+
+        ``store gc`` never removes an entry someone holds. The lease file's
+        mtime records the last use, which is what ``gc --older-than`` reads.
+        """
+        name = f"{kind}-{key}"
+        with lease(self.leases_dir(), name):
+            with contextlib.suppress(OSError):
+                os.utime(self.leases_dir() / f"{name}.lock")
+            yield
+
+    def building(self) -> contextlib.AbstractContextManager[None]:
+        """The shared store-wide lease of a build or image that may write blobs nothing names yet.
+
+        Held from before the first download until the wheelhouse's manifest is
+        written: in between, its blobs are referenced by nothing on disk.
+        """
+        return lease(self.leases_dir(), BUILDING_LEASE)
+
+    def hold(
+        self, stack: contextlib.ExitStack, kind: str, find: Callable[[], tuple[str, T]]
+    ) -> tuple[str, T]:
+        """Find an entry and hold its lease (on ``stack``) before trusting what was found.
+
+        ``find`` returns the entry's key and whatever the caller reads from it;
+        it runs again under the lease, as gc may have removed the entry between
+        the two, and until the key it finds is one already held.
+        """
+        found = find()
+        held: set[str] = set()
+        while found[0] not in held:
+            stack.enter_context(self.use(kind, found[0]))
+            held.add(found[0])
+            found = find()
+        return found

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import sys
@@ -17,7 +18,13 @@ from wheelbarrow.plan import Plan
 from wheelbarrow.requirements import IndexOptions
 from wheelbarrow.runner import run_subprocess
 from wheelbarrow.text import plural
-from wheelbarrow.wheelhouse import BuildReport, build_wheelhouse, previous_app_key, record_app_build
+from wheelbarrow.wheelhouse import (
+    BuildReport,
+    build_wheelhouse,
+    manifest_of,
+    previous_app_key,
+    record_app_build,
+)
 
 if TYPE_CHECKING:
     from wheelbarrow.sources import Built
@@ -25,6 +32,11 @@ if TYPE_CHECKING:
 
 def run(args: argparse.Namespace) -> int:
     """Lock if the inputs changed, then fetch only what the store lacks."""
+    with contextlib.ExitStack() as held:  # the leases that keep `store gc` off what is used
+        return _run(args, held)
+
+
+def _run(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
     store = common.store(args)
     reporter = render.make_reporter(quiet=args.quiet, json_mode=args.json)
     plan = common.plan(args, reporter, may_lock=True)
@@ -69,6 +81,10 @@ def run(args: argparse.Namespace) -> int:
         )
         return build_sources(sources, context)
 
+    held.enter_context(store.use("wheelhouse", plan.key))
+    if manifest_of(store, plan.key) is None:
+        # What it fetches or builds is referenced by nothing until its manifest is written.
+        held.enter_context(store.building())
     previous = previous_app_key(store, app.root)
     report = build_wheelhouse(
         plan.artefacts,

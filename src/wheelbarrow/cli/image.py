@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import time
 from collections.abc import Callable
@@ -22,6 +23,11 @@ if TYPE_CHECKING:
 
 def run(args: argparse.Namespace) -> int:
     """Build on ``--base``; write an OCI layout, a docker-archive, or push to a registry."""
+    with contextlib.ExitStack() as held:  # the leases that keep `store gc` off what is used
+        return _run(args, held)
+
+
+def _run(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
     if not (args.oci or args.docker_archive or args.push):
         raise InputError(
             "say where the image goes: --oci DIR, --docker-archive FILE or --push",
@@ -35,8 +41,15 @@ def run(args: argparse.Namespace) -> int:
     store = common.store(args)
     reporter = render.make_reporter(quiet=args.quiet, json_mode=args.json)
     plan = common.plan(args, reporter, may_lock=False)
-    house_key, manifest = common.built_wheelhouse(store, plan)
+    house_key, manifest = store.hold(
+        held, "wheelhouse", lambda: common.built_wheelhouse(store, plan)
+    )
     interpreter = common.interpreter_for(plan, args)
+    from wheelbarrow import environment
+
+    held.enter_context(store.use("env", environment.env_key(house_key, interpreter)))
+    # Layers and pulled base blobs are referenced by nothing until their records are written.
+    held.enter_context(store.building())
     env, env_key, _ = common.store_environment(
         store, plan, house_key, manifest, interpreter, reporter
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import time
 from pathlib import Path
 
@@ -18,13 +19,21 @@ from wheelbarrow.text import plural
 
 def run(args: argparse.Namespace) -> int:
     """Never touches the network: the lock must be current and its wheelhouse built."""
+    with contextlib.ExitStack() as held:  # the leases that keep `store gc` off what is used
+        return _run(args, held)
+
+
+def _run(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
     start = time.monotonic()
     store = common.store(args)
     reporter = render.make_reporter(quiet=args.quiet, json_mode=args.json)
     plan = common.plan(args, reporter, may_lock=False)
-    house_key, manifest = common.built_wheelhouse(store, plan)
+    house_key, manifest = store.hold(
+        held, "wheelhouse", lambda: common.built_wheelhouse(store, plan)
+    )
     interpreter = common.interpreter_for(plan, args)
     key = env_key(house_key, interpreter)
+    held.enter_context(store.use("env", key))
     dest = Path(args.into).absolute()
     marker = read_marker(dest)
     status: str

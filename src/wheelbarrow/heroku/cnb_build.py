@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -118,18 +119,20 @@ def build(
     )
 
     def populate(path: Path) -> None:
-        env = prepare_environment(
-            app,
-            version,
-            interpreter,
-            store=store,
-            config=config,
-            environ=environ,
-            runner=runner,
-            uv=uv,
-            out=out,
-        )
-        clone_env(env, path)
+        with contextlib.ExitStack() as held:  # leases on what is used, until it is cloned
+            env = prepare_environment(
+                app,
+                version,
+                interpreter,
+                store=store,
+                config=config,
+                environ=environ,
+                runner=runner,
+                uv=uv,
+                out=out,
+                held=held,
+            )
+            clone_env(env, path)
         write_env(path, venv_env(path))
 
     venv = layers.want_layer(

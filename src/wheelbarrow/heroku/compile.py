@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -26,7 +27,12 @@ from wheelbarrow.runner import Runner
 from wheelbarrow.store import Store
 from wheelbarrow.target import PythonVersion, host_platform
 from wheelbarrow.text import plural
-from wheelbarrow.wheelhouse import build_wheelhouse, previous_app_key, record_app_build
+from wheelbarrow.wheelhouse import (
+    build_wheelhouse,
+    manifest_of,
+    previous_app_key,
+    record_app_build,
+)
 
 VENV = ".heroku/venv"
 RUNTIME = ".heroku/python"
@@ -81,19 +87,21 @@ def compile_app(ctx: CompileContext, out: HerokuReporter) -> None:
     )
     _record_cache(cache, stack=ctx.stack, python=str(version))
 
-    env = prepare_environment(
-        app,
-        version,
-        interpreter,
-        store=Store(cache / "store"),
-        config=config,
-        environ=ctx.environ,
-        runner=ctx.runner,
-        uv=ctx.uv,
-        out=out,
-    )
     dest = ctx.build_dir / VENV
-    clone_env(env, dest)
+    with contextlib.ExitStack() as held:  # leases on what is used, until it is cloned
+        env = prepare_environment(
+            app,
+            version,
+            interpreter,
+            store=Store(cache / "store"),
+            config=config,
+            environ=ctx.environ,
+            runner=ctx.runner,
+            uv=ctx.uv,
+            out=out,
+            held=held,
+        )
+        clone_env(env, dest)
     if slug_home != ctx.build_dir:
         _point_at(dest, old=str(dest), new=str(slug_home / VENV))
 
@@ -116,11 +124,14 @@ def prepare_environment(
     runner: Runner,
     uv: str,
     out: HerokuReporter,
+    held: contextlib.ExitStack,
 ) -> Path:
     """Lock if needed, fill the wheelhouse, make the environment: all in ``store``, reused.
 
     Shared by the classic buildpack and the Cloud Native one. Returns the
-    store's environment, to be cloned where the slug or layer wants it.
+    store's environment, to be cloned where the slug or layer wants it; the
+    leases that keep ``store gc`` off the wheelhouse and environment go on
+    ``held``, for the caller to keep until the clone is made.
     """
     host = Host(
         python=version,
@@ -135,6 +146,10 @@ def prepare_environment(
         out.detail(f"locked: {plan.locked_because}")
     from wheelbarrow.fetch import Fetcher
 
+    held.enter_context(store.use("wheelhouse", plan.key))
+    if manifest_of(store, plan.key) is None:
+        # What it fetches is referenced by nothing until the manifest is written.
+        held.enter_context(store.building())
     previous = previous_app_key(store, app.root)
     report = build_wheelhouse(
         plan.artefacts,
@@ -162,6 +177,7 @@ def prepare_environment(
         )
     out.step("Installing the environment")
     key = env_key(report.key, interpreter)
+    held.enter_context(store.use("env", key))
     env = store.env(key)
     if (env / ".wheelbarrow-env.json").is_file():
         out.detail("reusing the environment from the cache: the requirements did not change")
