@@ -60,6 +60,12 @@ def install(app: Path, store: Path, into: Path) -> dict[str, Any]:
     return report
 
 
+def verified(store: Path) -> None:
+    """``wheelbarrow verify`` finds nothing wrong with the store."""
+    result = cli("verify", "--store", store)
+    assert result.code == 0, result.out + result.err
+
+
 def imports(env: Path, module: str) -> str:
     """The ``__version__`` of ``module`` imported in the environment ``env``."""
     done = subprocess.run(
@@ -251,6 +257,7 @@ class TestGc:
         assert report["size_after"] == du(store)["bytes"]
         assert Path(new["wheelhouse"], "wheelhouse.json").is_file()
         assert (store / "envs" / new_env["env_key"]).is_dir()
+        verified(store)
         assert build_ok(app, store, index_url)["status"] == "up-to-date"
         again = install(app, store, tmp_path / "env3")
         assert again["status"] == "cloned"
@@ -368,6 +375,7 @@ class TestGc:
         assert dependent in removed(report, "build")
         assert used_env in removed(report, "build-environment")
         assert list((store / "envs").glob("build-*")) == []
+        verified(store)
 
     def test_files_a_user_put_in_the_store_are_never_touched(self, two_builds):
         """User files at the root and among the store's entries survive gc byte for byte."""
@@ -562,6 +570,7 @@ class TestGcKilled:
         for named in (store / "named").rglob("*"):
             if named.is_dir() and len(named.name) == 64:
                 assert Store(store).has(named.name)
+        verified(store)
         assert build_ok(app, store, index_url)["status"] == "up-to-date"
         install(app, store, tmp_path / "env3")
         assert imports(tmp_path / "env3", "alpha") == "2.0"
@@ -660,6 +669,7 @@ class TestGcConcurrent:
         assert stats["removed"] >= 1, "gc never removed anything beside the builds"
         assert elapsed < 60
         # Afterwards, the store is whole: each app builds as a no-op and installs.
+        verified(store)
         for app, pkg in ((apps[0], "alpha"), (apps[1], "gamma")):
             assert build_ok(app, store, index.url)["status"] == "up-to-date"
             install(app, store, tmp_path / f"{app.name}-final")

@@ -263,12 +263,20 @@ def _children(directory: Path, pattern: re.Pattern[str], suffix: str = "") -> li
     if not _real_dir(directory):
         return []
     found = []
-    for name in sorted(p.name for p in directory.iterdir()):
+    for name in _names(directory):
         if name.endswith(suffix) and pattern.fullmatch(
             name.removesuffix(suffix) if suffix else name
         ):
             found.append(directory / name)
     return found
+
+
+def _names(directory: Path) -> list[str]:
+    """The sorted names in ``directory``; none when it is gone (another gc, verify --repair)."""
+    try:
+        return sorted(p.name for p in directory.iterdir())
+    except (FileNotFoundError, NotADirectoryError):
+        return []
 
 
 def _real_dir(path: Path) -> bool:
@@ -311,7 +319,7 @@ def _inventory(store: Store, *, walk: bool = True) -> _Inventory:
     named_files: dict[str, set[str]] = {}  # file name -> blob digests, from named/
     for sha, dirs in blob_paths.items():
         for d in dirs:
-            for name in (p.name for p in d.iterdir()):
+            for name in _names(d):
                 named_files.setdefault(name, set()).add(sha)
     for shard in _subdirs(blobs_dir, re.compile(r"[0-9a-f]{2}")):
         for blob in _children(shard, _HEX64):
@@ -383,7 +391,14 @@ def _inventory(store: Store, *, walk: bool = True) -> _Inventory:
         inv.add(entry)
 
     for d in _subdirs(root / "buildlocks", _HEX32):
-        inv.add(Entry(kind="buildlock", name=d.name, paths=(d,), used=_mtime(d, *d.iterdir())))
+        inv.add(
+            Entry(
+                kind="buildlock",
+                name=d.name,
+                paths=(d,),
+                used=_mtime(d, *(d / n for n in _names(d))),
+            )
+        )
 
     for record in _children(root / "apps", _HEX24, ".json"):
         data = _read_json(record) or {}
@@ -404,7 +419,8 @@ def _inventory(store: Store, *, walk: bool = True) -> _Inventory:
         # named/ links go first: a blob without them is complete, links without it are not.
         ordered = tuple(sorted(paths, key=lambda p: not str(p).startswith(str(named_dir))))
         blob = blobs_dir / sha[:2] / sha
-        inv.add(Entry(kind="blob", name=sha, paths=ordered, used=_mtime(blob)))
+        links = [d / n for d in paths if d != blob for n in _names(d)]
+        inv.add(Entry(kind="blob", name=sha, paths=ordered, used=_mtime(blob, *links)))
     return inv
 
 
@@ -606,7 +622,7 @@ def usage(store: Store) -> Usage:
         st = os.lstat(root)
         inv.inodes.setdefault((st.st_dev, st.st_ino), _Inode(st.st_blocks * 512, st.st_nlink, True))
         inv.du_kind.setdefault((st.st_dev, st.st_ino), "other")
-        for name in sorted(p.name for p in root.iterdir()):
+        for name in _names(root):
             path = root / name
             if name in KNOWN and _real_dir(path):
                 inv.count(path, "other")
@@ -664,7 +680,7 @@ def _scratch_entries(tmp: Path) -> Iterator[str]:
     """Names of the scratch entries in ``tmp`` (their ``.lock`` files not counted)."""
     if not _real_dir(tmp):
         return
-    for name in (p.name for p in tmp.iterdir()):
+    for name in _names(tmp):
         if not name.endswith(LOCK_SUFFIX):
             yield name
 
