@@ -651,7 +651,7 @@ class TestGcConcurrent:
         started = time.monotonic()
         builders = [
             subprocess.Popen(
-                [sys.executable, "-c", _BUILDER, str(app), str(store), index.url, "4", pkg, alt],
+                [sys.executable, "-c", _BUILDER, str(app), str(store), index.url, "6", pkg, alt],
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
                 text=True,
