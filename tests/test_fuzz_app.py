@@ -199,6 +199,7 @@ class TestAppFuzz:
             (".python-version", b"\xff3.12\n", "UTF-8"),
             ("runtime.txt", b"python-3.12\xff\n", "UTF-8"),
             (".python-version", "3.12\x00\n", "not a CPython version"),
+            ("wheelbarrow.toml", '"a\\nb" = 1\n', "'a\\nb': unknown setting"),
         ],
     )
     def test_cases_that_crashed(
@@ -213,3 +214,4 @@ class TestAppFuzz:
             read_build_config(app.root)
         assert info.value.message.startswith(f"{tmp_path / name}"), info.value.message
         assert fragment in info.value.message
+        assert all(names_app_file(line, tmp_path) for line in info.value.message.splitlines())

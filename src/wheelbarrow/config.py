@@ -164,7 +164,8 @@ def _parse(data: Mapping[str, Any], path: Path, *, prefix: str) -> BuildConfig:
     problems: list[str] = []
 
     def where(key: str) -> str:
-        return f"{path}: {prefix}{key}"
+        # A quoted TOML key may hold a newline or control characters: one line per problem.
+        return f"{path}: {prefix}{key if key.isprintable() else repr(key)}"
 
     _unknown(data, _TOP_KEYS, where, problems)
     no_binary = _project_names(data.get("no-binary", []), where("no-binary"), problems)
@@ -266,14 +267,15 @@ def _patch_file(config: Path, patch: str, where: str, problems: list[str]) -> Pa
     if "\0" in patch:
         problems.append(f"{where}: {patch!r} holds a NUL byte, which no file name can")
         return None
+    shown = patch if patch.isprintable() else repr(patch)
     patch_path = (config.parent / patch).resolve()
     try:
         is_file = patch_path.is_file()
     except OSError as exc:  # a name too long, a loop of links
-        problems.append(f"{where}: {patch} cannot be read: {exc.strerror}")
+        problems.append(f"{where}: {shown} cannot be read: {exc.strerror}")
         return None
     if not is_file:
-        problems.append(f"{where}: {patch} does not exist")
+        problems.append(f"{where}: {shown} does not exist")
         return None
     return patch_path
 
