@@ -179,6 +179,7 @@ def ensure_store_env(
         state = _inspect(final)
         if state.sound:
             return StoreEnv(path=final, made=False)
+        store.clean_stale_tmp()  # a killed build of this (or any) environment left its scratch
         wanted = [w if isinstance(w, Wheel) else Wheel.of(w) for w in wheels]
         with store.scratch(f"env-{key[:16]}-") as holder:
             if state.kind != "absent":
