@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
@@ -103,6 +104,10 @@ def build_wheel(
     ) -> None:
         env = dict(base)
         env.update(extra_environ or {})
+        # As pypa/build's isolated environments and uv do: the build environment's
+        # scripts (meson, cython, ninja, cmake, maturin, swig) first on PATH.
+        scripts = str(python.parent)
+        env["PATH"] = os.pathsep.join([scripts, *filter(None, [env.get("PATH")])])
         with request.log.open("a", encoding="utf-8") as log:
             log.write(f"$ {' '.join(cmd)}\n")
             log.flush()
@@ -146,9 +151,11 @@ def _environment(
 ) -> Path:
     """The python of a build environment holding exactly ``wheels`` (made once, kept)."""
     digest = hashlib.sha256()
-    for wheel in sorted(wheels, key=lambda p: p.name):
-        digest.update(wheel.name.encode() + b"\0")
-    digest.update(f"{interpreter.executable}\0{interpreter.version}\0build-env-1".encode())
+    # By content: store wheels live at named/<aa>/<sha256>/<file name>, so a rebuilt
+    # build requirement with the same file name gets a new build environment.
+    for wheel in sorted(wheels, key=lambda p: (p.name, p.parent.name)):
+        digest.update(f"{wheel.name}\0{wheel.parent.name}\0".encode())
+    digest.update(f"{interpreter.executable}\0{interpreter.version}\0build-env-2".encode())
     key = "build-" + digest.hexdigest()[:28]
     root = build_store_env(
         wheels,
