@@ -133,7 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--link-mode",
         choices=("hardlink", "copy"),
         default="hardlink",
-        help="share files with the store by hard links (default) or copy them",
+        help="share files with the store: reflinks where the filesystem has them, else hard "
+        "links (default, hardlink), or copy them (copy)",
     )
 
     p = sub.add_parser("image", help="write the app's OCI image on a base image, no daemon needed")
