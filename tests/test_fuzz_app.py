@@ -7,17 +7,12 @@ value, or a WheelbarrowError whose message names the file it comes from.
 
 from __future__ import annotations
 
-import copy
 import re
 from pathlib import Path
-from typing import Any
 
 import pytest
-import tomli_w
 from hypothesis import given
-from hypothesis import strategies as st
-from support.fuzz import fuzz_settings, nasty_bytes, nasty_text
-from test_fuzz_lockfile import at, nodes, strings_like, toml_values
+from support.fuzz import FILES, app_files, fuzz_settings, write_app
 
 from wheelbarrow.app import read_app
 from wheelbarrow.config import read_build_config
@@ -26,128 +21,6 @@ from wheelbarrow.plan import Options, build_config
 from wheelbarrow.target import PythonVersion
 
 RUNNING = PythonVersion(major=3, minor=11, micro=7)
-FILES = (
-    "pyproject.toml",
-    "wheelbarrow.toml",
-    ".python-version",
-    "runtime.txt",
-    "requirements.txt",
-    "patches/fix.patch",
-)
-
-
-def settings_table() -> dict[str, Any]:
-    """Build settings using every key, as in the README."""
-    return {
-        "no-binary": ["markupsafe"],
-        "only-binary": ":all:",
-        "repair": "auto",
-        "build-jobs": 2,
-        "packages": {
-            "scipy": {
-                "env": {"OPENBLAS_NUM_THREADS": "1"},
-                "config-settings": {"setup-args": ["-Dblas=openblas"], "x": "y"},
-                "system": ["gfortran", "lib:openblas", "header:cblas.h"],
-                "patches": ["patches/fix.patch"],
-                "exclusive": True,
-            }
-        },
-    }
-
-
-def pyproject() -> dict[str, Any]:
-    """A pyproject.toml with dependencies, requires-python and build settings."""
-    return {
-        "project": {
-            "name": "app",
-            "version": "1.0",
-            "requires-python": ">=3.10,<3.14",
-            "dependencies": ["six>=1.16", "flask[async]; python_version >= '3.10'"],
-        },
-        "tool": {"wheelbarrow": settings_table(), "other": {"x": 1}},
-    }
-
-
-@st.composite
-def mutated_toml(draw: st.DrawFn, base: dict[str, Any]) -> dict[str, Any]:
-    """``base`` with one or two nodes changed: a same-typed oddity, another type, removed, added."""
-    data = copy.deepcopy(base)
-    for _ in range(draw(st.sampled_from([0, 1, 1, 1, 2]))):
-        every = nodes(data)[1:]
-        if not every:
-            break
-        path = draw(st.sampled_from(every))
-        parent = at(data, path[:-1])
-        old = parent[path[-1]]
-        how = draw(st.sampled_from(["same-type", "replace", "replace", "remove", "add"]))
-        if how == "same-type" and isinstance(old, str):
-            parent[path[-1]] = draw(strings_like(old))
-        elif how in ("replace", "same-type"):
-            parent[path[-1]] = draw(toml_values)
-        elif how == "remove":
-            del parent[path[-1]]
-        elif isinstance(parent, dict):
-            parent[draw(nasty_text)] = draw(toml_values)
-        else:
-            parent.append(draw(toml_values))
-    return data
-
-
-def toml_bytes(base: dict[str, Any]) -> st.SearchStrategy[bytes | None]:
-    """A mutated TOML file, random bytes, or no file (``None``)."""
-
-    def dumps(data: dict[str, Any]) -> bytes:
-        try:
-            return tomli_w.dumps(data).encode("utf-8")
-        except (TypeError, ValueError):
-            return b"[unclosed"
-
-    return st.one_of(
-        mutated_toml(base).map(dumps),
-        mutated_toml(base).map(dumps),
-        nasty_bytes,
-        st.none(),
-    )
-
-
-version_texts = st.one_of(
-    st.sampled_from(
-        ["3.12", "3.11.4", "python-3.12.4", "cpython-3.13", "3.99", "2.7", "3", "pypy3.10", ""]
-    ),
-    st.tuples(
-        st.sampled_from(["", "# pinned\n", "\n\n", "\ufeff"]),
-        st.sampled_from(["3.12", "python-3.11.2", "3.12\x00", "3.\u0663", "3.12.x", "3.12 "]),
-        st.sampled_from(["", "\n", "\r\n", "\n3.11\n", "\x00"]),
-    ).map("".join),
-    nasty_text,
-)
-version_files = st.one_of(
-    version_texts.map(lambda s: s.encode("utf-8")), nasty_bytes, st.none(), st.none()
-)
-
-
-@st.composite
-def app_files(draw: st.DrawFn) -> dict[str, bytes | None]:
-    """The files of an app directory; ``None`` means absent."""
-    return {
-        "pyproject.toml": draw(toml_bytes(pyproject())),
-        "wheelbarrow.toml": draw(st.one_of(st.none(), st.none(), toml_bytes(settings_table()))),
-        ".python-version": draw(version_files),
-        "runtime.txt": draw(version_files),
-        "requirements.txt": draw(st.sampled_from([None, None, b"six\n", b""])),
-        "patches/fix.patch": draw(st.sampled_from([None, b"--- a/x\n+++ b/x\n"])),
-    }
-
-
-def write_app(root: Path, files: dict[str, bytes | None]) -> None:
-    """Make ``root`` hold exactly ``files`` (the same directory is reused across cases)."""
-    for name, data in files.items():
-        path = root / name
-        if data is None:
-            path.unlink(missing_ok=True)
-        else:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(data)
 
 
 def names_app_file(message: str, root: Path) -> bool:

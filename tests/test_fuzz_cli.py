@@ -20,10 +20,16 @@ import tomli_w
 from hypothesis import given
 from hypothesis import strategies as st
 from support.apps import cli
-from support.fuzz import fuzz_settings, nasty_text
-from test_fuzz_app import FILES, app_files, write_app
-from test_fuzz_lockfile import mutated, valid_lock
-from test_fuzz_requirements import requirements_file
+from support.fuzz import (
+    FILES,
+    app_files,
+    fuzz_settings,
+    mutated,
+    nasty_text,
+    requirements_file,
+    valid_lock,
+    write_app,
+)
 
 from wheelbarrow.app import read_app
 from wheelbarrow.errors import WheelbarrowError

@@ -7,7 +7,6 @@ unknown sibling; random bytes and random TOML documents are tried as well.
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,16 @@ import pytest
 import tomli_w
 from hypothesis import given
 from hypothesis import strategies as st
-from support.fuzz import fuzz_settings, nasty_bytes, nasty_text
+from support.fuzz import (
+    WHEEL,
+    at,
+    fuzz_settings,
+    mutated,
+    nasty_bytes,
+    nasty_text,
+    toml_values,
+    valid_lock,
+)
 
 from wheelbarrow.config import BuildConfig
 from wheelbarrow.errors import InputError, NoCompatibleWheelError
@@ -23,151 +31,7 @@ from wheelbarrow.lockfile import read_lock, select_artefacts
 from wheelbarrow.plan import recorded_target
 from wheelbarrow.target import Target
 
-SHA = "58cd2187c01e70e6e26505bca751777aa9f2ee0b7f4300988b709f44e013003f"
-WHEEL = "six-1.16.0-cp312-cp312-manylinux_2_28_x86_64.whl"
 TARGET = Target.parse(python="3.12", platform="manylinux_2_28_x86_64", python_source="test")
-
-
-def valid_lock() -> dict[str, Any]:
-    """A lock of each kind of package wheelbarrow selects from."""
-    url = "http://127.0.0.1:9/files"
-    return {
-        "lock-version": "1.0",
-        "created-by": "uv",
-        "requires-python": ">=3.11",
-        "environments": ["sys_platform == 'linux'"],
-        "packages": [
-            {
-                "name": "six",
-                "version": "1.16.0",
-                "marker": "python_version >= '3'",
-                "requires-python": ">=3.8",
-                "wheels": [
-                    {
-                        "url": f"{url}/six-1.16.0-py2.py3-none-any.whl",
-                        "size": 11053,
-                        "hashes": {"sha256": SHA},
-                    },
-                    {"name": WHEEL, "path": f"wheels/{WHEEL}", "hashes": {"sha256": SHA}},
-                ],
-                "sdist": {"url": f"{url}/six-1.16.0.tar.gz", "hashes": {"sha256": SHA}},
-            },
-            {
-                "name": "local",
-                "version": "0.1",
-                "directory": {"path": "pkg", "editable": False},
-            },
-            {
-                "name": "fromgit",
-                "vcs": {"type": "git", "url": "https://127.0.0.1:9/r.git", "commit-id": "a" * 40},
-            },
-            {
-                "name": "tarball",
-                "version": "2.0",
-                "archive": {"url": f"{url}/tarball-2.0.tar.gz", "hashes": {"sha256": SHA}},
-            },
-        ],
-        "tool": {
-            "wheelbarrow": {
-                "inputs": "sha256:" + SHA,
-                "index": "sha256:" + SHA,
-                "python": "3.12",
-                "platform": "manylinux_2_28_x86_64",
-            }
-        },
-    }  # fmt: skip
-
-
-toml_scalars = st.one_of(
-    nasty_text,
-    st.integers(-(2**63), 2**63 - 1),
-    st.floats(allow_nan=True),
-    st.booleans(),
-    st.datetimes(),
-    st.dates(),
-    st.sampled_from(
-        [
-            "",
-            "1.0",
-            "../x",
-            "/abs",
-            "http://[::1",
-            SHA,
-            "six-1.0-py3-none-any.whl",
-            "a\0",
-            "x" * 300,
-        ]
-    ),
-)
-toml_values = st.recursive(
-    toml_scalars,
-    lambda inner: st.one_of(
-        st.lists(inner, max_size=3), st.dictionaries(nasty_text, inner, max_size=3)
-    ),
-    max_leaves=6,
-)
-
-
-def nodes(data: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    """Every path into ``data``: dict keys and list indexes."""
-    found = [path]
-    if isinstance(data, dict):
-        for key, value in data.items():
-            found += nodes(value, (*path, key))
-    elif isinstance(data, list):
-        for index, value in enumerate(data):
-            found += nodes(value, (*path, index))
-    return found
-
-
-def at(data: Any, path: tuple[Any, ...]) -> Any:
-    """The node of ``data`` at ``path``."""
-    for step in path:
-        data = data[step]
-    return data
-
-
-@st.composite
-def mutated(draw: st.DrawFn, base: dict[str, Any]) -> dict[str, Any]:
-    """``base`` with one to three nodes replaced, removed or given an unknown sibling."""
-    data = copy.deepcopy(base)
-    for _ in range(draw(st.sampled_from([1, 1, 1, 2, 3]))):
-        every = nodes(data)[1:]
-        leaves = [p for p in every if isinstance(at(data, p), str)]
-        # Mostly one string leaf: the lock then often stays valid PEP 751.
-        path = draw(
-            st.sampled_from(leaves or every) if draw(st.booleans()) else st.sampled_from(every)
-        )
-        parent = data
-        for step in path[:-1]:
-            parent = parent[step]
-        how = draw(st.sampled_from(["same-type", "same-type", "replace", "remove", "add"]))
-        old = parent[path[-1]]
-        if how == "same-type" and isinstance(old, str):
-            # Still a string, so the lock stays valid PEP 751 more often and the
-            # checks behind validation (file names, paths, markers) are reached.
-            parent[path[-1]] = draw(st.one_of(nasty_text, strings_like(old)))
-        elif how == "same-type" and isinstance(old, int):
-            parent[path[-1]] = draw(st.integers(-(2**63), 2**63 - 1))
-        elif how in ("replace", "same-type"):
-            parent[path[-1]] = draw(toml_values)
-        elif how == "remove":
-            del parent[path[-1]]
-        elif isinstance(parent, dict):
-            parent[draw(nasty_text)] = draw(toml_values)
-        else:
-            parent.append(draw(toml_values))
-        if not nodes(data)[1:]:
-            break
-    return data
-
-
-def strings_like(old: str) -> st.SearchStrategy[str]:
-    """``old`` with a part cut out or a character that matters to parsers put in."""
-    inserts = st.one_of(nasty_text, st.sampled_from(["\0", "x" * 300, "/", "..", "%00", "\\"]))
-    return st.tuples(st.integers(0, len(old)), st.integers(0, len(old)), inserts).map(
-        lambda t: old[: t[0]] + t[2] + old[max(t[0], t[1]) :]
-    )
 
 
 def dumps(data: dict[str, Any]) -> bytes:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from support.fuzz import NASTY, fuzz_settings, nasty_bytes, nasty_text
+from support.fuzz import fuzz_settings, nasty_bytes, nasty_text, requirement_line, requirements_file
 
 from wheelbarrow.errors import RequirementsError
 from wheelbarrow.lock import LockRequest
@@ -24,127 +24,7 @@ from wheelbarrow.requirements import (
 )
 from wheelbarrow.target import Target
 
-SHA256 = "58cd2187c01e70e6e26505bca751777aa9f2ee0b7f4300988b709f44e013003f"
-# Nothing listens on port 9 of 127.0.0.1: no case can reach a real host.
-HOST = "127.0.0.1:9"
 TARGET = Target.parse(python="3.12", platform="manylinux_2_28_x86_64", python_source="test")
-
-
-def part(good: list[str]) -> st.SearchStrategy[str]:
-    """One of ``good``; now and then one with a nasty character inserted, or junk in its place."""
-    return st.one_of(st.sampled_from(good), st.sampled_from(good), damaged(good), nasty_text)
-
-
-def damaged(good: list[str]) -> st.SearchStrategy[str]:
-    """One of ``good`` with a character that matters to parsers inserted somewhere."""
-    return st.tuples(st.sampled_from(good), st.integers(0, 40), st.sampled_from(NASTY)).map(
-        lambda t: t[0][: t[1]] + t[2] + t[0][t[1] :]
-    )
-
-
-names = part(["six", "Flask", "zope.interface", "a_b-c", "x1"])
-extras = part(["", "", "[security]", "[a,b]", "[", "[]"])
-specifiers = part(["", "==1.0", ">=1,<2", "~=1.4.2", "===weird", " == 2.*", "=>1", "=1", "!=3"])
-markers = part(
-    ["", "", "; python_version < '3.12'", ";sys_platform=='linux'", "; extra == 'x'", "; os_name"]
-)
-hashes = part(["", f" --hash=sha256:{SHA256}", " --hash=md5:00", " --hash sha256:zz", " --hash"])
-hosts = part([HOST, f"user:pw@{HOST}", "[::1", "127.0.0.1:99999", "%zz", "", "[::1]:9"])
-url_paths = part(
-    ["/six-1.0.tar.gz", "/pkg.zip", "/a/b-1.0-py3-none-any.whl", "/r.git", "/", "/%00x"]
-)
-fragments = part(
-    [
-        "",
-        "#egg=six",
-        "#egg=six[x]",
-        "#sha256=" + SHA256,
-        "#egg=",
-        "#egg=bad name",
-        "#subdirectory=a",
-    ]
-)
-schemes = part(["https", "http", "file", "git+https", "hg+http", "svn+ssh", "ftp", "git+"])
-local_paths = part(["./pkg", "../pkg", "./pkg[x]", "./dist/six-1.0.tar.gz", ".", "./a\\b", "./"])
-include_targets = part(["inc.txt", "./inc.txt", "sub/../inc.txt", "missing.txt", ".", "inc.txt\\"])
-values = part(["six", ":all:", ":none:", "a,b", f"https://{HOST}/simple", "./wheels", ""])
-options = part(
-    [
-        "-r",
-        "-c",
-        "-e",
-        "-i",
-        "-f",
-        "--index-url",
-        "--extra-index-url",
-        "--find-links",
-        "--no-binary",
-        "--only-binary",
-        "--trusted-host",
-        "--no-index",
-        "--pre",
-        "--prefer-binary",
-        "--require-hashes",
-        "--hash",
-        "--unknown",
-        "-x",
-    ]
-)
-variables = part(["${VAR}", "${MISSING}", "${lower}", "$VAR", "${", "${VAR"])
-
-
-@st.composite
-def url(draw: st.DrawFn) -> str:
-    """A URL with one part possibly broken: scheme, host, path, query or fragment."""
-    query = draw(st.sampled_from(["", "?a=b", "?", "?a=%"]))
-    return (
-        f"{draw(schemes)}://{draw(hosts)}{draw(url_paths)}{query}{draw(fragments)}"
-        f"{draw(st.sampled_from(['', '@v1', '@']))}"
-    )
-
-
-@st.composite
-def requirement_line(draw: st.DrawFn) -> str:
-    """A line of a requirements file, built from parts of which some may be broken."""
-    kind = draw(st.sampled_from(["pep508", "url", "direct", "path", "option", "include", "var"]))
-    if kind == "pep508":
-        line = draw(names) + draw(extras) + draw(specifiers) + draw(markers)
-    elif kind == "url":
-        line = draw(url()) + draw(st.sampled_from(["", " ; python_version > '3'", ";x"]))
-    elif kind == "direct":
-        line = f"{draw(names)}{draw(extras)} @ {draw(st.one_of(url(), local_paths))}{draw(markers)}"
-    elif kind == "path":
-        line = draw(local_paths) + draw(fragments) + draw(markers)
-    elif kind == "option":
-        sep = draw(st.sampled_from([" ", "=", "", "  "]))
-        line = draw(options) + sep + draw(st.one_of(values, url(), local_paths))
-    elif kind == "include":
-        line = f"{draw(st.sampled_from(['-r', '-c', '--requirement', '-rinc.txt']))} "
-        line += draw(include_targets)
-    else:
-        line = draw(variables) + draw(st.sampled_from(["", "==1", " @ ./x", "/simple"]))
-    line += draw(hashes)
-    line += draw(st.sampled_from(["", "", "  # a comment", " #", "\\", "'", '"']))
-    return line
-
-
-@st.composite
-def requirements_file(draw: st.DrawFn) -> bytes:
-    """A whole file: structured lines, sometimes with raw bytes or a broken encoding in between."""
-    lines = draw(
-        st.lists(
-            st.one_of(requirement_line(), requirement_line(), nasty_text),
-            max_size=8,
-        )
-    )
-    newline = draw(st.sampled_from(["\n", "\r\n", "\\\n", "\r"]))
-    text = newline.join(lines).encode("utf-8")
-    if draw(st.booleans()):
-        text = draw(st.sampled_from([b"", b"\xef\xbb\xbf"])) + text
-    if draw(st.integers(0, 9)) == 0:
-        cut = draw(st.integers(0, len(text)))
-        text = text[:cut] + draw(nasty_bytes) + text[cut:]
-    return text
 
 
 def check(root: Path, main: bytes, included: bytes, environ: dict[str, str]) -> None:
