@@ -16,7 +16,7 @@ from packaging.tags import platform_tags
 
 from wheelbarrow import __version__
 from wheelbarrow.app import App, read_app
-from wheelbarrow.environment import build_store_env, clone_env, env_key
+from wheelbarrow.environment import clone_env, ensure_store_env, env_key, manifest_wheels
 from wheelbarrow.errors import InstallError, WheelbarrowError
 from wheelbarrow.files import atomic_write_text
 from wheelbarrow.heroku.output import HerokuReporter
@@ -178,14 +178,10 @@ def prepare_environment(
     out.step("Installing the environment")
     key = env_key(report.key, interpreter)
     held.enter_context(store.use("env", key))
-    env = store.env(key)
-    if (env / ".wheelbarrow-env.json").is_file():
-        out.detail("reusing the environment from the cache: the requirements did not change")
-        return env
     manifest = json.loads((report.path / "wheelhouse.json").read_text(encoding="utf-8"))
-    wheels = [report.path / w["filename"] for w in manifest["wheels"]]
-    return build_store_env(
-        wheels,
+    # Checked against its seal even when cached: an environment edited in place is rebuilt.
+    made = ensure_store_env(
+        manifest_wheels(report.path, manifest),
         key=key,
         wheelhouse_key=report.key,
         interpreter=interpreter,
@@ -193,6 +189,9 @@ def prepare_environment(
         runner=runner,
         reporter=out,
     )
+    if not made.made:
+        out.detail("reusing the environment from the cache: the requirements did not change")
+    return made.path
 
 
 def _running_default() -> PythonVersion:
