@@ -434,6 +434,37 @@ class TestGc:
 
 
 class TestGcLeases:
+    def test_a_wheelhouse_being_served_is_kept(self, tmp_path, index_url):
+        """`wheelbarrow serve` leases what it serves: a gc while it runs keeps that wheelhouse
+        even once the app's last build is another one."""
+        from support.net import free_port
+
+        store = tmp_path / "store"
+        app = make_app(tmp_path / "app", "alpha==1.0\n")
+        served = build_ok(app, store, index_url)
+        port = free_port()
+        server = subprocess.Popen(
+            [sys.executable, "-m", "wheelbarrow", "serve", str(app), "--store", str(store),
+             "--port", str(port)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )  # fmt: skip
+        try:
+            assert server.stdout is not None and "Serving" in server.stdout.readline()
+            (app / "requirements.txt").write_text("alpha==2.0\n")
+            build_ok(app, store, index_url)
+            report = gc(store, "--older-than", "0")
+            assert served["key"] not in removed(report, "wheelhouse")
+            assert (Path(served["wheelhouse"]) / "wheelhouse.json").is_file()
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+            assert server.stdout is not None
+            server.stdout.close()
+        report = gc(store, "--older-than", "0")
+        assert served["key"] in removed(report, "wheelhouse")
+
     def test_an_entry_a_running_install_holds_is_kept(self, two_builds):
         """A wheelhouse and an environment under a shared lease survive gc until it is released."""
         _, store, (old, old_env), _ = two_builds
