@@ -599,8 +599,8 @@ class _Parser:
             self.problem(origin, message)
             return None
         url = requirement.url
-        if url is not None and (message := _url_problem(url)) is not None:
-            self.problem(origin, message)
+        if url is not None and (bad_url := _url_problem(url)) is not None:
+            self.problem(origin, bad_url)
             return None
         if url is not None and _SCHEME.match(url) is None:
             url = (base_dir / url).resolve().as_uri()
