@@ -315,7 +315,7 @@ def _write_tar_file(
 ) -> None:
     mode = info.mode & 0o755
     if not mode & 0o100:
-        mode &= ~0o111  # executable for others only: for nobody, as the data filter
+        mode &= ~0o111  # not executable by its owner: by nobody, as with the data filter
     mode |= 0o600
     source = tar.extractfile(info)
     if source is None:  # pragma: no cover - regular members always have a file object
