@@ -100,6 +100,22 @@ class TestCompile:
         assert "nothing to download" in out
         assert "reusing the environment from the cache" in out
 
+    def test_a_cached_environment_edited_in_place_is_rebuilt(self, platform):
+        """An edit inside the cached store environment is caught by its seal: the next compile
+        rebuilds it instead of shipping the edited file."""
+        build, cache, env, slug_home = platform
+        assert compile_(build, cache, env, slug_home)[0] == 0
+        [stored] = [p for p in cache.rglob("envs/*/lib/python*/site-packages/alpha/__init__.py")]
+        with stored.open("a") as f:
+            f.write("raise SystemExit('edited in place')\n")
+        shutil.rmtree(build / ".heroku")
+        code, out = compile_(build, cache, env, slug_home)
+        assert code == 0, out
+        assert "reusing the environment from the cache" not in out
+        assert "edited in place" in out
+        [shipped] = list((build / ".heroku").rglob("site-packages/alpha/__init__.py"))
+        assert "edited in place" not in shipped.read_text()
+
     def test_changing_one_pin_reinstalls_only_that_package(self, platform):
         """A new pin fetches one wheel and derives the environment, keeping the rest."""
         build, cache, env, slug_home = platform

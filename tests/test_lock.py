@@ -210,3 +210,12 @@ class TestLockScratch:
         index = local_index(dists)
         lock(make_app(tmp_path / "app", "alpha\n"), index.url)
         assert sorted(p.name for p in tmp.iterdir()) == ["wheelbarrow-lock-notes.txt"]
+
+
+class TestLockDigest:
+    @pytest.mark.parametrize("text", ['tool = 3\n', '[tool]\nwheelbarrow = "x"\n', "= bad"])
+    def test_a_lock_whose_tool_is_not_a_table_has_no_digest(self, text):
+        """A lock whose tool (or tool.wheelbarrow) is not a table is simply not ours."""
+        from wheelbarrow.lock import lock_digest
+
+        assert lock_digest(text) is None

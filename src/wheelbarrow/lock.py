@@ -17,6 +17,7 @@ from packaging.utils import canonicalize_name
 from wheelbarrow.credentials import split_userinfo
 from wheelbarrow.errors import LockError
 from wheelbarrow.files import atomic_write_text
+from wheelbarrow.lockfile import wheelbarrow_table
 from wheelbarrow.redact import redact, strip_credentials
 from wheelbarrow.report import Reporter
 from wheelbarrow.requirements import IndexOptions, RequirementLine, Requirements
@@ -95,8 +96,7 @@ def lock_digest(lock_text: str) -> str | None:
         data = tomllib.loads(lock_text)
     except tomllib.TOMLDecodeError:
         return None
-    tool = data.get("tool", {}).get("wheelbarrow", {})
-    value = tool.get("inputs") if isinstance(tool, dict) else None
+    value = wheelbarrow_table(data).get("inputs")
     return value if isinstance(value, str) else None
 
 
