@@ -105,7 +105,7 @@ class TestCompile:
         rebuilds it instead of shipping the edited file."""
         build, cache, env, slug_home = platform
         assert compile_(build, cache, env, slug_home)[0] == 0
-        [stored] = [p for p in cache.rglob("envs/*/lib/python*/site-packages/alpha/__init__.py")]
+        [stored] = list(cache.rglob("envs/*/lib/python*/site-packages/alpha/__init__.py"))
         with stored.open("a") as f:
             f.write("raise SystemExit('edited in place')\n")
         shutil.rmtree(build / ".heroku")
