@@ -213,7 +213,7 @@ class TestLockScratch:
 
 
 class TestLockDigest:
-    @pytest.mark.parametrize("text", ['tool = 3\n', '[tool]\nwheelbarrow = "x"\n', "= bad"])
+    @pytest.mark.parametrize("text", ["tool = 3\n", '[tool]\nwheelbarrow = "x"\n', "= bad"])
     def test_a_lock_whose_tool_is_not_a_table_has_no_digest(self, text):
         """A lock whose tool (or tool.wheelbarrow) is not a table is simply not ours."""
         from wheelbarrow.lock import lock_digest
