@@ -485,3 +485,51 @@ class TestBuiltVersions:
         assert "?" not in text.out + text.err
         assert "  vcspkg 3.1: built (first build for this target)" in text.out
         assert [(b["name"], b["version"]) for b in report.json()["built"]] == [("vcspkg", "3.1")]
+
+
+class TestAppPinsInBuildEnvironments:
+    def test_a_build_requirement_the_app_builds_is_the_apps_version(self, tmp_path, local_index):
+        """The app pins helper 1.0 (2.0 is newest): dependent builds with the app's 1.0, once."""
+        d = tmp_path / "d"
+        make_build_helper_sdist(d, version="1.0")
+        make_build_helper_sdist(d, version="2.0")
+        make_dependent_sdist(d, build_requires=("buildhelper>=1.0",))
+        index = local_index(d)
+        app = make_app(tmp_path / "app", "buildhelper==1.0\ndependent==1.0\n")
+        store = tmp_path / "store"
+
+        result = build_cli(app, store, index.url, "--json")
+
+        assert result.code == 0, result.err
+        steps = [line for line in result.err.splitlines() if line.startswith("Building ")]
+        assert steps == [
+            "Building buildhelper 1.0 from source",
+            "Building dependent 1.0 from source",
+        ]
+        assert "(with buildhelper==1.0, built here)" in result.err
+        log = next(b["log"] for b in result.json()["built"] if b["name"] == "dependent")
+        assert "# build environment: buildhelper-1.0-py3-none-any.whl\n" in Path(log).read_text()
+        install(app, store, tmp_path / "env")
+        assert run_in(tmp_path / "env", "import dependent; print(dependent.BUILD_VALUE)") == (
+            "dependent built with buildhelper 1.0"
+        )
+
+    def test_a_pin_outside_the_build_requirement_is_left_to_the_resolver(
+        self, tmp_path, local_index
+    ):
+        """The app pins helper 1.0 but the build needs >=2.0: the build gets 2.0, built too."""
+        d = tmp_path / "d"
+        make_build_helper_sdist(d, version="1.0")
+        make_build_helper_sdist(d, version="2.0")
+        make_dependent_sdist(d, build_requires=("buildhelper>=2.0",))
+        index = local_index(d)
+        app = make_app(tmp_path / "app", "buildhelper==1.0\ndependent==1.0\n")
+        store = tmp_path / "store"
+
+        result = build_cli(app, store, index.url)
+
+        assert result.code == 0, result.err
+        install(app, store, tmp_path / "env")
+        assert run_in(tmp_path / "env", "import dependent; print(dependent.BUILD_VALUE)") == (
+            "dependent built with buildhelper 2.0"
+        )

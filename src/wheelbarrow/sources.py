@@ -11,7 +11,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +61,9 @@ class SourceContext:
     auditwheel: Sequence[str] = ("auditwheel",)
     repair_env: Mapping[str, str] | None = None  # PATH must reach a recent patchelf
     clock: Callable[[], float] = time.monotonic  # times each build for the report
+    # The versions of the packages this run builds from source: a build requirement
+    # naming one of them gets that version (the wheel built here), as it fits.
+    pins: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -184,6 +187,7 @@ def build_sources(sources: Sequence[Artefact], ctx: SourceContext) -> list[Built
     results: dict[str, Built] = {}
     nodes: dict[str, _Node] = {}
     by_source: dict[str, str] = {}
+    ctx = replace(ctx, pins={**_pins(sources), **ctx.pins})
     with ctx.store.scratch("sources-") as work:
         for source in sources:
             by_source[source.sha256] = _discover(source, ctx, nodes, results, work)
@@ -267,9 +271,60 @@ def _checkout(source: Artefact, ctx: SourceContext, dest: Path) -> Path:
     return dest
 
 
+def _pins(sources: Sequence[Artefact]) -> dict[str, str]:
+    """The versions of the index sdists being built, by canonical name."""
+    return {s.name: s.version for s in sources if s.kind == "sdist" and s.version}
+
+
+def _build_constraints(
+    requires: Sequence[str], pins: Mapping[str, str], source: Artefact
+) -> list[str]:
+    """``name==version`` for each pin that no build requirement's specifier excludes.
+
+    numpy's sdist is pinned by the app and scipy's build requires numpy: scipy is
+    built against that numpy, built once, rather than the newest on the index.
+    """
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.utils import canonicalize_name
+
+    allowed = {name: version for name, version in pins.items() if name != source.name}
+    for text in requires:
+        try:
+            req = Requirement(text)
+        except InvalidRequirement:
+            continue  # reported by the lock itself
+        name = canonicalize_name(req.name)
+        if name in allowed and not req.specifier.contains(allowed[name], prereleases=True):
+            del allowed[name]
+    return [f"{name}=={version}" for name, version in sorted(allowed.items())]
+
+
 def _lock_build_requirements(requires: Sequence[str], source: Artefact, ctx: SourceContext) -> Lock:
-    """The lock of a build's requirements for the target, cached in the store by its inputs."""
+    """The lock of a build's requirements for the target, cached in the store by its inputs.
+
+    Constrained to the versions this run builds (:func:`_build_constraints`);
+    when those make it unresolvable, locked again without them.
+    """
+    constraints = _build_constraints(requires, ctx.pins, source)
+    if constraints:
+        try:
+            return _lock_build_requirements_with(requires, constraints, source, ctx)
+        except LockError:
+            ctx.reporter.message(
+                "info",
+                f"the build requirements of {source.label} do not fit the versions being "
+                f"built here ({', '.join(constraints)}): locking them without",
+            )
+    return _lock_build_requirements_with(requires, [], source, ctx)
+
+
+def _lock_build_requirements_with(
+    requires: Sequence[str], constraints: Sequence[str], source: Artefact, ctx: SourceContext
+) -> Lock:
     reqs = requirements_from_strings(requires, path=Path(f"{source.label} [build-system] requires"))
+    if constraints:
+        pinned = requirements_from_strings(constraints, path=Path("the versions built here"))
+        reqs = replace(reqs, constraints=pinned.requirements)
     request = LockRequest(requirements=reqs, target=ctx.target, index=ctx.index)
     digest = hashlib.sha256(
         (f"buildlock-{BUILDLOCK_FORMAT}" + request.digest + request.index_digest).encode()
@@ -286,8 +341,12 @@ def _lock_build_requirements(requires: Sequence[str], source: Artefact, ctx: Sou
         path.unlink()
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
+        named = _named_constraints(requires, constraints)
         ctx.reporter.message(
-            "info", f"locking the build requirements of {source.label}: " + ", ".join(requires)
+            "info",
+            f"locking the build requirements of {source.label}: "
+            + ", ".join(requires)
+            + (f" (with {', '.join(named)}, built here)" if named else ""),
         )
         try:
             lock(
@@ -306,6 +365,20 @@ def _lock_build_requirements(requires: Sequence[str], source: Artefact, ctx: Sou
                 "package's wheel so it need not be built",
             ) from exc
     return read_lock(path)
+
+
+def _named_constraints(requires: Sequence[str], constraints: Sequence[str]) -> list[str]:
+    """The constraints on packages ``requires`` names itself, for the message."""
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.utils import canonicalize_name
+
+    names = set()
+    for text in requires:
+        try:
+            names.add(canonicalize_name(Requirement(text).name))
+        except InvalidRequirement:
+            continue
+    return [c for c in constraints if c.split("==")[0] in names]
 
 
 def _build_lock_holds(path: Path, target: Target) -> bool:
@@ -394,6 +467,8 @@ def _build_one(node: _Node, results: Mapping[str, Built], ctx: SourceContext) ->
     )
     wheels = [store.named(w.sha256, w.filename) for w in node.build_wheels]
     wheels += [store.named(results[k].sha256, results[k].wheel) for k in node.needs]
+    with log.open("a", encoding="utf-8") as f:
+        f.write(f"# build environment: {', '.join(sorted(w.name for w in wheels)) or '(empty)'}\n")
     why = why_rebuilt(_previous_inputs(store, node.source, ctx), inputs)
     started = ctx.clock()
     with store.scratch(f"out-{node.key[:16]}-") as out:
