@@ -150,13 +150,7 @@ def _environment(
     wheels: Sequence[Path], interpreter: Interpreter, store: Store, runner: Runner
 ) -> Path:
     """The python of a build environment holding exactly ``wheels`` (made once, kept)."""
-    digest = hashlib.sha256()
-    # By content: store wheels live at named/<aa>/<sha256>/<file name>, so a rebuilt
-    # build requirement with the same file name gets a new build environment.
-    for wheel in sorted(wheels, key=lambda p: (p.name, p.parent.name)):
-        digest.update(f"{wheel.name}\0{wheel.parent.name}\0".encode())
-    digest.update(f"{interpreter.executable}\0{interpreter.version}\0build-env-2".encode())
-    key = "build-" + digest.hexdigest()[:28]
+    key = build_env_key(wheels, interpreter)
     root = build_store_env(
         wheels,
         key=key,
@@ -168,6 +162,17 @@ def _environment(
         compile_bytecode=False,
     )
     return root / "bin" / "python"
+
+
+def build_env_key(wheels: Sequence[Path], interpreter: Interpreter) -> str:
+    """The store key (``build-…``) of the build environment of ``wheels`` for ``interpreter``."""
+    digest = hashlib.sha256()
+    # By content: store wheels live at named/<aa>/<sha256>/<file name>, so a rebuilt
+    # build requirement with the same file name gets a new build environment.
+    for wheel in sorted(wheels, key=lambda p: (p.name, p.parent.name)):
+        digest.update(f"{wheel.name}\0{wheel.parent.name}\0".encode())
+    digest.update(f"{interpreter.executable}\0{interpreter.version}\0build-env-2".encode())
+    return "build-" + digest.hexdigest()[:28]
 
 
 def _unmet(requirements: set[str], wheels: Sequence[Path], interpreter: Interpreter) -> set[str]:
