@@ -116,6 +116,7 @@ class _Node:
     src_dir: Path
     build_wheels: list[Artefact] = field(default_factory=list)
     needs: list[str] = field(default_factory=list)
+    needed_sources: set[str] = field(default_factory=set)  # sha256 of the sources in needs
     requires: tuple[str, ...] = ()
 
 
@@ -232,6 +233,7 @@ def _discover(
                 node.build_wheels.append(dep)
             else:
                 node.needs.append(_discover(dep, ctx, nodes, results, work, (*chain, key)))
+                node.needed_sources.add(dep.sha256)
     ctx.fetcher.fetch(
         [w for w in node.build_wheels if not ctx.store.has(w.sha256)], ctx.store, ctx.reporter
     )
@@ -531,7 +533,8 @@ def _more_wheels(requirements: Sequence[str], node: _Node, ctx: SourceContext) -
     lock_ = _lock_build_requirements((*node.requires, *requirements), node.source, ctx)
     wanted = {r.split(";")[0].strip() for r in requirements}
     arts = select_artefacts(lock_, ctx.target, ctx.config)
-    sources = [a for a in arts if a.kind != "wheel"]
+    # Sources built for this build already are in its environment, as wheels.
+    sources = [a for a in arts if a.kind != "wheel" and a.sha256 not in node.needed_sources]
     if sources:
         raise WheelbarrowError(
             f"{node.source.label}: its backend asked at build time for "
@@ -539,7 +542,7 @@ def _more_wheels(requirements: Sequence[str], node: _Node, ctx: SourceContext) -
             "would have to be built from source first",
             hint="list them in [build-system] requires, or provide wheels for them",
         )
-    have = {w.sha256 for w in node.build_wheels}
+    have = {w.sha256 for w in node.build_wheels} | node.needed_sources
     extra = [a for a in arts if a.sha256 not in have]
     ctx.fetcher.fetch([a for a in extra if not ctx.store.has(a.sha256)], ctx.store, ctx.reporter)
     return [ctx.store.named(a.sha256, a.filename) for a in extra]
