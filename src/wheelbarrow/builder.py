@@ -28,6 +28,9 @@ OFFLINE_ENV = {
     "PIP_NO_INPUT": "1",
     "UV_OFFLINE": "1",
     "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+    # cargo (under maturin or setuptools-rust) would otherwise retry crates.io for
+    # seconds and then fail with a network error; offline it says at once what it lacks.
+    "CARGO_NET_OFFLINE": "true",
 }
 # Variables of the calling environment that would steer a build elsewhere.
 _DROPPED_ENV = (
@@ -108,6 +111,11 @@ def build_wheel(
         # scripts (meson, cython, ninja, cmake, maturin, swig) first on PATH.
         scripts = str(python.parent)
         env["PATH"] = os.pathsep.join([scripts, *filter(None, [env.get("PATH")])])
+        # And as uv does: VIRTUAL_ENV names the build environment (CMake's FindPython
+        # and maturin look there first), and the backend writes UTF-8 into the log,
+        # whatever the locale or the caller's PYTHONIOENCODING (maturin prints emoji).
+        env["VIRTUAL_ENV"] = str(python.parent.parent)
+        env["PYTHONIOENCODING"] = "utf-8:backslashreplace"
         with request.log.open("a", encoding="utf-8") as log:
             log.write(f"$ {' '.join(cmd)}\n")
             log.flush()
