@@ -350,9 +350,6 @@ class TestGc:
         built = sorted(p.name for p in (store / "built").iterdir())
         build_envs = sorted(p.name for p in (store / "envs").glob("build-*"))
         assert build_envs
-        report = gc(store, "--older-than", "0")
-        assert removed(report, "wheelhouse") == set()
-        kept_builds = {p.name for p in (store / "built").iterdir()}
         dependent = next(
             k
             for k in built
@@ -360,6 +357,9 @@ class TestGc:
                 "dependent-"
             )
         )
+        report = gc(store, "--older-than", "0")
+        assert removed(report, "wheelhouse") == set()
+        kept_builds = {p.name for p in (store / "built").iterdir()}
         assert dependent in kept_builds
         log = (store / "built" / dependent / "build.log").read_text()
         used_env = next(e for e in build_envs if f"/envs/{e}/" in log)
@@ -376,6 +376,23 @@ class TestGc:
         assert used_env in removed(report, "build-environment")
         assert list((store / "envs").glob("build-*")) == []
         verified(store)
+
+    def test_a_build_keeps_the_build_environment_its_result_records(self, tmp_path, local_index):
+        """The build environment a kept build ran in is the one its result.json names, whatever
+        its log says."""
+        d = tmp_path / "d"
+        make_build_helper_sdist(d)
+        make_dependent_sdist(d)
+        store = tmp_path / "store"
+        app = make_app(tmp_path / "app", "dependent==1.0\n")
+        build_ok(app, store, local_index(d).url)
+        results = [json.loads(p.read_text()) for p in (store / "built").glob("*/result.json")]
+        [recorded] = [r["build_env"] for r in results if r["wheel"].startswith("dependent-")]
+        assert (store / "envs" / recorded).is_dir()
+        for log in (store / "built").glob("*/build.log"):
+            log.write_text("# a log that names no environment\n")
+        gc(store, "--older-than", "0")
+        assert (store / "envs" / recorded).is_dir()
 
     def test_files_a_user_put_in_the_store_are_never_touched(self, two_builds):
         """User files at the root and among the store's entries survive gc byte for byte."""

@@ -6,6 +6,7 @@ import json
 import subprocess
 import zipfile
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 from support import (
@@ -552,3 +553,142 @@ class TestRequirementsAskedAtBuildTime:
         assert result.code == 0, result.err
         log = next(b["log"] for b in result.json()["built"] if b["name"] == "cext")
         assert "# the backend also needs: asked" in Path(log).read_text()
+
+
+def make_library(directory: Path, name: str, value: int) -> Path:
+    """A real shared library ``lib<name>.so.1`` (and its ``-l`` link name) returning ``value``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    source = directory / f"{name}.c"
+    source.write_text(f"int {name}_value(void) {{ return {value}; }}\n")
+    library = directory / f"lib{name}.so.1"
+    subprocess.run(
+        ["cc", "-shared", "-fPIC", f"-Wl,-soname,{library.name}", "-o", library, source],
+        check=True,
+    )
+    link = directory / f"lib{name}.so"
+    if not link.is_symlink():
+        link.symlink_to(library.name)
+    return library
+
+
+class TestTwoPartBuildKey:
+    """The build key's first part finds candidates; what a wheel links decides if one holds."""
+
+    def _context(self, tmp_path: Path, toolchain: dict[str, str]):
+        import os
+        import shutil
+
+        from wheelbarrow.cli.common import running_interpreter
+        from wheelbarrow.config import BuildConfig
+        from wheelbarrow.report import RecordingReporter
+        from wheelbarrow.requirements import IndexOptions
+        from wheelbarrow.runner import run_subprocess
+        from wheelbarrow.sources import SourceContext
+        from wheelbarrow.store import Store
+        from wheelbarrow.target import Target
+
+        interpreter = running_interpreter()
+        return SourceContext(
+            store=Store(tmp_path / "store"),
+            target=Target.parse(python=interpreter.version, platform=PLATFORM),
+            config=BuildConfig(repair="never"),
+            interpreter=interpreter,
+            runner=run_subprocess,
+            reporter=RecordingReporter(),
+            environ=os.environ,
+            uv="uv",
+            index=IndexOptions(no_index=True),
+            fetcher=_NoDownloads(),
+            toolchain=toolchain,
+            which=shutil.which,
+        )
+
+    def _linked_sdist(self, tmp_path: Path, store: Path):
+        """A fixture C extension linked against libwbdemo.so.1, as an sdist already in the store."""
+        from packaging.utils import canonicalize_name
+
+        from wheelbarrow.lockfile import Artefact
+        from wheelbarrow.store import Store
+
+        libdir = tmp_path / "lib"
+        make_library(libdir, "wbdemo", 1)
+        make_library(libdir, "wbother", 1)
+        sdist = make_c_extension_sdist(
+            tmp_path / "d",
+            link_args=[f"-L{libdir}", "-Wl,--no-as-needed", "-lwbdemo", f"-Wl,-rpath,{libdir}"],
+        )
+        sha = Store(store).add_file(sdist)
+        source = Artefact(
+            name=canonicalize_name("cext"),
+            version="1.0",
+            filename=sdist.name,
+            url=None,
+            path=None,
+            sha256=sha,
+            size=None,
+            kind="sdist",
+        )
+        return source, libdir
+
+    TOOLS: ClassVar[dict[str, str]] = {"cc": "gcc (Debian 12.2.0-14) 12.2.0", "libc": "glibc 2.36"}
+
+    def test_an_unrelated_library_changing_reuses_the_build(self, tmp_path):
+        """OpenBLAS's version and a library the wheel does not link change: the wheel is reused."""
+        from wheelbarrow.sources import build_sources
+
+        ctx = self._context(tmp_path, {**self.TOOLS, "openblas": "0.3.21"})
+        source, libdir = self._linked_sdist(tmp_path, ctx.store.root)
+        [first] = build_sources([source], ctx)
+        assert first.reused is False
+
+        make_library(libdir, "wbother", 2)
+        newer = self._context(tmp_path, {**self.TOOLS, "openblas": "0.3.26"})
+        [again] = build_sources([source], newer)
+
+        assert again.reused is True
+        assert again.sha256 == first.sha256
+        assert newer.reporter.builds == []  # nothing was built
+
+    def test_a_library_the_wheel_links_changing_rebuilds_it_and_says_which(self, tmp_path):
+        """libwbdemo.so.1, which the extension links, gets new content: rebuilt, naming it."""
+        from wheelbarrow.sources import build_sources
+
+        ctx = self._context(tmp_path, dict(self.TOOLS))
+        source, libdir = self._linked_sdist(tmp_path, ctx.store.root)
+        [first] = build_sources([source], ctx)
+
+        make_library(libdir, "wbdemo", 2)
+        [rebuilt] = build_sources([source], self._context(tmp_path, dict(self.TOOLS)))
+
+        assert rebuilt.reused is False
+        assert rebuilt.why == (
+            f"a library it links changed: libwbdemo.so.1 ({libdir / 'libwbdemo.so.1'}: new content)"
+        )
+        # Both builds stay candidates of the same first part; the old one no longer holds.
+        entries = sorted(p.name for p in (ctx.store.root / "built").iterdir())
+        assert len(entries) == 2 and entries[0][:16] == entries[1][:16]
+        # Back to the old library: the first build holds again.
+        make_library(libdir, "wbdemo", 1)
+        [back] = build_sources([source], self._context(tmp_path, dict(self.TOOLS)))
+        assert back.reused is True and back.sha256 == first.sha256
+
+    def test_the_result_records_both_parts_and_the_build_environment(self, tmp_path):
+        """result.json holds the first part's key and inputs, what the wheel links and its
+        build environment's store key."""
+        from wheelbarrow.sources import build_key, build_key_inputs, build_sources, candidates
+
+        ctx = self._context(tmp_path, {**self.TOOLS, "openblas": "0.3.21"})
+        source, libdir = self._linked_sdist(tmp_path, ctx.store.root)
+        [built] = build_sources([source], ctx)
+
+        inputs = build_key_inputs(source, ctx)
+        assert "openblas" not in inputs["toolchain"] and inputs["toolchain"]["cc"]
+        [candidate] = candidates(ctx.store, build_key(inputs))
+        result = json.loads((candidate.path / "result.json").read_text())
+        assert result["key"] == build_key(inputs) and result["inputs"] == inputs
+        [(soname, library)] = result["links"]["libraries"].items()
+        assert soname == "libwbdemo.so.1"
+        assert library["file"] == str(libdir / "libwbdemo.so.1")
+        assert result["build_env"].startswith("build-")
+        assert (ctx.store.root / "envs" / result["build_env"]).is_dir()
+        assert built.log == candidate.path / "build.log" and built.log.is_file()

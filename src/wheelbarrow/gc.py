@@ -95,7 +95,6 @@ _HEX24 = re.compile(r"[0-9a-f]{24}")
 _HEX32 = re.compile(r"[0-9a-f]{32}")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _BUILD_ENV = re.compile(r"build-[0-9a-f]{28}")
-_BUILD_ENV_IN_LOG = re.compile(rb"/envs/(build-[0-9a-f]{28})/")
 _ZIP_MAGIC = b"PK\x03\x04"
 _ENV_MARKER = ".wheelbarrow-env.json"  # environment.MARKER (not imported: it imports installer)
 _MANIFEST = "wheelhouse.json"  # wheelhouse.MANIFEST
@@ -342,11 +341,9 @@ def _inventory(store: Store, *, walk: bool = True) -> _Inventory:
         inputs = result.get("inputs")
         if isinstance(inputs, dict) and isinstance(inputs.get("source"), str):
             entry.refs.add(f"blob:{inputs['source']}")
-        with contextlib.suppress(OSError):
-            log = (d / "build.log").read_bytes()
-            entry.refs.update(
-                f"build-environment:{m.decode()}" for m in _BUILD_ENV_IN_LOG.findall(log)
-            )
+        build_env = result.get("build_env")  # the build environment it was built in
+        if isinstance(build_env, str) and _BUILD_ENV.fullmatch(build_env):
+            entry.refs.add(f"build-environment:{build_env}")
         inv.add(entry)
 
     for d in _subdirs(root / "wheelhouses", _HEX32):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal, Protocol
 
 Level = Literal["step", "info", "warning"]
@@ -16,6 +17,12 @@ class Reporter(Protocol):
     progress display (files and bytes) while files are fetched in parallel.
     ``download_expected`` adds to the byte total when a size becomes known
     only from a response (locks need not record sizes).
+
+    ``build_started`` and ``build_finished`` bracket each source build, from
+    the thread that runs it (several run at once). ``log`` is the file the
+    build writes as it goes, for a display to tail; ``result`` says how it
+    ended (``repaired to manylinux_2_28_x86_64 (nothing vendored)``, or why it
+    failed) and ``seconds`` how long it took.
     """
 
     def message(self, level: Level, text: str) -> None: ...
@@ -29,6 +36,42 @@ class Reporter(Protocol):
     def download_file_done(self, filename: str, nbytes: int) -> None: ...
 
     def download_finished(self) -> None: ...
+
+    def build_started(self, label: str, log: Path) -> None: ...
+
+    def build_finished(self, label: str, *, ok: bool, seconds: float, result: str) -> None: ...
+
+
+def duration(seconds: float) -> str:
+    """``7.2s``, ``3m05s``, ``1h02m``: how long a build took, for people.
+
+    >>> duration(7.25), duration(185), duration(3720)
+    ('7.2s', '3m05s', '1h02m')
+    """
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    whole = round(seconds)
+    if whole < 3600:
+        return f"{whole // 60}m{whole % 60:02d}s"
+    return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
+
+
+def build_started_line(label: str) -> str:
+    """The line that says a source build started."""
+    return f"Building {label} from source"
+
+
+def build_finished_line(label: str, *, ok: bool, seconds: float, result: str) -> str:
+    """The line that says how a source build ended, with its duration.
+
+    >>> build_finished_line("cext 1.0", ok=True, seconds=3.21, result="kept as built")
+    'Built cext 1.0 in 3.2s: kept as built'
+    >>> build_finished_line("cext 1.0", ok=False, seconds=3.21, result="the build failed")
+    'Failed to build cext 1.0 after 3.2s: the build failed'
+    """
+    if ok:
+        return f"Built {label} in {duration(seconds)}: {result}"
+    return f"Failed to build {label} after {duration(seconds)}: {result}"
 
 
 class NullReporter:
@@ -52,6 +95,12 @@ class NullReporter:
     def download_finished(self) -> None:
         """Discard the end of downloads."""
 
+    def build_started(self, label: str, log: Path) -> None:
+        """Discard the start of a build."""
+
+    def build_finished(self, label: str, *, ok: bool, seconds: float, result: str) -> None:
+        """Discard the end of a build."""
+
 
 @dataclass
 class RecordingReporter:
@@ -60,6 +109,7 @@ class RecordingReporter:
     messages: list[tuple[Level, str]] = field(default_factory=list)
     files_done: list[str] = field(default_factory=list)
     bytes_done: int = 0
+    builds: list[tuple[str, str]] = field(default_factory=list)  # ("started" or the result, label)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def message(self, level: Level, text: str) -> None:
@@ -85,3 +135,13 @@ class RecordingReporter:
 
     def download_finished(self) -> None:
         """Nothing to keep at the end."""
+
+    def build_started(self, label: str, log: Path) -> None:
+        """Keep that a build started."""
+        with self._lock:
+            self.builds.append(("started", label))
+
+    def build_finished(self, label: str, *, ok: bool, seconds: float, result: str) -> None:
+        """Keep how a build ended."""
+        with self._lock:
+            self.builds.append(("built" if ok else "failed", label))

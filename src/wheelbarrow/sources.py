@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
@@ -17,7 +18,7 @@ from typing import Any
 
 from packaging.utils import parse_wheel_filename
 
-from wheelbarrow.builder import BuildFailure, BuildRequest, build_wheel
+from wheelbarrow.builder import BuildFailure, BuildRequest, build_env_key, build_wheel
 from wheelbarrow.config import BuildConfig, PackageSettings
 from wheelbarrow.errors import (
     LockError,
@@ -27,6 +28,7 @@ from wheelbarrow.errors import (
 )
 from wheelbarrow.files import atomic_write_text
 from wheelbarrow.interpreters import Interpreter
+from wheelbarrow.links import SystemLibraries, linked_libraries, links_problem
 from wheelbarrow.lock import LockRequest, lock
 from wheelbarrow.lockfile import Artefact, Lock, read_lock, select_artefacts
 from wheelbarrow.report import NullReporter, Reporter
@@ -37,7 +39,11 @@ from wheelbarrow.target import Target
 from wheelbarrow.text import plural
 from wheelbarrow.wheelhouse import Fetches
 
-BUILD_KEY_FORMAT = 1
+# 2: the key is the part known before building; what a wheel links is checked apart.
+BUILD_KEY_FORMAT = 2
+# Libraries in the toolchain fingerprint: a build counts them only when its wheel
+# links them (the second part of the key, see links.py), not by being installed.
+LINKED_FINGERPRINTS = frozenset({"openblas"})
 # Bump when cached build-requirement locks must not be reused (2: locks for 3.X hold for 3.X.0).
 BUILDLOCK_FORMAT = 2
 
@@ -61,6 +67,8 @@ class SourceContext:
     auditwheel: Sequence[str] = ("auditwheel",)
     repair_env: Mapping[str, str] | None = None  # PATH must reach a recent patchelf
     clock: Callable[[], float] = time.monotonic  # times each build for the report
+    # Where the libraries built wheels link are looked up (None: this machine's loader paths).
+    libraries: SystemLibraries | None = None
     # The versions of the packages this run builds from source: a build requirement
     # naming one of them gets that version (the wheel built here), as it fits.
     pins: Mapping[str, str] = field(default_factory=dict)
@@ -129,14 +137,24 @@ def available_cpus() -> int:
 
 
 def build_key_inputs(source: Artefact, ctx: SourceContext) -> dict[str, Any]:
-    """Everything a built wheel depends on; equal inputs reuse the cached wheel."""
+    """The first part of a build's cache key: what a built wheel depends on, known before building.
+
+    Equal inputs find the candidate wheels (:func:`candidates`); the libraries
+    a candidate links, known only after it was built, decide whether it still
+    holds here (:func:`candidate_problem`). A field added here is part of the
+    key at once, and :func:`why_rebuilt` names it when it changes.
+    """
     return {
         "format": BUILD_KEY_FORMAT,
         "name": source.name,
         "version": source.version,
         "source": source.sha256,
         "settings": ctx.config.for_package(source.name).digest(),
-        "toolchain": dict(sorted(ctx.toolchain.items())),
+        "toolchain": {
+            tool: version
+            for tool, version in sorted(ctx.toolchain.items())
+            if tool not in LINKED_FINGERPRINTS
+        },
         "python": ctx.interpreter.version,
         "target": ctx.target.as_dict(),
         "repair": ctx.config.repair,
@@ -144,9 +162,111 @@ def build_key_inputs(source: Artefact, ctx: SourceContext) -> dict[str, Any]:
 
 
 def build_key(inputs: Mapping[str, Any]) -> str:
-    """The cache key of a source build."""
+    """The cache key of a source build's first part (32 hex digits)."""
     blob = json.dumps(inputs, sort_keys=True, separators=(",", ":")).encode()
     return hashlib.sha256(blob).hexdigest()[:32]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Candidate:
+    """A wheel built earlier for the same first part of the key, as recorded with it.
+
+    ``links`` is what it linked when it was built (see
+    :func:`wheelbarrow.links.linked_libraries`), ``build_env`` the store key of
+    the build environment it was built in.
+    """
+
+    entry: str
+    key: str
+    wheel: str
+    sha256: str
+    repair: str
+    links: Mapping[str, Any]
+    build_env: str | None
+    path: Path
+
+    @classmethod
+    def read(cls, path: Path) -> Candidate | None:
+        """The candidate recorded in the build cache entry ``path``, or None if it is incomplete."""
+        try:
+            data = json.loads((path / "result.json").read_text(encoding="utf-8"))
+            return cls(
+                entry=path.name,
+                key=str(data["key"]),
+                wheel=str(data["wheel"]),
+                sha256=str(data["sha256"]),
+                repair=str(data["repair"]),
+                links=data["links"] if isinstance(data.get("links"), dict) else {},
+                build_env=data.get("build_env") if isinstance(data.get("build_env"), str) else None,
+                path=path,
+            )
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+
+def entry_name(key: str, links: Mapping[str, Any]) -> str:
+    """The build cache entry of a wheel: the first part's key, then a digest of what it links.
+
+    Entries of one first part share their first 16 digits, so
+    :func:`candidates` finds them by prefix.
+    """
+    blob = json.dumps(links, sort_keys=True, separators=(",", ":")).encode()
+    return key[:16] + hashlib.sha256(blob).hexdigest()[:16]
+
+
+def candidates(store: Store, key: str) -> list[Candidate]:
+    """The wheels built for the first part ``key`` in ``store``, the most recent first."""
+    found = []
+    for path in (store.root / "built").glob(f"{key[:16]}*"):
+        candidate = Candidate.read(path)
+        if candidate is not None and candidate.key == key:
+            found.append(candidate)
+    return sorted(found, key=lambda c: _mtime(c.path / "result.json"), reverse=True)
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def candidate_problem(candidate: Candidate, store: Store, libraries: SystemLibraries) -> str | None:
+    """Why ``candidate`` is not what a build on this machine would make, or None if it holds.
+
+    Its wheel must still be in ``store``, and every library it links must be
+    here with the same content.
+    """
+    if not store.has(candidate.sha256):
+        return "the cached wheel is missing"
+    return links_problem(candidate.links, libraries)
+
+
+def _reusable(key: str, source: Artefact, ctx: SourceContext) -> tuple[Built | None, str | None]:
+    """A cached wheel for ``key`` that holds here, or None and why the newest one does not."""
+    first_problem = None
+    libraries = _libraries(ctx)
+    for candidate in candidates(ctx.store, key):
+        problem = candidate_problem(candidate, ctx.store, libraries)
+        if problem is None:
+            built = Built(
+                source=source,
+                wheel=candidate.wheel,
+                sha256=candidate.sha256,
+                repair=candidate.repair,
+                reused=True,
+                why=None,
+                log=candidate.path / "build.log",
+            )
+            return built, None
+        first_problem = first_problem or problem
+    return None, first_problem
+
+
+def _libraries(ctx: SourceContext) -> SystemLibraries:
+    if ctx.libraries is not None:
+        return ctx.libraries
+    return SystemLibraries(runner=ctx.runner, which=ctx.which, environ=ctx.environ)
 
 
 def why_rebuilt(previous: Mapping[str, Any] | None, now: Mapping[str, Any]) -> str:
@@ -173,6 +293,14 @@ def why_rebuilt(previous: Mapping[str, Any] | None, now: Mapping[str, Any]) -> s
         reasons.append(f"repair mode changed ({previous.get('repair')} -> {now['repair']})")
     if previous.get("format") != now["format"]:
         reasons.append("wheelbarrow's build format changed")
+    described = {"source", "version", "settings", "toolchain", "python", "repair", "format"}
+    reasons += [
+        f"{field} changed"
+        for field in sorted(set(previous) | set(now))
+        if field not in described
+        and field not in ("name", "target")
+        and previous.get(field) != now.get(field)
+    ]
     return "; ".join(reasons) or "the cached wheel is missing"
 
 
@@ -188,7 +316,7 @@ def build_sources(sources: Sequence[Artefact], ctx: SourceContext) -> list[Built
     results: dict[str, Built] = {}
     nodes: dict[str, _Node] = {}
     by_source: dict[str, str] = {}
-    ctx = replace(ctx, pins={**_pins(sources), **ctx.pins})
+    ctx = replace(ctx, pins={**_pins(sources), **ctx.pins}, libraries=_libraries(ctx))
     with ctx.store.scratch("sources-") as work:
         for source in sources:
             by_source[source.sha256] = _discover(source, ctx, nodes, results, work)
@@ -211,7 +339,7 @@ def _discover(
     key = build_key(inputs)
     if key in nodes or key in results:
         return key
-    cached = _cached(key, source, ctx.store)
+    cached, _ = _reusable(key, source, ctx)
     if cached is not None:
         results[key] = cached
         return key
@@ -436,9 +564,7 @@ def _run(nodes: dict[str, _Node], results: dict[str, Built], ctx: SourceContext)
 
     def on_event(key: str, what: str) -> None:
         label = nodes[key].source.label
-        if what == "started":
-            ctx.reporter.message("step", f"Building {label} from source")
-        elif what == "skipped":
+        if what == "skipped":
             ctx.reporter.message("warning", f"not building {label}: a build it needs failed")
 
     from pyproject_hooks import BuildBackendWarning  # comes with build
@@ -455,24 +581,68 @@ def _run(nodes: dict[str, _Node], results: dict[str, Built], ctx: SourceContext)
 
 
 def _build_one(node: _Node, results: Mapping[str, Built], ctx: SourceContext) -> Built:
+    """Build ``node`` now, unless another process built it meanwhile; report its start and end."""
+    # One build of a key at a time across processes: the second reuses the first's wheel.
+    with ctx.store.lock(f"build-{node.key}"):
+        reused, problem = _reusable(node.key, node.source, ctx)
+        if reused is not None:
+            return reused
+        label = node.source.label
+        attempt = ctx.store.root / "built" / node.key  # the log while building; kept on failure
+        attempt.mkdir(parents=True, exist_ok=True)
+        log = attempt / "build.log"
+        log.write_text(
+            f"# {label} from {node.source.filename}\n"
+            f"# build requires: {', '.join(node.requires) or '(none)'}\n",
+            encoding="utf-8",
+        )
+        started = ctx.clock()
+        ctx.reporter.build_started(label, log)
+        try:
+            built = _build_now(node, results, ctx, log=log, started=started, problem=problem)
+        except BaseException as exc:
+            ctx.reporter.build_finished(
+                label, ok=False, seconds=ctx.clock() - started, result=_ended(exc, label)
+            )
+            raise
+        ctx.reporter.build_finished(label, ok=True, seconds=built.seconds, result=built.repair)
+        return built
+
+
+def _ended(exc: BaseException, label: str) -> str:
+    """How a failed build ended, for its last progress line."""
+    if isinstance(exc, WheelbarrowError):
+        return exc.message.removeprefix(f"{label}: ")
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _build_now(
+    node: _Node,
+    results: Mapping[str, Built],
+    ctx: SourceContext,
+    *,
+    log: Path,
+    started: float,
+    problem: str | None,
+) -> Built:
     from wheelbarrow.repair import repair_wheel
 
     store = ctx.store
     inputs = build_key_inputs(node.source, ctx)
-    cache = store.root / "built" / node.key
-    cache.mkdir(parents=True, exist_ok=True)
-    log = cache / "build.log"
-    log.write_text(
-        f"# {node.source.label} from {node.source.filename}\n"
-        f"# build requires: {', '.join(node.requires) or '(none)'}\n",
-        encoding="utf-8",
-    )
     wheels = [store.named(w.sha256, w.filename) for w in node.build_wheels]
     wheels += [store.named(results[k].sha256, results[k].wheel) for k in node.needs]
     with log.open("a", encoding="utf-8") as f:
         f.write(f"# build environment: {', '.join(sorted(w.name for w in wheels)) or '(empty)'}\n")
-    why = why_rebuilt(_previous_inputs(store, node.source, ctx), inputs)
-    started = ctx.clock()
+    why = problem or why_rebuilt(_previous_inputs(store, node.source, ctx), inputs)
+    asked: list[Path] = []  # wheels the backend asked for at build time
+
+    def more_wheels(requirements: Sequence[str]) -> list[Path]:
+        found = _more_wheels(requirements, node, ctx)
+        asked.extend(found)
+        return found
+
     with store.scratch(f"out-{node.key[:16]}-") as out:
         wheel = build_wheel(
             BuildRequest(
@@ -488,8 +658,10 @@ def _build_one(node: _Node, results: Mapping[str, Built], ctx: SourceContext) ->
             store=store,
             runner=ctx.runner,
             environ=ctx.environ,
-            more_wheels=lambda reqs: _more_wheels(reqs, node, ctx),
+            more_wheels=more_wheels,
         )
+        # What the build linked, read before repair grafts copies of it into the wheel.
+        links = linked_libraries(wheel, _libraries(ctx))
         try:
             repaired = repair_wheel(
                 wheel,
@@ -509,12 +681,15 @@ def _build_one(node: _Node, results: Mapping[str, Built], ctx: SourceContext) ->
         sha256 = store.add_file(repaired.wheel)
         seconds = ctx.clock() - started
         result = {
+            "key": node.key,
             "wheel": repaired.wheel.name,
             "sha256": sha256,
             "repair": repaired.describe(),
             "inputs": inputs,
+            "links": links,
+            "build_env": build_env_key([*wheels, *asked], ctx.interpreter),
         }
-        atomic_write_text(cache / "result.json", json.dumps(result, indent=2) + "\n")
+        entry = _record(store, out / "entry", entry_name(node.key, links), result, log)
         atomic_write_text(_previous_path(store, node.source, ctx), json.dumps(inputs) + "\n")
     return Built(
         source=node.source,
@@ -523,9 +698,31 @@ def _build_one(node: _Node, results: Mapping[str, Built], ctx: SourceContext) ->
         repair=repaired.describe(),
         reused=False,
         why=why,
-        log=log,
+        log=entry / "build.log",
         seconds=seconds,
     )
+
+
+def _record(store: Store, staged: Path, entry: str, result: Mapping[str, Any], log: Path) -> Path:
+    """Put a finished build in ``built/ENTRY`` (its result and log) with one rename.
+
+    ``staged`` is a new directory in scratch space; the log moves there from
+    the attempt's directory, which goes. An entry of the same name (a build
+    whose wheel was lost) is replaced.
+    """
+    staged.mkdir()
+    atomic_write_text(staged / "result.json", json.dumps(result, indent=2) + "\n")
+    log.replace(staged / "build.log")
+    with contextlib.suppress(OSError):
+        log.parent.rmdir()
+    final = store.root / "built" / entry
+    if final.exists():
+        with store.scratch("built-old-") as old:
+            final.rename(old / "entry")
+            staged.rename(final)
+    else:
+        staged.rename(final)
+    return final
 
 
 def _more_wheels(requirements: Sequence[str], node: _Node, ctx: SourceContext) -> list[Path]:
@@ -546,25 +743,6 @@ def _more_wheels(requirements: Sequence[str], node: _Node, ctx: SourceContext) -
     extra = [a for a in arts if a.sha256 not in have]
     ctx.fetcher.fetch([a for a in extra if not ctx.store.has(a.sha256)], ctx.store, ctx.reporter)
     return [ctx.store.named(a.sha256, a.filename) for a in extra]
-
-
-def _cached(key: str, source: Artefact, store: Store) -> Built | None:
-    path = store.root / "built" / key / "result.json"
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
-    if not store.has(data["sha256"]):
-        return None
-    return Built(
-        source=source,
-        wheel=data["wheel"],
-        sha256=data["sha256"],
-        repair=data["repair"],
-        reused=True,
-        why=None,
-        log=path.parent / "build.log",
-    )
 
 
 def _previous_path(store: Store, source: Artefact, ctx: SourceContext) -> Path:

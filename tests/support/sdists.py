@@ -69,8 +69,8 @@ pyproject.toml:
 - ``package``: the import package directory copied into the wheel;
 - ``defines``: C macros for every compile; ``config_settings["define"]``
   (``"NAME=value"`` or a list of them) adds to and overrides them;
-- ``c_extensions``: ``{module, sources}`` compiled with sysconfig's CC into
-  ``<module path><EXT_SUFFIX>``;
+- ``c_extensions``: ``{module, sources, link_args}`` compiled with sysconfig's CC into
+  ``<module path><EXT_SUFFIX>`` (``link_args`` follow the sources: ``-L``, ``-l``);
 - ``fortran_libraries``: ``{path, sources}`` compiled with gfortran into a shared
   library at ``path`` inside the wheel;
 - ``import_at_build`` / ``call_at_build``: a module the build imports (failing
@@ -220,6 +220,7 @@ def _compile_c(extension, defines, out_dir):
             sysconfig.get_paths()["include"],
             *flags,
             *extension["sources"],
+            *extension.get("link_args", []),
             "-o",
             output,
         ]
@@ -432,6 +433,7 @@ class _Fixture:
     dynamic_build_requires: Sequence[str] = ()
     defines: Mapping[str, str] = field(default_factory=dict)
     c_extensions: Sequence[tuple[str, Sequence[str]]] = ()
+    link_args: Sequence[str] = ()  # for every C extension, after its sources
     fortran_libraries: Sequence[tuple[str, Sequence[str]]] = ()
     import_at_build: str | None = None
     call_at_build: str | None = None
@@ -489,6 +491,8 @@ def _pyproject(fixture: _Fixture) -> str:
             f"module = {_toml_string(module)}",
             f"sources = {_toml_list(sources)}",
         ]
+        if fixture.link_args:
+            lines.append(f"link_args = {_toml_list(fixture.link_args)}")
     for path, sources in fixture.fortran_libraries:
         lines += [
             "",
@@ -580,6 +584,7 @@ def make_c_extension_sdist(
     build_requires: Sequence[str] = (),
     dynamic_build_requires: Sequence[str] = (),
     import_at_build: str | None = None,
+    link_args: Sequence[str] = (),
 ) -> Path:
     """Write an sdist whose C extension ``<pkg>._speedups`` exposes ``add(a, b)``; return its path.
 
@@ -590,7 +595,8 @@ def make_c_extension_sdist(
     setting overrides it. ``requires`` become Requires-Dist, ``build_requires``
     the ``[build-system] requires``, ``dynamic_build_requires`` the answer of
     ``get_requires_for_build_wheel``; ``import_at_build`` names a module the
-    backend must import during ``build_wheel``.
+    backend must import during ``build_wheel``; ``link_args`` (``-L DIR``,
+    ``-lNAME``) link the extension against a library.
     """
     package = _stem(name)
     version = str(Version(version))
@@ -609,6 +615,7 @@ def make_c_extension_sdist(
         dynamic_build_requires=dynamic_build_requires,
         defines=_parse_define(define),
         c_extensions=[(f"{package}._speedups", ["src/speedups.c"])],
+        link_args=link_args,
         import_at_build=import_at_build,
     )
     return _write_fixture(directory, fixture)

@@ -4,13 +4,27 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import threading
-from typing import IO, Any
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
 
 from wheelbarrow.errors import WheelbarrowError
 from wheelbarrow.redact import redact, redact_data
-from wheelbarrow.report import Level, NullReporter, Reporter
+from wheelbarrow.report import (
+    Level,
+    NullReporter,
+    Reporter,
+    build_finished_line,
+    build_started_line,
+)
+from wheelbarrow.text import plural
+
+if TYPE_CHECKING:
+    from rich.console import Console, RenderableType
 
 
 def error(exc: WheelbarrowError, *, json_mode: bool) -> None:
@@ -93,20 +107,110 @@ class PlainReporter:
     def download_finished(self) -> None:
         """Nothing."""
 
+    def build_started(self, label: str, log: Path) -> None:
+        """One line as a build starts."""
+        self._write(redact(build_started_line(label)))
+
+    def build_finished(self, label: str, *, ok: bool, seconds: float, result: str) -> None:
+        """One line as a build ends: how long it took and how it ended."""
+        self._write(redact(build_finished_line(label, ok=ok, seconds=seconds, result=result)))
+
+
+# Escape sequences and other control characters a backend's output may hold (colours, \r bars).
+_CONTROL = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-_]|[\x00-\x08\x0b-\x1f\x7f]")
+_TAIL_BYTES = 8192
+
+
+def last_log_line(path: Path) -> str:
+    """The last line of a build log that says something, without escape sequences."""
+    try:
+        with path.open("rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            f.seek(max(0, size - _TAIL_BYTES))
+            data = f.read()
+    except OSError:
+        return ""
+    for line in reversed(data.decode("utf-8", errors="replace").splitlines()):
+        text = " ".join(_CONTROL.sub("", line).split())
+        if text:
+            return redact(text)
+    return ""
+
+
+def _elapsed(seconds: float) -> str:
+    whole = max(0, int(seconds))
+    if whole < 3600:
+        return f"{whole // 60}:{whole % 60:02d}"
+    return f"{whole // 3600}:{whole % 3600 // 60:02d}:{whole % 60:02d}"
+
+
+class BuildsView:
+    """What a terminal shows while source builds run: each build, how long, its log's last line.
+
+    A rich renderable, drawn again at every refresh of the live display, so
+    the logs are tailed as the builds write them. Thread-safe.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._running: dict[str, tuple[float, Path]] = {}
+        self._lock = threading.Lock()
+
+    def start(self, label: str, log: Path) -> None:
+        """Show a build that started now, tailing ``log``."""
+        with self._lock:
+            self._running[label] = (self._clock(), log)
+
+    def finish(self, label: str) -> None:
+        """Stop showing a build."""
+        with self._lock:
+            self._running.pop(label, None)
+
+    @property
+    def running(self) -> int:
+        """How many builds are on show."""
+        with self._lock:
+            return len(self._running)
+
+    def __rich__(self) -> RenderableType:
+        from rich.console import Group
+        from rich.table import Table
+        from rich.text import Text
+
+        with self._lock:
+            running = sorted(self._running.items())
+        now = self._clock()
+        table = Table.grid(padding=(0, 1), expand=True)
+        table.add_column(no_wrap=True)
+        table.add_column(no_wrap=True, justify="right")
+        table.add_column(no_wrap=True, overflow="ellipsis", ratio=1, style="dim")
+        for label, (started, log) in running:
+            table.add_row(label, _elapsed(now - started), last_log_line(log))
+        title = Text(f"Building {plural(len(running), 'package')} from source", style="bold")
+        return Group(title, table)
+
 
 class RichReporter:
-    """A live progress bar (files and bytes) on a terminal."""
+    """A live progress bar (files and bytes) on a terminal, and a live view of running builds.
 
-    def __init__(self) -> None:
+    Rich keeps one live display at a time: wheels a backend asks for while
+    builds are on show are listed as lines, without a bar.
+    """
+
+    def __init__(
+        self, console: Console | None = None, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         from rich.console import Console
 
-        self._console = Console(stderr=True, no_color="NO_COLOR" in os.environ)
+        self._console = console or Console(stderr=True, no_color="NO_COLOR" in os.environ)
         self._progress: Any = None
         self._task: Any = None
         self._files = 0
         self._done = 0
         self._unsized = False
         self._lock = threading.Lock()
+        self._builds = BuildsView(clock)
+        self._live: Any = None
 
     def message(self, level: Level, text: str) -> None:
         """Print a styled message above the bar."""
@@ -117,7 +221,15 @@ class RichReporter:
         )
 
     def download_started(self, files: int, total_bytes: int | None) -> None:
-        """Show the bar."""
+        """Show the bar (unless builds are on show: then each file is one line)."""
+        with self._lock:
+            self._files, self._done = files, 0
+            self._unsized = total_bytes is None
+            if self._live is not None:
+                return
+            self._start_bar(files, total_bytes)
+
+    def _start_bar(self, files: int, total_bytes: int | None) -> None:
         from rich.progress import (
             BarColumn,
             DownloadColumn,
@@ -127,8 +239,6 @@ class RichReporter:
             TransferSpeedColumn,
         )
 
-        self._files, self._done = files, 0
-        self._unsized = total_bytes is None
         self._progress = Progress(
             TextColumn("{task.description}"),
             BarColumn(),
@@ -159,15 +269,47 @@ class RichReporter:
             self._done += 1
             if self._progress is not None:
                 self._progress.update(self._task, description=f"{self._done}/{self._files} files")
-                self._progress.console.print(
-                    f"  fetched {filename} ({human_bytes(nbytes)})", highlight=False, markup=False
-                )
+            self._console.print(
+                f"  fetched {filename} ({human_bytes(nbytes)})", highlight=False, markup=False
+            )
 
     def download_finished(self) -> None:
         """Remove the bar."""
-        if self._progress is not None:
-            self._progress.stop()
-            self._progress = None
+        with self._lock:
+            if self._progress is not None:
+                self._progress.stop()
+                self._progress = None
+
+    def build_started(self, label: str, log: Path) -> None:
+        """Show the build among the running ones (a line instead while a bar is on show)."""
+        with self._lock:
+            self._builds.start(label, log)
+            if self._progress is not None:
+                self._console.print(build_started_line(label), highlight=False, markup=False)
+            elif self._live is None:
+                from rich.live import Live
+
+                self._live = Live(
+                    self._builds,
+                    console=self._console,
+                    transient=True,
+                    refresh_per_second=4,
+                    redirect_stdout=False,
+                    redirect_stderr=False,
+                )
+                self._live.start()
+
+    def build_finished(self, label: str, *, ok: bool, seconds: float, result: str) -> None:
+        """Say how the build ended, above the running ones; the view goes with the last."""
+        line = build_finished_line(label, ok=ok, seconds=seconds, result=result)
+        with self._lock:
+            self._builds.finish(label)
+            self._console.print(
+                redact(line), style=None if ok else "red", highlight=False, markup=False
+            )
+            if self._live is not None and not self._builds.running:
+                self._live.stop()
+                self._live = None
 
 
 def make_reporter(*, quiet: bool, json_mode: bool) -> Reporter:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from typing import IO
 
 from wheelbarrow.heroku.slug import human_size
 from wheelbarrow.redact import redact
-from wheelbarrow.report import Level
+from wheelbarrow.report import Level, build_finished_line, build_started_line
 
 STEP = "-----> "
 DETAIL = " " * 7
@@ -25,8 +26,10 @@ class HerokuReporter:
     line up under the step's text; warnings and errors prefix every line with
     `` !     `` and stand apart with a blank line before and after. Build logs
     are not terminals: downloads print one detail line per finished file, no
-    bar. Every call writes whole lines at once, under a lock, so messages from
-    parallel downloads never interleave. Trailing spaces are dropped, and
+    bar; each source build gets a detail line as it starts and one as it ends,
+    with its duration (a failure as a warning). Every call writes whole lines
+    at once, under a lock, so messages from parallel downloads and builds
+    never interleave. Trailing spaces are dropped, and
     credentials masked (see :mod:`wheelbarrow.redact`).
 
     >>> import io
@@ -98,3 +101,15 @@ class HerokuReporter:
 
     def download_finished(self) -> None:
         """Nothing: the core reports the outcome as a message."""
+
+    def build_started(self, label: str, log: Path) -> None:
+        """``Building NAME VERSION from source``, a detail of the wheelhouse step."""
+        self.detail(build_started_line(label))
+
+    def build_finished(self, label: str, *, ok: bool, seconds: float, result: str) -> None:
+        """``Built NAME VERSION in 3.2s: …`` as a detail; a failure as a warning."""
+        line = build_finished_line(label, ok=ok, seconds=seconds, result=result)
+        if ok:
+            self.detail(line)
+        else:
+            self.warn(line)
