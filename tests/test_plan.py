@@ -314,3 +314,30 @@ class TestDirectUrls:
         assert (tmp_path / "env" / "lib").is_dir()
         houses = list((store / "wheelhouses").glob("*/alpha-1.0-py3-none-any.whl"))
         assert len(houses) == 1
+
+
+class TestUvIndexes:
+    def test_a_changed_tool_uv_index_relocks(self, tmp_path: Path, local_index) -> None:  # type: ignore[no-untyped-def]
+        """uv resolves against the app's [[tool.uv.index]]: pointing it elsewhere relocks
+        (and takes that index's version), while an unchanged one stays a no-op."""
+        one = local_index([make_wheel(tmp_path / "d1", "alpha", "1.0")])
+        two = local_index([make_wheel(tmp_path / "d2", "alpha", "2.0")])
+        app = tmp_path / "app"
+        app.mkdir()
+        pyproject = app / "pyproject.toml"
+
+        def write(url: str) -> None:
+            pyproject.write_text(
+                '[project]\nname = "svc"\nversion = "0"\ndependencies = ["alpha"]\n\n'
+                f'[[tool.uv.index]]\nname = "internal"\nurl = "{url}"\ndefault = true\n'
+            )
+
+        store = tmp_path / "store"
+        write(one.url)
+        run("build", app, "--store", store, "--platform", PLATFORM)
+        assert "up to date" in run("build", app, "--store", store, "--platform", PLATFORM)
+        write(two.url)
+        out = run("build", app, "--store", store, "--platform", PLATFORM)
+        assert "locked again" in out
+        data = tomllib.loads((app / "pylock.toml").read_text())
+        assert [p["version"] for p in data["packages"]] == ["2.0"]

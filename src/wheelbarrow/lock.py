@@ -38,6 +38,9 @@ class LockRequest:
     requirements: Requirements
     target: Target
     index: IndexOptions
+    # The app's own uv indexes ([[tool.uv.index]], uv.toml), as ``name=url`` without
+    # credentials: uv resolves against them, so a change must relock.
+    uv_indexes: tuple[str, ...] = ()
 
     @property
     def digest(self) -> str:
@@ -49,16 +52,17 @@ class LockRequest:
         which take none, like ``install``, can check the lock.
         """
         reqs = self.requirements
-        return _digest(
-            {
-                "requirements": sorted(_line_key(r) for r in reqs.requirements),
-                "constraints": sorted(_line_key(r) for r in reqs.constraints),
-                "index": _index_dict(reqs.index),
-                "pre": reqs.pre,
-                "only_binary": sorted(reqs.only_binary),
-                "target": self.target.as_dict(),
-            }
-        )
+        data: dict[str, object] = {
+            "requirements": sorted(_line_key(r) for r in reqs.requirements),
+            "constraints": sorted(_line_key(r) for r in reqs.constraints),
+            "index": _index_dict(reqs.index),
+            "pre": reqs.pre,
+            "only_binary": sorted(reqs.only_binary),
+            "target": self.target.as_dict(),
+        }
+        if self.uv_indexes:  # only when there are some: other apps' locks stay current
+            data["uv_indexes"] = list(self.uv_indexes)
+        return _digest(data)
 
     @property
     def index_digest(self) -> str:

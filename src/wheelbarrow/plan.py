@@ -9,7 +9,7 @@ from pathlib import Path
 
 from wheelbarrow.app import App
 from wheelbarrow.config import BuildConfig, RepairMode, read_build_config
-from wheelbarrow.credentials import resolver_environ
+from wheelbarrow.credentials import resolver_environ, split_userinfo, uv_config_indexes
 from wheelbarrow.errors import InputError
 from wheelbarrow.key import wheelhouse_key
 from wheelbarrow.lock import LockRequest, lock
@@ -146,7 +146,16 @@ def make_plan(
         current = read_lock(app.lock_path)
     else:
         index = app.requirements.index.overridden_by(options.index)
-        request = LockRequest(requirements=app.requirements, target=target, index=index)
+        request = LockRequest(
+            requirements=app.requirements,
+            target=target,
+            index=index,
+            uv_indexes=tuple(
+                f"{i.name or ''}={split_userinfo(i.url)[0]}{' (default)' if i.default else ''}"
+                for i in uv_config_indexes(app.root)
+                if not i.explicit
+            ),
+        )
         existing = read_lock(app.lock_path) if app.lock_path.is_file() else None
         if existing is not None and existing.inputs is None and not force_lock:
             reporter.message(
