@@ -777,3 +777,144 @@ def make_malicious_sdist(
     else:
         members.append(_link(f"{base}/hardlink", "../outside.txt", tarfile.LNKTYPE))
     return _write_tarball(directory / f"{base}.tar.gz", members)
+
+
+SimdVariant = Literal["plain", "pragma", "target", "clones"]
+SIMD_VARIANTS: Final[tuple[SimdVariant, ...]] = get_args(SimdVariant)
+
+SIMD_C: Final = """\
+/* A fixture extension summing int32 buffers, with AVX2 used in one of four ways.
+ *
+ * SIMD_PRAGMA: the package's own flags target AVX2 (as -mavx2 does) for all the code;
+ * SIMD_TARGET: one function is compiled for AVX2 and chosen by __builtin_cpu_supports;
+ * SIMD_CLONES: GCC's target_clones makes an AVX2 and a default variant, an ifunc picks;
+ * none of them: plain C, compiled for whatever CFLAGS (e.g. -march=native) ask.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <immintrin.h>
+
+#if defined(SIMD_PRAGMA)
+#pragma GCC target("avx2")
+#endif
+
+#if defined(SIMD_PRAGMA) || defined(SIMD_TARGET)
+#if defined(SIMD_TARGET)
+__attribute__((target("avx2")))
+#endif
+static long long sum_avx2(const int *v, Py_ssize_t n) {
+    __m256i acc = _mm256_setzero_si256();
+    Py_ssize_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        acc = _mm256_add_epi32(acc, _mm256_loadu_si256((const __m256i *)(v + i)));
+    }
+    int lanes[8];
+    _mm256_storeu_si256((__m256i *)lanes, acc);
+    long long total = 0;
+    for (int k = 0; k < 8; k++) {
+        total += lanes[k];
+    }
+    for (; i < n; i++) {
+        total += v[i];
+    }
+    return total;
+}
+#endif
+
+#if defined(SIMD_CLONES)
+__attribute__((target_clones("avx2", "default")))
+#endif
+static long long sum_plain(const int *v, Py_ssize_t n) {
+    double total = 0; /* floating point: code for AVX CPUs uses VEX-encoded adds */
+    for (Py_ssize_t i = 0; i < n; i++) {
+        total += v[i];
+    }
+    return (long long)total;
+}
+
+static PyObject *total(PyObject *self, PyObject *args) {
+    Py_buffer buffer;
+    if (!PyArg_ParseTuple(args, "y*", &buffer)) {
+        return NULL;
+    }
+    const int *values = buffer.buf;
+    Py_ssize_t n = buffer.len / (Py_ssize_t)sizeof(int);
+    long long sum;
+#if defined(SIMD_TARGET)
+    sum = __builtin_cpu_supports("avx2") ? sum_avx2(values, n) : sum_plain(values, n);
+#elif defined(SIMD_PRAGMA)
+    sum = sum_avx2(values, n);
+#else
+    sum = sum_plain(values, n);
+#endif
+    PyBuffer_Release(&buffer);
+    return PyLong_FromLongLong(sum);
+}
+
+static PyMethodDef methods[] = {
+    {"total", total, METH_VARARGS, "The sum of a buffer of native int32 values."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_simd", "Sums with AVX2, one way or another.", -1, methods,
+};
+
+PyMODINIT_FUNC PyInit__simd(void) {
+    return PyModule_Create(&module);
+}
+"""
+"""The C source of :func:`make_simd_sdist`'s extension; ``-DSIMD_<VARIANT>`` picks the variant."""
+
+_SIMD_DEFINES: Final[Mapping[SimdVariant, str]] = {
+    "plain": "SIMD_PLAIN",
+    "pragma": "SIMD_PRAGMA",
+    "target": "SIMD_TARGET",
+    "clones": "SIMD_CLONES",
+}
+
+
+def simd_define(variant: SimdVariant) -> str:
+    """The macro that selects ``variant`` in :data:`SIMD_C`."""
+    return _SIMD_DEFINES[variant]
+
+
+def make_simd_sdist(
+    directory: Path, name: str = "simdext", version: str = "1.0", *, variant: SimdVariant
+) -> Path:
+    """Write an sdist whose extension ``<pkg>._simd`` sums int32 buffers (``total(b)``).
+
+    ``variant`` is how it uses AVX2 (see :data:`SIMD_C`). Its backend also passes
+    ``CFLAGS`` from the environment to the compiler, as setuptools and meson do,
+    so build settings such as ``env = { CFLAGS = "-march=native" }`` reach it.
+    """
+    if variant not in SIMD_VARIANTS:
+        raise ValueError(f"unknown SIMD variant {variant!r}: expected one of {SIMD_VARIANTS}")
+    package = _stem(name)
+    version = str(Version(version))
+    fixture = _Fixture(
+        name=name,
+        version=version,
+        package=package,
+        files={
+            f"{package}/__init__.py": _init_py(
+                f"{name}: sums with AVX2 ({variant}).", version, ["from ._simd import total"]
+            ),
+            "src/simd.c": SIMD_C,
+        },
+        defines={simd_define(variant): "1"},
+        c_extensions=[(f"{package}._simd", ["src/simd.c"])],
+    )
+    members = []
+    for info, data in _fixture_members(fixture):
+        if info.name.endswith("/_backend/backend.py"):
+            text = data.decode("utf-8")
+            flags = "            *flags,\n"
+            if text.count(flags) != 1:
+                raise AssertionError("the fixture backend's C compile line changed")
+            text = text.replace(
+                flags, flags + '            *shlex.split(os.environ.get("CFLAGS", "")),\n'
+            )
+            info, data = _regular(info.name, text.encode("utf-8"))
+        members.append((info, data))
+    return _write_tarball(directory / f"{package}-{version}.tar.gz", members)
