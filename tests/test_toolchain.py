@@ -7,15 +7,21 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import pytest
+from packaging.version import Version
 
 from wheelbarrow.errors import InputError, SystemRequirementError
 from wheelbarrow.runner import Completed, run_subprocess
 from wheelbarrow.toolchain import (
+    Lack,
+    SystemProbe,
     SystemRequirement,
     check_system,
     detect_languages,
+    lacks_error,
     parse_system_requirement,
+    required_rust_version,
     requirements_for_languages,
+    rustc_version,
     toolchain_fingerprint,
 )
 
@@ -113,14 +119,21 @@ class TestParseSystemRequirement:
             ("header:ffi.h", "libffi-dev"),
             ("lib:ssl", "libssl-dev"),
             ("pkg-config:openssl", "libssl-dev"),
-            ("cargo", "cargo"),
-            ("rustc", "cargo"),
         ],
     )
     def test_known_names_map_to_debian_packages(self, text: str, package: str) -> None:
         """Common programs, libraries and headers know their Debian package."""
         assert req(text).debian_package == package
         assert req(text).install_hint == f"apt-get install {package}"
+
+    @pytest.mark.parametrize("text", ["cargo", "rustc"])
+    def test_rust_is_had_from_rustup_or_debians_newer_rustc_web(self, text: str) -> None:
+        """Debian 12's own cargo 1.65 is too old for most crates: cargo-web, or rustup."""
+        assert req(text).debian_package == "cargo-web"
+        assert req(text).install_hint == (
+            "install Rust with rustup, or on Debian 12 apt-get install rustc-web cargo-web "
+            "(Debian's own rustc and cargo are too old for most crates)"
+        )
 
     def test_unknown_name_says_to_install_its_provider(self) -> None:
         """A name without a known package gets a generic hint naming it."""
@@ -253,6 +266,130 @@ class TestCheckSystem:
                 [req("header:cblas.h")], which=which_except("cc"), runner=FakeRunner(), label="x"
             )
         assert info.value.missing == ("header:cblas.h", "cc")
+
+
+class TestSystemProbe:
+    """SystemProbe.any_present: one of several ways to find a thing is enough."""
+
+    def test_the_first_alternative_present_answers(self) -> None:
+        """pkg-config missing, xml2-config present: present, and pkg-config is not asked for."""
+        probe = SystemProbe(which=which_except("pkg-config"), runner=FakeRunner(), lib_dirs=[])
+        assert probe.any_present([req("pkg-config:libxml-2.0"), req("xml2-config")])
+        assert probe.needed_tools == []
+
+    def test_no_alternative_keeps_the_tools_they_needed(self) -> None:
+        """When none is present, the missing pkg-config they needed is kept, once."""
+        probe = SystemProbe(which=which_except("pkg-config"), runner=FakeRunner(), lib_dirs=[])
+        assert not probe.any_present([req("pkg-config:mysqlclient"), req("pkg-config:mariadb")])
+        assert probe.needed_tools == [req("pkg-config")]
+
+
+class TestLacksError:
+    """lacks_error: one error whose lines say what lacks and what to install."""
+
+    def test_lines_missing_and_packages(self) -> None:
+        """Each lack is a line; the error lists their specs and Debian packages once each."""
+        error = lacks_error(
+            [
+                Lack(spec="pg_config", line="pg_config (libpq): apt-get install libpq-dev",
+                     packages=("libpq-dev",)),
+                Lack(spec="proj", line="proj (PROJ): apt-get install libproj-dev proj-bin",
+                     packages=("libproj-dev", "proj-bin")),
+                Lack(spec="rustc>=1.70", line="rustc 1.70 or newer: rustup update"),
+            ],
+            label="app 1.0",
+        )  # fmt: skip
+        assert error.message == (
+            "app 1.0 needs what this machine lacks:\n"
+            "  - pg_config (libpq): apt-get install libpq-dev\n"
+            "  - proj (PROJ): apt-get install libproj-dev proj-bin\n"
+            "  - rustc 1.70 or newer: rustup update"
+        )
+        assert error.missing == ("pg_config", "proj", "rustc>=1.70")
+        assert error.packages == ("libpq-dev", "libproj-dev", "proj-bin")
+
+
+class TestRequiredRustVersion:
+    """required_rust_version: the highest rust-version a tree's own crates ask for."""
+
+    def test_package_rust_version_is_read(self, tmp_path: Path) -> None:
+        """``[package] rust-version`` of the root Cargo.toml, as written and as a version."""
+        (tmp_path / "Cargo.toml").write_text('[package]\nname = "x"\nrust-version = "1.999"\n')
+        found = required_rust_version(tmp_path)
+        assert found is not None
+        assert (found.text, found.version, found.manifest) == (
+            "1.999",
+            Version("1.999"),
+            Path("Cargo.toml"),
+        )
+
+    def test_the_highest_of_a_workspace_wins(self, tmp_path: Path) -> None:
+        """A workspace's inherited rust-version and a member's own: the higher one counts."""
+        (tmp_path / "Cargo.toml").write_text(
+            '[workspace]\nmembers = ["src/rust"]\n[workspace.package]\nrust-version = "1.65.0"\n'
+        )
+        (tmp_path / "src/rust").mkdir(parents=True)
+        (tmp_path / "src/rust/Cargo.toml").write_text(
+            '[package]\nname = "m"\nrust-version = "1.74"\n'
+        )
+        found = required_rust_version(tmp_path)
+        assert found is not None
+        assert (found.text, found.manifest) == ("1.74", Path("src/rust/Cargo.toml"))
+
+    def test_vendored_crates_and_build_output_are_left_out(self, tmp_path: Path) -> None:
+        """Crates in vendor/ (with .cargo-checksum.json) and target/ are cargo's to judge."""
+        (tmp_path / "Cargo.toml").write_text('[package]\nname = "x"\nrust-version = "1.60"\n')
+        for where in ("vendor/dep", "target/package/x"):
+            (tmp_path / where).mkdir(parents=True)
+            (tmp_path / where / "Cargo.toml").write_text(
+                '[package]\nname = "d"\nrust-version = "1.90"\n'
+            )
+        (tmp_path / "vendor/dep/.cargo-checksum.json").write_text("{}")
+        found = required_rust_version(tmp_path)
+        assert found is not None and found.text == "1.60"
+
+    @pytest.mark.parametrize(
+        "manifest",
+        [
+            '[package]\nname = "x"\n',
+            '[package]\nname = "x"\nrust-version.workspace = true\n',
+            '[package]\nname = "x"\nrust-version = "latest"\n',
+            "[package\nnot toml",
+        ],
+    )
+    def test_nothing_usable_is_none(self, tmp_path: Path, manifest: str) -> None:
+        """No rust-version, an inherited one without its workspace, a bad one: no requirement."""
+        (tmp_path / "Cargo.toml").write_text(manifest)
+        assert required_rust_version(tmp_path) is None
+
+
+class TestRustcVersion:
+    """rustc_version: what ``rustc --version`` says, from rustup's rustc and Debian's."""
+
+    @pytest.mark.parametrize(
+        ("output", "version"),
+        [
+            ("rustc 1.95.0 (59807616e 2026-04-14)\n", "1.95.0"),  # rustup's
+            ("rustc 1.63.0\n", "1.63.0"),  # Debian 12's own
+            ("rustc 1.96.0-nightly (abcdef012 2026-05-01)\n", "1.96.0"),
+        ],
+    )
+    def test_version_lines_are_read(self, output: str, version: str) -> None:
+        """The version number follows ``rustc``; what comes after is ignored."""
+        runner = FakeRunner({"rustc": (0, output)})
+        assert rustc_version(which=which_except(), runner=runner) == Version(version)
+
+    def test_absent_or_failing_rustc_is_none(self) -> None:
+        """No rustc, or one that fails, has no version."""
+        assert rustc_version(which=which_except("rustc"), runner=FakeRunner()) is None
+        assert rustc_version(which=which_except(), runner=FakeRunner({"rustc": (1, "")})) is None
+
+    def test_this_machines_rustc_has_a_version(self) -> None:
+        """The rustc on PATH reports a version rustc_version reads."""
+        if shutil.which("rustc") is None:
+            pytest.skip("no rustc on PATH")
+        found = rustc_version(which=shutil.which, runner=run_subprocess)
+        assert found is not None and found >= Version("1.0")
 
 
 class TestCheckSystemOnThisMachine:

@@ -238,8 +238,21 @@ _HINTS: tuple[tuple[re.Pattern[str], str], ...] = (
         "no C/C++ compiler: apt-get install gcc g++",
     ),
     (
-        re.compile(r"(Dependency \"?|Run-time dependency )([\w.+-]+)\"? found: NO"),
-        "a library meson looks for is missing: {1}; install its -dev package",
+        # The ERROR line: "Run-time dependency X found: NO" is also said of optional ones.
+        re.compile(r'ERROR: Dependency "([\w.+-]+)" not found'),
+        "a library meson looks for is missing: {0} (its pkg-config name); install its -dev "
+        "package (apt-file search {0}.pc), or list it under system in the build settings",
+    ),
+    (
+        re.compile(r"Could NOT find (\w+)"),
+        "a package CMake looks for is missing: {0}; install its -dev package",
+    ),
+    (
+        # Offline cargo is known_cause's; this is a cargo left online where there is no network.
+        re.compile(r"failed to (?:get|download) `([^`]+)`"),
+        "its Rust crates are not vendored and builds are offline (cargo could not fetch {0}): "
+        "use an sdist that vendors them (cargo vendor, with .cargo/config.toml pointing at "
+        "vendor/), or a wheel of the package",
     ),
     (
         re.compile(r"No module named '([\w.]+)'"),
@@ -250,7 +263,12 @@ _HINTS: tuple[tuple[re.Pattern[str], str], ...] = (
 
 
 def failure_hint(tail: str) -> str:
-    """What to try, guessed from the log's tail."""
+    """What to try, guessed from the log's tail: first a missing system library, by name."""
+    from wheelbarrow.sysdeps import hint_from_log
+
+    known = hint_from_log(tail)
+    if known is not None:
+        return known
     for pattern, hint in _HINTS:
         match = pattern.search(tail)
         if match:

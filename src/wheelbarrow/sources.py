@@ -23,7 +23,6 @@ from wheelbarrow.config import BuildConfig, PackageSettings
 from wheelbarrow.errors import (
     LockError,
     SourceBuildError,
-    SystemRequirementError,
     WheelbarrowError,
 )
 from wheelbarrow.files import atomic_write_text
@@ -522,25 +521,21 @@ def _build_lock_holds(path: Path, target: Target) -> bool:
 
 def _check_systems(nodes: Mapping[str, _Node], ctx: SourceContext) -> None:
     """Check every build's system requirements before any compiler runs; report all at once."""
-    from wheelbarrow.toolchain import (
-        check_system,
-        detect_languages,
-        parse_system_requirement,
-        requirements_for_languages,
-    )
+    from wheelbarrow.sysdeps import PlannedBuild, check_builds
 
-    problems: list[str] = []
-    for node in nodes.values():
-        needed = list(requirements_for_languages(detect_languages(node.src_dir)))
-        needed += [parse_system_requirement(s) for s in node.settings.system]
-        try:
-            check_system(needed, which=ctx.which, runner=ctx.runner, label=node.source.label)
-        except SystemRequirementError as exc:
-            problems.append(exc.message)
-    if problems:
-        raise SystemRequirementError(
-            "\n".join(problems), hint="install them, then build again; nothing was compiled"
+    planned = [
+        PlannedBuild(
+            label=node.source.label,
+            project=node.source.name,
+            source_dir=node.src_dir,
+            system=node.settings.system,
+            env=node.settings.env,
         )
+        for node in nodes.values()
+    ]
+    check_builds(
+        planned, which=ctx.which, runner=ctx.runner, environ=ctx.environ, reporter=ctx.reporter
+    )
 
 
 def _run(nodes: dict[str, _Node], results: dict[str, Built], ctx: SourceContext) -> None:

@@ -4,22 +4,32 @@ from __future__ import annotations
 
 import os
 import re
+import tomllib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
+
+from packaging.version import InvalidVersion, Version
 
 from wheelbarrow.errors import InputError, SystemRequirementError, ToolError
 from wheelbarrow.runner import Runner
 
 __all__ = [
     "DEFAULT_LIB_DIRS",
+    "RUST_UPGRADE",
+    "Lack",
+    "RustVersion",
+    "SystemProbe",
     "SystemRequirement",
     "check_system",
     "detect_languages",
+    "lacks_error",
     "missing_error",
     "parse_system_requirement",
+    "required_rust_version",
     "requirements_for_languages",
+    "rustc_version",
     "toolchain_fingerprint",
 ]
 
@@ -67,8 +77,10 @@ _DEBIAN_PACKAGES = {
     "pkg-config": "pkg-config",
     "pkgconf": "pkgconf",
     "patch": "patch",
-    "cargo": "cargo",
-    "rustc": "cargo",
+    # Debian 12's own cargo and rustc (1.65, 1.63) are older than most crates accept:
+    # cargo-web (it brings rustc-web) is its newer Rust, installed as cargo and rustc.
+    "cargo": "cargo-web",
+    "rustc": "cargo-web",
     "openblas": "libopenblas-dev",
     "cblas.h": "libopenblas-dev",
     "blas": "libblas-dev",
@@ -101,6 +113,15 @@ _DESCRIPTIONS = {
     "pkg-config": "finds libraries",
 }
 _LANGUAGE_TOOLS = (("c", "cc"), ("cython", "cc"), ("c++", "c++"), ("fortran", "gfortran"))
+RUST_UPGRADE = (
+    "rustup update, or on Debian 12 apt-get install rustc-web cargo-web "
+    "(a newer Rust, installed as rustc and cargo in place of Debian's)"
+)
+"""The two ways to a newer Rust: rustup's toolchains, or Debian 12's rustc-web and cargo-web."""
+_RUST_INSTALL = (
+    "install Rust with rustup, or on Debian 12 apt-get install rustc-web cargo-web "
+    "(Debian's own rustc and cargo are too old for most crates)"
+)
 
 # Requirement names end up on command lines and, for headers, inside an
 # ``#include <...>``: only plain names, so none can smuggle in options or code.
@@ -148,10 +169,21 @@ class SystemRequirement:
     @property
     def install_hint(self) -> str:
         """What to run (or do) to get it: ``apt-get install gfortran``."""
+        if self.kind == "cmd" and self.name in ("cargo", "rustc"):
+            return _RUST_INSTALL
         package = self.debian_package
         if package is None:
             return f"install the package that provides {self.spec}"
         return f"apt-get install {package}"
+
+    def lack(self) -> Lack:
+        """This requirement as one line of a "lacks" error."""
+        package = self.debian_package
+        return Lack(
+            spec=self.spec,
+            line=f"{self.describe()}: {self.install_hint}",
+            packages=(package,) if package else (),
+        )
 
     def describe(self) -> str:
         """``gfortran (a Fortran compiler)`` for known programs, the spec otherwise."""
@@ -227,19 +259,37 @@ def requirements_for_languages(languages: Iterable[str]) -> tuple[SystemRequirem
     return tuple(SystemRequirement(kind="cmd", name=name) for name in names)
 
 
-def missing_error(missing: Sequence[SystemRequirement], *, label: str) -> SystemRequirementError:
-    """The one error that lists every missing requirement with what to install."""
-    listing = "\n".join(f"  - {req.describe()}: {req.install_hint}" for req in missing)
-    packages = list(dict.fromkeys(p for req in missing if (p := req.debian_package) is not None))
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Lack:
+    """One thing a build needs and this machine lacks, as a line of an error.
+
+    ``spec`` is what was looked for (``gfortran``, ``pkg-config:libxml-2.0``),
+    ``line`` what the error says (``gfortran (a Fortran compiler): apt-get install
+    gfortran``), ``packages`` the Debian packages that provide it.
+    """
+
+    spec: str
+    line: str
+    packages: tuple[str, ...] = ()
+
+
+def lacks_error(lacks: Sequence[Lack], *, label: str) -> SystemRequirementError:
+    """The one error that lists every lack of ``label`` (``scipy 1.16.2``) with what to do."""
+    listing = "\n".join(f"  - {lack.line}" for lack in lacks)
     return SystemRequirementError(
         f"{label} needs what this machine lacks:\n{listing}",
-        missing=[req.spec for req in missing],
-        packages=packages,
+        missing=[lack.spec for lack in lacks],
+        packages=list(dict.fromkeys(p for lack in lacks for p in lack.packages)),
         hint="install them, then build again",
     )
 
 
-class _Checker:
+def missing_error(missing: Sequence[SystemRequirement], *, label: str) -> SystemRequirementError:
+    """The one error that lists every missing requirement with what to install."""
+    return lacks_error([req.lack() for req in missing], label=label)
+
+
+class SystemProbe:
     """Answers "is it here?" for each kind, running each shared probe (ldconfig) at most once."""
 
     def __init__(self, *, which: Which, runner: Runner, lib_dirs: Sequence[Path]) -> None:
@@ -251,7 +301,17 @@ class _Checker:
         # they are reported missing too, so the user installs everything at once.
         self.needed_tools: list[SystemRequirement] = []
 
+    def any_present(self, alternatives: Sequence[SystemRequirement]) -> bool:
+        """Whether one of ``alternatives`` is here; tools only a failed one needed are not kept."""
+        before = list(self.needed_tools)
+        for req in alternatives:
+            if self.present(req):
+                self.needed_tools[:] = before
+                return True
+        return False
+
     def present(self, req: SystemRequirement) -> bool:
+        """Whether ``req`` is here; a tool its check lacks goes into ``needed_tools``."""
         if req.kind == "cmd":
             return self._which(req.name) is not None
         if req.kind == "pkg-config":
@@ -328,12 +388,90 @@ def check_system(
     up with ``which``; libraries with ``pkg-config --exists``, the ``ldconfig -p``
     cache or ``lib_dirs``; headers by preprocessing an include with ``cc``.
     """
-    checker = _Checker(which=which, runner=runner, lib_dirs=lib_dirs)
+    checker = SystemProbe(which=which, runner=runner, lib_dirs=lib_dirs)
     wanted = list(dict.fromkeys(requirements))
     missing = [req for req in wanted if not checker.present(req)]
     missing += [tool for tool in checker.needed_tools if tool not in missing]
     if missing:
         raise missing_error(missing, label=label)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RustVersion:
+    """The oldest Rust a source tree's crates accept: ``rust-version`` of a Cargo.toml.
+
+    ``text`` is as written (``"1.70"``), ``manifest`` the Cargo.toml that says it,
+    relative to the tree.
+    """
+
+    version: Version
+    text: str
+    manifest: Path
+
+
+_RUSTC_VERSION = re.compile(r"^rustc (\d+\.\d+(?:\.\d+)?)")
+
+
+def required_rust_version(root: Path, *, max_files: int = MAX_LANGUAGE_FILES) -> RustVersion | None:
+    """The highest ``rust-version`` of the crates in ``root``, None when none says one.
+
+    Read from ``[package]`` and ``[workspace.package]`` (what members inherit
+    with ``rust-version.workspace = true``). Vendored crates (a directory with
+    ``.cargo-checksum.json``) are left out: not all of them are built here, and
+    cargo names those that are. A Cargo.toml that cannot be read is cargo's to report.
+    """
+    best: RustVersion | None = None
+    seen = 0
+    for dirpath, dirnames, filenames in os.walk(root):
+        if ".cargo-checksum.json" in filenames:
+            dirnames[:] = []
+            continue
+        dirnames[:] = sorted(d for d in dirnames if d not in _LANGUAGE_SKIP_DIRS and d != "target")
+        seen += len(filenames)
+        if "Cargo.toml" in filenames:
+            manifest = Path(dirpath) / "Cargo.toml"
+            for text in _rust_versions(manifest):
+                try:
+                    version = Version(text)
+                except InvalidVersion:
+                    continue
+                if best is None or version > best.version:
+                    best = RustVersion(
+                        version=version, text=text, manifest=manifest.relative_to(root)
+                    )
+        if seen >= max_files:
+            break
+    return best
+
+
+def _rust_versions(manifest: Path) -> list[str]:
+    try:
+        data = tomllib.loads(manifest.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return []
+    tables = [data.get("package"), (data.get("workspace") or {}).get("package")]
+    return [
+        value
+        for table in tables
+        if isinstance(table, dict) and isinstance(value := table.get("rust-version"), str)
+    ]
+
+
+def rustc_version(
+    *, which: Which, runner: Runner, rustc: str = "rustc", cwd: Path | None = None
+) -> Version | None:
+    """The version ``rustc --version`` reports (``1.95.0``), None when rustc is absent or fails.
+
+    Run from ``cwd`` (the source tree), so a rustup ``rust-toolchain.toml`` there counts.
+    """
+    if which(rustc) is None:
+        return None
+    try:
+        result = runner([rustc, "--version"], cwd=cwd)
+    except ToolError:
+        return None
+    match = _RUSTC_VERSION.match(result.stdout.strip()) if result.returncode == 0 else None
+    return Version(match.group(1)) if match else None
 
 
 def _first_line(text: str) -> str:
