@@ -9,6 +9,8 @@ from support import make_wheel
 from support.apps import build_cli, build_ok
 from support.backends import PROBE_TOOL, make_env_probe_project, probe_report
 
+from wheelbarrow.builder import known_cause
+
 
 def probe_app(tmp_path: Path) -> Path:
     """An app with no Python pin whose one requirement is the local probe project."""
@@ -70,3 +72,42 @@ class TestBackendEnvironment:
         assert result.code == 0, result.err
         log = Path(result.json()["built"][0]["log"])
         assert "done \u2192 \U0001f40d" in log.read_text(encoding="utf-8")
+
+
+CARGO_OFFLINE_LOG = """\
+Running `maturin pep517 build-wheel -i python --compatibility off`
+error: no matching package named `pyo3` found
+location searched: crates.io index
+required by package `rpds-py v2026.9.1 (/src/rpds_py-2026.9.1)`
+As a reminder, you're using offline mode (--offline) which can sometimes cause surprising \
+resolution failures, if this error is too confusing you may wish to retry without `--offline`.
+💥 maturin failed
+"""
+
+MESON_COMPILE_ERROR_LOG = """\
+Run-time dependency libcsiphash-1 found: NO (tried pkg-config and cmake)
+Looking for a fallback subproject for the dependency libcsiphash-1
+../subprojects/libcsiphash-1/src/c-siphash.c:12:10: fatal error: foo.h: No such file
+ERROR: Subproject libcsiphash-1 is buildable: NO
+"""
+
+
+class TestKnownCause:
+    def test_cargo_offline_without_the_crate_is_named(self):
+        """cargo's offline resolution failure becomes 'not vendored', naming the crate."""
+        cause = known_cause(CARGO_OFFLINE_LOG)
+        assert cause is not None
+        reason, hint = cause
+        assert reason == (
+            "its crates are not vendored and cargo is offline (cargo has no copy of the crate pyo3)"
+        )
+        assert hint.startswith("vendor its crates: run `cargo vendor` in its source tree")
+
+    def test_a_missing_crate_without_offline_mode_is_not_called_offline(self):
+        """The same missing crate with cargo online (a typo, a yanked crate) is no known cause."""
+        online = CARGO_OFFLINE_LOG.replace("offline mode (--offline)", "a registry")
+        assert known_cause(online) is None
+
+    def test_a_subproject_that_fails_to_compile_is_not_a_fetch_failure(self):
+        """A meson subproject that is there but does not build is left to the generic hints."""
+        assert known_cause(MESON_COMPILE_ERROR_LOG) is None

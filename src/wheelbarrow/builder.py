@@ -56,13 +56,13 @@ def _dropped(name: str) -> bool:
 class BuildFailure(WheelbarrowError):
     """A backend failed; the log stays in the store."""
 
-    def __init__(self, label: str, log: Path, *, reason: str) -> None:
+    def __init__(self, label: str, log: Path, *, reason: str, hint: str | None = None) -> None:
         self.label = label
         self.log = log
         self.tail = log_tail(log)
         super().__init__(
             f"{label}: {reason} (log: {log})",
-            hint=failure_hint(self.tail),
+            hint=hint or failure_hint(self.tail),
         )
 
 
@@ -134,7 +134,9 @@ def build_wheel(
         unmet = _unmet(dynamic, wheels, request.interpreter)
         if unmet:
             _log(request.log, f"# the backend also needs: {', '.join(sorted(unmet))}")
-            wheels += more_wheels(sorted(unmet))
+            added = more_wheels(sorted(unmet))
+            _log(request.log, f"# added to the build environment: {_names(added)}")
+            wheels += added
             python = _environment(wheels, request.interpreter, store, runner)
             builder = ProjectBuilder(
                 request.source_dir, python_executable=str(python), runner=log_runner
@@ -143,7 +145,8 @@ def build_wheel(
         built = builder.build("wheel", request.out_dir, settings or None)
     except BuildBackendException as exc:
         _log(request.log, f"# build backend failed: {exc}")
-        raise BuildFailure(request.label, request.log, reason="the build failed") from exc
+        reason, hint = known_cause(log_tail(request.log, CAUSE_LINES)) or ("the build failed", None)
+        raise BuildFailure(request.label, request.log, reason=reason, hint=hint) from exc
     except Exception as exc:
         if isinstance(exc, WheelbarrowError):
             raise
@@ -205,6 +208,10 @@ def _unmet(requirements: set[str], wheels: Sequence[Path], interpreter: Interpre
     return unmet
 
 
+def _names(wheels: Sequence[Path]) -> str:
+    return ", ".join(sorted(wheel.name for wheel in wheels)) or "(nothing new)"
+
+
 def _log(path: Path, line: str) -> None:
     with path.open("a", encoding="utf-8") as log:
         log.write(line + "\n")
@@ -217,6 +224,49 @@ def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
     except FileNotFoundError:
         return ""
     return "\n".join(text.rstrip("\n").splitlines()[-lines:])
+
+
+# Causes a log shows for certain, unlike the guesses of failure_hint: they become the
+# error's reason. Searched in the last CAUSE_LINES lines, since the tool that failed
+# (cargo, meson) reports before its backend and pypa/build add their own lines.
+CAUSE_LINES = 400
+_CARGO_MISSING_CRATE = re.compile(
+    r"no matching package named `(?P<crate>[\w-]+)` found"
+    r"|failed to download `(?P<download>[\w-]+) v"
+    r"|failed to load source for dependency `(?P<git>[\w-]+)`"
+)
+_CARGO_OFFLINE = re.compile(r"offline mode|--offline was specified")
+_MESON_SUBPROJECT = re.compile(r"ERROR: Subproject (?P<name>\S+) is buildable: NO")
+_MESON_FETCH_FAILED = re.compile(
+    r"Git command failed|failed to download|Could not resolve host", re.I
+)
+
+
+def known_cause(text: str) -> tuple[str, str] | None:
+    """``(reason, hint)`` when a failed build's log shows its cause for certain, else None."""
+    crate = _CARGO_MISSING_CRATE.search(text)
+    if crate is not None and _CARGO_OFFLINE.search(text):
+        name = next(group for group in crate.groups() if group)
+        return (
+            f"its crates are not vendored and cargo is offline (cargo has no copy of the "
+            f"crate {name})",
+            "vendor its crates: run `cargo vendor` in its source tree where crates.io is "
+            "reachable, put the [source] replacement it prints into .cargo/config.toml, and "
+            "build that tree (its path in requirements.txt); or provide a wheel for it (on the "
+            "index or with --find-links) so that it need not be built",
+        )
+    subproject = _MESON_SUBPROJECT.search(text)
+    if subproject is not None and _MESON_FETCH_FAILED.search(text):
+        name = subproject["name"]
+        return (
+            f"its meson subproject {name} is not in its source (only subprojects/{name}.wrap "
+            "is), and meson could not fetch it",
+            f"install the library that {name} stands in for, so that meson finds it with "
+            "pkg-config; or put the subproject's source into subprojects/ (`meson subprojects "
+            "download` in its source tree) and build that tree (its path in requirements.txt); "
+            "or provide a wheel for it",
+        )
+    return None
 
 
 _HINTS: tuple[tuple[re.Pattern[str], str], ...] = (
