@@ -423,6 +423,24 @@ class TestCopySourceTree:
         with pytest.raises(InputError, match="is not a directory"):
             copy_source_tree(tmp_path / "nope", tmp_path / "copy")
 
+    def test_a_crates_cargo_output_is_left_behind(self, tmp_path: Path) -> None:
+        """A Rust crate's top target/ (cargo's output, often gigabytes) is not copied."""
+        src = write_tree(
+            tmp_path / "src",
+            {"Cargo.toml": "[package]\n", "src/lib.rs": "", "target/debug/libx.so": "x"},
+        )
+        dest = copy_source_tree(src, tmp_path / "copy")
+        assert sorted(str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file()) == [
+            "Cargo.toml",
+            "src/lib.rs",
+        ]
+
+    def test_target_is_copied_where_it_is_no_cargo_output(self, tmp_path: Path) -> None:
+        """Without a Cargo.toml beside it, a top target/ is source like any other directory."""
+        src = write_tree(tmp_path / "src", {"pyproject.toml": "", "target/__init__.py": ""})
+        dest = copy_source_tree(src, tmp_path / "copy")
+        assert (dest / "target" / "__init__.py").is_file()
+
 
 class TestTreeDigest:
     """tree_digest: the cache key of a local source changes with content, not with timestamps."""
@@ -466,6 +484,13 @@ class TestTreeDigest:
         root = write_tree(tmp_path / "a", PROJECT)
         before = tree_digest(root)
         write_tree(root, {".git/index": "x", "build/x": "x", "src/demo.egg-info/x": "x"})
+        assert tree_digest(root) == before
+
+    def test_cargo_output_does_not_count(self, tmp_path: Path) -> None:
+        """A cargo build in a local crate (its target/) leaves the crate's digest as it was."""
+        root = write_tree(tmp_path / "a", {"Cargo.toml": "[package]\n", "src/lib.rs": ""})
+        before = tree_digest(root)
+        write_tree(root, {"target/release/libx.so": "x"})
         assert tree_digest(root) == before
 
 

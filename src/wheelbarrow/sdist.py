@@ -467,13 +467,17 @@ def _walk(root: Path) -> Iterator[tuple[str, Path, os.stat_result]]:
     skipped: they are not source, and reading a FIFO would block.
     """
     stack: list[tuple[str, str]] = [("", str(root))]
+    # cargo's output (and maturin's wheels) at the top of a crate: gigabytes, not source.
+    crate = (root / "Cargo.toml").is_file()
     while stack:
         rel_dir, abs_dir = stack.pop()
         with os.scandir(abs_dir) as it:
             entries = sorted(it, key=lambda e: e.name)
         subdirs: list[tuple[str, str]] = []
         for entry in entries:
-            if _skipped(entry.name, top=not rel_dir):
+            if _skipped(entry.name, top=not rel_dir) or (
+                crate and not rel_dir and entry.name == "target"
+            ):
                 continue
             rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
             st = entry.stat(follow_symlinks=False)
@@ -488,10 +492,11 @@ def _walk(root: Path) -> Iterator[tuple[str, Path, os.stat_result]]:
 def copy_source_tree(src: Path, dest: Path) -> Path:
     """Copy a local project into ``dest`` (which must not exist) for a build, and return ``dest``.
 
-    Skips VCS data, environments, caches, ``*.egg-info`` and the top-level
-    ``build/`` and ``dist/``. Keeps symlinks that stay inside ``src`` (absolute
-    ones are made relative, so the copy does not point back at the original)
-    and refuses those that leave it with :class:`UnsafeArchiveError`.
+    Skips VCS data, environments, caches, ``*.egg-info``, the top-level
+    ``build/`` and ``dist/``, and a crate's top ``target/``. Keeps symlinks that
+    stay inside ``src`` (absolute ones are made relative, so the copy does not
+    point back at the original) and refuses those that leave it with
+    :class:`UnsafeArchiveError`.
     """
     if not src.is_dir():
         raise InputError(f"{src} is not a directory", hint="point the requirement at a project")
