@@ -10,7 +10,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from support import make_wheel
+from support import make_c_extension_sdist, make_wheel
 
 from wheelbarrow.heroku.cnb_build import build
 from wheelbarrow.heroku.output import HerokuReporter
@@ -143,3 +143,43 @@ class TestCnbBuild:
         parsed = tomllib.loads(plan.read_text())
         assert parsed["provides"] == [{"name": "python"}]
         assert parsed["requires"] == [{"name": "python", "metadata": {"version": "3.12"}}]
+
+
+class TestCnbSourceBuilds:
+    def test_an_sdist_only_package_and_a_local_path_are_built_into_the_layer(
+        self, tmp_path, local_index
+    ):
+        """bin/build builds what has no wheel, as `wheelbarrow build` does; the layer runs it."""
+        import tarfile
+
+        d = tmp_path / "dists"
+        make_c_extension_sdist(d)  # cext 1.0: no wheel on the index
+        index = local_index(d)
+        app = tmp_path / "workspace"
+        app.mkdir()
+        with tarfile.open(make_c_extension_sdist(tmp_path / "local", "localpkg", "1.0")) as tar:
+            tar.extractall(app, filter="data")
+        (app / "requirements.txt").write_text("cext==1.0\n./localpkg-1.0\n")  # no Python pin
+        platform = tmp_path / "platform"
+        (platform / "env").mkdir(parents=True)
+        (platform / "env" / "WHEELBARROW_INDEX_URL").write_text(index.url)
+        layers = tmp_path / "layers"
+
+        out = run_build(app, layers, platform)
+
+        lines = out.splitlines()
+        assert "       Building cext 1.0 from source" in lines
+        assert "       Building localpkg 1.0 from source" in lines
+        assert any(line.startswith("       Built cext 1.0 in ") for line in lines), out
+        assert "Environment layer made (" in out
+        done = subprocess.run(
+            [
+                layers / "venv" / "bin" / "python",
+                "-c",
+                "import cext, localpkg; print(cext.add(1, 2))",
+            ],
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip() == "3"

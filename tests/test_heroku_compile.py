@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from support import make_wheel
+from support import make_c_extension_sdist, make_wheel
 
 from wheelbarrow.heroku.compile import run_compile
 from wheelbarrow.heroku.output import HerokuReporter
@@ -149,6 +149,63 @@ class TestCompile:
         assert code == 0, out
         assert "-----> Running bin/pre_compile\n       pre hi" in out
         assert "-----> Running bin/post_compile\n       served" in out
+
+
+def unpack_sdist(sdist: Path, into: Path) -> Path:
+    """A project directory made from a fixture sdist (a local path package)."""
+    import tarfile
+
+    with tarfile.open(sdist) as tar:
+        tar.extractall(into, filter="data")
+    return into / sdist.name.removesuffix(".tar.gz")
+
+
+@pytest.fixture
+def source_app(tmp_path: Path, local_index):
+    """An app needing an sdist-only C extension and a local path package, with no Python pin."""
+    d = tmp_path / "dists"
+    make_c_extension_sdist(d)  # cext 1.0: no wheel on the index
+    index = local_index(d)
+    build = tmp_path / "build_5678"
+    build.mkdir()
+    unpack_sdist(make_c_extension_sdist(tmp_path / "local", "localpkg", "1.0"), build)
+    (build / "requirements.txt").write_text("cext==1.0\n./localpkg-1.0\n")
+    env = tmp_path / "env"
+    env.mkdir()
+    (env / "WHEELBARROW_INDEX_URL").write_text(index.url)
+    return build, tmp_path / "cache", env, tmp_path / "app"
+
+
+class TestCompileSourceBuilds:
+    def test_an_sdist_only_package_and_a_local_path_are_built_from_source(self, source_app):
+        """bin/compile builds what has no wheel as `wheelbarrow build` does; the slug runs it."""
+        build, cache, env, slug_home = source_app
+        code, out = compile_(build, cache, env, slug_home)
+        assert code == 0, out
+        lines = out.splitlines()
+        assert "       Building cext 1.0 from source" in lines
+        assert "       Building localpkg 1.0 from source" in lines
+        assert any(line.startswith("       Built cext 1.0 in ") for line in lines), out
+        assert any(line.startswith("       Built localpkg 1.0 in ") for line in lines), out
+        assert ", 2 built from source" in out
+        python = build / ".heroku" / "venv" / "bin" / "python"
+        done = subprocess.run(
+            [python, "-c", "import cext, localpkg; print(cext.add(2, 3), localpkg.add(20, 22))"],
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.split() == ["5", "42"]
+
+    def test_the_second_compile_takes_both_from_the_build_cache(self, source_app):
+        """Unchanged sources are not built again: the wheelhouse is in the cache."""
+        build, cache, env, slug_home = source_app
+        assert compile_(build, cache, env, slug_home)[0] == 0
+        shutil.rmtree(build / ".heroku")
+        code, out = compile_(build, cache, env, slug_home)
+        assert code == 0, out
+        assert "from source" not in out
+        assert "nothing to download" in out
 
 
 class TestCompileErrors:

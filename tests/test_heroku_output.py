@@ -62,6 +62,39 @@ class TestLines:
         assert out.getvalue() == "\n !     the build failed\n\n"
 
 
+class TestBuildLines:
+    def test_each_build_gets_a_start_and_an_end_line(self) -> None:
+        """Builds are details of the wheelhouse step: when each starts, when it ends, how long."""
+        from pathlib import Path
+
+        r, out = make()
+        r.step("Building the wheelhouse")
+        r.build_started("cext 1.0", Path("/cache/store/built/k/build.log"))
+        r.build_finished(
+            "cext 1.0",
+            ok=True,
+            seconds=4.04,
+            result="repaired to manylinux_2_28_x86_64 (nothing vendored)",
+        )
+        assert out.getvalue().splitlines() == [
+            "-----> Building the wheelhouse",
+            "       Building cext 1.0 from source",
+            "       Built cext 1.0 in 4.0s: repaired to manylinux_2_28_x86_64 (nothing vendored)",
+        ]
+
+    def test_a_failed_build_ends_with_a_warning(self) -> None:
+        """A failure stands out as a warning, with its duration and what went wrong."""
+        r, out = make()
+        r.build_finished(
+            "broken 1.0", ok=False, seconds=3725, result="the build failed (log: /c/build.log)"
+        )
+        assert out.getvalue().splitlines() == [
+            "",
+            " !     Failed to build broken 1.0 after 1h02m: the build failed (log: /c/build.log)",
+            "",
+        ]
+
+
 class TestReporter:
     def test_is_a_reporter(self) -> None:
         """HerokuReporter satisfies the core's Reporter protocol."""

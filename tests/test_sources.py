@@ -692,3 +692,46 @@ class TestTwoPartBuildKey:
         assert result["build_env"].startswith("build-")
         assert (ctx.store.root / "envs" / result["build_env"]).is_dir()
         assert built.log == candidate.path / "build.log" and built.log.is_file()
+
+
+class TestBuildProgress:
+    def test_plain_output_has_a_line_as_each_build_starts_and_ends(self, tmp_path, local_index):
+        """Off a terminal each build says when it starts, and when it ends with its duration
+        and result, failures included."""
+        import re
+
+        d = tmp_path / "d"
+        make_c_extension_sdist(d)
+        make_failing_sdist(d)
+        index = local_index(d)
+        app = make_app(tmp_path / "app", "cext==1.0\nbroken==1.0\n")
+        result = build_cli(app, tmp_path / "store", index.url, "--repair", "never")
+        assert result.code == 1
+        lines = result.err.splitlines()
+        assert "Building cext 1.0 from source" in lines
+        assert "Building broken 1.0 from source" in lines
+        ends = [line for line in lines if line.startswith(("Built ", "Failed to build "))]
+        assert len(ends) == 2, result.err
+        built = next(line for line in ends if "cext" in line)
+        failed = next(line for line in ends if "broken" in line)
+        assert re.fullmatch(r"Built cext 1\.0 in \d+\.\ds: kept as built \(linux_x86_64\)", built)
+        assert re.fullmatch(
+            r"Failed to build broken 1\.0 after \d+\.\ds: the build failed \(log: .*build\.log\)",
+            failed,
+        )
+
+    def test_the_reporter_hears_of_each_build_from_the_core(self, tmp_path):
+        """build_sources tells the reporter a build started and how it ended, and nothing for
+        a wheel reused from the build cache."""
+        from wheelbarrow.report import RecordingReporter
+        from wheelbarrow.sources import build_sources
+
+        contexts = TestTwoPartBuildKey()
+        ctx = contexts._context(tmp_path, {})
+        source, _ = contexts._linked_sdist(tmp_path, ctx.store.root)
+        build_sources([source], ctx)
+        assert isinstance(ctx.reporter, RecordingReporter)
+        assert ctx.reporter.builds == [("started", "cext 1.0"), ("built", "cext 1.0")]
+        again = contexts._context(tmp_path, {})
+        build_sources([source], again)
+        assert again.reporter.builds == []

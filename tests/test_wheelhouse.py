@@ -49,3 +49,60 @@ class TestMaterialise:
         assert index.downloads == ["kept-1.0-py3-none-any.whl"]
         house = Path(again.json()["wheelhouse"])
         assert (house / "kept-1.0-py3-none-any.whl").read_bytes() == kept.read_bytes()
+
+
+class TestWithoutSourceBuilder:
+    def test_the_error_names_every_package_that_needs_a_source_build(self, tmp_path):
+        """A caller that sets up no source builder is told which packages need one."""
+        import pytest
+        from packaging.utils import canonicalize_name
+
+        from wheelbarrow.errors import StoreError
+        from wheelbarrow.lockfile import Artefact
+        from wheelbarrow.report import NullReporter
+        from wheelbarrow.store import Store
+        from wheelbarrow.target import Target
+        from wheelbarrow.wheelhouse import build_wheelhouse
+
+        class NoFetches:
+            def fetch(self, artefacts, store, reporter):
+                return []
+
+        tree = tmp_path / "localpkg"
+        tree.mkdir()
+        sources = [
+            Artefact(
+                name=canonicalize_name("localpkg"),
+                version="?",
+                filename="localpkg",
+                url=None,
+                path=tree,
+                sha256="0" * 64,
+                size=None,
+                kind="directory",
+            ),
+            Artefact(
+                name=canonicalize_name("vcspkg"),
+                version="?",
+                filename="vcspkg",
+                url="git+file:///nowhere",
+                path=None,
+                sha256="1" * 40,
+                size=None,
+                kind="vcs",
+            ),
+        ]
+        with pytest.raises(StoreError) as caught:
+            build_wheelhouse(
+                sources,
+                Target.parse(python="3.11", platform="manylinux_2_28_x86_64"),
+                store=Store(tmp_path / "store"),
+                fetcher=NoFetches(),
+                reporter=NullReporter(),
+                settings={},
+            )
+        assert caught.value.message == (
+            "2 packages need a source build, and none is set up: "
+            f"localpkg ({tree}), vcspkg (git+file:///nowhere)"
+        )
+        assert caught.value.hint

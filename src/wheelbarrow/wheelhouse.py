@@ -157,7 +157,12 @@ def build_wheelhouse(
             if build_sources is None:
                 raise StoreError(
                     f"{plural(len(sources), 'package')} "
-                    f"{agree(len(sources), 'needs', 'need')} a source build, and none is set up"
+                    f"{agree(len(sources), 'needs', 'need')} a source build, and none is set up: "
+                    + ", ".join(
+                        f"{a.label} ({a.filename if a.is_file else a.location})" for a in sources
+                    ),
+                    hint="provide wheels for them, or build with `wheelbarrow build`, which "
+                    "builds from source",
                 )
             built = build_sources(sources)
         entries = _entries(artefacts, built)

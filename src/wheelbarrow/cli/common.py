@@ -67,9 +67,9 @@ def _known_pythons() -> list[str]:
 
 
 def _toolchain() -> dict[str, str]:
-    from wheelbarrow.toolchain import toolchain_fingerprint
+    from wheelbarrow.buildhost import toolchain
 
-    return toolchain_fingerprint(which=shutil.which, runner=run_subprocess)
+    return toolchain()
 
 
 def interpreter_for(plan: Plan, args: argparse.Namespace) -> Interpreter:

@@ -297,19 +297,19 @@ class RichReporter:
                     redirect_stdout=False,
                     redirect_stderr=False,
                 )
-                self._live.start()
+                self._live.start(refresh=True)
 
     def build_finished(self, label: str, *, ok: bool, seconds: float, result: str) -> None:
         """Say how the build ended, above the running ones; the view goes with the last."""
         line = build_finished_line(label, ok=ok, seconds=seconds, result=result)
         with self._lock:
+            if self._live is not None and self._builds.running <= 1:
+                self._live.stop()  # the last one: the view goes (it is transient)
+                self._live = None
             self._builds.finish(label)
             self._console.print(
                 redact(line), style=None if ok else "red", highlight=False, markup=False
             )
-            if self._live is not None and not self._builds.running:
-                self._live.stop()
-                self._live = None
 
 
 def make_reporter(*, quiet: bool, json_mode: bool) -> Reporter:

@@ -100,15 +100,11 @@ def build(
     out.step(f"Using Python {runtime.version} ({runtime.kind}, {runtime.source})")
     interpreter = Interpreter(executable=runtime.python, version=runtime.version)
 
-    from packaging.tags import platform_tags
+    from wheelbarrow.heroku.compile import _index_options, buildpack_host
+    from wheelbarrow.plan import Options, make_plan
 
-    from wheelbarrow.heroku.compile import _index_options
-    from wheelbarrow.plan import Host, Options, make_plan
-    from wheelbarrow.target import host_platform
-
-    host = Host(
-        python=version, platform=host_platform(list(platform_tags())), uv=uv, environ=dict(environ)
-    )
+    # As prepare_environment makes it, so that the layer's key is the wheelhouse's.
+    host = buildpack_host(version, environ=environ, config=config, uv=uv)
     plan = make_plan(
         app,
         Options(python=str(version), index=_index_options(config)),
@@ -131,6 +127,7 @@ def build(
                 uv=uv,
                 out=out,
                 held=held,
+                which=which,
             )
             clone_env(env, path)
         write_env(path, venv_env(path))

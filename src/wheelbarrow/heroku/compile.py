@@ -7,7 +7,7 @@ import json
 import os
 import shutil
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -100,6 +100,7 @@ def compile_app(ctx: CompileContext, out: HerokuReporter) -> None:
             uv=ctx.uv,
             out=out,
             held=held,
+            which=ctx.which,
         )
         clone_env(env, dest)
     if slug_home != ctx.build_dir:
@@ -125,20 +126,20 @@ def prepare_environment(
     uv: str,
     out: HerokuReporter,
     held: contextlib.ExitStack,
+    which: Callable[[str], str | None] = shutil.which,
 ) -> Path:
     """Lock if needed, fill the wheelhouse, make the environment: all in ``store``, reused.
 
-    Shared by the classic buildpack and the Cloud Native one. Returns the
-    store's environment, to be cloned where the slug or layer wants it; the
-    leases that keep ``store gc`` off the wheelhouse and environment go on
-    ``held``, for the caller to keep until the clone is made.
+    Shared by the classic buildpack and the Cloud Native one. Packages without
+    a wheel for the target (sdists, local paths, git URLs) are built from
+    source as ``wheelbarrow build`` builds them, with ``interpreter``.
+    Returns the store's environment, to be cloned where the slug or layer
+    wants it; the leases that keep ``store gc`` off the wheelhouse and
+    environment go on ``held``, for the caller to keep until the clone is made.
     """
-    host = Host(
-        python=version,
-        platform=host_platform(list(platform_tags())),
-        uv=uv,
-        environ={**environ, **_tool_config(config)},
-    )
+    from wheelbarrow.buildhost import build_index, source_builder
+
+    host = buildpack_host(version, environ=environ, config=config, uv=uv)
     options = Options(python=str(version), index=_index_options(config))
     out.step("Building the wheelhouse")
     plan = make_plan(app, options, host, runner=runner, reporter=out, may_lock=True)
@@ -148,19 +149,32 @@ def prepare_environment(
 
     held.enter_context(store.use("wheelhouse", plan.key))
     if manifest_of(store, plan.key) is None:
-        # What it fetches is referenced by nothing until the manifest is written.
+        # What it fetches or builds is referenced by nothing until the manifest is written.
         held.enter_context(store.building())
     previous = previous_app_key(store, app.root)
+    fetcher = Fetcher.for_app(
+        app, options.index, given_by="the WHEELBARROW_* config vars", environ=host.environ
+    )
     report = build_wheelhouse(
         plan.artefacts,
         plan.target,
         store=store,
-        fetcher=Fetcher.for_app(
-            app, options.index, given_by="the WHEELBARROW_* config vars", environ=host.environ
-        ),
+        fetcher=fetcher,
         reporter=out,
         settings=plan.settings,
         previous_key=previous,
+        build_sources=source_builder(
+            plan,
+            store=store,
+            interpreter=lambda: interpreter,
+            index=build_index(plan, options.index),
+            fetcher=fetcher,
+            reporter=out,
+            environ=host.environ,
+            uv=uv,
+            runner=runner,
+            which=which,
+        ),
         lock_sha256=plan.lock.sha256,
     )
     record_app_build(store, app.root, report.key)
@@ -171,9 +185,14 @@ def prepare_environment(
         )
     else:
         changes = ", ".join(str(c) for c in report.changes)
+        built = sum(1 for b in report.built if not b.reused)
+        cached = len(report.built) - built
         out.detail(
             f"wheelhouse {report.key}: {len(report.fetched)} fetched, "
-            f"{len(report.reused)} from the cache" + (f"; changed: {changes}" if changes else "")
+            f"{len(report.reused)} from the cache"
+            + (f", {built} built from source" if built else "")
+            + (f", {cached} from the build cache" if cached else "")
+            + (f"; changed: {changes}" if changes else "")
         )
     out.step("Installing the environment")
     key = env_key(report.key, interpreter)
@@ -192,6 +211,21 @@ def prepare_environment(
     if not made.made:
         out.detail("reusing the environment from the cache: the requirements did not change")
     return made.path
+
+
+def buildpack_host(
+    version: PythonVersion, *, environ: Mapping[str, str], config: Mapping[str, str], uv: str
+) -> Host:
+    """This machine as the buildpacks see it: the app's Python, the config vars tools need."""
+    from wheelbarrow.buildhost import toolchain
+
+    return Host(
+        python=version,
+        platform=host_platform(list(platform_tags())),
+        uv=uv,
+        environ={**environ, **_tool_config(config)},
+        toolchain=toolchain,
+    )
 
 
 def _running_default() -> PythonVersion:
