@@ -90,11 +90,12 @@ class TestLastLogLine:
 
 class TestBuildsView:
     def test_each_running_build_with_its_time_and_its_logs_last_line(self, tmp_path):
-        """The view lists the running builds by name, how long each has run, its log's tail."""
+        """The view lists the running builds by name, how long each has run, its log's tail
+        (as written: brackets in it are not markup)."""
         clock = Ticks(100.0)
         view = BuildsView(clock)
         cext, numpy = tmp_path / "cext.log", tmp_path / "numpy.log"
-        cext.write_text("# cext 1.0\ngcc -c speedups.c\n")
+        cext.write_text("# cext 1.0\n[backend] gcc -c speedups.c\n")
         numpy.write_text("")
         view.start("cext 1.0", cext)
         clock.now = 40.0
@@ -102,7 +103,7 @@ class TestBuildsView:
         clock.now = 107.5
         assert rendered(view) == [
             "Building 2 packages from source",
-            "cext 1.0    0:07 gcc -c speedups.c",
+            "cext 1.0    0:07 [backend] gcc -c speedups.c",
             "numpy 2.1.3 1:07",
         ]
 

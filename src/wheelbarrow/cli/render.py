@@ -185,7 +185,8 @@ class BuildsView:
         table.add_column(no_wrap=True, justify="right")
         table.add_column(no_wrap=True, overflow="ellipsis", ratio=1, style="dim")
         for label, (started, log) in running:
-            table.add_row(label, _elapsed(now - started), last_log_line(log))
+            # Text, not markup: a log line's "[fixture-backend]" is not a style.
+            table.add_row(Text(label), Text(_elapsed(now - started)), Text(last_log_line(log)))
         title = Text(f"Building {plural(len(running), 'package')} from source", style="bold")
         return Group(title, table)
 
