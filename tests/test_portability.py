@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 from support import make_wheel
-from support.sdists import SIMD_C, SimdVariant, simd_define
+from support.apps import PLATFORM, build_cli, build_ok, cli, make_app
+from support.sdists import SIMD_C, SimdVariant, make_simd_sdist, simd_define
 
 from wheelbarrow.portability import (
     BASELINES,
@@ -373,8 +374,6 @@ class TestRealNumpy:
     def test_numpy_s_own_dispatch_is_not_flagged(self, tmp_path):
         """numpy 2.4.6's manylinux wheel: its AVX2 and AVX-512 kernels (and OpenBLAS's) are
         chosen at run time, so nothing is flagged against x86-64-v2, which numpy requires."""
-        from support.apps import cli, make_app
-
         app = make_app(tmp_path / "app", "numpy==2.4.6\n")
         result = cli("build", app, "--store", tmp_path / "store", "--json")
         assert result.code == 0, result.err
@@ -391,3 +390,280 @@ class TestRealNumpy:
         # Against x86-64 (v1) numpy's own baseline shows: SSE4.1 and kin, not AVX.
         strict = inspect_wheel(wheel, baseline="x86-64")
         assert strict.needs and level_needed(strict.needs) == "x86-64-v2"
+
+
+def host_has(*flags: str) -> bool:
+    return set(flags) <= parse_cpu_flags(Path("/proc/cpuinfo").read_text())
+
+
+def run_in(env: Path, code: str) -> str:
+    done = subprocess.run([env / "bin" / "python", "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+TOTAL = "import array, simdext; print(simdext.total(array.array('i', range(100)).tobytes()))"
+
+
+class TestSourceBuilds:
+    """`wheelbarrow build` of the AVX2 fixture from a local index: warned, refused or quiet."""
+
+    def test_avx2_from_the_package_s_own_flags_is_warned_about(self, tmp_path, local_index):
+        """The build report names the package, the file and AVX2, and says how to fix it."""
+        index = local_index([make_simd_sdist(tmp_path / "d", variant="pragma")])
+        app = make_app(tmp_path / "app", "simdext==1.0\n")
+        result = build_cli(app, tmp_path / "store", index.url, "--json")
+        assert result.code == 0, result.err
+        [built] = result.json()["built"]
+        found = built["portability"]
+        assert found["portable"] is False and found["needs"] == ["AVX", "AVX2"]
+        [file] = found["files"]
+        assert file["file"].startswith("simdext/_simd.cpython-")
+        assert file["functions"] == ["sum_avx2"] and file["level"] == "x86-64-v3"
+        assert (
+            "warning: simdext 1.0: its code uses AVX, AVX2 without checking the CPU first, "
+            "beyond the target's baseline (x86-64-v2)"
+        ) in result.err
+        assert "remove -march=native" in result.err
+        assert (
+            "CPU: needs AVX, AVX2 (x86-64-v3), beyond x86-64-v2" in Path(built["log"]).read_text()
+        )
+
+    def test_portable_error_refuses_the_wheel_and_stores_nothing(self, tmp_path, local_index):
+        """portable = "error" in pyproject.toml: the build fails naming the package and the fix."""
+        index = local_index([make_simd_sdist(tmp_path / "d", variant="pragma")])
+        app = tmp_path / "app"
+        app.mkdir()
+        (app / "pyproject.toml").write_text(
+            '[project]\nname = "app"\nversion = "0"\ndependencies = ["simdext==1.0"]\n\n'
+            '[tool.wheelbarrow]\nportable = "error"\n'
+        )
+        store = tmp_path / "store"
+        result = build_cli(app, store, index.url)
+        assert result.code == 1
+        assert "simdext 1.0: its code uses AVX, AVX2 without checking the CPU first" in result.err
+        assert '(portable = "error" is set)' in result.err
+        assert "remove -march=native" in result.err and "nothing was stored" in result.err
+        assert not list((store / "built").glob("*/result.json"))
+
+    @pytest.mark.parametrize("variant", ["target", "clones"])
+    def test_run_time_dispatch_builds_quietly_and_runs(self, tmp_path, local_index, variant):
+        """A target("avx2") function chosen by __builtin_cpu_supports, or target_clones: no
+        warning, the AVX2 code reported as guarded, and the installed wheel sums right."""
+        index = local_index([make_simd_sdist(tmp_path / "d", variant=variant)])
+        app = make_app(tmp_path / "app", "simdext==1.0\n")
+        store = tmp_path / "store"
+        result = build_cli(app, store, index.url, "--json")
+        assert result.code == 0, result.err
+        [built] = result.json()["built"]
+        assert built["portability"]["portable"] is True
+        assert "AVX" in built["portability"]["guarded"]
+        assert "warning" not in result.err
+        assert cli("install", app, "--store", store, "--into", tmp_path / "env").code == 0
+        assert run_in(tmp_path / "env", TOTAL) == "4950"
+
+    def test_march_native_in_the_build_settings_is_flagged(self, tmp_path, local_index):
+        """CFLAGS = "-O2 -march=native" in the package's env, on a CPU with AVX: flagged, and
+        the build's key holds this CPU's part."""
+        if not host_has("avx"):
+            pytest.skip("this CPU has no AVX: -march=native adds nothing to flag")
+        index = local_index([make_simd_sdist(tmp_path / "d", variant="plain")])
+        app = make_app(tmp_path / "app", "simdext==1.0\n")
+        (app / "wheelbarrow.toml").write_text(
+            '[packages.simdext]\nenv = { CFLAGS = "-O2 -march=native" }\n'
+        )
+        store = tmp_path / "store"
+        report = build_ok(app, store, index.url)
+        [built] = report["built"]
+        assert built["portability"]["portable"] is False
+        assert "AVX" in built["portability"]["needs"]
+        [result] = (store / "built").glob("*/result.json")
+        inputs = json.loads(result.read_text())["inputs"]
+        features = parse_cpu_flags(Path("/proc/cpuinfo").read_text())
+        assert inputs["cpu"] == cpu_digest(features)
+
+    def test_a_cached_wheel_is_warned_about_again_and_refused_under_error(
+        self, tmp_path, local_index
+    ):
+        """Another app reusing the cached wheel is warned too; with portable = "error" for the
+        package, its reuse is refused."""
+        d = tmp_path / "d"
+        make_simd_sdist(d, variant="pragma")
+        make_wheel(d, "alpha", "1.0")
+        index = local_index(d)
+        store = tmp_path / "store"
+        build_ok(make_app(tmp_path / "app", "simdext==1.0\n"), store, index.url)
+        other = make_app(tmp_path / "other", "simdext==1.0\nalpha\n")
+        again = build_cli(other, store, index.url, "--json")
+        assert again.code == 0, again.err
+        [built] = again.json()["built"]
+        assert built["reused"] is True and built["portability"]["portable"] is False
+        assert "warning: simdext 1.0 (from the build cache): its code uses AVX, AVX2" in again.err
+        (other / "wheelbarrow.toml").write_text('[packages.simdext]\nportable = "error"\n')
+        refused = build_cli(other, store, index.url)
+        assert refused.code == 1
+        assert "simdext 1.0 (from the build cache): its code uses AVX, AVX2" in refused.err
+
+    def test_portable_off_skips_the_inspection(self, tmp_path, local_index):
+        """portable = "off" for the package: no inspection, no warning, nothing recorded."""
+        index = local_index([make_simd_sdist(tmp_path / "d", variant="pragma")])
+        app = make_app(tmp_path / "app", "simdext==1.0\n")
+        (app / "wheelbarrow.toml").write_text('[packages.simdext]\nportable = "off"\n')
+        result = build_cli(app, tmp_path / "store", index.url, "--json")
+        assert result.code == 0, result.err
+        assert result.json()["built"][0]["portability"] is None
+        assert "warning" not in result.err
+
+    def test_a_higher_cpu_baseline_accepts_avx2(self, tmp_path, local_index):
+        """cpu-baseline = "x86-64-v3" (every server has AVX2): the AVX2 wheel is portable."""
+        index = local_index([make_simd_sdist(tmp_path / "d", variant="pragma")])
+        app = make_app(tmp_path / "app", "simdext==1.0\n")
+        (app / "wheelbarrow.toml").write_text('cpu-baseline = "x86-64-v3"\n')
+        report = build_ok(app, tmp_path / "store", index.url)
+        found = report["built"][0]["portability"]
+        assert found["portable"] is True and found["baseline"] == "x86-64-v3"
+
+
+class TestBuildKey:
+    """The CPU a build depended on is part of its cache key when it matters."""
+
+    def _context(self, tmp_path: Path, features: frozenset[str], settings: str = ""):
+        import os
+        import shutil
+
+        from wheelbarrow.cli.common import running_interpreter
+        from wheelbarrow.config import read_build_config
+        from wheelbarrow.report import RecordingReporter
+        from wheelbarrow.requirements import IndexOptions
+        from wheelbarrow.runner import run_subprocess
+        from wheelbarrow.sources import SourceContext
+        from wheelbarrow.store import Store
+        from wheelbarrow.target import Target
+
+        app = tmp_path / "app"
+        app.mkdir(exist_ok=True)
+        (app / "wheelbarrow.toml").write_text('repair = "never"\n' + settings)
+        interpreter = running_interpreter()
+        return SourceContext(
+            store=Store(tmp_path / "store"),
+            target=Target.parse(python=interpreter.version, platform=PLATFORM),
+            config=read_build_config(app),
+            interpreter=interpreter,
+            runner=run_subprocess,
+            reporter=RecordingReporter(),
+            environ={k: v for k, v in os.environ.items() if k not in ("CFLAGS", "CXXFLAGS")},
+            uv="uv",
+            index=IndexOptions(no_index=True),
+            fetcher=_NoDownloads(),
+            toolchain={"cc": "gcc 12"},
+            which=shutil.which,
+            cpu_features=features,
+        )
+
+    def _source(self, tmp_path: Path, store: Path, variant: SimdVariant):
+        from packaging.utils import canonicalize_name
+
+        from wheelbarrow.lockfile import Artefact
+        from wheelbarrow.store import Store
+
+        sdist = make_simd_sdist(tmp_path / "d", variant=variant)
+        return Artefact(
+            name=canonicalize_name("simdext"),
+            version="1.0",
+            filename=sdist.name,
+            url=None,
+            path=None,
+            sha256=Store(store).add_file(sdist),
+            size=None,
+            kind="sdist",
+        )
+
+    AVX2 = frozenset({"sse2", "avx", "avx2"})
+    AVX512 = frozenset({"sse2", "avx", "avx2", "avx512f"})
+    NATIVE = '[packages.simdext]\nenv = { CFLAGS = "-march=native" }\n'
+
+    def test_a_different_cpu_gives_a_different_key_with_march_native(self, tmp_path):
+        """-march=native in the settings: two CPUs, two keys, and the reason names the CPU."""
+        from wheelbarrow.sources import build_key, build_key_inputs, why_rebuilt
+
+        one = self._context(tmp_path, self.AVX2, self.NATIVE)
+        other = self._context(tmp_path, self.AVX512, self.NATIVE)
+        source = self._source(tmp_path, one.store.root, "plain")
+        first, second = build_key_inputs(source, one), build_key_inputs(source, other)
+        assert build_key(first) != build_key(second)
+        assert why_rebuilt(first, second) == (
+            "the CPU differs from the one it was built for (-march=native)"
+        )
+
+    def test_without_native_flags_the_cpu_is_not_in_the_key(self, tmp_path):
+        """No -march=native: the key has no CPU part, so every CPU shares the cached wheel."""
+        from wheelbarrow.sources import build_key, build_key_inputs
+
+        one = self._context(tmp_path, self.AVX2)
+        other = self._context(tmp_path, self.AVX512)
+        source = self._source(tmp_path, one.store.root, "plain")
+        assert "cpu" not in build_key_inputs(source, one)
+        assert build_key(build_key_inputs(source, one)) == build_key(
+            build_key_inputs(source, other)
+        )
+
+    def test_a_cached_wheel_needing_more_than_this_cpu_is_rebuilt(self, tmp_path):
+        """The wheel's code needs AVX2 (its own flags): a CPU without AVX2 builds again, saying
+        why; a CPU with it reuses the wheel."""
+        from wheelbarrow.sources import build_sources
+
+        full = self._context(tmp_path, self.AVX512)
+        source = self._source(tmp_path, full.store.root, "pragma")
+        [first] = build_sources([source], full)
+        assert first.reused is False and first.portability is not None
+        assert first.portability.needs_cpuinfo() == ("avx", "avx2")
+
+        [reused] = build_sources([source], self._context(tmp_path, self.AVX2))
+        assert reused.reused is True
+
+        lacking = self._context(tmp_path, frozenset({"sse2", "avx"}))
+        [rebuilt] = build_sources([source], lacking)
+        assert rebuilt.reused is False
+        assert rebuilt.why == "this machine's CPU lacks avx2, which the cached wheel's code needs"
+
+
+class _NoDownloads:
+    """A fetcher for stores that already hold every artefact."""
+
+    def fetch(self, artefacts, store, reporter) -> None:
+        assert not artefacts, f"unexpected downloads: {artefacts}"
+
+
+class TestSettings:
+    def test_bad_values_name_the_file_and_the_key(self, tmp_path):
+        """portable and cpu-baseline take only their listed values; problems say which file."""
+        from wheelbarrow.config import read_build_config
+        from wheelbarrow.errors import InputError
+
+        (tmp_path / "wheelbarrow.toml").write_text(
+            'portable = "sometimes"\ncpu-baseline = "x86-64-v5"\n'
+            "[packages.simdext]\nportable = true\n"
+        )
+        with pytest.raises(InputError) as caught:
+            read_build_config(tmp_path)
+        toml = tmp_path / "wheelbarrow.toml"
+        assert caught.value.message.splitlines() == [
+            f'{toml}: portable: must be one of "warn", "error", "off", not \'sometimes\'',
+            f'{toml}: cpu-baseline: must be one of "x86-64", "x86-64-v2", "x86-64-v3", '
+            "\"x86-64-v4\", not 'x86-64-v5'",
+            f'{toml}: packages.simdext.portable: must be one of "warn", "error", "off", not True',
+        ]
+
+    def test_a_package_s_own_setting_wins_and_defaults_keep_the_wheelhouse_key(self, tmp_path):
+        """portable = "error" with one package "warn": that one warns; the default settings
+        add nothing to the wheelhouse key."""
+        from wheelbarrow.config import BuildConfig, read_build_config
+
+        (tmp_path / "wheelbarrow.toml").write_text(
+            'portable = "error"\n[packages.simdext]\nportable = "warn"\n'
+        )
+        config = read_build_config(tmp_path)
+        assert config.portable_mode("simdext") == "warn"
+        assert config.portable_mode("other") == "error"
+        assert "portable" in config.key_data()
+        assert "portable" not in BuildConfig().key_data()

@@ -15,12 +15,20 @@ from typing import Any, Literal
 from packaging.utils import InvalidName, NormalizedName, canonicalize_name
 
 from wheelbarrow.errors import InputError
+from wheelbarrow.portability import (
+    BASELINES,
+    DEFAULT_BASELINE,
+    PORTABLE_MODES,
+    Baseline,
+    PortableMode,
+)
 
 CONFIG_FILE = "wheelbarrow.toml"
 RepairMode = Literal["auto", "never"]
 ALL = ":all:"
-_TOP_KEYS = ("no-binary", "only-binary", "repair", "build-jobs", "packages")
-_PACKAGE_KEYS = ("env", "config-settings", "system", "patches", "exclusive")
+_TOP_KEYS = ("no-binary", "only-binary", "repair", "build-jobs", "portable", "cpu-baseline",
+             "packages")  # fmt: skip
+_PACKAGE_KEYS = ("env", "config-settings", "system", "patches", "exclusive", "portable")
 
 ConfigValue = str | tuple[str, ...]
 
@@ -34,6 +42,8 @@ class PackageSettings:
     system: tuple[str, ...] = ()
     patches: tuple[Path, ...] = ()
     exclusive: bool = False
+    # What code beyond the CPU baseline in its wheel is (None: the top-level setting).
+    portable: PortableMode | None = None
 
     def digest(self) -> str:
         """A hash of everything that changes the built wheel (patch contents included)."""
@@ -61,6 +71,8 @@ class BuildConfig:
     only_binary: frozenset[str] = frozenset()
     repair: RepairMode = "auto"
     jobs: int | None = None
+    portable: PortableMode = "warn"
+    cpu_baseline: Baseline = DEFAULT_BASELINE
     packages: Mapping[NormalizedName, PackageSettings] = field(
         default_factory=lambda: MappingProxyType({})
     )
@@ -69,6 +81,11 @@ class BuildConfig:
     def for_package(self, name: str) -> PackageSettings:
         """The settings of ``name`` (empty when it has none)."""
         return self.packages.get(canonicalize_name(name), NO_SETTINGS)
+
+    def portable_mode(self, name: str) -> PortableMode:
+        """What code beyond the CPU baseline in the wheel of ``name`` is: warn, error or off."""
+        own = self.for_package(name).portable
+        return self.portable if own is None else own
 
     def forces_source(self, name: str) -> bool:
         """Whether ``name`` must be built from source even when a wheel exists."""
@@ -103,12 +120,22 @@ class BuildConfig:
 
     def key_data(self) -> dict[str, object]:
         """What of these settings belongs in the wheelhouse key."""
-        return {
+        data: dict[str, object] = {
             "no_binary": sorted(self.no_binary),
             "only_binary": sorted(self.only_binary),
             "repair": self.repair,
             "packages": {name: s.digest() for name, s in sorted(self.packages.items())},
         }
+        # Changing the portability check must check the wheels again; the default leaves
+        # the keys as they were.
+        modes = {n: s.portable for n, s in sorted(self.packages.items()) if s.portable}
+        if self.portable != "warn" or self.cpu_baseline != DEFAULT_BASELINE or modes:
+            data["portable"] = {
+                "all": self.portable,
+                "baseline": self.cpu_baseline,
+                "packages": modes,
+            }
+        return data
 
 
 def _names(values: Iterable[str]) -> frozenset[str]:
@@ -174,6 +201,12 @@ def _parse(data: Mapping[str, Any], path: Path, *, prefix: str) -> BuildConfig:
     if repair not in ("auto", "never"):
         problems.append(f'{where("repair")}: must be "auto" or "never", not {repair!r}')
         repair = "auto"
+    portable = _portable(data.get("portable", "warn"), where("portable"), problems) or "warn"
+    cpu_baseline = data.get("cpu-baseline", DEFAULT_BASELINE)
+    if cpu_baseline not in BASELINES:
+        choices = ", ".join(f'"{b}"' for b in BASELINES)
+        problems.append(f"{where('cpu-baseline')}: must be one of {choices}, not {cpu_baseline!r}")
+        cpu_baseline = DEFAULT_BASELINE
     jobs = data.get("build-jobs")
     if jobs is not None and (not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1):
         problems.append(f"{where('build-jobs')}: must be a positive integer, not {jobs!r}")
@@ -201,6 +234,8 @@ def _parse(data: Mapping[str, Any], path: Path, *, prefix: str) -> BuildConfig:
         only_binary=_names(only_binary),
         repair=repair,
         jobs=jobs,
+        portable=portable,
+        cpu_baseline=cpu_baseline,
         packages=MappingProxyType(packages),
         source=path,
     )
@@ -242,13 +277,27 @@ def _package(
     if not isinstance(exclusive, bool):
         problems.append(f"{where(key + '.exclusive')}: must be true or false")
         exclusive = False
+    portable = raw.get("portable")
+    if portable is not None:
+        portable = _portable(portable, where(key + ".portable"), problems)
     return PackageSettings(
         env=MappingProxyType(dict(env)),
         config_settings=MappingProxyType(settings),
         system=tuple(system),
         patches=tuple(patches),
         exclusive=exclusive,
+        portable=portable,
     )
+
+
+def _portable(value: object, where: str, problems: list[str]) -> PortableMode | None:
+    """A ``portable`` setting's value, or None with a problem noted."""
+    for mode in PORTABLE_MODES:
+        if value == mode:
+            return mode
+    choices = ", ".join(f'"{m}"' for m in PORTABLE_MODES)
+    problems.append(f"{where}: must be one of {choices}, not {value!r}")
+    return None
 
 
 def _unknown(

@@ -858,3 +858,10 @@ def cpu_problem(needs: Iterable[str], features: Iterable[str]) -> str | None:
     if not missing:
         return None
     return f"this machine's CPU lacks {', '.join(missing)}, which the cached wheel's code needs"
+
+
+def recorded_cpu_needs(recorded: object) -> tuple[str, ...]:
+    """The /proc/cpuinfo flags a recorded finding (:meth:`PortabilityFinding.as_json`) needs."""
+    if not isinstance(recorded, dict) or not isinstance(recorded.get("needs_cpuinfo"), list):
+        return ()
+    return tuple(str(flag) for flag in recorded["needs_cpuinfo"])

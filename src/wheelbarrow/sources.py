@@ -18,6 +18,7 @@ from typing import Any
 
 from packaging.utils import parse_wheel_filename
 
+from wheelbarrow import portability
 from wheelbarrow.builder import BuildFailure, BuildRequest, build_env_key, build_wheel
 from wheelbarrow.config import BuildConfig, PackageSettings
 from wheelbarrow.errors import (
@@ -71,6 +72,9 @@ class SourceContext:
     # The versions of the packages this run builds from source: a build requirement
     # naming one of them gets that version (the wheel built here), as it fits.
     pins: Mapping[str, str] = field(default_factory=dict)
+    # The instruction set flags of this machine's CPU: a build asked for it (-march=native)
+    # is keyed by them, and a cached wheel whose code needs more is not reused.
+    cpu_features: frozenset[str] = field(default_factory=portability.host_cpu_features)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -87,6 +91,8 @@ class Built:
     reused: bool
     why: str | None
     log: Path
+    # What its code needs of the CPU beyond the target's baseline (see portability.py).
+    portability: portability.PortabilityFinding | None = None
     seconds: float = 0.0
 
     @property
@@ -110,6 +116,7 @@ class Built:
             "reused": self.reused,
             "why": self.why,
             "reason": self.reason,
+            "portability": self.portability.as_json() if self.portability else None,
             "seconds": round(self.seconds, 3),
             "log": str(self.log),
         }
@@ -143,7 +150,7 @@ def build_key_inputs(source: Artefact, ctx: SourceContext) -> dict[str, Any]:
     holds here (:func:`candidate_problem`). A field added here is part of the
     key at once, and :func:`why_rebuilt` names it when it changes.
     """
-    return {
+    inputs: dict[str, Any] = {
         "format": BUILD_KEY_FORMAT,
         "name": source.name,
         "version": source.version,
@@ -158,6 +165,14 @@ def build_key_inputs(source: Artefact, ctx: SourceContext) -> dict[str, Any]:
         "target": ctx.target.as_dict(),
         "repair": ctx.config.repair,
     }
+    # Present only for builds asked for this machine's CPU: other keys stay as they were.
+    settings = ctx.config.for_package(source.name)
+    cpu = portability.cpu_key_part(
+        settings.env, settings.config_settings, ctx.environ, ctx.cpu_features
+    )
+    if cpu is not None:
+        inputs["cpu"] = cpu
+    return inputs
 
 
 def build_key(inputs: Mapping[str, Any]) -> str:
@@ -183,6 +198,7 @@ class Candidate:
     links: Mapping[str, Any]
     build_env: str | None
     path: Path
+    needs_cpu: tuple[str, ...] = ()  # /proc/cpuinfo flags its code needs (portability.py)
 
     @classmethod
     def read(cls, path: Path) -> Candidate | None:
@@ -198,6 +214,7 @@ class Candidate:
                 links=data["links"] if isinstance(data.get("links"), dict) else {},
                 build_env=data.get("build_env") if isinstance(data.get("build_env"), str) else None,
                 path=path,
+                needs_cpu=portability.recorded_cpu_needs(data.get("portability")),
             )
         except (OSError, ValueError, KeyError, TypeError):
             return None
@@ -230,14 +247,22 @@ def _mtime(path: Path) -> float:
         return 0.0
 
 
-def candidate_problem(candidate: Candidate, store: Store, libraries: SystemLibraries) -> str | None:
+def candidate_problem(
+    candidate: Candidate,
+    store: Store,
+    libraries: SystemLibraries,
+    cpu: frozenset[str] | None = None,
+) -> str | None:
     """Why ``candidate`` is not what a build on this machine would make, or None if it holds.
 
     Its wheel must still be in ``store``, and every library it links must be
-    here with the same content.
+    here with the same content; ``cpu`` (this machine's instruction set flags,
+    None to skip) must have what its code uses unchecked beyond the baseline.
     """
     if not store.has(candidate.sha256):
         return "the cached wheel is missing"
+    if cpu is not None and (problem := portability.cpu_problem(candidate.needs_cpu, cpu)):
+        return problem
     return links_problem(candidate.links, libraries)
 
 
@@ -246,7 +271,7 @@ def _reusable(key: str, source: Artefact, ctx: SourceContext) -> tuple[Built | N
     first_problem = None
     libraries = _libraries(ctx)
     for candidate in candidates(ctx.store, key):
-        problem = candidate_problem(candidate, ctx.store, libraries)
+        problem = candidate_problem(candidate, ctx.store, libraries, ctx.cpu_features)
         if problem is None:
             built = Built(
                 source=source,
@@ -292,7 +317,13 @@ def why_rebuilt(previous: Mapping[str, Any] | None, now: Mapping[str, Any]) -> s
         reasons.append(f"repair mode changed ({previous.get('repair')} -> {now['repair']})")
     if previous.get("format") != now["format"]:
         reasons.append("wheelbarrow's build format changed")
-    described = {"source", "version", "settings", "toolchain", "python", "repair", "format"}
+    if previous.get("cpu") != now.get("cpu"):
+        reasons.append(
+            "built for this machine's CPU (-march=native)"
+            if previous.get("cpu") is None or now.get("cpu") is None
+            else "the CPU differs from the one it was built for (-march=native)"
+        )
+    described = {"cpu", "source", "version", "settings", "toolchain", "python", "repair", "format"}
     reasons += [
         f"{field} changed"
         for field in sorted(set(previous) | set(now))
@@ -319,6 +350,8 @@ def build_sources(sources: Sequence[Artefact], ctx: SourceContext) -> list[Built
     with ctx.store.scratch("sources-") as work:
         for source in sources:
             by_source[source.sha256] = _discover(source, ctx, nodes, results, work)
+        for key, cached in results.items():  # warned about (or refused) at every use
+            results[key] = _check_reused_portability(cached, ctx)
         _check_systems(nodes, ctx)
         if nodes:
             _run(nodes, results, ctx)
@@ -673,6 +706,15 @@ def _build_now(
             raise BuildFailure(
                 node.source.label, log, reason=f"repair failed: {exc.message}"
             ) from exc
+        code = portability.check_built_wheel(
+            repaired.wheel,
+            label=node.source.label,
+            package=node.source.name,
+            mode=ctx.config.portable_mode(node.source.name),
+            baseline=ctx.config.cpu_baseline,
+            log=log,
+            reporter=ctx.reporter,
+        )
         sha256 = store.add_file(repaired.wheel)
         seconds = ctx.clock() - started
         result = {
@@ -680,6 +722,7 @@ def _build_now(
             "wheel": repaired.wheel.name,
             "sha256": sha256,
             "repair": repaired.describe(),
+            "portability": code.as_json() if code is not None else None,
             "inputs": inputs,
             "links": links,
             "build_env": build_env_key([*wheels, *asked], ctx.interpreter),
@@ -695,6 +738,7 @@ def _build_now(
         why=why,
         log=entry / "build.log",
         seconds=seconds,
+        portability=code,
     )
 
 
@@ -718,6 +762,28 @@ def _record(store: Store, staged: Path, entry: str, result: Mapping[str, Any], l
     else:
         staged.rename(final)
     return final
+
+
+def _check_reused_portability(built: Built, ctx: SourceContext) -> Built:
+    """``built`` (from the build cache) with its portability finding, warned about or
+    refused now as the settings say."""
+    try:
+        recorded = json.loads((built.log.parent / "result.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        recorded = {}
+    code = portability.check_built_wheel(
+        ctx.store.named(built.sha256, built.wheel),
+        label=f"{built.source.label} (from the build cache)",
+        package=built.source.name,
+        mode=ctx.config.portable_mode(built.source.name),
+        baseline=ctx.config.cpu_baseline,
+        log=None,
+        reporter=ctx.reporter,
+        finding=portability.PortabilityFinding.from_json(
+            recorded.get("portability") if isinstance(recorded, dict) else None
+        ),
+    )
+    return replace(built, portability=code)
 
 
 def _more_wheels(requirements: Sequence[str], node: _Node, ctx: SourceContext) -> list[Path]:
