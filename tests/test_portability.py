@@ -265,6 +265,12 @@ class TestInspectWheel:
         assert "AVX2" in file.extensions and file.functions == ("sum_avx2",)
         assert found.needs_cpuinfo() == ("avx", "avx2")
 
+    def test_a_wheel_without_x86_64_code_says_so(self, tmp_path):
+        """A pure wheel (or one for another machine) has nothing to inspect, and says that."""
+        found = inspect_wheel(make_wheel(tmp_path, "purepkg", "1.0"))
+        assert found.portable and found.inspected == 0
+        assert found.describe() == "CPU: no x86-64 code to inspect"
+
     def test_the_finding_survives_the_build_cache(self, tmp_path):
         """as_json and from_json give the same finding back (it is recorded with the wheel)."""
         found = inspect_wheel(self._library_wheel(tmp_path, "sum_avx2"))

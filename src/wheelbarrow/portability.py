@@ -95,6 +95,7 @@ _R_X86_64_64, _R_X86_64_GLOB_DAT, _R_X86_64_JUMP_SLOT = 1, 6, 7
 _R_X86_64_RELATIVE, _R_X86_64_IRELATIVE = 8, 37
 _DT_NEEDED, _DT_INIT, _DT_FINI, _DT_SONAME = 1, 12, 13, 14
 _NEVER = 1 << 64
+_PLAIN, _FEATURES, _MEMORY, _BRANCH, _CPUID = range(5)  # what an instruction code may tell
 _SHARED_OBJECT = re.compile(r"\.so(\.\d+)*$")
 
 
@@ -244,6 +245,7 @@ class _Function:
     start: int
     name: str | None = None
     features: set[str] = field(default_factory=set)
+    codes: set[int] = field(default_factory=set)  # instruction codes that have features
     refs: set[int] = field(default_factory=set)
     probes: bool = False  # runs cpuid itself
 
@@ -353,7 +355,15 @@ class _Analysis:
 
     def _decode(self, functions: list[_Function], order: list[int]) -> None:
         """Fill in each function's extensions and references, and whether it runs cpuid."""
-        from iced_x86 import Code, CpuidFeature, Decoder, FlowControl, Instruction
+        from iced_x86 import (
+            Code,
+            CpuidFeature,
+            Decoder,
+            FlowControl,
+            Instruction,
+            OpCodeInfo,
+            OpCodeOperandKind,
+        )
 
         wanted = {
             getattr(CpuidFeature, name): name
@@ -364,40 +374,65 @@ class _Analysis:
         # tzcnt is `rep bsf`, which CPUs without BMI1 run as bsf: GCC emits it for every
         # target, relying on that.
         tzcnt = (Code.TZCNT_R16_RM16, Code.TZCNT_R32_RM32, Code.TZCNT_R64_RM64)
-        features_of: dict[int, tuple[str, ...]] = dict.fromkeys(tzcnt, ())
+        features_of: dict[int, tuple[str, ...]] = {}
         branches = (
             FlowControl.CALL,
             FlowControl.UNCONDITIONAL_BRANCH,
             FlowControl.CONDITIONAL_BRANCH,
         )
         cpuid = Code.CPUID
-        instr = Instruction()
+        memory = {
+            v for k, v in vars(OpCodeOperandKind).items() if "MEM" in k and isinstance(v, int)
+        }
+        kinds: dict[int, int] = {}  # code -> one of _PLAIN, _FEATURES, _MEMORY, _BRANCH, _CPUID
+
+        def kind_of(instr: Instruction) -> int:
+            code = instr.code
+            found = tuple(wanted[f] for f in instr.cpuid_features() if f in wanted)
+            if code in tzcnt:
+                found = ()
+            features_of[code] = found
+            info = OpCodeInfo(code)
+            if found:
+                kind = _FEATURES
+            elif instr.flow_control in branches:
+                kind = _BRANCH
+            elif code == cpuid:
+                kind = _CPUID
+            elif any(info.op_kind(i) in memory for i in range(info.op_count)):
+                kind = _MEMORY
+            else:
+                kind = _PLAIN
+            kinds[code] = kind
+            return kind
+
         for section in self.code_sections:
-            decoder = Decoder(64, section.data(), ip=section["sh_addr"])
             fn, following = functions[0], -1
-            while decoder.can_decode:
-                decoder.decode_out(instr)
+            for instr in Decoder(64, section.data(), ip=section["sh_addr"]):
+                kind = kinds.get(instr.code)
+                if kind is None:
+                    kind = kind_of(instr)
+                if kind == _PLAIN:
+                    continue  # most instructions: nothing to note
                 ip = instr.ip
                 if ip >= following:
                     index = bisect.bisect_right(order, ip) - 1
                     fn = functions[index]
                     following = order[index + 1] if index + 1 < len(order) else _NEVER
-                code = instr.code
-                found = features_of.get(code)
-                if found is None:
-                    found = tuple(wanted[f] for f in instr.cpuid_features() if f in wanted)
-                    features_of[code] = found
-                if found:
-                    fn.features.update(found)
-                    continue  # no call, jump or address of code among these
-                if instr.is_ip_rel_memory_operand:
-                    fn.refs.add(instr.ip_rel_memory_address)
-                elif instr.flow_control in branches:
+                if kind == _FEATURES:
+                    fn.codes.add(instr.code)  # no call, jump or address of code among these
+                elif kind == _MEMORY:
+                    if instr.is_ip_rel_memory_operand:
+                        fn.refs.add(instr.ip_rel_memory_address)
+                elif kind == _BRANCH:
                     target = instr.near_branch_target
                     if not fn.start <= target < following:
                         fn.refs.add(target)
-                elif code == cpuid:
+                else:
                     fn.probes = True
+        for fn in functions:
+            for used in fn.codes:
+                fn.features.update(features_of[used])
 
     def run(self) -> CodeFinding:
         """Decode the code, then walk what runs with no CPU check from the entry points."""
@@ -596,6 +631,8 @@ class PortabilityFinding:
 
     def describe(self) -> str:
         """One line for the build log."""
+        if not self.inspected:
+            return "CPU: no x86-64 code to inspect"
         if self.portable:
             extra = (
                 f"; {', '.join(shown(f) for f in self.guarded)} only where chosen at run time"
