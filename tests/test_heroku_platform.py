@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import shutil
 import sys
+import tarfile
 import time
 import tomllib
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytest
+from support import make_build_helper_sdist
 from support.apps import cli
 from support.containers import Podman
 from support.net import wait_for_json
@@ -99,6 +101,7 @@ def platform(
         assert result.code == 0, result.err
         for wheel in (root / f"{name}-wheels").glob("*.whl"):
             shutil.copyfile(wheel, wheels / wheel.name)
+    make_build_helper_sdist(wheels, "sdistonly", "1.0")  # no wheel: compile builds it
     write_index(index_files_in(wheels), wheels / "simple")
     build = root / "build"
     shutil.copytree(EXAMPLE, build, ignore=shutil.ignore_patterns("pylock.toml", "__pycache__"))
@@ -236,3 +239,32 @@ class TestCloudNativeBuildpack:
         second = build()
         assert "Reusing the environment layer (metadata matches)" in second
         assert not (bp_layers / "venv").exists()
+
+
+class TestPlatformSourceBuilds:
+    def test_compile_builds_an_sdist_only_package_and_a_local_path(self, platform, tmp_path):
+        """In the build container an sdist-only package and a local path package are built
+        from source (pure Python: the stack image has no compiler), and the slug imports both."""
+        build = tmp_path / "build"
+        build.mkdir()
+        with tarfile.open(make_build_helper_sdist(tmp_path / "local", "localpkg", "2.0")) as tar:
+            tar.extractall(build, filter="data")
+        (build / "requirements.txt").write_text("sdistonly==1.0\n./localpkg-2.0\n")  # no pin
+        cache = tmp_path / "cache"
+        cache.mkdir()
+        out = replace(platform, build=build, cache=cache).compile("source builds")
+        lines = out.splitlines()
+        assert "       Building sdistonly 1.0 from source" in lines
+        assert "       Building localpkg 2.0 from source" in lines
+        assert any(line.startswith("       Built localpkg 2.0 in ") for line in lines), out
+        done = platform.podman.container(
+            platform.image,
+            [
+                "/app/.heroku/venv/bin/python",
+                "-c",
+                "import sdistonly, localpkg; print(sdistonly.__version__, localpkg.__version__)",
+            ],
+            volumes={build: "/app"},
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert done.stdout.split() == ["1.0", "2.0"]
