@@ -265,6 +265,31 @@ class TestInspectWheel:
         assert "AVX2" in file.extensions and file.functions == ("sum_avx2",)
         assert found.needs_cpuinfo() == ("avx", "avx2")
 
+    def test_an_extension_module_linked_by_another_is_entered_by_its_calls_too(self, tmp_path):
+        """A module exporting an AVX2 function is clean alone, and flagged when another module
+        of the wheel links it and calls that function unconditionally."""
+        build = tmp_path / "build"
+        first = compile_so(
+            build,
+            VARIANTS + "long PyInit__first(void) { return sum_plain(data, 64); }\n",
+            "-O2",
+            "-Wl,-soname,_first.so",
+            name="_first",
+        )
+        second = compile_so(
+            build,
+            "long sum_avx2(const int *, long);\nstatic int v[8];\n"
+            "long PyInit__second(void) { return sum_avx2(v, 8); }\n",
+            f"-L{build}",
+            "-l:_first.so",
+            name="_second",
+        )
+        alone = {"pkg/_first.so": first.read_bytes()}
+        assert inspect_wheel(make_wheel(tmp_path / "a", "pkg", "1.0", files=alone)).portable
+        both = {**alone, "pkg/_second.so": second.read_bytes()}
+        [file] = inspect_wheel(make_wheel(tmp_path / "b", "pkg", "1.0", files=both)).files
+        assert file.file == "pkg/_first.so" and file.functions == ("sum_avx2",)
+
     def test_a_wheel_without_x86_64_code_says_so(self, tmp_path):
         """A pure wheel (or one for another machine) has nothing to inspect, and says that."""
         found = inspect_wheel(make_wheel(tmp_path, "purepkg", "1.0"))

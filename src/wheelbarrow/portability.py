@@ -483,12 +483,15 @@ class _Analysis:
 
         # Python imports an extension module by its PyInit_ function alone (other
         # modules reach in through capsules, which are data); a library is entered
-        # by what its users call.
-        entries = [a for a, name in exported.items() if name.startswith("PyInit_")]
-        if not entries:
-            entries = [
-                a for a, name in exported.items() if self.called is None or name in self.called
-            ]
+        # by what the files that link it call, or anything it exports.
+        module = any(name.startswith("PyInit_") for name in exported.values())
+        entries = [
+            a
+            for a, name in exported.items()
+            if name.startswith("PyInit_")
+            or (self.called is None and not module)
+            or (self.called is not None and name in self.called)
+        ]
         roots = {
             n for a in (*entries, *resolvers, *self._loader_calls()) if (n := node(a)) is not None
         }
