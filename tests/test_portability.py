@@ -374,6 +374,7 @@ class TestCpuFeatures:
         """-march=native, -mcpu=native, -mtune=native and target-cpu=native target this machine."""
         assert asks_for_native(["-O2 -march=native"])
         assert asks_for_native(["-C target-cpu=native"])
+        assert asks_for_native(["-Dcpu-baseline=native"])  # numpy's and scipy's meson option
         assert not asks_for_native(["-O2 -march=x86-64-v2", "-mnative-ish"])
 
     def test_a_different_feature_set_gives_a_different_key_part(self):

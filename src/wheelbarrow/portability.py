@@ -811,12 +811,13 @@ def _note(log: Path | None, text: str) -> None:
 
 # -- the CPU a build depends on ----------------------------------------------------------
 
-# Build flags that make a compiler target the machine it runs on.
-_NATIVE = re.compile(r"(?:-march|-mcpu|-mtune|target-cpu)=native\b|-xHost\b")
+# Build flags that make a compiler target the machine it runs on (and numpy's and scipy's
+# meson option that does the same: -Dcpu-baseline=native).
+_NATIVE = re.compile(r"(?:-march|-mcpu|-mtune|target-cpu|cpu-baseline)=native\b|-xHost\b")
 # The environment variables compilers and build backends read flags from.
 FLAG_VARIABLES = (
     "CFLAGS", "CXXFLAGS", "CPPFLAGS", "FFLAGS", "FCFLAGS", "LDFLAGS", "RUSTFLAGS",
-    "CARGO_ENCODED_RUSTFLAGS", "CMAKE_ARGS", "NPY_CPU_BASELINE",
+    "CARGO_ENCODED_RUSTFLAGS", "CMAKE_ARGS",
 )  # fmt: skip
 # /proc/cpuinfo flags that say which instructions run (not bugs, power or virtualisation).
 _ISA_FLAGS = frozenset(
