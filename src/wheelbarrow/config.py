@@ -26,9 +26,10 @@ from wheelbarrow.portability import (
 CONFIG_FILE = "wheelbarrow.toml"
 RepairMode = Literal["auto", "never"]
 ALL = ":all:"
-_TOP_KEYS = ("no-binary", "only-binary", "repair", "build-jobs", "portable", "cpu-baseline",
-             "packages")  # fmt: skip
-_PACKAGE_KEYS = ("env", "config-settings", "system", "patches", "exclusive", "portable")
+_TOP_KEYS = ("no-binary", "only-binary", "repair", "build-jobs", "require-blas", "portable",
+             "cpu-baseline", "packages")  # fmt: skip
+_PACKAGE_KEYS = ("env", "config-settings", "system", "patches", "exclusive", "require-blas",
+                 "portable")  # fmt: skip
 
 ConfigValue = str | tuple[str, ...]
 
@@ -42,6 +43,9 @@ class PackageSettings:
     system: tuple[str, ...] = ()
     patches: tuple[Path, ...] = ()
     exclusive: bool = False
+    # Whether a wheel built without BLAS is an error (None: the top-level setting decides).
+    # It changes no wheel, so it is not in the digest.
+    require_blas: bool | None = None
     # What code beyond the CPU baseline in its wheel is (None: the top-level setting).
     portable: PortableMode | None = None
 
@@ -71,6 +75,7 @@ class BuildConfig:
     only_binary: frozenset[str] = frozenset()
     repair: RepairMode = "auto"
     jobs: int | None = None
+    require_blas: bool = False
     portable: PortableMode = "warn"
     cpu_baseline: Baseline = DEFAULT_BASELINE
     packages: Mapping[NormalizedName, PackageSettings] = field(
@@ -81,6 +86,11 @@ class BuildConfig:
     def for_package(self, name: str) -> PackageSettings:
         """The settings of ``name`` (empty when it has none)."""
         return self.packages.get(canonicalize_name(name), NO_SETTINGS)
+
+    def requires_blas(self, name: str) -> bool:
+        """Whether a build of ``name`` without BLAS is an error rather than a warning."""
+        own = self.for_package(name).require_blas
+        return self.require_blas if own is None else own
 
     def portable_mode(self, name: str) -> PortableMode:
         """What code beyond the CPU baseline in the wheel of ``name`` is: warn, error or off."""
@@ -126,8 +136,11 @@ class BuildConfig:
             "repair": self.repair,
             "packages": {name: s.digest() for name, s in sorted(self.packages.items())},
         }
-        # Changing the portability check must check the wheels again; the default leaves
-        # the keys as they were.
+        # Turning it on must check the wheels again; absent, the keys stay as they were.
+        own = {n: s.require_blas for n, s in sorted(self.packages.items()) if s.require_blas}
+        if self.require_blas or own:
+            data["require_blas"] = {"all": self.require_blas, "packages": own}
+        # The same for the portability check: the default leaves the keys as they were.
         modes = {n: s.portable for n, s in sorted(self.packages.items()) if s.portable}
         if self.portable != "warn" or self.cpu_baseline != DEFAULT_BASELINE or modes:
             data["portable"] = {
@@ -201,6 +214,10 @@ def _parse(data: Mapping[str, Any], path: Path, *, prefix: str) -> BuildConfig:
     if repair not in ("auto", "never"):
         problems.append(f'{where("repair")}: must be "auto" or "never", not {repair!r}')
         repair = "auto"
+    require_blas = data.get("require-blas", False)
+    if not isinstance(require_blas, bool):
+        problems.append(f"{where('require-blas')}: must be true or false")
+        require_blas = False
     portable = _portable(data.get("portable", "warn"), where("portable"), problems) or "warn"
     cpu_baseline = data.get("cpu-baseline", DEFAULT_BASELINE)
     if cpu_baseline not in BASELINES:
@@ -234,6 +251,7 @@ def _parse(data: Mapping[str, Any], path: Path, *, prefix: str) -> BuildConfig:
         only_binary=_names(only_binary),
         repair=repair,
         jobs=jobs,
+        require_blas=require_blas,
         portable=portable,
         cpu_baseline=cpu_baseline,
         packages=MappingProxyType(packages),
@@ -277,6 +295,10 @@ def _package(
     if not isinstance(exclusive, bool):
         problems.append(f"{where(key + '.exclusive')}: must be true or false")
         exclusive = False
+    require_blas = raw.get("require-blas")
+    if require_blas is not None and not isinstance(require_blas, bool):
+        problems.append(f"{where(key + '.require-blas')}: must be true or false")
+        require_blas = None
     portable = raw.get("portable")
     if portable is not None:
         portable = _portable(portable, where(key + ".portable"), problems)
@@ -286,6 +308,7 @@ def _package(
         system=tuple(system),
         patches=tuple(patches),
         exclusive=exclusive,
+        require_blas=require_blas,
         portable=portable,
     )
 

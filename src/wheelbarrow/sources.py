@@ -19,6 +19,7 @@ from typing import Any
 from packaging.utils import parse_wheel_filename
 
 from wheelbarrow import portability
+from wheelbarrow.blas import BlasFinding, check_built_wheel
 from wheelbarrow.builder import BuildFailure, BuildRequest, build_env_key, build_wheel
 from wheelbarrow.config import BuildConfig, PackageSettings
 from wheelbarrow.errors import (
@@ -94,6 +95,7 @@ class Built:
     # What its code needs of the CPU beyond the target's baseline (see portability.py).
     portability: portability.PortabilityFinding | None = None
     seconds: float = 0.0
+    blas: BlasFinding | None = None  # what BLAS the wheel has (see blas.py)
 
     @property
     def version(self) -> str:
@@ -119,6 +121,7 @@ class Built:
             "portability": self.portability.as_json() if self.portability else None,
             "seconds": round(self.seconds, 3),
             "log": str(self.log),
+            "blas": self.blas.as_json() if self.blas is not None else None,
         }
 
 
@@ -199,6 +202,8 @@ class Candidate:
     build_env: str | None
     path: Path
     needs_cpu: tuple[str, ...] = ()  # /proc/cpuinfo flags its code needs (portability.py)
+    # A numpy-like build that found no BLAS (blas.py): the OpenBLAS the machine had then.
+    without_blas: str | None = None
 
     @classmethod
     def read(cls, path: Path) -> Candidate | None:
@@ -215,6 +220,7 @@ class Candidate:
                 build_env=data.get("build_env") if isinstance(data.get("build_env"), str) else None,
                 path=path,
                 needs_cpu=portability.recorded_cpu_needs(data.get("portability")),
+                without_blas=_without_blas(data.get("blas")),
             )
         except (OSError, ValueError, KeyError, TypeError):
             return None
@@ -252,18 +258,32 @@ def candidate_problem(
     store: Store,
     libraries: SystemLibraries,
     cpu: frozenset[str] | None = None,
+    openblas: str | None = None,
 ) -> str | None:
     """Why ``candidate`` is not what a build on this machine would make, or None if it holds.
 
     Its wheel must still be in ``store``, and every library it links must be
     here with the same content; ``cpu`` (this machine's instruction set flags,
     None to skip) must have what its code uses unchecked beyond the baseline.
+    A build that found no BLAS links none, so ``openblas`` (the version
+    pkg-config finds here, or ``absent``) other than when it was built makes it stale.
     """
     if not store.has(candidate.sha256):
         return "the cached wheel is missing"
+    then = candidate.without_blas
+    if then is not None and openblas not in (None, "", "absent", then):
+        return f"it was built without BLAS while OpenBLAS was {then}, and {openblas} is here now"
     if cpu is not None and (problem := portability.cpu_problem(candidate.needs_cpu, cpu)):
         return problem
     return links_problem(candidate.links, libraries)
+
+
+def _without_blas(recorded: object) -> str | None:
+    """For a recorded BLAS finding that misses one, the OpenBLAS here at the time."""
+    finding = BlasFinding.from_json(recorded)
+    if finding is None or not finding.missing or not isinstance(recorded, dict):
+        return None
+    return str(recorded.get("openblas_here") or "absent")
 
 
 def _reusable(key: str, source: Artefact, ctx: SourceContext) -> tuple[Built | None, str | None]:
@@ -271,7 +291,9 @@ def _reusable(key: str, source: Artefact, ctx: SourceContext) -> tuple[Built | N
     first_problem = None
     libraries = _libraries(ctx)
     for candidate in candidates(ctx.store, key):
-        problem = candidate_problem(candidate, ctx.store, libraries, ctx.cpu_features)
+        problem = candidate_problem(
+            candidate, ctx.store, libraries, ctx.cpu_features, ctx.toolchain.get("openblas")
+        )
         if problem is None:
             built = Built(
                 source=source,
@@ -352,6 +374,8 @@ def build_sources(sources: Sequence[Artefact], ctx: SourceContext) -> list[Built
             by_source[source.sha256] = _discover(source, ctx, nodes, results, work)
         for key, cached in results.items():  # warned about (or refused) at every use
             results[key] = _check_reused_portability(cached, ctx)
+        for key, reused in results.items():  # a cached wheel is warned about at every use
+            results[key] = _check_reused_blas(reused, ctx)
         _check_systems(nodes, ctx)
         if nodes:
             _run(nodes, results, ctx)
@@ -706,6 +730,13 @@ def _build_now(
             raise BuildFailure(
                 node.source.label, log, reason=f"repair failed: {exc.message}"
             ) from exc
+        blas = check_built_wheel(
+            repaired.wheel,
+            label=node.source.label,
+            required=ctx.config.requires_blas(node.source.name),
+            log=log,
+            reporter=ctx.reporter,
+        )
         code = portability.check_built_wheel(
             repaired.wheel,
             label=node.source.label,
@@ -723,6 +754,7 @@ def _build_now(
             "sha256": sha256,
             "repair": repaired.describe(),
             "portability": code.as_json() if code is not None else None,
+            "blas": {**blas.as_json(), "openblas_here": ctx.toolchain.get("openblas")},
             "inputs": inputs,
             "links": links,
             "build_env": build_env_key([*wheels, *asked], ctx.interpreter),
@@ -739,7 +771,25 @@ def _build_now(
         log=entry / "build.log",
         seconds=seconds,
         portability=code,
+        blas=blas,
     )
+
+
+def _check_reused_blas(built: Built, ctx: SourceContext) -> Built:
+    """``built`` (from the build cache) with its BLAS finding, warned about or refused now."""
+    try:
+        recorded = json.loads((built.log.parent / "result.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        recorded = {}
+    blas = check_built_wheel(
+        ctx.store.named(built.sha256, built.wheel),
+        label=f"{built.source.label} (from the build cache)",
+        required=ctx.config.requires_blas(built.source.name),
+        log=None,
+        reporter=ctx.reporter,
+        finding=BlasFinding.from_json(recorded.get("blas") if isinstance(recorded, dict) else None),
+    )
+    return replace(built, blas=blas)
 
 
 def _record(store: Store, staged: Path, entry: str, result: Mapping[str, Any], log: Path) -> Path:
