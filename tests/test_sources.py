@@ -735,3 +735,27 @@ class TestBuildProgress:
         again = contexts._context(tmp_path, {})
         build_sources([source], again)
         assert again.reporter.builds == []
+
+    def test_a_build_another_process_is_running_is_waited_for_and_said(self, tmp_path):
+        """While another holds a build's lock, the build says it waits, then goes on."""
+        import threading
+        import time
+
+        from wheelbarrow.sources import build_key, build_key_inputs, build_lock, build_sources
+
+        contexts = TestTwoPartBuildKey()
+        ctx = contexts._context(tmp_path, {})
+        source, _ = contexts._linked_sdist(tmp_path, ctx.store.root)
+        waiting = ("info", "cext 1.0: another process is building it; waiting for that build")
+        done: list[object] = []
+        with build_lock(ctx.store, build_key(build_key_inputs(source, ctx))):
+            worker = threading.Thread(target=lambda: done.extend(build_sources([source], ctx)))
+            worker.start()
+            deadline = time.monotonic() + 60
+            while waiting not in ctx.reporter.messages and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert waiting in ctx.reporter.messages
+            assert ctx.reporter.builds == []  # nothing started while the lock was held
+        worker.join(timeout=120)
+        assert [b.reused for b in done] == [False]
+        assert ctx.reporter.builds == [("started", "cext 1.0"), ("built", "cext 1.0")]

@@ -14,7 +14,7 @@ import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from packaging.utils import parse_wheel_filename
 
@@ -39,6 +39,9 @@ from wheelbarrow.store import Store
 from wheelbarrow.target import Target
 from wheelbarrow.text import plural
 from wheelbarrow.wheelhouse import Fetches
+
+if TYPE_CHECKING:
+    from filelock import FileLock
 
 # 2: the key is the part known before building; what a wheel links is checked apart.
 BUILD_KEY_FORMAT = 2
@@ -632,33 +635,54 @@ def _run(nodes: dict[str, _Node], results: dict[str, Built], ctx: SourceContext)
         raise _failure(nodes, outcome.failed, outcome.skipped, logs=ctx.store.root / "built")
 
 
+def build_lock(store: Store, key: str) -> FileLock:
+    """The lock held while a build of ``key`` runs: one at a time across processes, so the
+    second finds the first's wheel instead of building it again."""
+    return store.lock(f"build-{key}")
+
+
 def _build_one(node: _Node, results: Mapping[str, Built], ctx: SourceContext) -> Built:
     """Build ``node`` now, unless another process built it meanwhile; report its start and end."""
-    # One build of a key at a time across processes: the second reuses the first's wheel.
-    with ctx.store.lock(f"build-{node.key}"):
-        reused, problem = _reusable(node.key, node.source, ctx)
-        if reused is not None:
-            return reused
-        label = node.source.label
-        attempt = ctx.store.root / "built" / node.key  # the log while building; kept on failure
-        attempt.mkdir(parents=True, exist_ok=True)
-        log = attempt / "build.log"
-        log.write_text(
-            f"# {label} from {node.source.filename}\n"
-            f"# build requires: {', '.join(node.requires) or '(none)'}\n",
-            encoding="utf-8",
+    from filelock import Timeout
+
+    lock = build_lock(ctx.store, node.key)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        ctx.reporter.message(
+            "info", f"{node.source.label}: another process is building it; waiting for that build"
         )
-        started = ctx.clock()
-        ctx.reporter.build_started(label, log)
-        try:
-            built = _build_now(node, results, ctx, log=log, started=started, problem=problem)
-        except BaseException as exc:
-            ctx.reporter.build_finished(
-                label, ok=False, seconds=ctx.clock() - started, result=_ended(exc, label)
-            )
-            raise
-        ctx.reporter.build_finished(label, ok=True, seconds=built.seconds, result=built.repair)
-        return built
+        lock.acquire()
+    try:
+        return _build_locked(node, results, ctx)
+    finally:
+        lock.release()
+
+
+def _build_locked(node: _Node, results: Mapping[str, Built], ctx: SourceContext) -> Built:
+    reused, problem = _reusable(node.key, node.source, ctx)
+    if reused is not None:
+        return reused
+    label = node.source.label
+    attempt = ctx.store.root / "built" / node.key  # the log while building; kept on failure
+    attempt.mkdir(parents=True, exist_ok=True)
+    log = attempt / "build.log"
+    log.write_text(
+        f"# {label} from {node.source.filename}\n"
+        f"# build requires: {', '.join(node.requires) or '(none)'}\n",
+        encoding="utf-8",
+    )
+    started = ctx.clock()
+    ctx.reporter.build_started(label, log)
+    try:
+        built = _build_now(node, results, ctx, log=log, started=started, problem=problem)
+    except BaseException as exc:
+        ctx.reporter.build_finished(
+            label, ok=False, seconds=ctx.clock() - started, result=_ended(exc, label)
+        )
+        raise
+    ctx.reporter.build_finished(label, ok=True, seconds=built.seconds, result=built.repair)
+    return built
 
 
 def _ended(exc: BaseException, label: str) -> str:
