@@ -534,3 +534,141 @@ class TestCachedWithoutBlas:
         assert again.reused is True
         warnings = [text for level, text in reporter.messages if level == "warning"]
         assert warnings[0].startswith("fakenumpy 1.0 (from the build cache) was built without BLAS")
+
+
+# A meson-python package that does what numpy's meson build does: look for OpenBLAS
+# through pkg-config, fall back silently when it is not found, and say which in a
+# __config__.py. Its extension calls cblas_ddot when it has BLAS.
+MESON_BUILD = """\
+project('blasprobe', 'c', version: '1.0')
+py = import('python').find_installation(pure: false)
+blas = dependency('openblas', method: 'pkg-config', required: false)
+conf = configuration_data()
+conf.set('BLAS_FOUND', blas.found() ? 'True' : 'False')
+conf.set('BLAS_VERSION', blas.found() ? blas.version() : '')
+configure_file(input: '__config__.py.in', output: '__config__.py', configuration: conf,
+               install_dir: py.get_install_dir() / 'blasprobe')
+py.install_sources('blasprobe/__init__.py', subdir: 'blasprobe')
+py.extension_module('_dot', 'src/_dot.c', install: true, subdir: 'blasprobe',
+                    dependencies: blas.found() ? [blas] : [],
+                    c_args: blas.found() ? ['-DHAVE_CBLAS'] : [])
+"""
+MESON_CONFIG_IN = """\
+CONFIG = {
+    "Build Dependencies": {
+        "blas": {
+            "name": "openblas",
+            "found": bool("@BLAS_FOUND@".lower().replace("false", "")),
+            "version": "@BLAS_VERSION@",
+        },
+    },
+}
+"""
+DOT_C = """\
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#ifdef HAVE_CBLAS
+double cblas_ddot(int n, const double *x, int incx, const double *y, int incy);
+#endif
+
+static PyObject *dot3(PyObject *self, PyObject *args) {
+    double x[3] = {1.0, 2.0, 3.0};
+#ifdef HAVE_CBLAS
+    return PyFloat_FromDouble(cblas_ddot(3, x, 1, x, 1));
+#else
+    return PyFloat_FromDouble(x[0] * x[0] + x[1] * x[1] + x[2] * x[2]);
+#endif
+}
+
+static PyObject *uses_blas(PyObject *self, PyObject *args) {
+#ifdef HAVE_CBLAS
+    Py_RETURN_TRUE;
+#else
+    Py_RETURN_FALSE;
+#endif
+}
+
+static PyMethodDef methods[] = {
+    {"dot3", dot3, METH_NOARGS, "1*1 + 2*2 + 3*3, through BLAS when it has one."},
+    {"uses_blas", uses_blas, METH_NOARGS, "Whether it was built with BLAS."},
+    {NULL, NULL, 0, NULL},
+};
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_dot", NULL, -1, methods};
+PyMODINIT_FUNC PyInit__dot(void) { return PyModule_Create(&module); }
+"""
+
+
+def meson_sdist(directory: Path) -> Path:
+    """The blasprobe sdist: meson-python from the index, OpenBLAS through pkg-config if found."""
+    files = {
+        "PKG-INFO": "Metadata-Version: 2.1\nName: blasprobe\nVersion: 1.0\n\n",
+        "pyproject.toml": (
+            '[build-system]\nbuild-backend = "mesonpy"\nrequires = ["meson-python>=0.15"]\n\n'
+            '[project]\nname = "blasprobe"\nversion = "1.0"\n'
+        ),
+        "meson.build": MESON_BUILD,
+        "__config__.py.in": MESON_CONFIG_IN,
+        "blasprobe/__init__.py": '"""Probe: was it built with BLAS?"""\n',
+        "src/_dot.c": DOT_C,
+    }
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "blasprobe-1.0.tar.gz"
+    with tarfile.open(path, "w:gz") as archive:
+        for member, text in sorted(files.items()):
+            data = text.encode()
+            info = tarfile.TarInfo(f"blasprobe-1.0/{member}")
+            info.size = len(data)
+            info.mode = 0o644
+            archive.addfile(info, io.BytesIO(data))
+    return path
+
+
+@pytest.mark.network
+class TestMesonFallback:
+    """A real meson-python build that falls back to no BLAS when pkg-config finds none."""
+
+    def _build(self, tmp_path: Path, settings: str) -> tuple[object, Path]:
+        links = tmp_path / "links"
+        meson_sdist(links)
+        app = make_app(tmp_path / "app", "blasprobe==1.0\n")
+        (app / "wheelbarrow.toml").write_text(settings)
+        store = tmp_path / "store"
+        args = ("--store", store, "--find-links", links, "--platform", HOST_PLATFORM)
+        result = cli("build", app, *args, "--json")
+        assert result.code == 0, result.err
+        env = tmp_path / "env"
+        installed = cli("install", app, "--store", store, "--into", env)
+        assert installed.code == 0, installed.err
+        return result, env
+
+    def _probe(self, env: Path) -> str:
+        code = "from blasprobe import _dot; print(_dot.uses_blas(), _dot.dot3())"
+        done = subprocess.run(
+            [env / "bin" / "python", "-c", code], capture_output=True, text=True, check=True
+        )
+        return done.stdout.strip()
+
+    def test_with_openblas_it_links_and_vendors_it(self, tmp_path):
+        """pkg-config finds OpenBLAS: no warning, the repaired wheel vendors it, BLAS is used."""
+        result, env = self._build(tmp_path, "")
+
+        assert "without BLAS" not in result.err
+        blas = built_blas(result.json(), "blasprobe")
+        assert blas["blas"] == "openblas 0.3.21"
+        assert [lib.split("-")[0] for lib in blas["libraries"]] == ["libopenblasp"]
+        assert self._probe(env) == "True 14.0"
+
+    def test_with_openblas_hidden_it_falls_back_and_is_reported(self, tmp_path):
+        """pkg-config finds nothing: meson builds without BLAS, and the build says so."""
+        settings = '[packages.blasprobe]\nenv = { PKG_CONFIG_LIBDIR = "/nonexistent" }\n'
+
+        result, env = self._build(tmp_path, settings)
+
+        assert (
+            "warning: blasprobe 1.0 was built without BLAS (blasprobe/__config__.py: blas "
+            "openblas not found): its linear algebra runs on slow fallback loops. Install "
+            "OpenBLAS and pkg-config (apt-get install libopenblas-dev pkg-config) and build "
+            "again (require-blas = true makes this an error)\n"
+        ) in result.err
+        assert built_blas(result.json(), "blasprobe")["libraries"] == []
+        assert self._probe(env) == "False 14.0"
