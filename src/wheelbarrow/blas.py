@@ -214,7 +214,7 @@ def check_built_wheel(
         _note(log, f"# warning: {warning}")
         reporter.message("warning", warning)
     elif finding.blas or finding.lapack:
-        _note(log, f"# BLAS: {finding.describe()} ({finding.evidence})")
+        _note(log, f"# BLAS: {finding.describe()}; from {finding.evidence}")
     return finding
 
 
