@@ -11,7 +11,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from support import make_wheel
+from support import make_c_extension_sdist, make_wheel
 from support.apps import HOST_PYTHON, build_cli, cli, make_app
 from support.sdists import backend_source
 
@@ -295,9 +295,10 @@ class TestCheckFinding:
     def test_the_setting_on_a_package_of_your_own_expects_a_blas(self, tmp_path):
         """require-blas on a package that links nothing is an error: you said it must link one."""
         wheel = make_wheel(tmp_path, "mine", "1.0")
+        assert check_finding(inspect_wheel(wheel), label="mine 1.0", required=True) is None
 
         with pytest.raises(BlasMissingError, match=r"^mine 1\.0: built without BLAS \("):
-            check_finding(inspect_wheel(wheel), label="mine 1.0", required=True)
+            check_finding(inspect_wheel(wheel), label="mine 1.0", required=True, expected=True)
 
     def test_a_finding_survives_the_build_cache_record(self, tmp_path):
         """What the build cache records reads back as the same finding."""
@@ -309,14 +310,16 @@ class TestCheckFinding:
 
 class TestRequireBlasSetting:
     def test_top_level_and_per_package_settings_are_read(self, tmp_path):
-        """require-blas at the top applies to all; a package's own value wins."""
+        """require-blas at the top applies to all; a package's own value wins, and expects one."""
         (tmp_path / "wheelbarrow.toml").write_text(
             "require-blas = true\n[packages.scipy]\nrequire-blas = false\n"
+            "[packages.mine]\nrequire-blas = true\n"
         )
 
         config = read_build_config(tmp_path)
 
         assert (config.requires_blas("numpy"), config.requires_blas("SciPy")) == (True, False)
+        assert (config.expects_blas("numpy"), config.expects_blas("mine")) == (False, True)
 
     def test_a_wrong_type_names_the_file_and_key(self, tmp_path):
         """require-blas = "yes" is refused, naming the file and the key."""
@@ -418,6 +421,20 @@ class TestSourceBuilds:
             "error: fakenumpy 1.0 (from the build cache): built without BLAS and LAPACK"
         ) in result.err
         assert "Building fakenumpy" not in result.err
+
+    def test_the_top_level_setting_leaves_packages_without_blas_ties_alone(
+        self, tmp_path, local_index
+    ):
+        """require-blas at the top: a plain C extension beside numpy-like ones still builds."""
+        d = tmp_path / "d"
+        index = local_index([config_sdist(d, "fakenumpy", found=True), make_c_extension_sdist(d)])
+        app = make_app(tmp_path / "app", "fakenumpy==1.0\ncext==1.0\n")
+        (app / "wheelbarrow.toml").write_text("require-blas = true\n")
+
+        result = build_cli(app, tmp_path / "store", index.url, "--json")
+
+        assert result.code == 0, result.err
+        assert built_blas(result.json(), "cext")["missing"] == []
 
     def test_a_build_with_blas_reports_it_and_warns_nothing(self, tmp_path, local_index):
         """A config that found OpenBLAS: no warning, and the report names it."""

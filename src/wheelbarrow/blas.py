@@ -163,14 +163,16 @@ def inspect_wheel(path: Path) -> BlasFinding:
     )
 
 
-def check_finding(finding: BlasFinding, *, label: str, required: bool) -> str | None:
+def check_finding(
+    finding: BlasFinding, *, label: str, required: bool, expected: bool = False
+) -> str | None:
     """A warning when an expected BLAS (or LAPACK) is missing; an error when ``required``.
 
-    ``required`` also makes a wheel that would not otherwise be expected to
-    have a BLAS (a package of your own) need one.
+    ``expected`` (a package's own ``require-blas``) makes a wheel that would not
+    otherwise be expected to have a BLAS (a package of your own) need one.
     """
-    expected = finding if not required or finding.expected else _expecting(finding)
-    missing = expected.missing
+    checked = _expecting(finding) if expected and not finding.expected else finding
+    missing = checked.missing
     if not missing:
         return None
     what = " and ".join(missing)
@@ -195,18 +197,20 @@ def check_built_wheel(
     log: Path | None,
     reporter: Reporter,
     finding: BlasFinding | None = None,
+    expected: bool = False,
 ) -> BlasFinding:
     """Inspect a built wheel (unless ``finding`` was recorded), warn or raise, note it in ``log``.
 
     ``log`` is None for a wheel reused from the build cache, whose log is kept as it was.
 
     The warning goes to ``reporter`` and the log; with ``required``, a missing
-    BLAS raises :class:`BlasMissingError` (noted in the log first).
+    BLAS raises :class:`BlasMissingError` (noted in the log first). ``expected``
+    is as for :func:`check_finding`.
     """
     if finding is None:
         finding = inspect_wheel(wheel)
     try:
-        warning = check_finding(finding, label=label, required=required)
+        warning = check_finding(finding, label=label, required=required, expected=expected)
     except BlasMissingError as exc:
         _note(log, f"# {exc.message}")
         raise

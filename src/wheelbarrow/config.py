@@ -92,6 +92,10 @@ class BuildConfig:
         own = self.for_package(name).require_blas
         return self.require_blas if own is None else own
 
+    def expects_blas(self, name: str) -> bool:
+        """Whether ``name``'s own settings say it must have a BLAS (whatever it is)."""
+        return self.for_package(name).require_blas is True
+
     def portable_mode(self, name: str) -> PortableMode:
         """What code beyond the CPU baseline in the wheel of ``name`` is: warn, error or off."""
         own = self.for_package(name).portable

@@ -758,6 +758,7 @@ def _build_now(
             repaired.wheel,
             label=node.source.label,
             required=ctx.config.requires_blas(node.source.name),
+            expected=ctx.config.expects_blas(node.source.name),
             log=log,
             reporter=ctx.reporter,
         )
@@ -809,6 +810,7 @@ def _check_reused_blas(built: Built, ctx: SourceContext) -> Built:
         ctx.store.named(built.sha256, built.wheel),
         label=f"{built.source.label} (from the build cache)",
         required=ctx.config.requires_blas(built.source.name),
+        expected=ctx.config.expects_blas(built.source.name),
         log=None,
         reporter=ctx.reporter,
         finding=BlasFinding.from_json(recorded.get("blas") if isinstance(recorded, dict) else None),
