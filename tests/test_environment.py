@@ -508,6 +508,19 @@ class TestInstallTarget:
         install(app, store, tmp_path / "env")
         assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".env.")] == []
 
+    def test_a_leftover_beside_an_up_to_date_target_is_cleaned_too(self, tmp_path, built_app):
+        """An install killed after renaming its result into place, before removing its scratch,
+        leaves an up-to-date target: the next install, which has nothing to do, cleans up."""
+        app, store = built_app
+        install(app, store, tmp_path / "env")
+        orphan = tmp_path / ".env.wheelbarrow-4242-0a1b2c3d"  # its lock is gone with its owner
+        (orphan / "old").mkdir(parents=True)
+        (tmp_path / ".env.mine").write_text("a file of the user's that merely looks alike")
+        install(app, store, tmp_path / "env")
+        assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".env.")) == [
+            ".env.mine"
+        ]
+
 
 class TestInstallFailures:
     def test_a_full_disk_is_not_called_a_malformed_wheel(self, tmp_path):

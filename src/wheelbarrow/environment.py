@@ -625,6 +625,15 @@ def _relocate(root: Path, *, old: str, new: str) -> dict[str, str]:
     return rewritten
 
 
+def _scratch_prefix(dest: Path) -> str:
+    return f".{dest.name}.wheelbarrow-"
+
+
+def clean_install_leftovers(dest: Path) -> None:
+    """Remove the scratch a killed install into ``dest`` left beside it (nothing else)."""
+    clean_stale(dest.parent, _scratch_prefix(dest))
+
+
 def clone_env(source: Path, dest: Path, *, mode: LinkMode = "hardlink") -> None:
     """Make ``dest`` a copy of the store environment ``source`` that runs from ``dest``.
 
@@ -641,8 +650,8 @@ def clone_env(source: Path, dest: Path, *, mode: LinkMode = "hardlink") -> None:
     _check_target(dest)
     seal = read_seal(source)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    prefix = f".{dest.name}.wheelbarrow-"
-    clean_stale(dest.parent, prefix)  # left by a killed install into the same place
+    prefix = _scratch_prefix(dest)
+    clean_install_leftovers(dest)
     with scratch(dest.parent, prefix) as holder:
         work = holder / "env"
         try:

@@ -10,6 +10,7 @@ from pathlib import Path
 from wheelbarrow.cli import common, render
 from wheelbarrow.environment import (
     InstallReport,
+    clean_install_leftovers,
     env_key,
     installed_env_sound,
     read_marker,
@@ -41,6 +42,8 @@ def _run(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
     # holds the same edit, and is rebuilt on the way).
     if marker is not None and marker.get("env_key") == key and installed_env_sound(dest):
         status = "up-to-date"
+        # A killed install may have renamed its result into place before cleaning up.
+        clean_install_leftovers(dest)
     else:
         common.check_wheels_run_on(interpreter, manifest)
         made = common.install_environment(
