@@ -75,8 +75,9 @@ def _run(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
     )
     if previous != report.key:
         record_app_build(store, app.root, report.key)
-    if report.status == "built":
-        store.clean_stale_tmp()
+    # Also when up to date: a build killed after its rename left only its scratch. One
+    # listing of tmp/, and locks taken only for entries there.
+    store.clean_stale_tmp()
     if args.output:
         from wheelbarrow.export import export_wheelhouse
 
