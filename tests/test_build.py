@@ -131,6 +131,23 @@ class TestBuild:
         assert report["status"] == "built"
 
 
+class TestScratchCleanup:
+    def test_an_up_to_date_build_cleans_a_killed_builds_scratch(
+        self, tmp_path, wheels, local_index
+    ):
+        """A build killed after its wheelhouse was renamed into place leaves only scratch; the
+        next build, up to date, removes it (and nothing of the user's)."""
+        index = local_index(wheels)
+        app = make_unpinned_app(tmp_path / "app", "alpha==1.0\n")
+        store = tmp_path / "store"
+        build_ok(app, store, index.url)
+        orphan = store / "tmp" / "wheelhouse-0123456789abcdef-4242-0a1b2c3d"
+        orphan.mkdir(parents=True)
+        report = build_ok(app, store, index.url)
+        assert report["status"] == "up-to-date"
+        assert not orphan.exists()
+
+
 class TestBuildErrors:
     def test_package_without_compatible_wheel_is_listed(self, tmp_path, local_index):
         """With --only-binary :all:, packages lacking a wheel stop the build, all named together."""
