@@ -77,7 +77,7 @@ class TestBackendEnvironment:
 CARGO_OFFLINE_LOG = """\
 Running `maturin pep517 build-wheel -i python --compatibility off`
 error: no matching package named `pyo3` found
-location searched: crates.io index
+location searched: registry `crates-io`
 required by package `rpds-py v2026.9.1 (/src/rpds_py-2026.9.1)`
 As a reminder, you're using offline mode (--offline) which can sometimes cause surprising \
 resolution failures, if this error is too confusing you may wish to retry without `--offline`.

@@ -11,7 +11,7 @@ module so build requirements (setuptools, numpy, Cython, maturin) download once.
   (about a minute; siphash24 is smaller but fetches its meson subproject from git).
 - scikit-build-core with cmake and ninja as wheels: mapbox-earcut (one C++ file
   with nanobind).
-- maturin: crates written here (crates.io is not reachable) and rpds-py, a
+- maturin: crates written here (no crate registry is reachable) and rpds-py, a
   small PyO3 sdist whose crates are not vendored.
 """
 
@@ -186,7 +186,7 @@ class TestMaturin:
         assert run(python, code) == "42"
 
     def test_vendored_crates_build_offline(self, tmp_path, store, no_crate_cache):
-        """A crate whose crates.io dependency is vendored (.cargo/config.toml) builds offline."""
+        """A crate whose registry dependency is vendored (.cargo/config.toml) builds offline."""
         app = make_unpinned_app(tmp_path / "app", "./wbvendored\n")
         make_rust_cffi_crate(
             app / "wbvendored", "wbvendored", dependency="wbtinydep", vendored=True
@@ -198,7 +198,7 @@ class TestMaturin:
         assert run(python, code) == "1042"
 
     def test_crates_not_vendored_are_a_clear_error(self, tmp_path, store, no_crate_cache):
-        """A crate needing crates.io without vendoring fails at once, naming it and the crate."""
+        """A crate needing its registry without vendoring fails at once, naming it and the crate."""
         app = make_unpinned_app(tmp_path / "app", "./wbunvendored\n")
         make_rust_cffi_crate(app / "wbunvendored", "wbunvendored", dependency="wbtinydep")
         result = build(app, store)

@@ -28,7 +28,7 @@ OFFLINE_ENV = {
     "PIP_NO_INPUT": "1",
     "UV_OFFLINE": "1",
     "PIP_DISABLE_PIP_VERSION_CHECK": "1",
-    # cargo (under maturin or setuptools-rust) would otherwise retry crates.io for
+    # cargo (under maturin or setuptools-rust) would otherwise retry its registry for
     # seconds and then fail with a network error; offline it says at once what it lacks.
     "CARGO_NET_OFFLINE": "true",
 }
@@ -250,8 +250,8 @@ def known_cause(text: str) -> tuple[str, str] | None:
         return (
             f"its crates are not vendored and cargo is offline (cargo has no copy of the "
             f"crate {name})",
-            "vendor its crates: run `cargo vendor` in its source tree where crates.io is "
-            "reachable, put the [source] replacement it prints into .cargo/config.toml, and "
+            "vendor its crates: run `cargo vendor` in its source tree on a machine that "
+            "reaches its registry, put the [source] replacement it prints into .cargo/config.toml, and "
             "build that tree (its path in requirements.txt); or provide a wheel for it (on the "
             "index or with --find-links) so that it need not be built",
         )

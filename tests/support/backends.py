@@ -131,10 +131,10 @@ def make_rust_cffi_crate(
     """A maturin project with ``bindings = "cffi"``: a cdylib exporting :data:`RUST_FUNCTION`.
 
     With ``dependency`` (a crate name) the crate depends on ``NAME = "1"`` from
-    crates.io and calls its ``offset()``; ``vendored`` then ships that crate
+    the crate registry and calls its ``offset()``; ``vendored`` then ships that crate
     under ``vendor/`` with the source replacement ``cargo vendor`` prints in
     ``.cargo/config.toml``, so cargo needs no network. The crate itself is
-    written here (crates.io is not reachable), with the checksum file cargo
+    written here (no crate registry is reachable), with the checksum file cargo
     requires of a vendored crate.
     """
     directory.mkdir(parents=True, exist_ok=True)
