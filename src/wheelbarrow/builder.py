@@ -251,8 +251,8 @@ def known_cause(text: str) -> tuple[str, str] | None:
             f"its crates are not vendored and cargo is offline (cargo has no copy of the "
             f"crate {name})",
             "vendor its crates: run `cargo vendor` in its source tree on a machine that "
-            "reaches its registry, put the [source] replacement it prints into .cargo/config.toml, and "
-            "build that tree (its path in requirements.txt); or provide a wheel for it (on the "
+            "reaches its registry, put the [source] replacement it prints into "
+            ".cargo/config.toml, and build that tree (its path in requirements.txt); or provide a wheel for it (on the "
             "index or with --find-links) so that it need not be built",
         )
     subproject = _MESON_SUBPROJECT.search(text)
