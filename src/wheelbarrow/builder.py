@@ -252,8 +252,9 @@ def known_cause(text: str) -> tuple[str, str] | None:
             f"crate {name})",
             "vendor its crates: run `cargo vendor` in its source tree on a machine that "
             "reaches its registry, put the [source] replacement it prints into "
-            ".cargo/config.toml, and build that tree (its path in requirements.txt); or provide a wheel for it (on the "
-            "index or with --find-links) so that it need not be built",
+            ".cargo/config.toml, and build that tree (its path in requirements.txt); or "
+            "provide a wheel for it (on the index or with --find-links) so that it need not "
+            "be built",
         )
     subproject = _MESON_SUBPROJECT.search(text)
     if subproject is not None and _MESON_FETCH_FAILED.search(text):
