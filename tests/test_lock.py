@@ -219,3 +219,26 @@ class TestLockDigest:
         from wheelbarrow.lock import lock_digest
 
         assert lock_digest(text) is None
+
+
+class TestLockFailure:
+    def test_a_missing_system_library_met_while_locking_is_named(self):
+        """uv building an sdist for its metadata (GDAL without gdal-config) fails the lock; the
+        hint names the library and its Debian package instead of "check the names"."""
+        from wheelbarrow.lock import _lock_failure
+
+        stderr = (
+            "  × Failed to build `gdal==3.9.2`\n"
+            "  ╰─▶ Call to `setuptools.build_meta.prepare_metadata_for_build_wheel` failed\n"
+            "      [stderr]\n"
+            "      Could not find gdal-config. Make sure you have installed the GDAL native "
+            "library and development headers.\n"
+        )
+        reqs = parse_requirements_text("gdal==3.9.2\n", path=Path("requirements.txt"))
+        target = Target.parse(python="3.11", platform=PLATFORM)
+        error = _lock_failure(stderr, reqs, target)
+        assert error.hint == (
+            "uv had to build a package to read its metadata, and the build needs GDAL (the log "
+            'says "Could not find gdal-config"): apt-get install libgdal-dev, then build again'
+        )
+        assert "requirements.txt:1: gdal==3.9.2" in error.message

@@ -199,9 +199,16 @@ def _lock_failure(stderr: str, reqs: Requirements, target: Target) -> LockError:
     message = f"could not lock the requirements for {target}:\n{detail}"
     if where:
         message += "\nrequested at:\n" + "\n".join("  " + row for row in where)
+    from wheelbarrow.sysdeps import hint_from_log
+
+    # uv builds an sdist to read its metadata when the index has no wheel for it: a
+    # missing system library then fails the lock, and the log says which.
+    system = hint_from_log(text)
     return LockError(
         message,
-        hint="check the package names and versions (and the index options); "
+        hint=f"uv had to build a package to read its metadata, and {system}"
+        if system
+        else "check the package names and versions (and the index options); "
         "the resolver's explanation is above",
     )
 
