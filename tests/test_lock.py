@@ -228,7 +228,7 @@ class TestLockFailure:
         from wheelbarrow.lock import _lock_failure
 
         stderr = (
-            "  × Failed to build `gdal==3.9.2`\n"
+            "  \u00d7 Failed to build `gdal==3.9.2`\n"  # uv's marker, as it prints it
             "  ╰─▶ Call to `setuptools.build_meta.prepare_metadata_for_build_wheel` failed\n"
             "      [stderr]\n"
             "      Could not find gdal-config. Make sure you have installed the GDAL native "
