@@ -227,9 +227,12 @@ def build_requires(sdist: Path) -> list[str]:
     return [str(r) for r in data["build-system"]["requires"]]
 
 
+NUMPY_CORE_LINKED = "Linking target numpy/_core/_multiarray_umath"
+
+
 def numpy_compiles(row: Measured) -> int:
     """How many times numpy's core extension was linked: once per numpy compiled."""
-    return (row.stdout + row.stderr).count("Linking target numpy/_core/_multiarray_umath")
+    return (row.stdout + row.stderr).count(NUMPY_CORE_LINKED)
 
 
 def compiles(bench: Bench, what: str) -> str:
@@ -365,7 +368,11 @@ class Bench:
         self.versions["wb-seconds"] = ", ".join(
             f"{n} {b['seconds']:.0f} s" for n, b in sorted(built.items())
         )
-        self.versions["wb-built"] = str(numpy_compiles(row))
+        # wheelbarrow keeps each build's output in the store, not on its own stderr.
+        logs = "".join(
+            log.read_text(errors="replace") for log in sorted(store.glob("built/*/build.log"))
+        )
+        self.versions["wb-built"] = str(logs.count(NUMPY_CORE_LINKED))
         self.versions["wb-repair"] = "; ".join(f"{n}: {b['repair']}" for n, b in built.items())
         self.rows["wheelbarrow, offline (`--no-index -f LINKS`)"] = row
         self._wb_store = store
