@@ -14,6 +14,7 @@ from wheelbarrow.errors import InputError
 from wheelbarrow.key import wheelhouse_key
 from wheelbarrow.lock import LockRequest, lock
 from wheelbarrow.lockfile import Artefact, Lock, read_lock, select_artefacts, wheelbarrow_table
+from wheelbarrow.managers import Groups
 from wheelbarrow.report import Reporter
 from wheelbarrow.requirements import IndexOptions
 from wheelbarrow.runner import Runner
@@ -35,6 +36,8 @@ class Options:
     only_binary: tuple[str, ...] = ()
     repair: RepairMode | None = None
     build_jobs: int | None = None
+    # The optional parts of a package manager's lock to deploy (bin/test-compile: dev).
+    groups: Groups = field(default_factory=Groups)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
