@@ -61,15 +61,28 @@ def compile_app(ctx: CompileContext, out: HerokuReporter) -> None:
     from wheelbarrow.heroku.profile import write_profile
     from wheelbarrow.heroku.runtime import provide_runtime, read_env_dir
 
+    from wheelbarrow.heroku.checks import refuse_committed_environments
+    from wheelbarrow.heroku.lockcache import keep_lock, restore_lock
+    from wheelbarrow.heroku.python_version import choose_python
+
     config = read_env_dir(ctx.env_dir) if ctx.env_dir.is_dir() else {}
-    app = read_app(ctx.build_dir, environ=config)
-    version, source = app.choose_python(_running_default())
     out.step(f"Python app detected; wheelbarrow {__version__}")
+    # Heroku's order (runtime.txt, .python-version, Pipfile.lock), read before the app so
+    # that its refusals (end-of-life, unknown, uv without .python-version) come first.
+    choice = choose_python(
+        ctx.build_dir,
+        fallback=lambda: read_app(ctx.build_dir, environ=config).choose_python(_running_default()),
+    )
+    for warning in choice.warnings:
+        out.warn(warning)
+    app = read_app(ctx.build_dir, environ=config)
+    version, source = choice.version, choice.described
 
     cache = ctx.cache_dir / "wheelbarrow"
     _check_cache(cache, stack=ctx.stack, python=str(version), out=out)
 
     _hook(ctx, "pre_compile", config, out)
+    refuse_committed_environments(ctx.build_dir, python_home=True)
 
     runtime = provide_runtime(
         version,
@@ -78,8 +91,10 @@ def compile_app(ctx: CompileContext, out: HerokuReporter) -> None:
         config=config,
         which=ctx.which,
         runner=ctx.runner,
+        uv=ctx.uv,
+        environ=ctx.environ,
     )
-    out.step(f"Using Python {runtime.version} ({runtime.kind}, from {source})")
+    out.step(f"Using Python {runtime.version} {source} ({runtime.kind})")
     out.detail(f"runtime: {runtime.source}")
     slug_home = _link_slug_home(ctx, out)
     interpreter = Interpreter(
@@ -88,6 +103,8 @@ def compile_app(ctx: CompileContext, out: HerokuReporter) -> None:
     _record_cache(cache, stack=ctx.stack, python=str(version))
 
     dest = ctx.build_dir / VENV
+    if restore_lock(app.lock_path, cache) is not None:
+        out.detail(f"{app.lock_path.name}: the last lock, from the build cache")
     with contextlib.ExitStack() as held:  # leases on what is used, until it is cloned
         env = prepare_environment(
             app,
@@ -103,8 +120,22 @@ def compile_app(ctx: CompileContext, out: HerokuReporter) -> None:
             which=ctx.which,
         )
         clone_env(env, dest)
+    keep_lock(app.lock_path, cache)
     if slug_home != ctx.build_dir:
         _point_at(dest, old=str(dest), new=str(slug_home / VENV))
+    from wheelbarrow.heroku.afterinstall import after_install
+    from wheelbarrow.heroku.nltk import DATA_REL, write_nltk_profile
+
+    if after_install(
+        ctx.build_dir,
+        dest,
+        nltk_dir=ctx.build_dir / DATA_REL,
+        config=config,
+        environ=ctx.environ,
+        runner=ctx.runner,
+        out=out,
+    ):
+        write_nltk_profile(ctx.build_dir)
 
     profile = write_profile(
         ctx.build_dir, venv_rel=VENV, runtime_rel=RUNTIME if runtime.home is not None else None
