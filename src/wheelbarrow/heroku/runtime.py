@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "APP_DIR",
+    "DOWNLOADS_JSON_VAR",
     "RUNTIME_HOME",
     "SHA256_VAR",
     "SUPPORTED_MINORS",
@@ -47,6 +48,8 @@ TARBALL_VAR: Final = "WHEELBARROW_PYTHON_TARBALL"
 """Config var: path of a local install_only tarball (relative paths are inside BUILD_DIR)."""
 SHA256_VAR: Final = "WHEELBARROW_PYTHON_SHA256"
 """Config var: the tarball's expected sha256, checked before anything is unpacked."""
+DOWNLOADS_JSON_VAR: Final = "UV_PYTHON_DOWNLOADS_JSON_URL"
+"""Config var read by uv: a JSON list of Python downloads (a file or URL) for a private source."""
 SUPPORTED_MINORS: Final = tuple(range(9, 15))
 """Python 3.X minors the buildpack provides: 3.9 to 3.14."""
 RUNTIME_HOME: Final = Path(".heroku") / "python"
@@ -56,6 +59,9 @@ APP_DIR: Final = Path("/app")
 
 _PLACEHOLDERS: Final = ("version", "minor", "arch")
 _CACHE_SUBDIR: Final = "python-runtimes"
+_MANAGED_SUBDIR: Final = "managed-pythons"
+# What reaches uv besides its own UV_* settings: proxies and certificates for the download.
+_PASSED_TO_UV: Final = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "SSL_CERT_FILE", "NETRC")
 _CHUNK: Final = 1 << 20
 _PROBE: Final = "import sys; print(sys.version_info[:3])"
 _PROBE_OUTPUT: Final = re.compile(r"^\((\d+), (\d+), (\d+)\)$")
@@ -112,6 +118,8 @@ def provide_runtime(
     runner: Runner,
     arch: str = "x86_64",
     client_factory: Callable[[], httpx.Client] | None = None,
+    uv: str | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> Runtime:
     """Provide a CPython of ``version`` for building the app in ``build_dir``.
 
@@ -120,10 +128,14 @@ def provide_runtime(
     ``cache_dir`` by URL), checked against :data:`SHA256_VAR` if set, unpacked
     to ``build_dir/.heroku/python`` and run to check its version. Otherwise the
     stack's ``python3.X`` or ``python3`` (found with ``which``) is used if its
-    version matches (the micro too when ``version`` has one). Raises
-    :class:`UnsupportedPythonError` for versions outside 3.9 to 3.14 and
-    :class:`PythonRuntimeError` when nothing fits, naming what the stack has.
-    A failure leaves ``build_dir`` as it was.
+    version matches (the micro too when ``version`` has one). Otherwise, given
+    ``uv``, uv installs one of its managed CPython builds (the newest it knows
+    for ``3.X``, checked against uv's hashes) into ``cache_dir``, from where it
+    is copied to ``build_dir/.heroku/python``; :data:`DOWNLOADS_JSON_VAR` in
+    ``config`` points uv at a private list of downloads. ``environ`` is the
+    environment uv runs in. Raises :class:`UnsupportedPythonError` for versions
+    outside 3.9 to 3.14 and :class:`PythonRuntimeError` when nothing fits,
+    naming what the stack has. A failure leaves ``build_dir`` as it was.
     """
     if version.major != 3 or version.minor not in SUPPORTED_MINORS:
         raise UnsupportedPythonError(
@@ -150,7 +162,22 @@ def provide_runtime(
             f"the config var {SHA256_VAR} is set but no standalone Python is configured",
             hint=f"set {URL_VAR} or {TARBALL_VAR} too, or unset {SHA256_VAR}",
         )
-    return _stack_runtime(version, which=which, runner=runner)
+    try:
+        return _stack_runtime(version, which=which, runner=runner)
+    except PythonRuntimeError as missing:
+        if uv is None:
+            raise
+        return _managed_runtime(
+            version,
+            build_dir=build_dir,
+            cache_dir=cache_dir,
+            config=config,
+            runner=runner,
+            uv=uv,
+            arch=arch,
+            environ=environ or {},
+            stack=missing.message,
+        )
 
 
 def read_env_dir(env_dir: Path) -> dict[str, str]:
@@ -322,13 +349,31 @@ def _install_standalone(
     archive: Path, *, source: str, version: PythonVersion, build_dir: Path, runner: Runner
 ) -> Runtime:
     """Unpack ``archive`` to ``build_dir/.heroku/python`` once its Python runs and matches."""
+    return _install_tree(
+        lambda scratch: unpack_sdist(archive, scratch, label=f"the Python runtime {source}"),
+        source=source,
+        version=version,
+        build_dir=build_dir,
+        runner=runner,
+    )
+
+
+def _install_tree(
+    fill: Callable[[Path], Path],
+    *,
+    source: str,
+    version: PythonVersion,
+    build_dir: Path,
+    runner: Runner,
+) -> Runtime:
+    """Put the tree ``fill(scratch)`` returns at ``build_dir/.heroku/python`` once it runs."""
     heroku = build_dir / RUNTIME_HOME.parent
     home = build_dir / RUNTIME_HOME
     created = not heroku.exists()
     heroku.mkdir(parents=True, exist_ok=True)
     scratch = heroku / f".python.{os.getpid()}.{secrets.token_hex(4)}.tmp"
     try:
-        root = unpack_sdist(archive, scratch, label=f"the Python runtime {source}")
+        root = fill(scratch)
         relative = _interpreter_in(root, version, source=source)
         found = _probe(root / relative, runner)
         if isinstance(found, str):
@@ -371,6 +416,61 @@ def _interpreter_in(root: Path, version: PythonVersion, *, source: str) -> Path:
     raise PythonRuntimeError(
         f"the tarball {source} has no bin/python3: not an install_only CPython build",
         hint="use a python-build-standalone *-install_only.tar.gz",
+    )
+
+
+# -- uv's managed Pythons ----------------------------------------------------
+
+
+def _managed_runtime(
+    version: PythonVersion,
+    *,
+    build_dir: Path,
+    cache_dir: Path,
+    config: Mapping[str, str],
+    runner: Runner,
+    uv: str,
+    arch: str,
+    environ: Mapping[str, str],
+    stack: str,
+) -> Runtime:
+    """A CPython that uv installs (once, into the cache), copied into the build directory."""
+    pythons = cache_dir / _MANAGED_SUBDIR
+    env = {
+        **{k: v for k, v in environ.items() if not k.startswith("UV_")},
+        **{k: v for k, v in config.items() if k.startswith("UV_") or k in _PASSED_TO_UV},
+        "UV_PYTHON_INSTALL_DIR": str(pythons),
+        "UV_CACHE_DIR": str(cache_dir / "uv-cache"),
+        "UV_NO_CONFIG": "1",
+    }
+    # uv's own request form: the architecture is the target's, not this machine's.
+    request = f"cpython-{version}-linux-{arch}-gnu"
+    source = config.get(DOWNLOADS_JSON_VAR, "").strip() or "uv's managed Python downloads"
+    done = runner([uv, "python", "install", request, "--no-bin"], env=env)
+    if done.returncode != 0:
+        detail = (done.stderr.strip() or done.stdout.strip()).splitlines()
+        raise PythonRuntimeError(
+            f"{stack}; and uv could not install it from {source}: "
+            + (" ".join(line.strip() for line in detail[-3:]) or f"exit status {done.returncode}"),
+            hint=f"check the network, or set {DOWNLOADS_JSON_VAR} to a JSON list of downloads "
+            f"that has Python {version}, or {URL_VAR} to a tarball",
+        )
+    found = runner([uv, "python", "find", request, "--managed-python"], env=env)
+    located = found.stdout.strip().splitlines()
+    if found.returncode != 0 or not located:
+        raise PythonRuntimeError(
+            f"uv installed Python {version} into {pythons} but cannot find it there",
+            hint="clear the build cache and build again",
+        )
+    tree = Path(located[-1]).resolve().parent.parent
+
+    def copy(scratch: Path) -> Path:
+        root = scratch / "python"
+        shutil.copytree(tree, root, symlinks=True)
+        return root
+
+    return _install_tree(
+        copy, source=f"{source} ({tree.name})", version=version, build_dir=build_dir, runner=runner
     )
 
 
