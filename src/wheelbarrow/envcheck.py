@@ -15,6 +15,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from packaging.markers import Marker
 from packaging.requirements import InvalidRequirement, Requirement
@@ -119,7 +120,7 @@ class EnvCheck:
         """One line for the build log."""
         checked = f"{plural(self.packages, 'package')}' dependencies met"
         if self.scripts:
-            return f"{checked}, {plural(self.scripts, 'console script')} import"
+            return f"{checked}, {plural(self.scripts, 'console script')} importable"
         return checked
 
 
@@ -146,14 +147,14 @@ def check_environment(
             f"(exit {done.returncode}): {tail}",
             hint="the environment is damaged; clear the build cache and build again",
         )
-    env: Mapping[str, str] = report["env"]
-    dists = report["dists"]
+    markers: Mapping[str, str] = report["env"]
+    dists: list[dict[str, Any]] = report["dists"]
     installed: dict[str, str] = {canonicalize_name(d["name"]): d["version"] for d in dists}
     unmet: list[str] = []
     failures: list[ScriptFailure] = []
     imported = 0
     for dist in sorted(dists, key=lambda d: canonicalize_name(d["name"])):
-        unmet.extend(_unmet(dist["name"], dist["version"], dist["requires"], installed, env))
+        unmet.extend(_unmet(dist["name"], dist["version"], dist["requires"], installed, markers))
         for script in dist["scripts"]:
             imported += scripts
             if script["error"] is not None:
@@ -177,7 +178,8 @@ def check_environment(
 def require_healthy(check: EnvCheck, *, skip_hint: str) -> None:
     """Raise :class:`BrokenEnvironmentError` naming every problem ``check`` found.
 
-    ``skip_hint`` says how this caller turns the script check off.
+    ``skip_hint`` says how this caller turns the script check off (the
+    dependency check has no such setting: an unmet dependency is a broken app).
     """
     if check.ok:
         return
@@ -194,15 +196,21 @@ def require_healthy(check: EnvCheck, *, skip_hint: str) -> None:
             f"cannot start:"
         )
         lines += [f"  {failure}" for failure in check.broken_scripts]
+    hints = []
     if check.unmet:
-        hint = "add the missing or conflicting package to the app's requirements, lock again"
-    else:
+        hints.append(
+            "add the missing or conflicting package to the app's requirements and lock again"
+        )
+    if check.broken_scripts:
         names = sorted({f.package for f in check.broken_scripts})
-        hint = f"pin a version of {', '.join(names)} that works with the rest of the app"
-    raise BrokenEnvironmentError("\n".join(lines), hint=f"{hint}; or {skip_hint}")
+        hints.append(
+            f"pin a version of {', '.join(names)} that works with the rest of the app; "
+            f"or {skip_hint}"
+        )
+    raise BrokenEnvironmentError("\n".join(lines), hint="; ".join(hints))
 
 
-def _report_of(stdout: str) -> dict[str, object] | None:
+def _report_of(stdout: str) -> dict[str, Any] | None:
     for line in reversed(stdout.splitlines()):
         if line.startswith(_MARK):
             try:

@@ -18,9 +18,7 @@ from wheelbarrow.heroku.output import HerokuReporter
 from wheelbarrow.runner import Runner
 
 
-def app_env(
-    venv: Path, *, environ: Mapping[str, str], config: Mapping[str, str]
-) -> dict[str, str]:
+def app_env(venv: Path, *, environ: Mapping[str, str], config: Mapping[str, str]) -> dict[str, str]:
     """The environment app commands run in at build time: config vars over the build's own."""
     env = {**environ, **config}
     env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"
@@ -36,6 +34,7 @@ def check_installed(
     out: HerokuReporter,
 ) -> None:
     """Fail the build when the environment's dependencies are unmet or a script cannot start."""
+    out.step("Checking the installed environment")
     skip = config.get(SKIP_SCRIPTS_VAR, environ.get(SKIP_SCRIPTS_VAR, "")) not in ("", "0")
     check = check_environment(
         venv / "bin" / "python",
@@ -47,8 +46,7 @@ def check_installed(
         check, skip_hint=f"set the config var {SKIP_SCRIPTS_VAR}=1 to skip the script check"
     )
     out.detail(
-        f"checked the environment: {check.describe()}"
-        + (f" ({SKIP_SCRIPTS_VAR} is set: scripts not imported)" if skip else "")
+        check.describe() + (f" ({SKIP_SCRIPTS_VAR} is set: scripts not imported)" if skip else "")
     )
 
 
@@ -69,9 +67,7 @@ def after_install(
     """
     check_installed(venv, config=config, environ=environ, runner=runner, out=out)
     env = app_env(venv, environ=environ, config=config)
-    corpora = download_corpora(
-        app_dir, venv, data_dir=nltk_dir, env=env, runner=runner, out=out
-    )
+    corpora = download_corpora(app_dir, venv, data_dir=nltk_dir, env=env, runner=runner, out=out)
     if corpora:
         env.setdefault("NLTK_DATA", str(nltk_dir))
     collectstatic(app_dir, venv, env=env, runner=runner, out=out)

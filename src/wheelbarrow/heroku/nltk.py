@@ -148,7 +148,7 @@ def download_corpora(
         raise NltkDownloadError(
             f"Unable to download NLTK data: cannot read NLTK's index at {url}: "
             f"{result['index_error']}",
-            hint=f"check the network, or set the config var {URL_VAR} to an index that is reachable",
+            hint=f"check the network, or set the config var {URL_VAR} to a reachable index",
         )
     if result.get("unknown"):
         unknown = set(result["unknown"])
