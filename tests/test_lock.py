@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from support import make_wheel, sha256_of
-from support.apps import PLATFORM, build_cli, cli, make_app
+from support.apps import HOST_PYTHON, PLATFORM, build_cli, cli, make_app
 
 from wheelbarrow.errors import InputError
 from wheelbarrow.lock import LockRequest
@@ -95,26 +95,48 @@ class TestLock:
         assert "no file matching the --hash options" in result.err
         assert not (app / "pylock.toml").exists()
 
-    def test_changing_the_target_relocks(self, tmp_path, dists, local_index):
-        """A different --platform makes the old lock stale; build says it locked again."""
+    def test_another_platform_gets_its_own_lock_beside_the_default(
+        self, tmp_path, dists, local_index
+    ):
+        """A second --platform writes pylock.<name>.toml; pylock.toml stays the default."""
         index = local_index(dists)
         app = make_app(tmp_path / "app", "alpha\n")
         store = tmp_path / "store"
         assert build_cli(app, store, index.url).code == 0
-        result = cli(
-            "build",
-            app,
-            "--store",
-            store,
-            "--index-url",
-            index.url,
-            "--platform",
-            "manylinux_2_17_x86_64",
-        )
-        assert result.code == 0
-        assert "locked again" in result.err
-        tool = tomllib.loads((app / "pylock.toml").read_text())["tool"]["wheelbarrow"]
+        default = (app / "pylock.toml").read_bytes()
+        other = ("--platform", "manylinux_2_17_x86_64")
+        result = cli("build", app, "--store", store, "--index-url", index.url, *other)
+        assert result.code == 0, result.err
+        side = app / f"pylock.py{HOST_PYTHON.replace('.', '_')}-manylinux_2_17_x86_64.toml"
+        assert f"locked: no {side.name} yet" in result.err
+        tool = tomllib.loads(side.read_text())["tool"]["wheelbarrow"]
         assert tool["platform"] == "manylinux_2_17_x86_64"
+        assert (app / "pylock.toml").read_bytes() == default
+        # Both stand: neither build locks again, and the default is still pylock.toml's target.
+        again = cli("build", app, "--store", store, "--index-url", index.url, *other)
+        plain = cli("build", app, "--store", store, "--index-url", index.url)
+        assert "Locking" not in again.err + plain.err
+        assert "manylinux_2_17_x86_64" not in plain.err
+        assert (app / "pylock.toml").read_bytes() == default
+
+    def test_install_finds_the_lock_of_the_target_it_is_asked_for(
+        self, tmp_path, dists, local_index
+    ):
+        """install --platform reads that target's pylock.<name>.toml, offline."""
+        index = local_index(dists)
+        app = make_app(tmp_path / "app", "alpha\n")
+        store = tmp_path / "store"
+        other = ("--platform", "manylinux_2_17_x86_64")
+        assert build_cli(app, store, index.url).code == 0
+        assert cli("build", app, "--store", store, "--index-url", index.url, *other).code == 0
+        index.requests.clear()
+        for platform in ("manylinux_2_17_x86_64", PLATFORM):
+            into = tmp_path / f"env-{platform}"
+            result = cli("install", app, "--store", store, "--into", into, "--platform", platform)
+            assert result.code == 0, result.err
+            assert (into / "bin" / "python").exists()
+        assert index.requests == []  # both locks stood, so nothing was asked of the index
+        assert len(list(app.glob("pylock*.toml"))) == 2
 
     def test_lock_recorded_target_is_reused_by_build(self, tmp_path, dists, local_index):
         """build without --platform uses the platform the lock was made for: no relock."""
@@ -130,22 +152,70 @@ class TestLock:
 
 
 class TestForeignLocks:
+    def _foreign(self, app: Path, index_url: str) -> str:
+        """Lock ``app``, then strip wheelbarrow's table: a lock as another tool leaves it."""
+        lock(app, index_url)
+        text = (app / "pylock.toml").read_text()
+        foreign = text[: text.index("[tool.wheelbarrow]")]
+        (app / "pylock.toml").write_text(foreign)
+        return foreign
+
     def test_lock_written_elsewhere_is_used_as_given(self, tmp_path, dists, local_index):
         """A pylock.toml without wheelbarrow's table is the user's: used, never rewritten."""
         index = local_index(dists)
         app = make_app(tmp_path / "app", "alpha\n")
-        lock(app, index.url)
-        text = (app / "pylock.toml").read_text()
-        foreign = text[: text.index("[tool.wheelbarrow]")]
-        (app / "pylock.toml").write_text(foreign)
-        (app / "requirements.txt").write_text("beta\n")  # would relock if the lock were ours
+        foreign = self._foreign(app, index.url)
+        (app / "requirements.txt").write_text("alpha>=1\n")  # would relock if the lock were ours
         result = cli(
             "build", app, "--store", tmp_path / "store", "--index-url", index.url, "--json"
         )
         assert result.code == 0, result.err
-        assert "as given" in result.err
+        assert "using pylock.toml as given (written by uv, not by wheelbarrow)" in result.err
         assert [w.split("-")[0] for w in result.json()["fetched"]] == ["alpha"]
         assert (app / "pylock.toml").read_text() == foreign
+
+    def test_a_requirement_the_foreign_lock_lacks_is_an_error_naming_it(
+        self, tmp_path, dists, local_index
+    ):
+        """A requirement added beside another tool's lock is not dropped without a word."""
+        index = local_index(dists)
+        app = make_app(tmp_path / "app", "alpha\n")
+        foreign = self._foreign(app, index.url)
+        (app / "requirements.txt").write_text("alpha\nbeta\n")
+        result = cli("build", app, "--store", tmp_path / "store", "--index-url", index.url)
+        assert result.code == 2
+        assert f"{app / 'requirements.txt'}:2: beta is not in pylock.toml" in result.err
+        assert "--force" in result.err
+        assert (app / "pylock.toml").read_text() == foreign
+
+    def test_a_version_the_foreign_lock_does_not_pin_is_an_error(
+        self, tmp_path, dists, local_index
+    ):
+        """A specifier the foreign lock's version does not satisfy names both."""
+        index = local_index(dists)
+        app = make_app(tmp_path / "app", "alpha\n")
+        self._foreign(app, index.url)
+        version = tomllib.loads((app / "pylock.toml").read_text())["packages"][0]["version"]
+        (app / "requirements.txt").write_text(f"alpha>{version}\n")
+        result = cli("build", app, "--store", tmp_path / "store", "--index-url", index.url)
+        assert result.code == 2
+        wanted = f":1: alpha>{version} is not satisfied by pylock.toml, which pins alpha {version}"
+        assert wanted in result.err
+
+    def test_lock_never_overwrites_a_foreign_lock_without_force(self, tmp_path, dists, local_index):
+        """`wheelbarrow lock` refuses to replace another tool's lock; --force replaces it."""
+        index = local_index(dists)
+        app = make_app(tmp_path / "app", "alpha\n")
+        foreign = self._foreign(app, index.url)
+        refused = cli("lock", app, "--index-url", index.url)
+        assert refused.code == 2
+        assert "pylock.toml: was not written by wheelbarrow (uv); locking would replace it" in (
+            refused.err
+        )
+        assert (app / "pylock.toml").read_text() == foreign
+        forced = cli("lock", app, "--index-url", index.url, "--force")
+        assert forced.code == 0, forced.err
+        assert "[tool.wheelbarrow]" in (app / "pylock.toml").read_text()
 
     def test_lock_only_app_builds(self, tmp_path, dists, local_index):
         """An app with just a pylock.toml builds from it."""

@@ -581,17 +581,46 @@ class TestLocalPathsAndUrls:
 
 
 class TestEditable:
-    """``-e`` is refused: a wheelhouse holds no editable installs."""
+    """``-e`` is accepted: the path or URL is built into a wheel, deployed non-editable."""
 
-    @pytest.mark.parametrize("option", ["-e", "--editable"])
-    def test_editable_is_refused(self, tmp_path: Path, option: str) -> None:
-        """Both spellings are errors that suggest the plain path."""
-        (problem,) = problems_of(tmp_path, f"six\n{option} ./pkg\n")
+    @pytest.mark.parametrize("option", ["-e", "--editable", "--editable="])
+    def test_an_editable_path_is_a_requirement_marked_editable(
+        self, tmp_path: Path, option: str
+    ) -> None:
+        """Every spelling gives the path as a file: URL, flagged editable."""
+        (tmp_path / "pkg").mkdir()
+        sep = "" if option.endswith("=") else " "
+        result = parse(tmp_path, f"six\n{option}{sep}./pkg\n")
+        assert [(str(r), r.editable) for r in result.requirements] == [
+            ("six", False),
+            ((tmp_path / "pkg").as_uri(), True),
+        ]
+        assert result.requirements[1].origin.line == 2
+
+    def test_editable_dot_is_the_app_itself(self, tmp_path: Path) -> None:
+        """``-e .`` names the directory of the requirements file."""
+        result = parse(tmp_path, "-e .\n")
+        assert result.requirements[0].url == tmp_path.resolve().as_uri()
+
+    def test_an_editable_vcs_url_keeps_its_egg_name(self, tmp_path: Path) -> None:
+        """``-e git+URL#egg=NAME`` is the named direct reference."""
+        result = parse(tmp_path, "-e git+https://example.com/r.git@v1#egg=thing\n")
+        (line,) = result.requirements
+        assert (str(line), line.editable) == ("thing @ git+https://example.com/r.git@v1", True)
+
+    def test_an_editable_name_is_an_error(self, tmp_path: Path) -> None:
+        """``-e six`` names no path or URL: the problem says to drop -e."""
+        (problem,) = problems_of(tmp_path, "-e six\n")
         assert problem == (
-            f"{tmp_path / 'requirements.txt'}:2: editable requirement '{option} ./pkg' is not "
-            "supported: a wheelhouse holds built wheels, not editable installs; "
-            "use the plain path or URL './pkg' instead"
+            f"{tmp_path / 'requirements.txt'}:1: editable requirement '-e six' is not a path "
+            "or URL; write the requirement without -e"
         )
+
+    def test_an_editable_constraint_is_an_error(self, tmp_path: Path) -> None:
+        """A constraints file cannot hold an editable requirement."""
+        (tmp_path / "c.txt").write_text("-e ./pkg\n")
+        (problem,) = problems_of(tmp_path, "-c c.txt\nsix\n")
+        assert "an editable requirement cannot constrain: './pkg'" in problem
 
 
 class TestProblems:
@@ -624,7 +653,7 @@ class TestProblems:
         """Problems from every file come together, in reading order."""
         other = write(tmp_path, "other.txt", "ok\nbad==\n--nope\n")
         main = tmp_path / "requirements.txt"
-        problems = problems_of(tmp_path, "numpy=>1\n-r other.txt\n-e .\nsix --hash=md5:00\n")
+        problems = problems_of(tmp_path, "numpy=>1\n-r other.txt\n-e six\nsix --hash=md5:00\n")
         assert [p.split(": ", 1)[0] for p in problems] == [
             f"{main}:1",
             f"{other}:2",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import json
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -11,6 +12,7 @@ from pathlib import Path
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
 from wheelbarrow.errors import InputError, TargetError
+from wheelbarrow.managers import PIPFILE_LOCK, Detected, detect_manager
 from wheelbarrow.requirements import (
     Requirements,
     parse_requirements_file,
@@ -43,6 +45,14 @@ class App:
     python: PythonVersion | None
     python_source: str | None
     requires_python: SpecifierSet | None
+    # The package manager whose files describe the app (None: only a pylock.toml of
+    # wheelbarrow's own, or nothing).
+    manager: Detected | None = None
+
+    @property
+    def locked_by_manager(self) -> bool:
+        """Whether a package manager's own lock (uv, Poetry, Pipenv) holds the pins."""
+        return self.manager is not None and self.manager.name in ("uv", "poetry", "pipenv")
 
     @property
     def lock_path(self) -> Path:
@@ -88,11 +98,14 @@ def read_app(root: Path, *, environ: Mapping[str, str]) -> App:
         raise InputError(f"{root / PYPROJECT}: [project] must be a table")
     requires_python = _requires_python(root / PYPROJECT, project)
 
+    manager = detect_manager(root)  # several managers' files: an error listing them
     requirements: Requirements | None = None
     source: Path | None = None
-    if (root / REQUIREMENTS_TXT).is_file():
+    if manager is not None and manager.name == "pip":
         source = root / REQUIREMENTS_TXT
         requirements = parse_requirements_file(source, environ=environ)
+    elif manager is not None and manager.name in ("uv", "poetry", "pipenv"):
+        source = root / manager.files[-1]  # the lock: read when planning
     elif "dependencies" in project:
         deps = project["dependencies"]
         if not isinstance(deps, list) or not all(isinstance(d, str) for d in deps):
@@ -101,6 +114,12 @@ def read_app(root: Path, *, environ: Mapping[str, str]) -> App:
             )
         source = root / PYPROJECT
         requirements = requirements_from_strings(deps, path=source)
+    elif _poetry_dependencies(pyproject):
+        raise InputError(
+            f"{root / PYPROJECT}: a Poetry project ([tool.poetry.dependencies]) without "
+            "poetry.lock: nothing pins its versions",
+            hint="run `poetry lock` and commit poetry.lock",
+        )
     elif not (root / PYLOCK).is_file():
         raise InputError(
             f"{root}: no {REQUIREMENTS_TXT}, no [project] dependencies in {PYPROJECT} "
@@ -117,7 +136,16 @@ def read_app(root: Path, *, environ: Mapping[str, str]) -> App:
         python=python,
         python_source=python_source,
         requires_python=requires_python,
+        manager=manager,
     )
+
+
+def _poetry_dependencies(pyproject: Mapping[str, object]) -> bool:
+    """Whether a Poetry 1 style project lists dependencies beyond its Python."""
+    tool = pyproject.get("tool")
+    poetry = tool.get("poetry") if isinstance(tool, dict) else None
+    deps = poetry.get("dependencies") if isinstance(poetry, dict) else None
+    return isinstance(deps, dict) and any(str(k).lower() != "python" for k in deps)
 
 
 def _read_pyproject(path: Path) -> dict[str, object]:
@@ -161,6 +189,25 @@ def _python_version(root: Path) -> tuple[PythonVersion | None, str | None]:
         if not lines:
             raise TargetError(f"{path}: empty", hint="write a version such as 3.12 in it")
         return PythonVersion.parse(lines[0], source=f"{path}:1"), name
+    return _pipfile_lock_python(root / PIPFILE_LOCK)
+
+
+def _pipfile_lock_python(path: Path) -> tuple[PythonVersion | None, str | None]:
+    """Pipfile.lock's ``python_full_version`` or ``python_version``, as Pipenv records them."""
+    if not path.is_file():
+        return None, None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        return None, None  # its reader names the problem when the app is planned
+    meta = data.get("_meta") if isinstance(data, dict) else None
+    requires = meta.get("requires") if isinstance(meta, dict) else None
+    if not isinstance(requires, dict):
+        return None, None
+    for key in ("python_full_version", "python_version"):
+        value = requires.get(key)
+        if isinstance(value, str) and value.strip():
+            return PythonVersion.parse(value.strip(), source=f"{path}: {key}"), PIPFILE_LOCK
     return None, None
 
 

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import tomli_w
 from packaging.utils import canonicalize_name
 
 from wheelbarrow.credentials import split_userinfo
@@ -41,6 +42,15 @@ class LockRequest:
     # The app's own uv indexes ([[tool.uv.index]], uv.toml), as ``name=url`` without
     # credentials: uv resolves against them, so a change must relock.
     uv_indexes: tuple[str, ...] = ()
+    # Exact pins from a package manager's lock (Poetry, Pipenv): nothing else is
+    # added, and only the files whose hashes that lock lists are kept.
+    exact: bool = False
+    # What the lock records as its inputs instead of :attr:`digest` (a manager's lock's).
+    recorded_inputs: str | None = None
+    # Resolve afresh: every package (``upgrade``) or the named ones, ignoring the old lock.
+    upgrade: bool = False
+    upgrade_packages: tuple[str, ...] = ()
+    what: str | None = None  # "3 pins from poetry.lock": the progress line's subject
 
     @property
     def digest(self) -> str:
@@ -120,7 +130,7 @@ def lock(
     """
     reqs = request.requirements
     target = request.target
-    count = plural(len(reqs.requirements), "requirement")
+    count = request.what or plural(len(reqs.requirements), "requirement")
     reporter.message("step", f"Locking {count} for {target}")
     scratch_root = Path(tempfile.gettempdir())
     clean_stale(scratch_root, SCRATCH_PREFIX)  # left by killed locks
@@ -145,13 +155,20 @@ def lock(
             args += ["--prerelease", "allow"]
         for name in sorted(reqs.only_binary):
             args += ["--only-binary", name]
-        if output.is_file() and lock_digest(output.read_text(encoding="utf-8")) is not None:
-            shutil.copyfile(output, tmp / "pylock.toml")
+        if request.exact:
+            args.append("--no-deps")  # the manager's lock already holds every dependency
+        for name in request.upgrade_packages:
+            args += ["--upgrade-package", name]
+        keep = output.is_file() and lock_digest(output.read_text(encoding="utf-8")) is not None
+        if keep and not request.upgrade:
+            shutil.copyfile(output, tmp / "pylock.toml")  # preferences: unchanged pins stay
         result = runner(args, cwd=tmp, env=dict(environ))
         if result.returncode != 0:
             raise _lock_failure(result.stderr, reqs, target)
         text = (tmp / "pylock.toml").read_text(encoding="utf-8")
     _check_user_hashes(text, reqs, target)
+    if request.exact:
+        text = keep_hashed_files(text, reqs)
     # uv keeps the credentials of a direct `name @ https://user:token@...` URL in the
     # lock; the fetcher finds them again from the requirements, so the file never holds them.
     text = strip_credentials(text)
@@ -176,14 +193,31 @@ def _index_args(index: IndexOptions) -> list[str]:
 
 
 def _tool_table(request: LockRequest) -> str:
-    target = request.target.as_dict()
+    return tool_table(
+        request.recorded_inputs or request.digest, request.target, index=request.index_digest
+    )
+
+
+def tool_table(inputs: str, target: Target, *, index: str | None = None) -> str:
+    """The ``[tool.wheelbarrow]`` table that marks a lock as wheelbarrow's, for ``inputs``."""
+    recorded = target.as_dict()
     return (
         f"[{TOOL_TABLE}]\n"
-        f'inputs = "{request.digest}"\n'
-        f'index = "{request.index_digest}"\n'
-        f'python = "{target["python"]}"\n'
-        f'platform = "{target["platform"]}"\n'
+        f'inputs = "{inputs}"\n'
+        + (f'index = "{index}"\n' if index is not None else "")
+        + f'python = "{recorded["python"]}"\n'
+        f'platform = "{recorded["platform"]}"\n'
     )
+
+
+def digest_of(data: object) -> str:
+    """The ``sha256:`` digest of JSON-able ``data``, as lock inputs are recorded."""
+    return _digest(data)
+
+
+def index_key(index: IndexOptions) -> dict[str, object]:
+    """Index options as they count for a lock: without credentials."""
+    return _index_dict(index)
 
 
 def _lock_failure(stderr: str, reqs: Requirements, target: Target) -> LockError:
@@ -244,3 +278,31 @@ def _check_user_hashes(lock_text: str, reqs: Requirements, target: Target) -> No
             "\n".join(problems),
             hint="update the --hash values, or pin the version they were made for",
         )
+
+
+def keep_hashed_files(lock_text: str, reqs: Requirements) -> str:
+    """Drop every file of a pinned package whose sha256 the pins do not list.
+
+    A package manager's lock lists the files it accepted; the index may hold
+    more (a wheel uploaded since), which its own installer would refuse too.
+    """
+    wanted = {
+        canonicalize_name(line.requirement.name): {h.split(":", 1)[1] for h in line.hashes}
+        for line in reqs.requirements
+        if line.hashes and line.requirement is not None
+    }
+    data = tomllib.loads(lock_text)
+    for package in data.get("packages", []):
+        allowed = wanted.get(canonicalize_name(package.get("name", "")))
+        if allowed is None:
+            continue
+        if "wheels" in package:
+            kept = [w for w in package["wheels"] if w.get("hashes", {}).get("sha256") in allowed]
+            if kept:
+                package["wheels"] = kept
+            else:
+                del package["wheels"]
+        sdist = package.get("sdist")
+        if sdist is not None and sdist.get("hashes", {}).get("sha256") not in allowed:
+            del package["sdist"]
+    return tomli_w.dumps(data)

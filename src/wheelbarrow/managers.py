@@ -9,6 +9,7 @@ index for the target, since neither lock names every file or its URL.
 
 from __future__ import annotations
 
+import hashlib
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -146,3 +147,41 @@ def detect_manager(root: Path) -> Detected | None:
     if (root / PYPROJECT).is_file():
         return Detected(name="pyproject", files=(PYPROJECT,))
     return None
+
+
+def manager_files_digest(root: Path, detected: Detected) -> str:
+    """A hash of the files the manager's lock is made from, read without running anything.
+
+    While it is unchanged the lock wheelbarrow derived stands: an unchanged app
+    is planned from local files only. uv workspace members' pyproject.toml files
+    count too, since editing one makes uv.lock stale.
+    """
+    names = list(detected.files)
+    if detected.name in ("uv", "poetry"):
+        names.append(PYPROJECT)
+    paths = [root / name for name in names]
+    if detected.name == "uv":
+        paths += _workspace_pyprojects(root)
+    digest = hashlib.sha256()
+    for path in sorted(set(paths)):
+        digest.update(str(path.relative_to(root)).encode() + b"\0")
+        try:
+            digest.update(path.read_bytes())
+        except FileNotFoundError:
+            digest.update(b"(missing)")
+        digest.update(b"\0")
+    return "sha256:" + digest.hexdigest()
+
+
+def _workspace_pyprojects(root: Path) -> list[Path]:
+    try:
+        data = tomllib.loads((root / PYPROJECT).read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
+        return []
+    workspace = data.get("tool", {}).get("uv", {}).get("workspace", {})
+    members = workspace.get("members", []) if isinstance(workspace, dict) else []
+    found: list[Path] = []
+    for pattern in members if isinstance(members, list) else []:
+        if isinstance(pattern, str):
+            found += [p / PYPROJECT for p in root.glob(pattern) if (p / PYPROJECT).is_file()]
+    return found

@@ -6,7 +6,7 @@ import os
 import re
 import shlex
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
@@ -120,6 +120,8 @@ class RequirementLine:
     url: str | None = None
     hashes: tuple[str, ...] = ()
     origin: Origin
+    # Written with -e: built into a wheel and deployed non-editable all the same.
+    editable: bool = False
 
     @property
     def name(self) -> str | None:
@@ -666,12 +668,22 @@ class _Parser:
                     included_from=origin,
                 )
             case "--editable":
-                self.problem(
-                    origin,
-                    f"editable requirement '{option.written} {value}' is not supported: "
-                    "a wheelhouse holds built wheels, not editable installs; "
-                    f"use the plain path or URL {value!r} instead",
-                )
+                # A deployed app never edits its packages in place: the path or URL is
+                # built into a wheel like any other, and the plan says so.
+                if constraint:
+                    self.problem(origin, f"an editable requirement cannot constrain: {value!r}")
+                    return
+                entry = self.requirement(value, origin=origin, base_dir=base_dir, hashes=())
+                if entry is None:
+                    return
+                if entry.url is None:
+                    self.problem(
+                        origin,
+                        f"editable requirement '{option.written} {value}' is not a path or URL; "
+                        "write the requirement without -e",
+                    )
+                    return
+                self.requirements.append(replace(entry, editable=True))
             case "--hash":
                 self.problem(
                     origin,

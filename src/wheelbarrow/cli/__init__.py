@@ -78,6 +78,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("lock", help="resolve the app's requirements for a target into pylock.toml")
     _common(p)
+    p.add_argument(
+        "--upgrade",
+        action="store_true",
+        help="resolve every package afresh, ignoring the versions the old lock pins",
+    )
+    p.add_argument(
+        "--upgrade-package",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="resolve NAME afresh, keeping the other pins (repeatable)",
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="replace a pylock.toml that another tool wrote",
+    )
 
     p = sub.add_parser("build", help="fill the wheelhouse for the lock and target")
     _common(p)

@@ -160,6 +160,11 @@ def options(args: argparse.Namespace) -> Options:
         only_binary=tuple(getattr(args, "only_binary", ())),
         repair=getattr(args, "repair", None),
         build_jobs=getattr(args, "build_jobs", None),
+        force=getattr(args, "force", False),
+        upgrade=getattr(args, "upgrade", False),
+        upgrade_packages=tuple(getattr(args, "upgrade_package", ())),
+        # A target named here that is not the default lock's gets a lock of its own.
+        side_by_side=bool(args.python or args.platform),
     )
 
 

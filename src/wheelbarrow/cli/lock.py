@@ -12,7 +12,7 @@ from wheelbarrow.text import plural
 def run(args: argparse.Namespace) -> int:
     """Lock, always asking the resolver (an existing lock only gives preferences)."""
     app = common.app(args)
-    if app.requirements is None:
+    if app.requirements is None and not app.locked_by_manager:
         raise InputError(
             f"{app.root}: has a {app.lock_path.name} but no requirements to lock",
             hint="add requirements.txt or [project] dependencies, or use the lock as it is",
