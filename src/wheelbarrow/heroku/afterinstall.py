@@ -8,14 +8,20 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from wheelbarrow.envcheck import SKIP_SCRIPTS_VAR, check_environment, require_healthy
 from wheelbarrow.heroku.django import collectstatic
 from wheelbarrow.heroku.nltk import download_corpora
 from wheelbarrow.heroku.output import HerokuReporter
 from wheelbarrow.runner import Runner
+
+if TYPE_CHECKING:
+    from wheelbarrow.heroku.cnb import LayerStore
+
+NLTK_LAYER = "nltk"
 
 
 def app_env(venv: Path, *, environ: Mapping[str, str], config: Mapping[str, str]) -> dict[str, str]:
@@ -72,3 +78,58 @@ def after_install(
         env.setdefault("NLTK_DATA", str(nltk_dir))
     collectstatic(app_dir, venv, env=env, runner=runner, out=out)
     return corpora
+
+
+def cnb_after_install(
+    app_dir: Path,
+    layers: LayerStore,
+    *,
+    venv: Path,
+    packages: Collection[str],
+    store_env: Callable[[], Path],
+    config: Mapping[str, str],
+    environ: Mapping[str, str],
+    runner: Runner,
+    out: HerokuReporter,
+) -> None:
+    """The Cloud Native buildpack's steps after the install (the check runs as the layer is made).
+
+    NLTK corpora go into their own launch layer, remade only when ``nltk.txt``'s
+    ids or the index change. Static files are collected on every build, since
+    the app directory is new each time. A reused launch-only ``venv`` layer has
+    no contents here; ``store_env()`` then gives the same environment from the
+    store, only for apps that need one (Django or NLTK among ``packages``).
+    """
+    from wheelbarrow.heroku.cnb import EnvVar, write_env
+    from wheelbarrow.heroku.nltk import NLTK_TXT, URL_VAR, read_nltk_txt
+
+    if not {"django", "nltk"} & set(packages):
+        return
+    if not (venv / "bin" / "python").exists():
+        venv = store_env()
+    env = app_env(venv, environ=environ, config=config)
+    if "nltk" in packages and (app_dir / NLTK_TXT).is_file():
+        ids = [w.id for w in read_nltk_txt(app_dir / NLTK_TXT)]
+
+        def populate(path: Path) -> None:
+            download_corpora(
+                app_dir, venv, data_dir=path / "nltk_data", env=env, runner=runner, out=out
+            )
+            write_env(
+                path, [EnvVar(name="NLTK_DATA", value=str(path / "nltk_data"), action="default")]
+            )
+
+        layer = layers.want_layer(
+            NLTK_LAYER,
+            metadata={"ids": ids, "url": env.get(URL_VAR, "")},
+            launch=True,
+            build=True,
+            cache=True,
+            populate=populate,
+        )
+        if layer.reused:
+            out.step(f"NLTK corpora layer: reused ({layer.reason})")
+        env.setdefault("NLTK_DATA", str(layer.path / "nltk_data"))
+    elif "nltk" in packages:
+        download_corpora(app_dir, venv, data_dir=app_dir, env=env, runner=runner, out=out)
+    collectstatic(app_dir, venv, env=env, runner=runner, out=out)

@@ -130,6 +130,9 @@ def build(
                 which=which,
             )
             clone_env(env, path)
+        from wheelbarrow.heroku.afterinstall import check_installed
+
+        check_installed(path, config=config, environ=environ, runner=runner, out=out)
         write_env(path, venv_env(path))
 
     venv = layers.want_layer(
@@ -149,6 +152,32 @@ def build(
         out.step(f"Reusing the environment layer ({venv.reason})")
     else:
         out.step(f"Environment layer made ({venv.reason})")
+    from wheelbarrow.heroku.afterinstall import cnb_after_install
+
+    with contextlib.ExitStack() as held:
+        cnb_after_install(
+            app_dir,
+            layers,
+            venv=venv.path,
+            packages={a.name for a in plan.artefacts},
+            store_env=lambda: prepare_environment(
+                app,
+                version,
+                interpreter,
+                store=store,
+                config=config,
+                environ=environ,
+                runner=runner,
+                uv=uv,
+                out=out,
+                held=held,
+                which=which,
+            ),
+            config=config,
+            environ=environ,
+            runner=runner,
+            out=out,
+        )
     processes = _processes(app_dir)
     write_launch(layers_dir, processes)
     for process in processes:
