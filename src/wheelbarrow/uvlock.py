@@ -66,12 +66,11 @@ def read_uv_lock(
     text = _export(root, groups=groups, uv=uv, runner=runner, env=env)
     try:
         exported = tomllib.loads(text)
-        locked = tomllib.loads(lock_path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:  # uv read it: unlikely
-        raise InputError(f"{lock_path}: could not be read: {exc}", hint=f"run `{FIX}`") from exc
+    except tomllib.TOMLDecodeError as exc:  # uv wrote it: not expected
+        raise LockError(f"{lock_path}: uv exported an unreadable lock: {exc}") from exc
     requires_python = exported.get("requires-python")
     requires_python = requires_python if isinstance(requires_python, str) else None
-    _check_target(root, locked, requires_python, target)
+    _check_target(root, exported, requires_python, target)
     packages = [p for p in exported.get("packages", []) if isinstance(p, dict)]
     return ManagedLock(
         manager="uv",
@@ -161,7 +160,7 @@ def _failure(lock_path: Path, what: str, said: str) -> InputError | LockError:
 
 
 def _check_target(
-    root: Path, locked: Mapping[str, Any], requires_python: str | None, target: Target
+    root: Path, exported: Mapping[str, Any], requires_python: str | None, target: Target
 ) -> None:
     """A lock that cannot hold for the target is refused here, naming the setting to change."""
     python = target.python.full
@@ -177,7 +176,9 @@ def _check_target(
                 hint="target a Python that requires-python admits (.python-version), "
                 f"or change requires-python and run `{FIX}`",
             )
-    environments = locked.get("environments")
+    # [tool.uv] environments limits the platforms uv locked for; the export keeps them
+    # as PEP 751 environments. None holding for the target would deploy nothing.
+    environments = exported.get("environments")
     if not isinstance(environments, list) or not environments:
         return
     markers = []
