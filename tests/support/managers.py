@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import subprocess
 import textwrap
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -95,16 +96,23 @@ def run_poetry(version: PoetryVersion, project: Path, *args: str, home: Path) ->
     return _run([str(poetry_executable(version)), "--no-ansi", *args], project, home)
 
 
-def run_pipenv(project: Path, *args: str, home: Path) -> ToolRun:
-    """Run the real Pipenv in ``project`` with ``args``; never raises on failure."""
-    return _run([str(pipenv_executable()), *args], project, home)
+def run_pipenv(
+    project: Path, *args: str, home: Path, env: Mapping[str, str] | None = None
+) -> ToolRun:
+    """Run the real Pipenv in ``project`` with ``args``; never raises on failure.
+
+    ``env`` adds variables (e.g. one a ``[[source]]`` URL names as ``${VAR}``).
+    """
+    return _run([str(pipenv_executable()), *args], project, home, env)
 
 
-def _run(command: list[str], project: Path, home: Path) -> ToolRun:
+def _run(
+    command: list[str], project: Path, home: Path, env: Mapping[str, str] | None = None
+) -> ToolRun:
     done = subprocess.run(
         command,
         cwd=project,
-        env=tool_environ(home),
+        env={**tool_environ(home), **(env or {})},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -132,6 +140,7 @@ def make_poetry_project(
 
 def write_pyproject(directory: Path, pyproject: str) -> Path:
     """(Re)write ``directory/pyproject.toml`` from ``pyproject``, dedented; returns its path."""
+    directory.mkdir(parents=True, exist_ok=True)
     path = directory / "pyproject.toml"
     path.write_text(textwrap.dedent(pyproject).lstrip(), encoding="utf-8")
     return path
@@ -164,6 +173,7 @@ def make_pipenv_project(directory: Path, pipfile: str, *, home: Path) -> Path:
 
 def write_pipfile(directory: Path, pipfile: str) -> Path:
     """(Re)write ``directory/Pipfile`` from ``pipfile``, dedented; returns its path."""
+    directory.mkdir(parents=True, exist_ok=True)
     path = directory / "Pipfile"
     path.write_text(textwrap.dedent(pipfile).lstrip(), encoding="utf-8")
     return path
