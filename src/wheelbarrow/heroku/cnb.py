@@ -14,8 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from wheelbarrow.app import PYLOCK, PYPROJECT, REQUIREMENTS_TXT
-from wheelbarrow.app import _python_version as pinned_python  # one reader of version files
 from wheelbarrow.errors import BuildpackError, InputError, WheelbarrowError
 from wheelbarrow.files import atomic_write_text
 from wheelbarrow.target import PythonVersion
@@ -46,26 +44,23 @@ _FIELD_LABELS = {"python": "python version"}
 
 
 def detect(app_dir: Path, *, plan_path: Path) -> int:
-    """Pass when the app says what it depends on, writing the Build Plan; fail (100) otherwise.
+    """Pass when wheelbarrow can build the app, writing the Build Plan; fail (100) otherwise.
 
-    The app says so with a requirements.txt, ``[project] dependencies`` in pyproject.toml,
-    or a pylock.toml. The plan provides and requires ``python``, with ``metadata.version``
-    when ``.python-version`` or ``runtime.txt`` pins one. Nothing is written on a fail.
+    See :func:`wheelbarrow.heroku.cnb_detect.detect`: uv.lock, poetry.lock, Pipfile
+    with Pipfile.lock, requirements.txt, a pylock.toml or ``[project] dependencies``
+    pass; the plan requires ``python`` with ``metadata.version`` when runtime.txt,
+    .python-version or Pipfile.lock pins one. Nothing is written on a fail.
     """
-    if not _describes_dependencies(app_dir):
-        return DETECT_FAIL
-    python, _source = pinned_python(app_dir)
-    atomic_write_text(plan_path, build_plan(python))
-    return DETECT_PASS
+    from wheelbarrow.heroku.cnb_detect import detect as detect_app
+
+    return detect_app(app_dir, plan_path=plan_path)
 
 
 def build_plan(python: PythonVersion | None) -> str:
     """The Build Plan TOML of a Python app: provides ``python`` and requires it."""
-    text = f"[[provides]]\nname = {_toml_string(PLAN_ENTRY)}\n\n"
-    text += f"[[requires]]\nname = {_toml_string(PLAN_ENTRY)}\n"
-    if python is not None:
-        text += f"\n[requires.metadata]\nversion = {_toml_string(str(python))}\n"
-    return text
+    from wheelbarrow.heroku.cnb_detect import build_plan as plan_text
+
+    return plan_text(str(python) if python is not None else None)
 
 
 def plan_python_version(bp_plan_path: Path) -> str | None:
@@ -82,18 +77,6 @@ def plan_python_version(bp_plan_path: Path) -> str | None:
         if version is not None:
             return str(version)
     return None
-
-
-def _describes_dependencies(app_dir: Path) -> bool:
-    if (app_dir / REQUIREMENTS_TXT).is_file() or (app_dir / PYLOCK).is_file():
-        return True
-    pyproject = app_dir / PYPROJECT
-    if not pyproject.is_file():
-        return False
-    project = _read_toml(pyproject).get("project", {})
-    if not isinstance(project, dict):
-        raise InputError(f"{pyproject}: [project] must be a table")
-    return "dependencies" in project
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

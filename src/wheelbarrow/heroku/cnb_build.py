@@ -20,13 +20,22 @@ from wheelbarrow.heroku.cnb import (
 )
 from wheelbarrow.heroku.compile import prepare_environment
 from wheelbarrow.heroku.output import HerokuReporter
-from wheelbarrow.heroku.runtime import RUNTIME_HOME, TARBALL_VAR, URL_VAR, Runtime
+from wheelbarrow.heroku.runtime import (
+    DOWNLOADS_JSON_VAR,
+    RUNTIME_HOME,
+    TARBALL_VAR,
+    URL_VAR,
+    Runtime,
+)
 from wheelbarrow.interpreters import Interpreter
 from wheelbarrow.runner import Runner
 from wheelbarrow.store import Store
 from wheelbarrow.target import PythonVersion
 
 STORE_FORMAT = 1
+DEFAULT_PORT = 8080
+# CNB_TARGET_ARCH (OCI names) as python-build-standalone and uv name architectures.
+_ARCHES = {"amd64": "x86_64", "arm64": "aarch64"}
 
 
 def build(
@@ -48,15 +57,31 @@ def build(
     - ``venv`` (launch): the app's environment, keyed by the wheelhouse key and Python,
       so an unchanged app reuses it without even touching the store.
     """
-    from wheelbarrow.heroku.runtime import provide_runtime, read_env_dir
+    from wheelbarrow import __version__
+    from wheelbarrow.heroku.checks import refuse_committed_environments
+    from wheelbarrow.heroku.lockcache import keep_lock, restore_lock
+    from wheelbarrow.heroku.python_version import choose_python
+    from wheelbarrow.heroku.runtime import SHA256_VAR, provide_runtime, read_env_dir
 
     config = read_env_dir(platform_dir / "env") if (platform_dir / "env").is_dir() else {}
-    app = read_app(app_dir, environ=config)
     pinned = plan_python_version(plan_path) if plan_path else None
     running = PythonVersion(
         major=sys.version_info.major, minor=sys.version_info.minor, micro=sys.version_info.micro
     )
-    version = PythonVersion.parse(pinned) if pinned else app.choose_python(running)[0]
+
+    def fallback() -> tuple[PythonVersion, str]:
+        if pinned:  # an earlier buildpack's requirement
+            return PythonVersion.parse(pinned, source="the build plan"), "the build plan"
+        return read_app(app_dir, environ=config).choose_python(running)
+
+    # Heroku's order, before the app is read: its refusals come first.
+    choice = choose_python(app_dir, fallback=fallback)
+    for warning in choice.warnings:
+        out.warn(warning)
+    app = read_app(app_dir, environ=config)
+    version = choice.version
+    refuse_committed_environments(app_dir, python_home=False)
+    arch = _ARCHES.get(environ.get("CNB_TARGET_ARCH", ""), "x86_64")
     layers = LayerStore(layers_dir)
 
     store_layer = layers.want_layer(
@@ -70,7 +95,7 @@ def build(
     out.step(f"Store layer: {'reused' if store_layer.reused else 'new'} ({store_layer.reason})")
     store = Store(store_layer.path)
 
-    def provide(build_dir: Path) -> Runtime:
+    def provide(build_dir: Path, *, managed: bool = True) -> Runtime:
         return provide_runtime(
             version,
             build_dir=build_dir,
@@ -78,16 +103,31 @@ def build(
             config=config,
             which=which,
             runner=runner,
+            arch=arch,
+            uv=uv if managed else None,
+            environ=environ,
         )
 
     configured = config.get(URL_VAR) or config.get(TARBALL_VAR)
-    if configured:
-        # A standalone CPython lives in its own layer, remade only when the
-        # version or its source changes.
+    stack: Runtime | None = None
+    if not configured:
+        try:
+            stack = provide(layers_dir / "unused-runtime", managed=False)
+        except PythonRuntimeError:
+            configured = config.get(DOWNLOADS_JSON_VAR) or "uv's managed Python downloads"
+    if stack is None:
+        # A standalone CPython lives in its own layer, remade only when the version, its
+        # source, its hash, the architecture or wheelbarrow changes.
         made: list[Runtime] = []
         layer = layers.want_layer(
             "runtime",
-            metadata={"python": str(version), "source": configured},
+            metadata={
+                "python": str(version),
+                "source": configured,
+                "sha256": config.get(SHA256_VAR, "").strip().lower(),
+                "arch": arch,
+                "wheelbarrow": __version__,
+            },
             launch=True,
             build=True,
             cache=True,
@@ -96,8 +136,10 @@ def build(
         runtime = made[0] if made else _runtime_in(layer.path, version, configured, runner)
         out.step(f"Runtime layer: {'reused' if layer.reused else 'new'} ({layer.reason})")
     else:
-        runtime = provide(layers_dir / "unused-runtime")
-    out.step(f"Using Python {runtime.version} ({runtime.kind}, {runtime.source})")
+        runtime = stack
+    out.step(
+        f"Using Python {runtime.version} {choice.described} ({runtime.kind}, {runtime.source})"
+    )
     interpreter = Interpreter(executable=runtime.python, version=runtime.version)
 
     from wheelbarrow.heroku.compile import _index_options, buildpack_host
@@ -105,6 +147,8 @@ def build(
 
     # As prepare_environment makes it, so that the layer's key is the wheelhouse's.
     host = buildpack_host(version, environ=environ, config=config, uv=uv)
+    if restore_lock(app.lock_path, store.root) is not None:
+        out.detail(f"{app.lock_path.name}: the last lock, from the build cache")
     plan = make_plan(
         app,
         Options(python=str(version), index=_index_options(config)),
@@ -113,6 +157,11 @@ def build(
         reporter=out,
         may_lock=True,
     )
+
+    from wheelbarrow.heroku.release import check_web_servers
+
+    # Before anything is installed: at launch it would be 'gunicorn: command not found'.
+    check_web_servers(app_dir, {a.name for a in plan.artefacts})
 
     def populate(path: Path) -> None:
         with contextlib.ExitStack() as held:  # leases on what is used, until it is cloned
@@ -142,6 +191,7 @@ def build(
             "wheelhouse_key": plan.key,
             "python": runtime.version,
             "interpreter": str(runtime.python),
+            "wheelbarrow": __version__,
         },
         launch=True,
         build=False,
@@ -178,6 +228,7 @@ def build(
             runner=runner,
             out=out,
         )
+    keep_lock(app.lock_path, store.root)
     processes = _processes(app_dir)
     write_launch(layers_dir, processes)
     for process in processes:
@@ -188,7 +239,10 @@ def _runtime_in(layer: Path, version: PythonVersion, source: str, runner: Runner
     """The standalone runtime a reused layer already holds."""
     home = layer / RUNTIME_HOME
     python = home / "bin" / "python3"
-    probe = runner([str(python), "-I", "-c", "import platform; print(platform.python_version())"])
+    # -B: the layer is reused as it is; the probe must not add bytecode to it.
+    probe = runner(
+        [str(python), "-I", "-B", "-c", "import platform; print(platform.python_version())"]
+    )
     if probe.returncode != 0:
         raise PythonRuntimeError(
             f"{python}: the cached runtime layer does not run",
@@ -224,7 +278,9 @@ def _processes(app_dir: Path) -> list[Process]:
         return processes
     entry = detect_entry(app_dir)
     if entry is not None:
-        processes.append(Process(type="web", command=("bash", "-c", entry.command), default=True))
+        # The lifecycle's platforms need not set PORT: 8080 then, as Heroku's CNB does.
+        command = entry.command_with_port_default(DEFAULT_PORT)
+        processes.append(Process(type="web", command=("bash", "-c", command), default=True))
     return processes
 
 

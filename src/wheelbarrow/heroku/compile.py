@@ -58,12 +58,11 @@ class CompileContext:
 
 def compile_app(ctx: CompileContext, out: HerokuReporter) -> None:
     """Do what bin/compile must: leave a slug in BUILD_DIR that runs at SLUG_HOME."""
-    from wheelbarrow.heroku.profile import write_profile
-    from wheelbarrow.heroku.runtime import provide_runtime, read_env_dir
-
     from wheelbarrow.heroku.checks import refuse_committed_environments
     from wheelbarrow.heroku.lockcache import keep_lock, restore_lock
+    from wheelbarrow.heroku.profile import write_profile
     from wheelbarrow.heroku.python_version import choose_python
+    from wheelbarrow.heroku.runtime import provide_runtime, read_env_dir
 
     config = read_env_dir(ctx.env_dir) if ctx.env_dir.is_dir() else {}
     out.step(f"Python app detected; wheelbarrow {__version__}")
@@ -121,6 +120,9 @@ def compile_app(ctx: CompileContext, out: HerokuReporter) -> None:
         )
         clone_env(env, dest)
     keep_lock(app.lock_path, cache)
+    from wheelbarrow.heroku.release import check_web_servers, installed_distributions
+
+    check_web_servers(ctx.build_dir, installed_distributions(dest))
     if slug_home != ctx.build_dir:
         _point_at(dest, old=str(dest), new=str(slug_home / VENV))
     from wheelbarrow.heroku.afterinstall import after_install

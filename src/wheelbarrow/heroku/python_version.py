@@ -19,17 +19,20 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from wheelbarrow.errors import TargetError, UnsupportedPythonError
 from wheelbarrow.managers import detect_manager
-from wheelbarrow.target import PythonVersion
+
+if TYPE_CHECKING:
+    from wheelbarrow.target import PythonVersion
 
 __all__ = [
     "NEWEST_MINOR",
     "OLDEST_MINOR",
     "PythonChoice",
     "choose_python",
+    "requested_version",
 ]
 
 OLDEST_MINOR: Final = 10
@@ -210,8 +213,20 @@ def _pipfile_lock_python(path: Path) -> str | None:
     return value.strip()
 
 
+def requested_version(app_dir: Path) -> tuple[str, str] | None:
+    """The version text the app pins and the file that pins it, without checking the version.
+
+    For the Cloud Native Buildpack's detect, which runs on the stack's Python with the
+    standard library only. Raises :class:`TargetError` for a file that cannot be read.
+    """
+    manager = detect_manager(app_dir)
+    return _requested(app_dir, manager.name if manager is not None else None)
+
+
 def _checked(text: str, origin: str) -> PythonVersion:
     """``text`` as a version Heroku builds, else its end-of-life or unknown-version refusal."""
+    from wheelbarrow.target import PythonVersion  # packaging: not needed by detect
+
     parts = [int(part) for part in text.split(".")]
     major, minor = parts[0], parts[1]
     if major < 3 or (major == 3 and minor < OLDEST_MINOR):

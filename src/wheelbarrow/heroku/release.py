@@ -5,10 +5,14 @@ from __future__ import annotations
 import ast
 import json
 import re
+import shlex
 import warnings
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
+
+from wheelbarrow.errors import InputError
 
 Kind = Literal["wsgi", "asgi"]
 
@@ -52,6 +56,16 @@ NOTHING = "---\ndefault_process_types: {}\n"
 
 MAX_SOURCE_BYTES = 1_000_000
 
+# Web servers a process may run, by executable, with the distribution that installs it.
+SERVERS: dict[str, str] = {
+    "gunicorn": "gunicorn",
+    "uvicorn": "uvicorn",
+    "hypercorn": "hypercorn",
+    "daphne": "daphne",
+    "waitress-serve": "waitress",
+}
+_ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=")
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Entry:
@@ -66,6 +80,14 @@ class Entry:
     attribute: str
     server: str
     command: str
+
+    def command_with_port_default(self, port: int) -> str:
+        """The command, listening on ``port`` where the platform sets no ``PORT``.
+
+        >>> entry.command_with_port_default(8080)
+        'gunicorn --bind 0.0.0.0:${PORT:-8080} app:app'
+        """
+        return self.command.replace("$PORT", f"${{PORT:-{port}}}")
 
 
 def _entry(kind: Kind, module: str, attribute: str) -> Entry:
@@ -282,3 +304,77 @@ def release_yaml(app_dir: Path) -> str:
     if entry is None:
         return NOTHING
     return f"---\ndefault_process_types:\n  web: {_yaml_scalar(entry.command)}\n"
+
+
+def _executable(command: str) -> str | None:
+    """The program a Procfile command runs: past ``VAR=value`` assignments and ``exec``."""
+    try:
+        words = shlex.split(command, comments=True)
+    except ValueError:
+        return None
+    for word in words:
+        if _ASSIGNMENT.match(word) or word == "exec":
+            continue
+        return Path(word).name
+    return None
+
+
+def check_web_servers(app_dir: Path, packages: Collection[str]) -> None:
+    """Refuse a process whose web server the app does not install, naming what to add.
+
+    The Procfile's processes are checked when there is one, else the web process
+    :func:`detect_entry` finds. ``packages`` are the normalised names of the
+    distributions the environment holds. The hint says how to add the server with
+    the app's package manager. Raises :class:`InputError` for the first process
+    found lacking its server (``gunicorn: command not found`` at launch otherwise).
+    """
+    installed = {name.lower().replace("_", "-") for name in packages}
+    procfile = app_dir / "Procfile"
+    if procfile.is_file():
+        text = procfile.read_text(encoding="utf-8", errors="replace")
+        for number, line in enumerate(text.splitlines(), start=1):
+            name, sep, command = line.partition(":")
+            if not sep or not name.strip() or name.strip().startswith("#"):
+                continue
+            program = _executable(command)
+            server = SERVERS.get(program or "")
+            if server is not None and server not in installed:
+                raise InputError(
+                    f"{procfile}:{number}: the {name.strip()} process runs {program}, but "
+                    f"{server} is not among the app's requirements: it would fail to start "
+                    f"with '{program}: command not found'",
+                    hint=_how_to_add(app_dir, server),
+                )
+        return
+    entry = detect_entry(app_dir)
+    if entry is not None and entry.server not in installed:
+        raise InputError(
+            f"{app_dir}: the web process found for {entry.module}:{entry.attribute} "
+            f"({entry.kind.upper()}) runs '{entry.command}', but {entry.server} is not among "
+            "the app's requirements",
+            hint=_how_to_add(app_dir, entry.server)
+            + ", or write a Procfile saying how to serve the app",
+        )
+
+
+def _how_to_add(app_dir: Path, server: str) -> str:
+    from wheelbarrow.managers import detect_manager
+
+    manager = detect_manager(app_dir)
+    name = manager.name if manager is not None else "pip"
+    return {
+        "uv": f"run 'uv add {server}' and commit pyproject.toml and uv.lock",
+        "poetry": f"run 'poetry add {server}' and commit pyproject.toml and poetry.lock",
+        "pipenv": f"run 'pipenv install {server}' and commit Pipfile and Pipfile.lock",
+        "pyproject": f"add {server} to [project] dependencies in pyproject.toml",
+        "pylock": f"add {server} to the app's requirements and lock again",
+    }.get(name, f"add {server} to requirements.txt")
+
+
+def installed_distributions(env: Path) -> set[str]:
+    """The normalised names of the distributions installed in the environment ``env``."""
+    names: set[str] = set()
+    for info in env.glob("lib/python*/site-packages/*.dist-info"):
+        name = info.name.removesuffix(".dist-info").rsplit("-", 1)[0]
+        names.add(re.sub(r"[-_.]+", "-", name).lower())
+    return names
