@@ -51,8 +51,10 @@ if unknown:
     say({"unknown": unknown, "known": sorted(known), "url": downloader.url})
 failed = []
 for i in ids:
-    ok = downloader.download(i, download_dir=target, halt_on_error=True, print_error_to=sys.stdout)
-    if not ok or downloader.status(i, target) != downloader.INSTALLED:
+    done = downloader.download(
+        i, download_dir=target, halt_on_error=True, print_error_to=sys.stdout
+    )
+    if not done:
         failed.append(i)
 say({"failed": failed, "url": downloader.url})
 """.replace("MARK", repr(_MARK))
