@@ -29,6 +29,7 @@ PIPFILE = """
     requests = "==2.25.1"
     idna = "==2.10"
     six = {version = "==1.15.0", markers = "python_version < '3.10'"}
+    localpkg = {path = "localpkg", editable = true}
 
     [dev-packages]
     iniconfig = "==1.1.1"
@@ -38,6 +39,18 @@ PIPFILE = """
 
     [requires]
     python_version = "3.11"
+"""
+
+
+LOCALPKG = """\
+[build-system]
+requires = ["flit_core>=3.2,<4"]
+build-backend = "flit_core.buildapi"
+
+[project]
+name = "localpkg"
+version = "0.3.0"
+description = "a local package"
 """
 
 
@@ -59,8 +72,13 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory, home: Path) -> Path:
-    """A Pipenv project locked once by the real `pipenv lock`."""
-    return make_pipenv_project(tmp_path_factory.mktemp("pipenv"), PIPFILE, home=home)
+    """A Pipenv project (with a local path package) locked once by the real `pipenv lock`."""
+    root = tmp_path_factory.mktemp("pipenv")
+    package = root / "localpkg"
+    (package / "localpkg").mkdir(parents=True)
+    (package / "localpkg" / "__init__.py").write_text("", encoding="utf-8")
+    (package / "pyproject.toml").write_text(LOCALPKG, encoding="utf-8")
+    return make_pipenv_project(root, PIPFILE, home=home)
 
 
 @pytest.mark.network
@@ -71,7 +89,7 @@ class TestPipfileLock:
         """The default section deploys the locked (old) versions and their dependencies."""
         lock = read_pipfile_lock(project, groups=Groups(), target=PY311)
         versions = _versions(lock)
-        assert set(versions) == MAIN
+        assert set(versions) == MAIN | {"localpkg"}
         assert versions["requests"] == "2.25.1"
         assert versions["idna"] == "2.10"
         assert lock.manager == "pipenv"
@@ -81,7 +99,19 @@ class TestPipfileLock:
         """Each pin carries every hash the lock lists for it."""
         data = json.loads((project / "Pipfile.lock").read_text(encoding="utf-8"))
         for pin in read_pipfile_lock(project, groups=Groups(), target=PY39).pins:
+            if pin.requirement is not None:
+                continue
             assert pin.hashes and set(pin.hashes) == set(data["default"][pin.name]["hashes"])
+
+    def test_path_entry_is_a_direct_reference(self, project: Path) -> None:
+        """An editable path entry becomes ``name @ file:///absolute/path``, with a note."""
+        lock = read_pipfile_lock(project, groups=Groups(), target=PY311)
+        (local,) = [pin for pin in lock.pins if pin.name == "localpkg"]
+        assert local.requirement == f"localpkg @ {(project / 'localpkg').resolve().as_uri()}"
+        assert lock.notes == (
+            "localpkg is editable in Pipfile.lock: it is built into a wheel and installed "
+            "non-editable",
+        )
 
     def test_marker_kept_and_applied(self, project: Path) -> None:
         """six keeps its marker on the pin, and is dropped for a target it excludes."""

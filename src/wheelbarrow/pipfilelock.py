@@ -96,6 +96,7 @@ def read_pipfile_lock(root: Path, *, groups: Groups, target: Target) -> ManagedL
     environment = {key: str(value) for key, value in target.environment.items()}
     environment["extra"] = ""
     pins: dict[str, LockedPin] = {}
+    notes: list[str] = []
     for section in sections:
         entries = lock.get(section, {})
         if not isinstance(entries, dict):
@@ -108,6 +109,11 @@ def read_pipfile_lock(root: Path, *, groups: Groups, target: Target) -> ManagedL
             if pin.marker is not None and not Marker(pin.marker).evaluate(environment):
                 continue
             pins[pin.name] = pin
+            if isinstance(entry, dict) and entry.get("editable"):
+                notes.append(
+                    f"{pin.name} is editable in {PIPFILE_LOCK}: it is built into a wheel and "
+                    "installed non-editable"
+                )
 
     digest = hashlib.sha256()
     digest.update(lock_bytes)
@@ -119,6 +125,7 @@ def read_pipfile_lock(root: Path, *, groups: Groups, target: Target) -> ManagedL
         pins=tuple(pins[name] for name in sorted(pins)),
         index_urls=_index_urls(meta, lock_path),
         python=_python(meta, lock_path),
+        notes=tuple(notes),
     )
 
 

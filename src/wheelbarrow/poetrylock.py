@@ -125,6 +125,12 @@ def read_poetry_lock(root: Path, *, groups: Groups, target: Target) -> ManagedLo
     roots = _roots(pyproject, groups, pyproject_path)
     environment = {key: str(value) for key, value in target.environment.items()}
     chosen = _walk(roots, packages, environment, lock_path)
+    notes = tuple(
+        f"{name} is a develop (editable) path dependency in {PYPROJECT}: it is built into a "
+        "wheel and installed non-editable"
+        for name in sorted(chosen)
+        if chosen[name].source.get("develop")
+    )
     pins = tuple(_pin(chosen[name], root, lock_path) for name in sorted(chosen, key=lambda n: n))
     tool_poetry = pyproject.get("tool", {}).get("poetry", {})
     digest = hashlib.sha256()
@@ -138,6 +144,7 @@ def read_poetry_lock(root: Path, *, groups: Groups, target: Target) -> ManagedLo
         pins=pins,
         index_urls=_index_urls(tool_poetry, pyproject_path),
         requires_python=_requires_python(pyproject),
+        notes=notes,
     )
 
 
