@@ -441,12 +441,12 @@ def _managed_lock(
             hint=f"run `wheelbarrow build {app.root}` to lock and build again",
         )
     check_known(target.python, host.known_pythons(), source=_python_source(app, options))
+    reporter.message("step", f"Reading {', '.join(manager.files)} ({manager.name}) for {target}")
     managed = read_managed(app.root, manager, options.groups, target, host, runner)
     for note in managed.notes:
         reporter.message("info", note)
     table = tool_table(digest, target)
     if managed.pylock is not None:
-        reporter.message("step", f"Exporting {managed.path.name}'s pins for {target}")
         text = strip_credentials(managed.pylock)
         atomic_write_text(
             lock_path,
