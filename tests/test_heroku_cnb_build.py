@@ -55,7 +55,8 @@ def lifecycle(tmp_path: Path, local_index):
     return app, tmp_path / "layers", platform
 
 
-def run_build(app: Path, layers: Path, platform: Path) -> str:
+def run_build(app: Path, layers: Path, platform: Path, *, arch: str | None = None) -> str:
+    """bin/build's work as the lifecycle runs it; returns what it printed."""
     layers.mkdir(exist_ok=True)
     stream = io.StringIO()
     build(
@@ -63,7 +64,7 @@ def run_build(app: Path, layers: Path, platform: Path) -> str:
         layers_dir=layers,
         platform_dir=platform,
         plan_path=None,
-        environ={"PATH": "/usr/bin:/bin"},
+        environ={"PATH": "/usr/bin:/bin", **({"CNB_TARGET_ARCH": arch} if arch else {})},
         runner=run_subprocess,
         which=shutil.which,
         uv=_uv(),
@@ -183,3 +184,185 @@ class TestCnbSourceBuilds:
         )
         assert done.returncode == 0, done.stderr
         assert done.stdout.strip() == "3"
+
+
+FLASK_APP = "from flask import Flask\n\napp = Flask(__name__)\n"
+# A stand-in gunicorn: its console script prints the arguments it was started with.
+FAKE_GUNICORN = "import sys\n\ndef main():\n    print(' '.join(sys.argv[1:]))\n"
+
+
+@pytest.fixture
+def webapp(tmp_path: Path, local_index):
+    """A Flask-style app.py with no Procfile, and an index holding a stand-in gunicorn."""
+    d = tmp_path / "dists"
+    make_wheel(d, "alpha", "1.0")
+    make_wheel(
+        d,
+        "gunicorn",
+        "23.0",
+        files={"gunicorn/__init__.py": FAKE_GUNICORN},
+        entry_points={"gunicorn": "gunicorn:main"},
+    )
+    index = local_index(d)
+    app = tmp_path / "workspace"
+    app.mkdir()
+    (app / "app.py").write_text(FLASK_APP)
+    (app / ".python-version").write_text(HOST_PYTHON + "\n")
+    platform = tmp_path / "platform"
+    (platform / "env").mkdir(parents=True)
+    (platform / "env" / "WHEELBARROW_INDEX_URL").write_text(index.url)
+    return app, tmp_path / "layers", platform
+
+
+class TestCnbLifecycle:
+    def test_a_new_wheelbarrow_version_remakes_the_environment_layer(self, lifecycle):
+        """The layers record wheelbarrow's version: another version's venv layer is not reused."""
+        app, layers, platform = lifecycle
+        run_build(app, layers, platform)
+        venv_toml = layers / "venv.toml"
+        from wheelbarrow import __version__
+
+        assert tomllib.loads(venv_toml.read_text())["metadata"]["wheelbarrow"] == __version__
+        venv_toml.write_text(venv_toml.read_text().replace(__version__, "0.0.1"))
+        restore_like_the_lifecycle(layers)
+        out = run_build(app, layers, platform)
+        assert f"Environment layer made (wheelbarrow changed: 0.0.1 -> {__version__})" in out
+
+    def test_a_detected_web_process_starts_without_port(self, webapp):
+        """The detected gunicorn command binds 8080 where the platform sets no PORT."""
+        app, layers, platform = webapp
+        (app / "requirements.txt").write_text("gunicorn==23.0\n")
+        run_build(app, layers, platform)
+        [web] = tomllib.loads((layers / "launch.toml").read_text())["processes"]
+        assert web["command"] == ["bash", "-c", "gunicorn --bind 0.0.0.0:${PORT:-8080} app:app"]
+        env = {"PATH": f"{layers / 'venv' / 'bin'}:/usr/bin:/bin"}
+        done = subprocess.run(web["command"], env=env, capture_output=True, text=True)
+        assert done.stdout.strip() == "--bind 0.0.0.0:8080 app:app", done.stderr
+        done = subprocess.run(
+            web["command"], env={**env, "PORT": "5000"}, capture_output=True, text=True
+        )
+        assert done.stdout.strip() == "--bind 0.0.0.0:5000 app:app", done.stderr
+
+    def test_a_detected_server_missing_from_the_requirements_fails_the_build(self, webapp):
+        """No gunicorn in the requirements: the build fails naming it, before any layer is made."""
+        from wheelbarrow.errors import InputError
+
+        app, layers, platform = webapp
+        (app / "requirements.txt").write_text("alpha==1.0\n")
+        with pytest.raises(InputError) as caught:
+            run_build(app, layers, platform)
+        assert caught.value.message == (
+            f"{app}: the web process found for app:app (WSGI) runs "
+            "'gunicorn --bind 0.0.0.0:$PORT app:app', but gunicorn is not among the app's "
+            "requirements"
+        )
+        assert caught.value.hint == (
+            "add gunicorn to requirements.txt, or write a Procfile saying how to serve the app"
+        )
+        assert not (layers / "venv").exists()
+
+    def test_a_procfile_server_missing_from_the_requirements_names_the_line(self, webapp):
+        """A Procfile process running uvicorn without it: the error names the file and line."""
+        from wheelbarrow.errors import InputError
+
+        app, layers, platform = webapp
+        (app / "requirements.txt").write_text("gunicorn==23.0\n")
+        (app / "Procfile").write_text("# processes\nweb: exec uvicorn app:app --port $PORT\n")
+        with pytest.raises(InputError) as caught:
+            run_build(app, layers, platform)
+        assert caught.value.message.startswith(
+            f"{app / 'Procfile'}:2: the web process runs uvicorn, but uvicorn is not among the "
+            "app's requirements"
+        )
+        assert caught.value.hint == "add uvicorn to requirements.txt"
+
+    def test_runtime_layer_records_sha256_and_arch_and_stays_free_of_bytecode(
+        self, lifecycle, tmp_path
+    ):
+        """A configured tarball's layer metadata holds its sha256 and the target arch; a reused
+        layer is probed without writing bytecode into it."""
+        import hashlib
+
+        from support.runtimes import make_standalone_python
+
+        app, layers, platform = lifecycle
+        tarball = make_standalone_python(tmp_path / "tarballs")
+        digest = hashlib.sha256(tarball.read_bytes()).hexdigest()
+        (platform / "env" / "WHEELBARROW_PYTHON_TARBALL").write_text(str(tarball))
+        (platform / "env" / "WHEELBARROW_PYTHON_SHA256").write_text(digest)
+        run_build(app, layers, platform, arch="amd64")
+        metadata = tomllib.loads((layers / "runtime.toml").read_text())["metadata"]
+        assert (metadata["sha256"], metadata["arch"]) == (digest, "x86_64")
+        for cache in (layers / "runtime").rglob("__pycache__"):
+            shutil.rmtree(cache)
+        restore_like_the_lifecycle(layers)
+        out = run_build(app, layers, platform, arch="amd64")
+        assert "Runtime layer: reused (metadata matches)" in out
+        assert sorted((layers / "runtime").rglob("*.pyc")) == []
+
+    def test_the_arch_placeholder_follows_cnb_target_arch(self, lifecycle):
+        """{arch} in WHEELBARROW_PYTHON_URL is aarch64 when CNB_TARGET_ARCH is arm64."""
+        from wheelbarrow.errors import PythonRuntimeError
+
+        app, layers, platform = lifecycle
+        (platform / "env" / "WHEELBARROW_PYTHON_URL").write_text(
+            f"file://{platform}/cpython-{{version}}-{{arch}}.tar.gz"
+        )
+        with pytest.raises(PythonRuntimeError, match=r"-aarch64\.tar\.gz, which is not a file"):
+            run_build(app, layers, platform, arch="arm64")
+
+
+class TestCnbDetect:
+    DETECT = Path(__file__).resolve().parents[1] / "bin" / "detect"
+
+    def detect(self, app: Path, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+        env = {
+            "PATH": "/usr/bin:/bin",
+            "CNB_BUILD_PLAN_PATH": str(tmp_path / "plan.toml"),
+            "CNB_PLATFORM_DIR": str(tmp_path),
+        }
+        return subprocess.run([self.DETECT], cwd=app, env=env, capture_output=True, text=True)
+
+    @pytest.mark.parametrize(
+        ("files", "why"),
+        [
+            ({"pyproject.toml": "[tool.ruff]\nline-length = 100\n"}, "pyproject.toml has no "),
+            ({"Pipfile": "[packages]\n"}, "a Pipfile without Pipfile.lock pins nothing"),
+            ({"requirement.txt": "flask\n"}, "found 'requirement.txt': did you mean"),
+            (
+                {"pyproject.toml": "[tool.poetry.dependencies]\npython = '^3.12'\nsix = '*'\n"},
+                "a Poetry project without poetry.lock",
+            ),
+        ],
+    )
+    def test_near_misses_fail_saying_why(self, tmp_path, files, why):
+        """What wheelbarrow cannot build fails detect (100) with the reason on stderr."""
+        app = tmp_path / "app"
+        app.mkdir()
+        for name, text in files.items():
+            (app / name).write_text(text)
+        done = self.detect(app, tmp_path)
+        assert done.returncode == 100
+        assert done.stderr.startswith(f"wheelbarrow: not building this app: {why}"), done.stderr
+        assert not (tmp_path / "plan.toml").exists()
+
+    @pytest.mark.parametrize(
+        "files",
+        [
+            {"uv.lock": "version = 1\n", "pyproject.toml": "[project]\nname = 'a'\n"},
+            {"poetry.lock": "", "pyproject.toml": "[tool.poetry]\nname = 'a'\n"},
+            {"Pipfile": "[packages]\n", "Pipfile.lock": "{}"},
+            {"pyproject.toml": "[project]\nname = 'a'\ndependencies = []\n"},
+        ],
+    )
+    def test_apps_of_every_manager_pass(self, tmp_path, files):
+        """uv.lock, poetry.lock, Pipfile with its lock and [project] dependencies pass."""
+        app = tmp_path / "app"
+        app.mkdir()
+        for name, text in files.items():
+            (app / name).write_text(text)
+        done = self.detect(app, tmp_path)
+        assert done.returncode == 0, done.stderr
+        assert tomllib.loads((tmp_path / "plan.toml").read_text())["provides"] == [
+            {"name": "python"}
+        ]
