@@ -142,6 +142,7 @@ def build(
     )
     interpreter = Interpreter(executable=runtime.python, version=runtime.version)
 
+    from wheelbarrow.heroku.ci import ci_groups
     from wheelbarrow.heroku.compile import _index_options, buildpack_host
     from wheelbarrow.plan import Options, make_plan
 
@@ -151,7 +152,7 @@ def build(
         out.detail(f"{app.lock_path.name}: the last lock, from the build cache")
     plan = make_plan(
         app,
-        Options(python=str(version), index=_index_options(config)),
+        Options(python=str(version), index=_index_options(config), groups=ci_groups(environ)),
         host,
         runner=runner,
         reporter=out,

@@ -75,6 +75,11 @@ def compile_app(ctx: CompileContext, out: HerokuReporter) -> None:
     for warning in choice.warnings:
         out.warn(warning)
     app = read_app(ctx.build_dir, environ=config)
+    from wheelbarrow.heroku.ci import in_ci, with_test_requirements
+
+    if in_ci(ctx.environ):
+        app, added = with_test_requirements(app, environ=config)
+        out.step("Heroku CI: the test dependencies too" + (f" ({added})" if added else ""))
     version, source = choice.version, choice.described
 
     cache = ctx.cache_dir / "wheelbarrow"
@@ -173,7 +178,11 @@ def prepare_environment(
     from wheelbarrow.buildhost import build_index, source_builder
 
     host = buildpack_host(version, environ=environ, config=config, uv=uv)
-    options = Options(python=str(version), index=_index_options(config))
+    from wheelbarrow.heroku.ci import ci_groups
+
+    options = Options(
+        python=str(version), index=_index_options(config), groups=ci_groups(environ)
+    )
     out.step("Building the wheelhouse")
     plan = make_plan(app, options, host, runner=runner, reporter=out, may_lock=True)
     if plan.locked_because:
