@@ -6,7 +6,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from support import make_wheel, sha256_of
+from support import build_local_index, make_wheel, sha256_of
 from support.apps import HOST_PYTHON, PLATFORM, build_cli, cli, make_app
 
 from wheelbarrow.errors import InputError
@@ -149,6 +149,63 @@ class TestLock:
         assert result.code == 0, result.err
         assert result.json()["target"]["platform"] == "manylinux_2_17_aarch64"
         assert "locked again" not in result.err
+
+
+def locked(app: Path) -> dict[str, str]:
+    """``{name: version}`` of app's pylock.toml."""
+    data = tomllib.loads((app / "pylock.toml").read_text())
+    return {p["name"]: p["version"] for p in data["packages"]}
+
+
+class TestUpgrade:
+    @pytest.fixture
+    def index_with_newer(self, tmp_path, local_index):
+        """alpha and beta 1.0; after the first lock, 2.0 of both is published."""
+        d = tmp_path / "dists"
+        make_wheel(d, "alpha", "1.0")
+        make_wheel(d, "beta", "1.0", requires=["alpha"])
+        index = local_index(d)
+
+        def publish() -> None:
+            make_wheel(index.files_dir, "alpha", "2.0")
+            make_wheel(index.files_dir, "beta", "2.0", requires=["alpha"])
+            build_local_index(index.files_dir, ())
+
+        return index, publish
+
+    def test_a_removed_pin_keeps_its_version_until_asked_to_upgrade(
+        self, tmp_path, index_with_newer
+    ):
+        """Unpinning keeps the locked version (preferences); --upgrade-package takes the newest
+        of that package only, --upgrade of every package."""
+        index, publish = index_with_newer
+        app = make_app(tmp_path / "app", "alpha==1.0\nbeta==1.0\n")
+        lock(app, index.url)
+        publish()
+        (app / "requirements.txt").write_text("alpha\nbeta\n")
+        lock(app, index.url)
+        assert locked(app) == {"alpha": "1.0", "beta": "1.0"}
+        lock(app, index.url, "--upgrade-package", "beta")
+        assert locked(app) == {"alpha": "1.0", "beta": "2.0"}
+        lock(app, index.url, "--upgrade")
+        assert locked(app) == {"alpha": "2.0", "beta": "2.0"}
+
+    def test_build_with_an_unchanged_app_does_not_upgrade(self, tmp_path, index_with_newer):
+        """Without --upgrade a newer release changes nothing: the lock stands."""
+        index, publish = index_with_newer
+        app = make_app(tmp_path / "app", "alpha\n")
+        lock(app, index.url)
+        publish()
+        assert build_cli(app, tmp_path / "store", index.url).code == 0
+        assert locked(app) == {"alpha": "1.0"}
+
+    def test_upgrading_a_package_managers_lock_is_refused_with_its_own_command(self, tmp_path):
+        """uv.lock pins the versions: `lock --upgrade` says to run `uv lock --upgrade`."""
+        (tmp_path / "pyproject.toml").write_text('[project]\nname = "a"\nversion = "1"\n')
+        (tmp_path / "uv.lock").write_text("")
+        result = cli("lock", tmp_path, "--upgrade")
+        assert result.code == 2
+        assert "hint: upgrade with `uv lock --upgrade`, then build again" in result.err
 
 
 class TestForeignLocks:

@@ -377,6 +377,61 @@ class TestLocalAndVcsSources:
         assert run_in(tmp_path / "env", "import localpkg; print(localpkg.add(1, 2))") == "3"
 
 
+class TestEditableRequirements:
+    """``-e`` requirements are built into wheels and deployed non-editable, with a note."""
+
+    _tree = TestLocalAndVcsSources._tree
+
+    def test_an_editable_path_is_built_and_deployed_as_a_wheel(self, tmp_path):
+        """`-e ./localpkg` works like the plain path, says so, and installs no .pth link."""
+        app = make_app(tmp_path / "app", "-e ./localpkg-1.0\n")
+        self._tree(tmp_path, app)
+        store = tmp_path / "store"
+        result = cli("build", app, "--store", store, "--platform", PLATFORM, "--no-index")
+        assert result.code == 0, result.err
+        assert (
+            f"{app / 'requirements.txt'}:1: -e {(app / 'localpkg-1.0').as_uri()} is built into "
+            "a wheel and deployed non-editable"
+        ) in result.err
+        install(app, store, tmp_path / "env")
+        assert run_in(tmp_path / "env", "import localpkg; print(localpkg.add(20, 22))") == "42"
+        site = next((tmp_path / "env" / "lib").glob("python3.*/site-packages"))
+        assert not list(site.glob("*.pth")) and (site / "localpkg").is_dir()
+
+    def test_an_editable_git_url_is_built_at_its_commit(self, tmp_path):
+        """`-e git+file://...#egg=localpkg` is cloned, built and installed."""
+        repo = self._tree(tmp_path, tmp_path / "repo")
+        git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
+        subprocess.run(["git", "init", "-q", str(repo)], check=True)
+        subprocess.run([*git, "add", "-A"], check=True)
+        subprocess.run([*git, "commit", "-q", "-m", "init"], check=True)
+        app = make_app(tmp_path / "app", f"-e git+{repo.as_uri()}#egg=localpkg\n")
+        store = tmp_path / "store"
+        result = cli("build", app, "--store", store, "--platform", PLATFORM, "--no-index")
+        assert result.code == 0, result.err
+        assert "deployed non-editable" in result.err
+        install(app, store, tmp_path / "env")
+        assert run_in(tmp_path / "env", "import localpkg; print(localpkg.add(1, 2))") == "3"
+
+    @pytest.mark.network
+    def test_editable_dot_deploys_the_app_itself_built_by_its_real_backend(self, tmp_path):
+        """`-e .` in the app's own requirements.txt: the app, built with uv_build from the index."""
+        from support.uvprojects import make_package
+
+        app = make_package(tmp_path / "app", name="selfapp", version="2.0.0")
+        (app / "requirements.txt").write_text("-e .\nsix==1.15.0\n")  # no Python pin
+        store = tmp_path / "store"
+        assert cli("build", app, "--store", store).code == 0
+        install(app, store, tmp_path / "env")
+        assert run_in(tmp_path / "env", "import selfapp, six; print(selfapp.VERSION)") == "2.0.0"
+        # An edit of the app rebuilds it: what is deployed is what the checkout holds.
+        init = app / "src" / "selfapp" / "__init__.py"
+        init.write_text(init.read_text().replace("2.0.0", "2.0.0+edited"))
+        assert cli("build", app, "--store", store).code == 0
+        install(app, store, tmp_path / "env2")
+        assert run_in(tmp_path / "env2", "import selfapp; print(selfapp.VERSION)") == "2.0.0+edited"
+
+
 class _NoDownloads:
     """A fetcher for builds that must need nothing from an index."""
 
