@@ -549,3 +549,63 @@ class TestReadEnvDir:
     def test_missing_env_dir_has_no_variables(self, tmp_path: Path) -> None:
         """A missing ENV_DIR means no config vars."""
         assert read_env_dir(tmp_path / "missing") == {}
+
+
+class TestManagedPython:
+    def test_uv_installs_the_version_from_a_private_list(
+        self, tarball: Path, served: Served, build_dir: Path, tmp_path: Path
+    ) -> None:
+        """With no stack Python, uv installs it from UV_PYTHON_DOWNLOADS_JSON_URL; the copy in
+        BUILD_DIR runs, and a second build takes it from the cache without downloading."""
+        from test_heroku_python_version import downloads_json
+        from uv import find_uv_bin
+
+        from wheelbarrow.heroku.runtime import DOWNLOADS_JSON_VAR
+
+        (served.directory / "downloads.json").write_text(downloads_json(tarball, served.url))
+        config = {DOWNLOADS_JSON_VAR: f"{served.url}/downloads.json"}
+        for _ in range(2):
+            runtime = provide_runtime(
+                RUNNING_MINOR,
+                build_dir=build_dir,
+                cache_dir=tmp_path / "cache",
+                config=config,
+                which=no_stack,
+                runner=run_subprocess,
+                uv=str(find_uv_bin()),
+                environ={"PATH": "/usr/bin:/bin"},
+            )
+            assert (runtime.kind, runtime.version) == ("standalone", STANDALONE_VERSION)
+            assert run_version(runtime.python) == (
+                STANDALONE_VERSION,
+                build_dir / ".heroku" / "python",
+            )
+        assert served.requests.count(f"/{tarball.name}") == 1
+
+    def test_a_version_the_list_lacks_names_the_list_and_the_stack(
+        self, build_dir: Path, tmp_path: Path
+    ) -> None:
+        """uv's refusal is quoted with the list it read, after what the stack has."""
+        from uv import find_uv_bin
+
+        from wheelbarrow.heroku.runtime import DOWNLOADS_JSON_VAR
+
+        listing = tmp_path / "downloads.json"
+        listing.write_text("{}")
+        with pytest.raises(PythonRuntimeError) as caught:
+            provide_runtime(
+                RUNNING_MINOR,
+                build_dir=build_dir,
+                cache_dir=tmp_path / "cache",
+                config={DOWNLOADS_JSON_VAR: str(listing)},
+                which=no_stack,
+                runner=run_subprocess,
+                uv=str(find_uv_bin()),
+                environ={"PATH": "/usr/bin:/bin"},
+            )
+        message = caught.value.message
+        assert message.startswith(
+            f"Python {RUNNING_MINOR} is not available: the stack has no python3"
+        )
+        assert f"; and uv could not install it from {listing}: error: No download found" in message
+        assert not (build_dir / ".heroku").exists()
