@@ -241,3 +241,20 @@ class TestCompileErrors:
         (build / "requirements.txt").write_text("no-such-package==1.0\n")
         out = self._fails(build, cache, env, slug_home)
         assert " !     " in out and "no-such-package" in out
+
+
+class TestCompileWebServer:
+    def test_a_detected_web_app_without_gunicorn_fails_naming_it(self, platform):
+        """bin/release would offer gunicorn for app.py: without it in the requirements the
+        compile fails saying what to add, instead of 'gunicorn: command not found' at launch."""
+        build, cache, env, slug_home = platform
+        (build / "Procfile").unlink()
+        (build / "app.py").write_text("from flask import Flask\n\napp = Flask(__name__)\n")
+        code, out = compile_(build, cache, env, slug_home)
+        assert code != 0
+        assert (
+            f" !     {build}: the web process found for app:app (WSGI) runs "
+            "'gunicorn --bind 0.0.0.0:$PORT app:app', but gunicorn is not among the app's "
+            "requirements"
+        ) in out
+        assert " !     Hint: add gunicorn to requirements.txt, or write a Procfile" in out
