@@ -114,8 +114,9 @@ def build(
         try:
             stack = provide(layers_dir / "unused-runtime", managed=False)
         except PythonRuntimeError:
-            configured = config.get(DOWNLOADS_JSON_VAR) or "uv's managed Python downloads"
+            configured = config.get(DOWNLOADS_JSON_VAR)
     if stack is None:
+        source = configured or "uv's managed Python downloads"
         # A standalone CPython lives in its own layer, remade only when the version, its
         # source, its hash, the architecture or wheelbarrow changes.
         made: list[Runtime] = []
@@ -123,7 +124,7 @@ def build(
             "runtime",
             metadata={
                 "python": str(version),
-                "source": configured,
+                "source": source,
                 "sha256": config.get(SHA256_VAR, "").strip().lower(),
                 "arch": arch,
                 "wheelbarrow": __version__,
@@ -133,7 +134,7 @@ def build(
             cache=True,
             populate=lambda path: made.append(provide(path)),
         )
-        runtime = made[0] if made else _runtime_in(layer.path, version, configured, runner)
+        runtime = made[0] if made else _runtime_in(layer.path, version, source, runner)
         out.step(f"Runtime layer: {'reused' if layer.reused else 'new'} ({layer.reason})")
     else:
         runtime = stack
