@@ -184,6 +184,14 @@ class TestUvProject:
         assert env["greeting"] == "0.3.0" and env["app"] == "0.1.0"
         assert "iniconfig" not in env
 
+    def test_dev_deploys_the_dev_group_beside_the_default_lock(self, project, tmp_path):
+        """--dev adds uv's dev group; built again without it, the dev group is left out."""
+        store = tmp_path / "store"
+        build_and_install(project, store, tmp_path / "env", "--dev")
+        assert installed(tmp_path / "env")["iniconfig"] == "1.1.1"
+        build_and_install(project, store, tmp_path / "plain")
+        assert "iniconfig" not in installed(tmp_path / "plain")
+
     def test_an_unchanged_project_builds_again_from_local_files(self, project, tmp_path):
         """The second build neither reads uv.lock again nor locks: it is up to date."""
         store = tmp_path / "store"

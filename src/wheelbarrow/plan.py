@@ -167,6 +167,13 @@ def make_plan(
                     f"{line.origin}: -e {line.url} is built into a wheel and deployed "
                     "non-editable (a deployed app does not edit its packages in place)",
                 )
+    if options.groups != Groups() and not app.locked_by_manager:
+        reporter.message(
+            "warning",
+            "--dev, --group and --extra choose parts of a uv, Poetry or Pipenv lock; "
+            f"{app.requirements_source.name if app.requirements_source else 'this app'} "
+            "has none, so they change nothing",
+        )
     if app.manager is not None and app.locked_by_manager:
         current, locked_because = _managed_lock(
             app,

@@ -46,6 +46,25 @@ def _common(parser: argparse.ArgumentParser, *, index: bool = True) -> None:
     )
     parser.add_argument("--json", action="store_true", help="print a machine-readable report")
     parser.add_argument("-q", "--quiet", action="store_true", help="print only errors")
+    parser.add_argument(
+        "--dev",
+        action="store_true",
+        help="with a uv, Poetry or Pipenv lock: deploy its dev dependencies too",
+    )
+    parser.add_argument(
+        "--group",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="with a uv or Poetry lock: deploy the dependency group NAME too (repeatable)",
+    )
+    parser.add_argument(
+        "--extra",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="with a uv or Poetry lock: deploy the project's extra NAME (repeatable)",
+    )
     if index:
         parser.add_argument("-i", "--index-url", metavar="URL", help="the package index")
         parser.add_argument(

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from wheelbarrow.app import App, read_app
 from wheelbarrow.errors import StoreError
 from wheelbarrow.interpreters import Interpreter, find_interpreter
+from wheelbarrow.managers import Groups
 from wheelbarrow.plan import Host, Options, Plan, make_plan
 from wheelbarrow.report import Reporter
 from wheelbarrow.requirements import IndexOptions
@@ -160,6 +161,11 @@ def options(args: argparse.Namespace) -> Options:
         only_binary=tuple(getattr(args, "only_binary", ())),
         repair=getattr(args, "repair", None),
         build_jobs=getattr(args, "build_jobs", None),
+        groups=Groups(
+            dev=getattr(args, "dev", False),
+            names=tuple(getattr(args, "group", ())),
+            extras=tuple(getattr(args, "extra", ())),
+        ),
         force=getattr(args, "force", False),
         upgrade=getattr(args, "upgrade", False),
         upgrade_packages=tuple(getattr(args, "upgrade_package", ())),
