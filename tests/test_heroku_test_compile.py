@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from support import make_wheel
-from test_heroku_compile import compile_
+from support.managers import POETRY_1, POETRY_2, make_pipenv_project, make_poetry_project
+from support.uvprojects import make_uv_project, uv_environ
+from test_heroku_compile import HOST_PYTHON, compile_
 
 from wheelbarrow.heroku.ci import REQUIREMENTS_TEST, ci_groups, in_ci
 from wheelbarrow.managers import Groups
@@ -128,3 +131,106 @@ class TestBinTestCompile:
         assert [in_ci({"INSTALL_TEST": v}) for v in ("", "0", "1")] == [False, False, True]
         assert ci_groups({"INSTALL_TEST": "1"}) == Groups(dev=True)
         assert ci_groups({}) == Groups()
+
+
+POETRY1_DEV = """
+    [tool.poetry]
+    name = "app"
+    version = "0.1.0"
+    description = "an app"
+    authors = ["A <a@example.com>"]
+    package-mode = false
+
+    [tool.poetry.dependencies]
+    python = ">=3.9"
+    six = "1.15.0"
+
+    [tool.poetry.group.dev.dependencies]
+    iniconfig = "1.1.1"
+"""
+
+POETRY2_DEV = """
+    [project]
+    name = "app"
+    version = "0.1.0"
+    requires-python = ">=3.9"
+    dependencies = ["six==1.15.0"]
+
+    [tool.poetry]
+    package-mode = false
+
+    [tool.poetry.group.dev.dependencies]
+    iniconfig = "1.1.1"
+"""
+
+PIPFILE_DEV = """
+    [packages]
+    six = "==1.15.0"
+
+    [dev-packages]
+    iniconfig = "==1.1.1"
+"""
+
+
+@pytest.fixture(scope="module")
+def manager_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One build cache for the managers' builds: six and iniconfig are fetched once."""
+    return tmp_path_factory.mktemp("cache")
+
+
+def versions(build: Path) -> dict[str, str]:
+    """``{name: version}`` of what the slug's environment holds."""
+    found = {}
+    for info in (build / ".heroku" / "venv").glob("lib/python*/site-packages/*.dist-info"):
+        name, version = info.name.removesuffix(".dist-info").split("-")
+        found[name.lower()] = version
+    return found
+
+
+def build_both_ways(app: Path, cache: Path, tmp_path: Path, monkeypatch) -> tuple[str, str]:
+    """bin/compile then bin/test-compile's build of ``app``; their logs (each must succeed)."""
+    env = tmp_path / "env"
+    env.mkdir()
+    code, prod = compile_(app, cache, env, tmp_path / "app-home")
+    assert code == 0, prod
+    assert "iniconfig" not in versions(app), prod
+    monkeypatch.setenv("INSTALL_TEST", "1")
+    code, ci = compile_(app, cache, env, tmp_path / "app-home")
+    assert code == 0, ci
+    return prod, ci
+
+
+@pytest.mark.network
+class TestManagersDevGroups:
+    def test_uv_apps_get_their_dev_group(self, tmp_path, manager_cache, monkeypatch):
+        """A uv project: bin/compile leaves the dev group out, bin/test-compile deploys it."""
+        app = make_uv_project(
+            tmp_path / "build_1",
+            uv_environ(tmp_path / "uv-cache"),
+            dependencies=["six==1.15.0"],
+            groups={"dev": ["iniconfig==1.1.1"]},
+            package=False,
+            python_version=HOST_PYTHON,
+        )
+        build_both_ways(app, manager_cache, tmp_path, monkeypatch)
+        assert versions(app) == {"six": "1.15.0", "iniconfig": "1.1.1"}
+
+    @pytest.mark.parametrize(
+        ("version", "pyproject"), [(POETRY_1, POETRY1_DEV), (POETRY_2, POETRY2_DEV)]
+    )
+    def test_poetry_apps_get_their_dev_group(
+        self, tmp_path, manager_cache, monkeypatch, version, pyproject
+    ):
+        """Poetry 1.8 and 2 projects: the dev group only under bin/test-compile."""
+        app = make_poetry_project(tmp_path / "build_2", version, pyproject, home=tmp_path / "home")
+        (app / ".python-version").write_text(HOST_PYTHON + "\n")
+        build_both_ways(app, manager_cache, tmp_path, monkeypatch)
+        assert versions(app) == {"six": "1.15.0", "iniconfig": "1.1.1"}
+
+    def test_pipenv_apps_get_their_dev_packages(self, tmp_path, manager_cache, monkeypatch):
+        """A Pipenv project: [dev-packages] only under bin/test-compile."""
+        app = make_pipenv_project(tmp_path / "build_3", PIPFILE_DEV, home=tmp_path / "home")
+        shutil.rmtree(app / ".venv")  # Pipenv's own, made for locking: never committed
+        (app / ".python-version").write_text(HOST_PYTHON + "\n")
+        build_both_ways(app, manager_cache, tmp_path, monkeypatch)
+        assert versions(app) == {"six": "1.15.0", "iniconfig": "1.1.1"}
