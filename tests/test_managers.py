@@ -28,7 +28,12 @@ from support.uvprojects import locked_versions, make_package, make_uv_project, u
 
 from wheelbarrow.app import read_app
 from wheelbarrow.errors import InputError
-from wheelbarrow.managers import SeveralManagersError, detect_manager, is_wheelbarrow_lock
+from wheelbarrow.managers import (
+    SeveralManagersError,
+    detect_manager,
+    is_wheelbarrow_lock,
+    manager_index_urls,
+)
 
 
 def installed(env: Path) -> dict[str, str]:
@@ -320,3 +325,36 @@ class TestPipenvProject:
         refused = cli("build", project, "--store", tmp_path / "store")
         assert refused.code == 2, refused.err
         assert "Pipfile.lock" in refused.err and "pipenv lock" in refused.err
+
+
+class TestManagerIndexes:
+    def test_a_pipfile_source_has_its_variables_expanded(self, tmp_path):
+        """Pipenv expands ${VAR} (and $VAR) in a source URL: so does wheelbarrow."""
+        (tmp_path / "Pipfile").write_text(
+            '[[source]]\nurl = "https://${USER_}:$TOKEN@example.test/simple"\nname = "p"\n'
+            '[[source]]\nurl = "https://${UNSET_}@other.test/simple"\nname = "q"\n'
+        )
+        found = manager_index_urls(
+            tmp_path, detect_manager(tmp_path), {"USER_": "me", "TOKEN": "s3"}
+        )
+        assert found == [
+            ("Pipfile [[source]] 1", "https://me:s3@example.test/simple"),
+            ("Pipfile [[source]] 2", "https://${UNSET_}@other.test/simple"),
+        ]
+
+    def test_a_poetry_source_takes_poetrys_credential_variables(self, tmp_path):
+        """POETRY_HTTP_BASIC_<NAME>_USERNAME/_PASSWORD go into that source's URL, quoted."""
+        (tmp_path / "poetry.lock").write_text("")
+        (tmp_path / "pyproject.toml").write_text(
+            '[[tool.poetry.source]]\nname = "my-corp"\nurl = "https://corp.test/simple"\n'
+            '[[tool.poetry.source]]\nname = "open"\nurl = "https://open.test/simple"\n'
+        )
+        environ = {
+            "POETRY_HTTP_BASIC_MY_CORP_USERNAME": "ci",
+            "POETRY_HTTP_BASIC_MY_CORP_PASSWORD": "p@ss/word",
+        }
+        found = manager_index_urls(tmp_path, detect_manager(tmp_path), environ)
+        assert [url for _, url in found] == [
+            "https://ci:p%40ss%2Fword@corp.test/simple",
+            "https://open.test/simple",
+        ]

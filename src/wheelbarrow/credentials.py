@@ -374,5 +374,9 @@ def credentials_for(
             url = line.url or (line.requirement.url if line.requirement is not None else None)
             if url and realm(url) is not None:
                 urls.append((str(line.origin), url))
+    from wheelbarrow.managers import manager_index_urls
+
+    # A Pipfile's [[source]] or a Poetry project's sources, with what the manager reads.
+    urls += manager_index_urls(app.root, app.manager, environ)
     urls += given_urls(given, given_by)
     return find_credentials(urls, environ=environ, app_root=app.root, home=home)

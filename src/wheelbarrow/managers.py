@@ -10,10 +10,13 @@ index for the target, since neither lock names every file or its URL.
 from __future__ import annotations
 
 import hashlib
+import re
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
+from urllib.parse import quote
 
 from wheelbarrow.errors import InputError
 
@@ -185,3 +188,69 @@ def _workspace_pyprojects(root: Path) -> list[Path]:
         if isinstance(pattern, str):
             found += [p / PYPROJECT for p in root.glob(pattern) if (p / PYPROJECT).is_file()]
     return found
+
+
+def manager_index_urls(
+    root: Path, detected: Detected | None, environ: Mapping[str, str]
+) -> list[tuple[str, str]]:
+    """The indexes a Pipfile or a Poetry project names, as ``(where, url)``, ready to use.
+
+    Pipenv expands ``${VAR}`` in a source's URL; Poetry takes a source's
+    credentials from ``POETRY_HTTP_BASIC_<NAME>_USERNAME`` and ``_PASSWORD``.
+    Both are done here, so uv and the downloads reach a private index the way
+    the manager itself does. Unreadable files give nothing: their reader names
+    the problem.
+    """
+    if detected is None:
+        return []
+    found: list[tuple[str, str]] = []
+    if detected.name == "pipenv" and (root / PIPFILE).is_file():
+        data = _toml_or_empty(root / PIPFILE)
+        for i, source in enumerate(_tables(data.get("source"))):
+            url = source.get("url")
+            if isinstance(url, str):
+                found.append((f"{PIPFILE} [[source]] {i + 1}", _expand(url, environ)))
+    elif detected.name == "poetry":
+        tool = (
+            data.get("tool") if isinstance(data := _toml_or_empty(root / PYPROJECT), dict) else {}
+        )
+        poetry = tool.get("poetry") if isinstance(tool, dict) else None
+        for source in _tables(poetry.get("source") if isinstance(poetry, dict) else None):
+            url, name = source.get("url"), source.get("name")
+            if not isinstance(url, str):
+                continue
+            if isinstance(name, str):
+                url = _with_poetry_credentials(url, name, environ)
+            found.append((f"{PYPROJECT} [[tool.poetry.source]] {name}", url))
+    return found
+
+
+def _toml_or_empty(path: Path) -> dict[str, object]:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
+        return {}
+
+
+def _tables(value: object) -> list[dict[str, object]]:
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+
+
+def _expand(text: str, environ: Mapping[str, str]) -> str:
+    """``${VAR}`` and ``$VAR`` as Pipenv expands them (an unset variable is left as written)."""
+    return re.sub(
+        r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))",
+        lambda m: environ.get(m[1] or m[2], m[0]),
+        text,
+    )
+
+
+def _with_poetry_credentials(url: str, name: str, environ: Mapping[str, str]) -> str:
+    key = re.sub(r"[^A-Z0-9]", "_", name.upper())
+    user = environ.get(f"POETRY_HTTP_BASIC_{key}_USERNAME")
+    password = environ.get(f"POETRY_HTTP_BASIC_{key}_PASSWORD")
+    scheme, sep, rest = url.partition("://")
+    if not sep or not (user or password) or "@" in rest.split("/", 1)[0]:
+        return url
+    userinfo = quote(user or "", safe="") + (":" + quote(password, safe="") if password else "")
+    return f"{scheme}://{userinfo}@{rest}"

@@ -18,7 +18,14 @@ from wheelbarrow.files import atomic_write_text
 from wheelbarrow.key import wheelhouse_key
 from wheelbarrow.lock import LockRequest, digest_of, index_key, lock, tool_table
 from wheelbarrow.lockfile import Artefact, Lock, read_lock, select_artefacts, wheelbarrow_table
-from wheelbarrow.managers import Detected, Groups, LockedPin, ManagedLock, manager_files_digest
+from wheelbarrow.managers import (
+    Detected,
+    Groups,
+    LockedPin,
+    ManagedLock,
+    manager_files_digest,
+    manager_index_urls,
+)
 from wheelbarrow.redact import strip_credentials
 from wheelbarrow.report import Reporter
 from wheelbarrow.requirements import IndexOptions, Requirements, parse_requirements_text
@@ -467,7 +474,9 @@ def _managed_lock(
             path=managed.path,
             environ=host.environ,
         )
-        index = _managed_index(managed.index_urls, host.environ).overridden_by(options.index)
+        named = [url for _, url in manager_index_urls(app.root, manager, host.environ)]
+        urls = named or [_expand_vars(url, host.environ) for url in managed.index_urls]
+        index = _managed_index(urls).overridden_by(options.index)
         request = LockRequest(
             requirements=requirements,
             target=target,
@@ -518,12 +527,11 @@ def _pin_line(pin: LockedPin) -> str:
     return text + "".join(f" --hash={h}" for h in pin.hashes)
 
 
-def _managed_index(urls: Sequence[str], environ: Mapping[str, str]) -> IndexOptions:
+def _managed_index(urls: Sequence[str]) -> IndexOptions:
     """The indexes a manager's lock names: the first is the index, the rest extra."""
-    expanded = [_expand_vars(url, environ) for url in urls]
-    if not expanded:
+    if not urls:
         return IndexOptions()
-    return IndexOptions(index_url=expanded[0], extra_index_urls=tuple(expanded[1:]))
+    return IndexOptions(index_url=urls[0], extra_index_urls=tuple(urls[1:]))
 
 
 def _expand_vars(text: str, environ: Mapping[str, str]) -> str:
