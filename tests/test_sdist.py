@@ -460,6 +460,22 @@ class TestTreeDigest:
         (root / "src/demo/__init__.py").write_text("VALUE = 2\n")
         assert tree_digest(root) != before
 
+    def test_the_apps_locks_and_buildpack_dirs_are_not_source(self, tmp_path: Path) -> None:
+        """pylock*.toml and .heroku/ at the top (rewritten by wheelbarrow and the buildpack)
+        change neither the digest nor the copy, so `-e .` is not rebuilt for a new lock."""
+        project = write_tree(tmp_path / "p", PROJECT)
+        before = tree_digest(project)
+        (project / "pylock.toml").write_text("lock\n")
+        (project / "pylock.py3_12-manylinux_2_28_x86_64.toml").write_text("lock\n")
+        (project / ".heroku" / "python" / "bin").mkdir(parents=True)
+        (project / ".heroku" / "python" / "bin" / "python3").write_text("#!\n")
+        assert tree_digest(project) == before
+        copy = copy_source_tree(project, tmp_path / "copy")
+        assert not (copy / "pylock.toml").exists() and not (copy / ".heroku").exists()
+        (project / "sub").mkdir()
+        (project / "sub" / "pylock.toml").write_text("data\n")  # deeper down: a real file
+        assert tree_digest(project) != before
+
     def test_mtime_change_keeps_the_digest(self, tmp_path: Path) -> None:
         """Touching a file without changing it keeps the digest."""
         root = write_tree(tmp_path / "a", PROJECT)

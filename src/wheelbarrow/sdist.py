@@ -452,12 +452,20 @@ _SKIP_ANYWHERE = frozenset(
     | {".mypy_cache", ".pytest_cache", ".ruff_cache"}
 )
 # build/ and dist/ are the outputs of earlier builds only at the project's top;
-# deeper down they can be real packages (pypa/build has src/build).
-_SKIP_TOP = frozenset({"build", "dist"})
+# deeper down they can be real packages (pypa/build has src/build). An app that is
+# its own package (`-e .`, a uv or Poetry project) also holds, at its top, the
+# buildpack's runtime and environment (.heroku/) and its PEP 751 locks, which
+# wheelbarrow rewrites: none of them is source, and a new lock must not rebuild it.
+_SKIP_TOP = frozenset({"build", "dist", ".heroku"})
+_APP_LOCK = re.compile(r"pylock(\.[^.]+)?\.toml")
 
 
 def _skipped(name: str, *, top: bool) -> bool:
-    return name in _SKIP_ANYWHERE or name.endswith(".egg-info") or (top and name in _SKIP_TOP)
+    return (
+        name in _SKIP_ANYWHERE
+        or name.endswith(".egg-info")
+        or (top and (name in _SKIP_TOP or _APP_LOCK.fullmatch(name) is not None))
+    )
 
 
 def _walk(root: Path) -> Iterator[tuple[str, Path, os.stat_result]]:
