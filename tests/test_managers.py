@@ -358,3 +358,38 @@ class TestManagerIndexes:
             "https://ci:p%40ss%2Fword@corp.test/simple",
             "https://open.test/simple",
         ]
+
+
+POETRY_PACKAGE = """
+    [project]
+    name = "poetry-pkg"
+    version = "1.2.0"
+    requires-python = ">=3.9"
+    dependencies = ["six==1.15.0"]
+
+    [build-system]
+    requires = ["poetry-core>=2.0,<3"]
+    build-backend = "poetry.core.masonry.api"
+"""
+
+
+@pytest.mark.network
+class TestPoetryPackageProject:
+    def test_the_project_itself_is_built_by_poetry_core_and_installed(self, tmp_path):
+        """As `poetry sync --only main`: a package-mode project is installed too, built by
+        its real backend from the index; an edit of it rebuilds it."""
+        home = tmp_path / "home"
+        app = tmp_path / "app"
+        (app / "poetry_pkg").mkdir(parents=True)
+        (app / "poetry_pkg" / "__init__.py").write_text("VALUE = 1\n")
+        make_poetry_project(app, POETRY_2, POETRY_PACKAGE, home=home)
+        err = build_and_install(app, tmp_path / "store", tmp_path / "env")
+        assert "the project poetry-pkg itself is built into a wheel and installed" in err
+        env = installed(tmp_path / "env")
+        assert (env["poetry-pkg"], env["six"]) == ("1.2.0", "1.15.0")
+        (app / "poetry_pkg" / "__init__.py").write_text("VALUE = 2\n")
+        build_and_install(app, tmp_path / "store", tmp_path / "env2")
+        python = tmp_path / "env2" / "bin" / "python"
+        code = "import poetry_pkg; print(poetry_pkg.VALUE)"
+        done = subprocess.run([python, "-c", code], capture_output=True, text=True, check=True)
+        assert done.stdout.strip() == "2"

@@ -133,6 +133,14 @@ def read_poetry_lock(root: Path, *, groups: Groups, target: Target) -> ManagedLo
     )
     pins = tuple(_pin(chosen[name], root, lock_path) for name in sorted(chosen, key=lambda n: n))
     tool_poetry = pyproject.get("tool", {}).get("poetry", {})
+    project = _project_pin(pyproject, root)
+    if project is not None:
+        # As `poetry sync --only main` (Heroku's command) installs the project itself.
+        pins += (project,)
+        notes += (
+            f"the project {project.name} itself is built into a wheel and installed "
+            "(package-mode; set `package-mode = false` under [tool.poetry] if it is not a package)",
+        )
     digest = hashlib.sha256()
     digest.update(lock_bytes)
     digest.update(json.dumps(relevant, sort_keys=True).encode())
@@ -145,6 +153,24 @@ def read_poetry_lock(root: Path, *, groups: Groups, target: Target) -> ManagedLo
         index_urls=_index_urls(tool_poetry, pyproject_path),
         requires_python=_requires_python(pyproject),
         notes=notes,
+    )
+
+
+def _project_pin(pyproject: Mapping[str, Any], root: Path) -> LockedPin | None:
+    """The project itself, when Poetry would install it: package mode, with a build backend."""
+    tool_poetry = _mapping(_mapping(pyproject.get("tool", {})).get("poetry", {}))
+    if tool_poetry.get("package-mode", True) is False or "build-system" not in pyproject:
+        return None
+    project = _mapping(pyproject.get("project", {}))
+    name = project.get("name", tool_poetry.get("name"))
+    version = project.get("version", tool_poetry.get("version", ""))
+    if not isinstance(name, str) or not name:
+        return None
+    return LockedPin(
+        name=canonicalize_name(name),
+        version=str(version),
+        hashes=(),
+        requirement=f"{name} @ {root.resolve().as_uri()}",
     )
 
 
