@@ -377,6 +377,30 @@ class TestLocalAndVcsSources:
         assert run_in(tmp_path / "env", "import localpkg; print(localpkg.add(1, 2))") == "3"
 
 
+class TestVcsSubdirectory:
+    _tree = TestLocalAndVcsSources._tree
+
+    def test_a_package_in_a_subdirectory_of_a_repository_is_built_from_there(self, tmp_path):
+        """`name @ git+URL#subdirectory=pkgs/x` (a monorepo) builds pkgs/x, not the root."""
+        repo = tmp_path / "repo"
+        (repo / "pkgs").mkdir(parents=True)
+        self._tree(tmp_path, repo / "pkgs")
+        (repo / "README").write_text("a monorepo: nothing to build at the top\n")
+        git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
+        subprocess.run(["git", "init", "-q", str(repo)], check=True)
+        subprocess.run([*git, "add", "-A"], check=True)
+        subprocess.run([*git, "commit", "-q", "-m", "init"], check=True)
+        url = f"git+{repo.as_uri()}#subdirectory=pkgs/localpkg-1.0"
+        app = make_app(tmp_path / "app", f"localpkg @ {url}\n")
+        store = tmp_path / "store"
+        result = cli("build", app, "--store", store, "--platform", PLATFORM, "--no-index", "--json")
+        assert result.code == 0, result.err
+        [built] = result.json()["built"]
+        assert built["name"] == "localpkg"
+        install(app, store, tmp_path / "env")
+        assert run_in(tmp_path / "env", "import localpkg; print(localpkg.add(1, 2))") == "3"
+
+
 class TestEditableRequirements:
     """``-e`` requirements are built into wheels and deployed non-editable, with a note."""
 

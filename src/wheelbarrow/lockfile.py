@@ -53,6 +53,8 @@ class Artefact:
     size: int | None
     kind: Kind = "wheel"
     commit: str | None = None
+    # Where in a VCS checkout the project lives (a monorepo's ``#subdirectory=``).
+    subdirectory: str | None = None
 
     @property
     def location(self) -> str:
@@ -234,16 +236,26 @@ def _source(lock: Lock, package: Package, name: NormalizedName, version: str) ->
         )
     if package.vcs is not None:
         commit = package.vcs.commit_id
+        subdirectory = package.vcs.subdirectory or None
+        if subdirectory is not None and (
+            subdirectory.startswith("/") or ".." in Path(subdirectory).parts
+        ):
+            raise InputError(
+                f"{lock.path}: {name}'s subdirectory {subdirectory!r} leaves its repository",
+                hint="name a directory inside the repository",
+            )
         return Artefact(
             name=name,
             version=version,
             filename=f"{name}-{commit[:12]}",
             url=package.vcs.url,
             path=_local_path(lock, name, package.vcs.path) if package.vcs.path else None,
-            sha256=f"git-{commit}",
+            # The same commit holds several projects in a monorepo: the directory counts.
+            sha256=f"git-{commit}" + (f":{subdirectory}" if subdirectory else ""),
             size=None,
             kind="vcs",
             commit=commit,
+            subdirectory=subdirectory,
         )
     archive = package.sdist or package.archive
     if archive is None or (package.sdist is None and _archive_name(archive).endswith(".whl")):

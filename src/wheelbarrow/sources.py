@@ -457,6 +457,15 @@ def _checkout(source: Artefact, ctx: SourceContext, dest: Path) -> Path:
                 hint="check the repository URL and that the commit still exists",
             )
     shutil.rmtree(dest / ".git", ignore_errors=True)
+    if source.subdirectory:
+        project = dest / source.subdirectory
+        if not project.is_dir():
+            raise WheelbarrowError(
+                f"{source.label}: the repository has no directory {source.subdirectory!r} "
+                f"at {source.commit}",
+                hint="fix #subdirectory= in the requirement and lock again",
+            )
+        return project
     return dest
 
 
