@@ -180,9 +180,7 @@ def prepare_environment(
     host = buildpack_host(version, environ=environ, config=config, uv=uv)
     from wheelbarrow.heroku.ci import ci_groups
 
-    options = Options(
-        python=str(version), index=_index_options(config), groups=ci_groups(environ)
-    )
+    options = Options(python=str(version), index=_index_options(config), groups=ci_groups(environ))
     out.step("Building the wheelhouse")
     plan = make_plan(app, options, host, runner=runner, reporter=out, may_lock=True)
     if plan.locked_because:
