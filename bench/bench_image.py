@@ -15,7 +15,7 @@ gunicorn) on a debootstrapped Debian bookworm base with Python 3.11:
   answered by each image run with podman on 127.0.0.1.
 
 Every wheel both tools fetch comes from one index served on 127.0.0.1 by
-``wheelbarrow.serve`` (wheelbarrow's own wheel, its dependencies and the textsim
+``wheelbarrow.share.serve`` (wheelbarrow's own wheel, its dependencies and the textsim
 wheelhouse, fetched once from the real index during the set-up), so no container needs
 the public index and both fetch over loopback. The builder stage still needs Debian's
 archive for its toolchain (apt-get). Prints a Markdown table of medians on stdout;
@@ -55,8 +55,8 @@ from typing import Any
 import harness
 from harness import REPO, CommandFailed, clean_environ, fresh, install_tools, log
 
-from wheelbarrow.index import index_files_in, write_index
-from wheelbarrow.serve import make_server
+from wheelbarrow.share.serve import make_server
+from wheelbarrow.wheelhouse.index import index_files_in, write_index
 
 # The Podman configuration and the debootstrapped base image of the test suite.
 sys.path.insert(0, str(REPO / "tests"))
@@ -488,7 +488,7 @@ def report(bench: Bench, medians: dict[str, dict[str, float]], repeat: int, cold
     dl = bench.downloads
     lines += [
         "",
-        "- Both tools fetch from the same index on 127.0.0.1 (wheelbarrow.serve: this repo's "
+        "- Both tools fetch from the same index on 127.0.0.1 (wheelbarrow.share.serve: this repo's "
         "wheel, its dependencies, the textsim wheels), passed as `--index-url`, so both lock "
         "again (the committed pylock.toml is restored before each cold run) and fetch over "
         f"loopback: {dl.get('wheelbarrow build', 0)} wheels for `wheelbarrow build`, "

@@ -50,8 +50,8 @@ from typing import Any
 
 from harness import REPO, CommandFailed, clean_environ, fresh, install_tools, log, run
 
-from wheelbarrow.blas import inspect_wheel
-from wheelbarrow.text import plural
+from wheelbarrow._core.text import plural
+from wheelbarrow.build.blas import inspect_wheel
 
 EXAMPLE = REPO / "examples" / "textsim-from-source"
 TEXTSIM = REPO / "examples" / "textsim"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from wheelbarrow.app import read_app
-from wheelbarrow.errors import InputError, RequirementsError, TargetError
-from wheelbarrow.target import PythonVersion
+from wheelbarrow._core.errors import InputError, RequirementsError, TargetError
+from wheelbarrow.app.directory import read_app
+from wheelbarrow.app.target import PythonVersion
 
 RUNNING = PythonVersion(major=3, minor=11, micro=7)
 

@@ -15,15 +15,15 @@ from support import make_c_extension_sdist, make_wheel
 from support.apps import HOST_PYTHON, build_cli, cli, make_app
 from support.sdists import backend_source
 
-from wheelbarrow.blas import (
+from wheelbarrow._core.errors import InputError
+from wheelbarrow.app.config import read_build_config
+from wheelbarrow.build.blas import (
     INSTALL_HINT,
     BlasFinding,
     BlasMissingError,
     check_finding,
     inspect_wheel,
 )
-from wheelbarrow.config import read_build_config
-from wheelbarrow.errors import InputError
 
 ABI = f"cp{HOST_PYTHON.replace('.', '')}"
 LINUX_TAG = f"{ABI}-{ABI}-linux_x86_64"
@@ -483,15 +483,15 @@ class TestCachedWithoutBlas:
 
         from packaging.utils import canonicalize_name
 
+        from wheelbarrow._core.report import RecordingReporter
+        from wheelbarrow._core.runner import run_subprocess
+        from wheelbarrow.app.config import BuildConfig
+        from wheelbarrow.app.requirements import IndexOptions
+        from wheelbarrow.app.target import Target
+        from wheelbarrow.build.sources import SourceContext, build_sources
         from wheelbarrow.cli.common import running_interpreter
-        from wheelbarrow.config import BuildConfig
-        from wheelbarrow.lockfile import Artefact
-        from wheelbarrow.report import RecordingReporter
-        from wheelbarrow.requirements import IndexOptions
-        from wheelbarrow.runner import run_subprocess
-        from wheelbarrow.sources import SourceContext, build_sources
-        from wheelbarrow.store import Store
-        from wheelbarrow.target import Target
+        from wheelbarrow.lock.lockfile import Artefact
+        from wheelbarrow.store.store import Store
 
         store = Store(tmp_path / "store")
         sdist = config_sdist(tmp_path / "d", "fakenumpy", found=False)

@@ -12,7 +12,7 @@ import pytest
 from support import build_local_index, make_c_extension_sdist, make_sdist, make_wheel
 from support.apps import PLATFORM, build_cli, build_ok, cli, make_app
 
-from wheelbarrow.store import Store
+from wheelbarrow.store.store import Store
 
 
 @pytest.fixture

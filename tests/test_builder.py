@@ -9,7 +9,7 @@ from support import make_wheel
 from support.apps import build_cli, build_ok
 from support.backends import PROBE_TOOL, make_env_probe_project, probe_report
 
-from wheelbarrow.builder import known_cause
+from wheelbarrow.build.builder import known_cause
 
 
 def probe_app(tmp_path: Path) -> Path:

@@ -8,8 +8,8 @@ from collections.abc import Callable, Iterable, Mapping
 
 import pytest
 
-from wheelbarrow.buildgraph import BuildGraph, Node, Outcome, run_graph
-from wheelbarrow.errors import BuildCycleError, BuildGraphError, InputError
+from wheelbarrow._core.errors import BuildCycleError, BuildGraphError, InputError
+from wheelbarrow.build.buildgraph import BuildGraph, Node, Outcome, run_graph
 
 
 def node(key: str, *needs: str, exclusive: bool = False) -> Node:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from support import make_wheel, serve_local_index
 
-from wheelbarrow.credentials import (
+from wheelbarrow.app.credentials import (
     Credentials,
     env_var_name,
     find_credentials,

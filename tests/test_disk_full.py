@@ -27,8 +27,8 @@ import pytest
 from support import LocalIndex, make_wheel, serve_local_index
 from support.apps import PLATFORM, make_app
 
+from wheelbarrow._core.errors import InstallError
 from wheelbarrow.cli.diskfull import disk_full_cause, disk_full_error, mount_point
-from wheelbarrow.errors import InstallError
 
 WHEELBARROW = (sys.executable, "-m", "wheelbarrow")
 BIG = 600_000  # bytes of incompressible data in the big wheel: more than any tmpfs below
@@ -295,7 +295,7 @@ class TestDiskFull:
         dest = tmp_path / "dest"
         code = (
             "import errno, sys\nfrom pathlib import Path\n"
-            "from wheelbarrow.sdist import unpack_sdist\n"
+            "from wheelbarrow.build.sdist import unpack_sdist\n"
             "try:\n"
             "    unpack_sdist(Path(sys.argv[1]), Path(sys.argv[2]) / 'src', label='demo')\n"
             "except OSError as exc:\n"

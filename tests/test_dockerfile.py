@@ -18,10 +18,12 @@ from support.apps import HOST_PYTHON, cli, make_app
 from support.containers import Podman, require
 from support.net import wait_for_json
 
-from wheelbarrow.app import App, read_app
+from wheelbarrow._core.errors import InputError
+from wheelbarrow.app.config import read_build_config
+from wheelbarrow.app.directory import App, read_app
+from wheelbarrow.app.target import PythonVersion
 from wheelbarrow.cli import dockerfile as command
-from wheelbarrow.config import read_build_config
-from wheelbarrow.dockerfile import (
+from wheelbarrow.ship.dockerfile import (
     DockerfileOptions,
     debian_packages,
     default_base,
@@ -30,8 +32,6 @@ from wheelbarrow.dockerfile import (
     render_dockerfile,
     render_dockerignore,
 )
-from wheelbarrow.errors import InputError
-from wheelbarrow.target import PythonVersion
 
 REPO = Path(__file__).resolve().parents[1]
 PY312 = PythonVersion(major=3, minor=12)

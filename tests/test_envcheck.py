@@ -10,8 +10,12 @@ import pytest
 from support import make_wheel
 from test_heroku_compile import compile_
 
-from wheelbarrow.envcheck import BrokenEnvironmentError, check_environment, require_healthy
-from wheelbarrow.runner import run_subprocess
+from wheelbarrow._core.runner import run_subprocess
+from wheelbarrow.environment.envcheck import (
+    BrokenEnvironmentError,
+    check_environment,
+    require_healthy,
+)
 
 
 @pytest.fixture

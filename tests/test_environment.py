@@ -14,8 +14,8 @@ import pytest
 from support import make_wheel, serve_local_index
 from support.apps import PLATFORM, build_cli, cli, make_app
 
-from wheelbarrow.environment import _link_tree, clone_env
-from wheelbarrow.errors import InstallError
+from wheelbarrow._core.errors import InstallError
+from wheelbarrow.environment.envs import _link_tree, clone_env
 
 
 @pytest.fixture
@@ -490,7 +490,7 @@ class TestInstallTarget:
             f"""
             import time
             from pathlib import Path
-            from wheelbarrow.scratch import scratch
+            from wheelbarrow._core.scratch import scratch
             with scratch(Path({str(tmp_path)!r}), ".env.wheelbarrow-") as p:
                 (p / "env").mkdir()
                 (p / "env" / "half").write_text("x")
@@ -537,12 +537,12 @@ class TestInstallFailures:
             f"""
             import os, sys
             from pathlib import Path
-            from wheelbarrow.environment import build_store_env
-            from wheelbarrow.errors import WheelbarrowError
-            from wheelbarrow.interpreters import Interpreter
-            from wheelbarrow.report import NullReporter
-            from wheelbarrow.runner import run_subprocess
-            from wheelbarrow.store import Store
+            from wheelbarrow.environment.envs import build_store_env
+            from wheelbarrow._core.errors import WheelbarrowError
+            from wheelbarrow.environment.interpreters import Interpreter
+            from wheelbarrow._core.report import NullReporter
+            from wheelbarrow._core.runner import run_subprocess
+            from wheelbarrow.store.store import Store
             python = os.path.realpath(getattr(sys, "_base_executable", sys.executable))
             version = ".".join(map(str, sys.version_info[:3]))
             try:
@@ -610,8 +610,8 @@ class TestReflinks:
         code = textwrap.dedent(
             f"""
             from pathlib import Path
-            from wheelbarrow.environment import clone_env
-            from wheelbarrow.seal import make_seal, read_seal
+            from wheelbarrow.environment.envs import clone_env
+            from wheelbarrow.environment.seal import make_seal, read_seal
             root = Path({str(mnt)!r})
             src = root / "src"
             (src / "lib").mkdir(parents=True)

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from support.apps import cli
 
-from wheelbarrow.config import read_build_config
-from wheelbarrow.requirements import parse_requirements_file
+from wheelbarrow.app.config import read_build_config
+from wheelbarrow.app.requirements import parse_requirements_file
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "textsim-from-source"

@@ -13,7 +13,7 @@ import pytest
 from support import make_wheel
 from support.apps import build_cli, build_ok, make_app
 
-from wheelbarrow.store import Store
+from wheelbarrow.store.store import Store
 
 MARKER = ".wheelbarrow-export.json"
 
@@ -204,8 +204,8 @@ class TestExport:
         data = bytearray(blob.read_bytes())
         data[len(data) // 2] ^= 0xFF
         blob.write_bytes(bytes(data))
-        from wheelbarrow.errors import StoreError
-        from wheelbarrow.export import export_wheelhouse
+        from wheelbarrow._core.errors import StoreError
+        from wheelbarrow.wheelhouse.export import export_wheelhouse
 
         with pytest.raises(StoreError) as caught:
             export_wheelhouse(Path(report["wheelhouse"]), out)
@@ -226,7 +226,7 @@ class TestExport:
                     """
                     import os, sys, shutil
                     from pathlib import Path
-                    import wheelbarrow.export as export
+                    import wheelbarrow.wheelhouse.export as export
                     real = shutil.copyfileobj
                     def dying(*args, **kwargs):
                         os._exit(9)
@@ -240,7 +240,7 @@ class TestExport:
             check=False,
         )
         assert killed.returncode == 9
-        from wheelbarrow.export import export_wheelhouse
+        from wheelbarrow.wheelhouse.export import export_wheelhouse
 
         left = [p.name for p in tmp_path.iterdir() if p.name.startswith(".wh.")]
         assert left  # the killed run left its scratch entry and lock
@@ -252,7 +252,7 @@ class TestExport:
 _WORKER = """
 import json, subprocess, sys
 from pathlib import Path
-from wheelbarrow.export import export_lock
+from wheelbarrow.wheelhouse.export import export_lock
 sys.path.insert(0, sys.argv[1])
 from test_export import consistent
 apps, store, index, out, rounds, me = sys.argv[2:8]
@@ -306,7 +306,7 @@ class TestConcurrentExports:
             for me in range(6)
         ]
         outputs = [w.communicate(timeout=120)[0] for w in workers]
-        from wheelbarrow.export import export_lock
+        from wheelbarrow.wheelhouse.export import export_lock
 
         assert [w.returncode for w in workers] == [0] * len(workers), outputs
         with export_lock(out):

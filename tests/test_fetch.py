@@ -15,11 +15,11 @@ import pytest
 from packaging.utils import canonicalize_name
 from support.servers import Misbehaving, misbehaving_server
 
-from wheelbarrow.errors import FetchError, HashMismatchError, InputError
-from wheelbarrow.fetch import DownloadLimits, Fetcher
-from wheelbarrow.lockfile import Artefact
-from wheelbarrow.report import RecordingReporter
-from wheelbarrow.store import Store
+from wheelbarrow._core.errors import FetchError, HashMismatchError, InputError
+from wheelbarrow._core.report import RecordingReporter
+from wheelbarrow.lock.lockfile import Artefact
+from wheelbarrow.store.fetch import DownloadLimits, Fetcher
+from wheelbarrow.store.store import Store
 
 PAYLOAD = b"wheel bytes " * 50_000  # 600 kB: several chunks
 
@@ -273,7 +273,7 @@ class TestLimits:
 class TestCredentials:
     def test_a_download_carries_the_credentials_of_its_index(self, tmp_path, bad_server):
         """A file on the index's host gets the index's credentials as basic auth."""
-        from wheelbarrow.credentials import find_credentials
+        from wheelbarrow.app.credentials import find_credentials
 
         index = bad_server.url.replace("//", "//alice:s3cret-pass@") + "/simple/"
         creds = find_credentials([("the command line", index)], environ={"NETRC": "/none"})
@@ -284,7 +284,7 @@ class TestCredentials:
 
     def test_credentials_do_not_follow_a_redirect_to_another_host(self, tmp_path, bad_server):
         """A redirect away from the index's host (a CDN, object storage) drops the credentials."""
-        from wheelbarrow.credentials import find_credentials
+        from wheelbarrow.app.credentials import find_credentials
 
         with misbehaving_server(PAYLOAD) as elsewhere:
             index = bad_server.url.replace("//", "//alice:s3cret-pass@") + "/simple/"
@@ -377,7 +377,7 @@ class TestAtomicWrite:
         """A file written atomically is readable by others as usual (0644 under umask 022)."""
         import os
 
-        from wheelbarrow.files import atomic_write_text
+        from wheelbarrow._core.files import atomic_write_text
 
         old = os.umask(0o022)
         try:
@@ -388,7 +388,7 @@ class TestAtomicWrite:
 
     def test_replaced_files_keep_their_mode(self, tmp_path):
         """Rewriting a file keeps the mode its owner gave it; no scratch file remains."""
-        from wheelbarrow.files import atomic_write_text
+        from wheelbarrow._core.files import atomic_write_text
 
         path = tmp_path / "f"
         path.write_text("old")

@@ -1,7 +1,7 @@
 """Fuzz tests of reading an app: pyproject.toml, wheelbarrow.toml and the Python version files.
 
-Each generated app directory is read as ``build`` reads it (wheelbarrow.app,
-wheelbarrow.config, the target choice in wheelbarrow.plan): the result is a
+Each generated app directory is read as ``build`` reads it (wheelbarrow.app.directory,
+wheelbarrow.app.config, the target choice in wheelbarrow.lock.plan): the result is a
 value, or a WheelbarrowError whose message names the file it comes from.
 """
 
@@ -14,11 +14,11 @@ import pytest
 from hypothesis import given
 from support.fuzz import FILES, app_files, fuzz_settings, write_app
 
-from wheelbarrow.app import read_app
-from wheelbarrow.config import read_build_config
-from wheelbarrow.errors import InputError, WheelbarrowError
-from wheelbarrow.plan import Options, build_config
-from wheelbarrow.target import PythonVersion
+from wheelbarrow._core.errors import InputError, WheelbarrowError
+from wheelbarrow.app.config import read_build_config
+from wheelbarrow.app.directory import read_app
+from wheelbarrow.app.target import PythonVersion
+from wheelbarrow.lock.plan import Options, build_config
 
 RUNNING = PythonVersion(major=3, minor=11, micro=7)
 

@@ -31,8 +31,8 @@ from support.fuzz import (
     write_app,
 )
 
-from wheelbarrow.app import read_app
-from wheelbarrow.errors import WheelbarrowError
+from wheelbarrow._core.errors import WheelbarrowError
+from wheelbarrow.app.directory import read_app
 
 REFUSED = "http://127.0.0.1:9/simple"
 

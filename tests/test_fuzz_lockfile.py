@@ -1,4 +1,4 @@
-"""Fuzz tests of wheelbarrow.lockfile: any pylock.toml is read and selected from, or refused.
+"""Fuzz tests of wheelbarrow.lock.lockfile: any pylock.toml is read and selected from, or refused.
 
 A valid lock (wheels, an sdist, a directory, a VCS source, wheelbarrow's tool
 table) has one node replaced by a value of another type, removed, or given an
@@ -25,11 +25,11 @@ from support.fuzz import (
     valid_lock,
 )
 
-from wheelbarrow.config import BuildConfig
-from wheelbarrow.errors import InputError, NoCompatibleWheelError
-from wheelbarrow.lockfile import read_lock, select_artefacts
-from wheelbarrow.plan import recorded_target
-from wheelbarrow.target import Target
+from wheelbarrow._core.errors import InputError, NoCompatibleWheelError
+from wheelbarrow.app.config import BuildConfig
+from wheelbarrow.app.target import Target
+from wheelbarrow.lock.lockfile import read_lock, select_artefacts
+from wheelbarrow.lock.plan import recorded_target
 
 TARGET = Target.parse(python="3.12", platform="manylinux_2_28_x86_64", python_source="test")
 

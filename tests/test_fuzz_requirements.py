@@ -1,4 +1,4 @@
-"""Fuzz tests of wheelbarrow.requirements: any requirements file is parsed or refused, no crash.
+"""Fuzz tests of wheelbarrow.app.requirements: any requirements file is parsed or refused, no crash.
 
 Every refusal is a RequirementsError whose problems each name the file and
 line they come from. Inputs are both random bytes and structured lines (pins,
@@ -15,14 +15,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 from support.fuzz import fuzz_settings, nasty_bytes, nasty_text, requirement_line, requirements_file
 
-from wheelbarrow.errors import RequirementsError
-from wheelbarrow.lock import LockRequest
-from wheelbarrow.requirements import (
+from wheelbarrow._core.errors import RequirementsError
+from wheelbarrow.app.requirements import (
     Requirements,
     parse_requirements_file,
     requirements_from_strings,
 )
-from wheelbarrow.target import Target
+from wheelbarrow.app.target import Target
+from wheelbarrow.lock.resolve import LockRequest
 
 TARGET = Target.parse(python="3.12", platform="manylinux_2_28_x86_64", python_source="test")
 

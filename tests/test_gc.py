@@ -18,9 +18,9 @@ import pytest
 from support import build_local_index, make_build_helper_sdist, make_dependent_sdist, make_wheel
 from support.apps import PLATFORM, build_ok, cli, make_app
 
-from wheelbarrow.errors import InputError
-from wheelbarrow.serve import make_server
-from wheelbarrow.store import Store
+from wheelbarrow._core.errors import InputError
+from wheelbarrow.share.serve import make_server
+from wheelbarrow.store.store import Store
 
 DAY = 86400.0
 
@@ -130,7 +130,7 @@ def _blob_of(report: dict[str, Any], filename: str) -> str:
 class TestParse:
     def test_durations_take_a_unit(self):
         """45s, 30m, 12h, 7d, 2w and 0 are durations, in seconds."""
-        from wheelbarrow.gc import parse_duration
+        from wheelbarrow.store.gc import parse_duration
 
         assert [parse_duration(t) for t in ("45s", "30m", "12h", "7d", "2w", "0", "1.5h")] == [
             45,
@@ -144,7 +144,7 @@ class TestParse:
 
     def test_a_bad_duration_is_named(self):
         """A duration without a unit or with an unknown one is an error naming the option."""
-        from wheelbarrow.gc import parse_duration
+        from wheelbarrow.store.gc import parse_duration
 
         for text in ("7", "soon", "3y", "-1d"):
             with pytest.raises(InputError, match=rf"--older-than '{text}': not a duration"):
@@ -152,7 +152,7 @@ class TestParse:
 
     def test_sizes_are_read_as_they_are_shown(self):
         """500M, 2G, 1.5GB and 100kB are powers of 1000 (as reports show sizes), GiB of 1024."""
-        from wheelbarrow.gc import parse_size
+        from wheelbarrow.store.gc import parse_size
 
         sizes = ("500M", "2G", "1.5GB", "100kB", "4096", "1GiB", "2 MiB", "7b")
         assert [parse_size(t) for t in sizes] == [
@@ -228,7 +228,7 @@ class TestUsage:
         app, store, _, (new, _) = two_builds
         text = cli("store", "du", "--store", store)
         assert text.code == 0, text.err
-        from wheelbarrow.gc import KINDS
+        from wheelbarrow.store.gc import KINDS
 
         lines = text.out.splitlines()
         assert lines[0].startswith(f"Store {store}: ")
@@ -430,7 +430,7 @@ class TestGc:
             """
             import os, sys
             from pathlib import Path
-            from wheelbarrow.store import Store
+            from wheelbarrow.store.store import Store
             with Store(Path(sys.argv[1])).scratch("sources-") as work:
                 (work / "half").write_text("half-written")
                 os._exit(9)
@@ -493,7 +493,7 @@ class TestGcLeases:
                     """
                     import sys
                     from pathlib import Path
-                    from wheelbarrow.store import Store
+                    from wheelbarrow.store.store import Store
                     store = Store(Path(sys.argv[1]))
                     with store.use("wheelhouse", sys.argv[2]), store.use("env", sys.argv[3]):
                         print("held", flush=True)
@@ -595,8 +595,8 @@ class TestGcKilled:
             """
             import os, sys, time
             from pathlib import Path
-            from wheelbarrow import gc
-            from wheelbarrow.store import Store
+            from wheelbarrow.store import gc
+            from wheelbarrow.store.store import Store
             real, count = Path.rename, [0]
             def dying(self, target):
                 count[0] += 1

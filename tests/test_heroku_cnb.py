@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from wheelbarrow.errors import BuildpackError, InputError, TargetError
-from wheelbarrow.heroku.cnb import (
+from wheelbarrow._core.errors import BuildpackError, InputError, TargetError
+from wheelbarrow.ship.heroku.cnb import (
     DETECT_FAIL,
     DETECT_PASS,
     EnvVar,

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from support import make_c_extension_sdist, make_wheel
 
-from wheelbarrow.heroku.cnb_build import build
-from wheelbarrow.heroku.output import HerokuReporter
-from wheelbarrow.runner import run_subprocess
+from wheelbarrow._core.runner import run_subprocess
+from wheelbarrow.ship.heroku.cnb_build import build
+from wheelbarrow.ship.heroku.output import HerokuReporter
 
 HOST_PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
 
@@ -245,7 +245,7 @@ class TestCnbLifecycle:
 
     def test_a_detected_server_missing_from_the_requirements_fails_the_build(self, webapp):
         """No gunicorn in the requirements: the build fails naming it, before any layer is made."""
-        from wheelbarrow.errors import InputError
+        from wheelbarrow._core.errors import InputError
 
         app, layers, platform = webapp
         (app / "requirements.txt").write_text("alpha==1.0\n")
@@ -263,7 +263,7 @@ class TestCnbLifecycle:
 
     def test_a_procfile_server_missing_from_the_requirements_names_the_line(self, webapp):
         """A Procfile process running uvicorn without it: the error names the file and line."""
-        from wheelbarrow.errors import InputError
+        from wheelbarrow._core.errors import InputError
 
         app, layers, platform = webapp
         (app / "requirements.txt").write_text("gunicorn==23.0\n")
@@ -302,7 +302,7 @@ class TestCnbLifecycle:
 
     def test_the_arch_placeholder_follows_cnb_target_arch(self, lifecycle):
         """{arch} in WHEELBARROW_PYTHON_URL is aarch64 when CNB_TARGET_ARCH is arm64."""
-        from wheelbarrow.errors import PythonRuntimeError
+        from wheelbarrow._core.errors import PythonRuntimeError
 
         app, layers, platform = lifecycle
         (platform / "env" / "WHEELBARROW_PYTHON_URL").write_text(

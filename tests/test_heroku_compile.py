@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from support import make_c_extension_sdist, make_wheel
 
-from wheelbarrow.heroku.compile import run_compile
-from wheelbarrow.heroku.output import HerokuReporter
-from wheelbarrow.runner import run_subprocess
+from wheelbarrow._core.runner import run_subprocess
+from wheelbarrow.ship.heroku.compile import run_compile
+from wheelbarrow.ship.heroku.output import HerokuReporter
 
 HOST_PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
 

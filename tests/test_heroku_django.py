@@ -11,10 +11,10 @@ import pytest
 from test_heroku_cnb_build import restore_like_the_lifecycle
 from test_heroku_compile import _uv, compile_
 
-from wheelbarrow.heroku.cnb_build import build
-from wheelbarrow.heroku.django import find_manage_py, is_disabled
-from wheelbarrow.heroku.output import HerokuReporter
-from wheelbarrow.runner import run_subprocess
+from wheelbarrow._core.runner import run_subprocess
+from wheelbarrow.ship.heroku.cnb_build import build
+from wheelbarrow.ship.heroku.django import find_manage_py, is_disabled
+from wheelbarrow.ship.heroku.output import HerokuReporter
 
 # An old Django, small and with wheels for every Python the tests run on.
 DJANGO = "django==4.2.16"

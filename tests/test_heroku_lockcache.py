@@ -13,11 +13,11 @@ from pathlib import Path
 from support import build_local_index, make_wheel, serve_local_index
 from test_heroku_cnb_build import restore_like_the_lifecycle
 
-from wheelbarrow.heroku.cnb_build import build as cnb_build
-from wheelbarrow.heroku.compile import run_compile
-from wheelbarrow.heroku.lockcache import keep_lock, restore_lock
-from wheelbarrow.heroku.output import HerokuReporter
-from wheelbarrow.runner import run_subprocess
+from wheelbarrow._core.runner import run_subprocess
+from wheelbarrow.ship.heroku.cnb_build import build as cnb_build
+from wheelbarrow.ship.heroku.compile import run_compile
+from wheelbarrow.ship.heroku.lockcache import keep_lock, restore_lock
+from wheelbarrow.ship.heroku.output import HerokuReporter
 
 HOST_PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
 

@@ -14,7 +14,7 @@ from test_heroku_cnb_build import restore_like_the_lifecycle
 from test_heroku_compile import compile_
 from test_heroku_django import run_build
 
-from wheelbarrow.heroku.nltk import NltkTxtError, read_nltk_txt
+from wheelbarrow.ship.heroku.nltk import NltkTxtError, read_nltk_txt
 
 NLTK = "nltk==3.8.1"  # an old release: its downloader API is the one the buildpack relies on
 

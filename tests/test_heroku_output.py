@@ -1,12 +1,12 @@
-"""Tests for wheelbarrow.heroku.output: build output in Heroku's style."""
+"""Tests for wheelbarrow.ship.heroku.output: build output in Heroku's style."""
 
 from __future__ import annotations
 
 import io
 import threading
 
-from wheelbarrow.heroku.output import HerokuReporter
-from wheelbarrow.report import Reporter
+from wheelbarrow._core.report import Reporter
+from wheelbarrow.ship.heroku.output import HerokuReporter
 
 
 def make() -> tuple[HerokuReporter, io.StringIO]:

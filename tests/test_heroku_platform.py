@@ -23,8 +23,8 @@ from support.apps import cli
 from support.containers import Podman
 from support.net import wait_for_json
 
-from wheelbarrow.index import index_files_in, write_index
-from wheelbarrow.serve import make_server
+from wheelbarrow.share.serve import make_server
+from wheelbarrow.wheelhouse.index import index_files_in, write_index
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "textsim"

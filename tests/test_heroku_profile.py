@@ -1,4 +1,4 @@
-"""Tests for wheelbarrow.heroku.profile: the .profile.d script and WEB_CONCURRENCY."""
+"""Tests for wheelbarrow.ship.heroku.profile: the .profile.d script and WEB_CONCURRENCY."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from wheelbarrow.heroku.profile import (
+from wheelbarrow.ship.heroku.profile import (
     machine_memory_bytes,
     web_concurrency,
     write_profile,

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from support import make_wheel
 
-from wheelbarrow.heroku.compile import run_compile
-from wheelbarrow.heroku.output import HerokuReporter
-from wheelbarrow.runner import run_subprocess
+from wheelbarrow._core.runner import run_subprocess
+from wheelbarrow.ship.heroku.compile import run_compile
+from wheelbarrow.ship.heroku.output import HerokuReporter
 
 HOST_PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
 
@@ -107,7 +107,7 @@ class TestChoice:
     )
     def test_pipfile_lock_pins_it_when_no_version_file_does(self, tmp_path, requires, version):
         """A Pipenv app without version files takes python_full_version, else python_version."""
-        from wheelbarrow.heroku.python_version import choose_python
+        from wheelbarrow.ship.heroku.python_version import choose_python
 
         (tmp_path / "Pipfile").write_text("[packages]\n")
         (tmp_path / "Pipfile.lock").write_text(json.dumps({"_meta": {"requires": requires}}))
@@ -197,7 +197,7 @@ class TestManagedPython:
         (a private list served here) and the slug ships it in .heroku/python."""
         from support.runtimes import STANDALONE_VERSION, make_standalone_python
 
-        from wheelbarrow.heroku.runtime import DOWNLOADS_JSON_VAR
+        from wheelbarrow.ship.heroku.runtime import DOWNLOADS_JSON_VAR
 
         build, env = app
         tarball = make_standalone_python(tmp_path / "www")

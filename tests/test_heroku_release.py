@@ -1,4 +1,4 @@
-"""Tests for wheelbarrow.heroku.release: bin/release's default web process."""
+"""Tests for wheelbarrow.ship.heroku.release: bin/release's default web process."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from wheelbarrow.heroku.release import NOTHING, Entry, detect_entry, release_yaml
+from wheelbarrow.ship.heroku.release import NOTHING, Entry, detect_entry, release_yaml
 
 FLASK_APP = """\
 from flask import Flask

@@ -1,4 +1,4 @@
-"""Tests of wheelbarrow.heroku.runtime: the app's Python from a standalone tarball or the stack."""
+"""Tests of wheelbarrow.ship.heroku.runtime: the app's Python from a tarball, the stack or uv."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from support.runtimes import STANDALONE_VERSION, make_standalone_python, standalone_name
 
-from wheelbarrow.errors import (
+from wheelbarrow._core.errors import (
     FetchError,
     HashMismatchError,
     PythonRuntimeError,
@@ -25,7 +25,10 @@ from wheelbarrow.errors import (
     UnsafeArchiveError,
     UnsupportedPythonError,
 )
-from wheelbarrow.heroku.runtime import (
+from wheelbarrow._core.runner import Completed, Runner, run_subprocess
+from wheelbarrow.app.target import PythonVersion
+from wheelbarrow.build.sdist import unpack_sdist
+from wheelbarrow.ship.heroku.runtime import (
     SHA256_VAR,
     TARBALL_VAR,
     URL_VAR,
@@ -33,9 +36,6 @@ from wheelbarrow.heroku.runtime import (
     provide_runtime,
     read_env_dir,
 )
-from wheelbarrow.runner import Completed, Runner, run_subprocess
-from wheelbarrow.sdist import unpack_sdist
-from wheelbarrow.target import PythonVersion
 
 RUNNING = PythonVersion.parse(STANDALONE_VERSION)
 RUNNING_MINOR = PythonVersion(major=RUNNING.major, minor=RUNNING.minor)
@@ -560,7 +560,7 @@ class TestManagedPython:
         from test_heroku_python_version import downloads_json
         from uv import find_uv_bin
 
-        from wheelbarrow.heroku.runtime import DOWNLOADS_JSON_VAR
+        from wheelbarrow.ship.heroku.runtime import DOWNLOADS_JSON_VAR
 
         (served.directory / "downloads.json").write_text(downloads_json(tarball, served.url))
         config = {DOWNLOADS_JSON_VAR: f"{served.url}/downloads.json"}
@@ -588,7 +588,7 @@ class TestManagedPython:
         """uv's refusal is quoted with the list it read, after what the stack has."""
         from uv import find_uv_bin
 
-        from wheelbarrow.heroku.runtime import DOWNLOADS_JSON_VAR
+        from wheelbarrow.ship.heroku.runtime import DOWNLOADS_JSON_VAR
 
         listing = tmp_path / "downloads.json"
         listing.write_text("{}")

@@ -1,4 +1,4 @@
-"""Tests for wheelbarrow.heroku.slug: .slugignore, stripping tests and caches, sizes."""
+"""Tests for wheelbarrow.ship.heroku.slug: .slugignore, stripping tests and caches, sizes."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from wheelbarrow.heroku.slug import (
+from wheelbarrow.ship.heroku.slug import (
     apply_slugignore,
     compile_pattern,
     human_size,

@@ -14,8 +14,8 @@ from support.managers import POETRY_1, POETRY_2, make_pipenv_project, make_poetr
 from support.uvprojects import make_uv_project, uv_environ
 from test_heroku_compile import HOST_PYTHON, compile_
 
-from wheelbarrow.heroku.ci import REQUIREMENTS_TEST, ci_groups, in_ci
-from wheelbarrow.managers import Groups
+from wheelbarrow.app.managers import Groups
+from wheelbarrow.ship.heroku.ci import REQUIREMENTS_TEST, ci_groups, in_ci
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -1,4 +1,4 @@
-"""Tests for wheelbarrow.index: the static PEP 503 / PEP 691 index writer."""
+"""Tests for wheelbarrow.wheelhouse.index: the static PEP 503 / PEP 691 index writer."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from support import make_sdist, make_wheel, sha256_of
 
-from wheelbarrow import index
-from wheelbarrow.errors import InputError
-from wheelbarrow.index import IndexFile, index_files_in, write_index
+from wheelbarrow._core.errors import InputError
+from wheelbarrow.wheelhouse import index
+from wheelbarrow.wheelhouse.index import IndexFile, index_files_in, write_index
 
 SHA_A = "a" * 64
 SHA_B = "b" * 64

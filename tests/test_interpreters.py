@@ -9,15 +9,15 @@ from pathlib import Path
 import pytest
 from packaging.tags import sys_tags
 
-from wheelbarrow.errors import TargetError
-from wheelbarrow.interpreters import (
+from wheelbarrow._core.errors import TargetError
+from wheelbarrow._core.runner import run_subprocess
+from wheelbarrow.app.target import PythonVersion
+from wheelbarrow.environment.interpreters import (
     Interpreter,
     find_interpreter,
     interpreter_tags,
     probe_interpreter,
 )
-from wheelbarrow.runner import run_subprocess
-from wheelbarrow.target import PythonVersion
 
 HERE = PythonVersion(major=sys.version_info.major, minor=sys.version_info.minor)
 # A "running" interpreter of another version, so that the search really runs for HERE.
@@ -106,7 +106,7 @@ class TestFindInterpreter:
         def runner(args, *, cwd=None, env=None):  # type: ignore[no-untyped-def]
             calls.append((list(args), dict(env) if env else None))
             if args[1:3] == ["python", "find"]:
-                from wheelbarrow.runner import Completed
+                from wheelbarrow._core.runner import Completed
 
                 return Completed(
                     args=tuple(args), returncode=0, stdout=sys.executable + "\n", stderr=""

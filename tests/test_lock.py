@@ -9,11 +9,11 @@ import pytest
 from support import build_local_index, make_wheel, sha256_of
 from support.apps import HOST_PYTHON, PLATFORM, build_cli, cli, make_app
 
-from wheelbarrow.errors import InputError
-from wheelbarrow.lock import LockRequest
-from wheelbarrow.lockfile import read_lock
-from wheelbarrow.requirements import IndexOptions, parse_requirements_text
-from wheelbarrow.target import Target
+from wheelbarrow._core.errors import InputError
+from wheelbarrow.app.requirements import IndexOptions, parse_requirements_text
+from wheelbarrow.app.target import Target
+from wheelbarrow.lock.lockfile import read_lock
+from wheelbarrow.lock.resolve import LockRequest
 
 
 @pytest.fixture
@@ -343,7 +343,7 @@ class TestLockDigest:
     @pytest.mark.parametrize("text", ["tool = 3\n", '[tool]\nwheelbarrow = "x"\n', "= bad"])
     def test_a_lock_whose_tool_is_not_a_table_has_no_digest(self, text):
         """A lock whose tool (or tool.wheelbarrow) is not a table is simply not ours."""
-        from wheelbarrow.lock import lock_digest
+        from wheelbarrow.lock.resolve import lock_digest
 
         assert lock_digest(text) is None
 
@@ -352,7 +352,7 @@ class TestLockFailure:
     def test_a_missing_system_library_met_while_locking_is_named(self):
         """uv building an sdist for its metadata (GDAL without gdal-config) fails the lock; the
         hint names the library and its Debian package instead of "check the names"."""
-        from wheelbarrow.lock import _lock_failure
+        from wheelbarrow.lock.resolve import _lock_failure
 
         stderr = (
             "  \u00d7 Failed to build `gdal==3.9.2`\n"  # uv's marker, as it prints it

@@ -26,9 +26,9 @@ from support.managers import (
 )
 from support.uvprojects import locked_versions, make_package, make_uv_project, uv_environ
 
-from wheelbarrow.app import read_app
-from wheelbarrow.errors import InputError
-from wheelbarrow.managers import (
+from wheelbarrow._core.errors import InputError
+from wheelbarrow.app.directory import read_app
+from wheelbarrow.app.managers import (
     SeveralManagersError,
     detect_manager,
     is_wheelbarrow_lock,

@@ -8,8 +8,8 @@ import tarfile
 
 import pytest
 
-from wheelbarrow.errors import InputError
-from wheelbarrow.oci.basepython import BasePython, from_config, from_layers, require_match
+from wheelbarrow._core.errors import InputError
+from wheelbarrow.ship.oci.basepython import BasePython, from_config, from_layers, require_match
 
 
 def layer(*names: str, symlinks: dict[str, str] | None = None) -> io.BytesIO:

@@ -122,7 +122,7 @@ class TestImage:
             ).stdout
         )
         assert len(inspected["Layers"]) == 3  # the base's one, the environment, the app
-        assert inspected["Labels"]["io.wheelbarrow.lock.sha256"]
+        assert inspected["Labels"]["io.wheelbarrow.lock.resolve.sha256"]
         answer = serve_and_get(env.podman, f"oci:{out}:one")
         assert answer["hello"] == "world"
         assert answer["user"] == 10001
@@ -185,9 +185,9 @@ class TestImage:
 
 def fake_base(directory: Path, files: list[str]) -> str:
     """An OCI layout at ``directory`` holding one layer of empty ``files``: ``oci:DIR:base``."""
-    from wheelbarrow.oci.image import append_layers, scratch_config
-    from wheelbarrow.oci.layer import RegularFile, write_layer
-    from wheelbarrow.oci.layout import write_oci_layout
+    from wheelbarrow.ship.oci.image import append_layers, scratch_config
+    from wheelbarrow.ship.oci.layer import RegularFile, write_layer
+    from wheelbarrow.ship.oci.layout import write_oci_layout
 
     directory.mkdir(parents=True)
     layer = write_layer([RegularFile(path=f, data=b"") for f in files], directory)
@@ -280,8 +280,8 @@ class TestImageErrors:
 class TestNothingHalfPushedIsTagged:
     def test_a_push_that_fails_midway_leaves_no_tag(self, env, monkeypatch):
         """When a blob upload fails, the manifest is never put: the tag does not exist."""
-        from wheelbarrow.errors import RegistryError
-        from wheelbarrow.oci.registry import RegistryClient
+        from wheelbarrow._core.errors import RegistryError
+        from wheelbarrow.ship.oci.registry import RegistryClient
 
         directory = app(env, "halfway")
         calls = {"blobs": 0}

@@ -1,4 +1,4 @@
-"""Tests for wheelbarrow.oci.layer: byte-for-byte reproducible layer tars, and trees as entries."""
+"""Tests for wheelbarrow.ship.oci.layer: reproducible layer tars, and trees as entries."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from wheelbarrow.errors import ImageError, ImageFormatError
-from wheelbarrow.oci.layer import (
+from wheelbarrow._core.errors import ImageError, ImageFormatError
+from wheelbarrow.ship.oci.layer import (
     Directory,
     HardLink,
     LayerBlob,

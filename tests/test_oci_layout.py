@@ -1,4 +1,4 @@
-"""Tests for wheelbarrow.oci.image and .layout: appending layers, OCI layouts, docker archives.
+"""Tests for wheelbarrow.ship.oci.image and .layout: appending layers, OCI layouts, docker archives.
 
 The last class checks the results with the real tools: skopeo, umoci and podman
 (with a base image that podman imported and skopeo exported as an OCI layout).
@@ -22,8 +22,8 @@ from typing import Any
 import pytest
 from support.containers import Podman, require
 
-from wheelbarrow.errors import BlobNotFoundError, ImageError, ImageFormatError
-from wheelbarrow.oci.image import (
+from wheelbarrow._core.errors import BlobNotFoundError, ImageError, ImageFormatError
+from wheelbarrow.ship.oci.image import (
     DOCKER_CONFIG,
     DOCKER_LAYER_GZIP,
     DOCKER_MANIFEST,
@@ -40,7 +40,7 @@ from wheelbarrow.oci.image import (
     scratch_config,
     sha256_digest,
 )
-from wheelbarrow.oci.layer import (
+from wheelbarrow.ship.oci.layer import (
     Directory,
     HardLink,
     LayerBlob,
@@ -48,7 +48,7 @@ from wheelbarrow.oci.layer import (
     Symlink,
     write_layer,
 )
-from wheelbarrow.oci.layout import (
+from wheelbarrow.ship.oci.layout import (
     chain_blobs,
     read_oci_layout,
     write_docker_archive,

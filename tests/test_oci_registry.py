@@ -17,15 +17,15 @@ import httpx
 import pytest
 from support.registry import LocalRegistry, free_port, require, serve_registry, write_htpasswd
 
-from wheelbarrow.errors import (
+from wheelbarrow._core.errors import (
     ImageNotFoundError,
     ImageReferenceError,
     InputError,
     RegistryAuthError,
     RegistryError,
 )
-from wheelbarrow.oci.reference import DEFAULT_REGISTRY, LEGACY_DEFAULT_REGISTRY, ImageReference
-from wheelbarrow.oci.registry import (
+from wheelbarrow.ship.oci.reference import DEFAULT_REGISTRY, LEGACY_DEFAULT_REGISTRY, ImageReference
+from wheelbarrow.ship.oci.registry import (
     OCI_INDEX,
     OCI_MANIFEST,
     AuthSource,

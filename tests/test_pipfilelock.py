@@ -14,10 +14,10 @@ from support.managers import (
     write_pipfile,
 )
 
-from wheelbarrow.errors import InputError
-from wheelbarrow.managers import Groups, ManagedLock, StaleLockError
-from wheelbarrow.pipfilelock import pipfile_hashes, read_pipfile_lock
-from wheelbarrow.target import Target
+from wheelbarrow._core.errors import InputError
+from wheelbarrow.app.managers import Groups, ManagedLock, StaleLockError
+from wheelbarrow.app.pipfilelock import pipfile_hashes, read_pipfile_lock
+from wheelbarrow.app.target import Target
 
 PY311 = Target.parse(python="3.11", platform="manylinux_2_28_x86_64")
 PY39 = Target.parse(python="3.9", platform="manylinux_2_28_x86_64")

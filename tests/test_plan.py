@@ -10,8 +10,8 @@ import pytest
 from support import make_wheel
 from support.apps import HOST_PYTHON, PLATFORM, cli
 
-from wheelbarrow.errors import TargetError
-from wheelbarrow.target import PythonVersion, check_known
+from wheelbarrow._core.errors import TargetError
+from wheelbarrow.app.target import PythonVersion, check_known
 
 
 @pytest.fixture

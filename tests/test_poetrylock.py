@@ -16,10 +16,10 @@ from support.managers import (
     write_pyproject,
 )
 
-from wheelbarrow.errors import InputError
-from wheelbarrow.managers import Groups, ManagedLock, StaleLockError
-from wheelbarrow.poetrylock import is_poetry_project, read_poetry_lock
-from wheelbarrow.target import Target
+from wheelbarrow._core.errors import InputError
+from wheelbarrow.app.managers import Groups, ManagedLock, StaleLockError
+from wheelbarrow.app.poetrylock import is_poetry_project, read_poetry_lock
+from wheelbarrow.app.target import Target
 
 PY311 = Target.parse(python="3.11", platform="manylinux_2_28_x86_64")
 PY39 = Target.parse(python="3.9", platform="manylinux_2_28_x86_64")

@@ -13,7 +13,7 @@ from support import make_wheel
 from support.apps import PLATFORM, build_cli, build_ok, cli, make_app
 from support.sdists import SIMD_C, SimdVariant, make_simd_sdist, simd_define
 
-from wheelbarrow.portability import (
+from wheelbarrow.build.portability import (
     BASELINES,
     NotPortableError,
     PortabilityFinding,
@@ -563,14 +563,14 @@ class TestBuildKey:
         import os
         import shutil
 
+        from wheelbarrow._core.report import RecordingReporter
+        from wheelbarrow._core.runner import run_subprocess
+        from wheelbarrow.app.config import read_build_config
+        from wheelbarrow.app.requirements import IndexOptions
+        from wheelbarrow.app.target import Target
+        from wheelbarrow.build.sources import SourceContext
         from wheelbarrow.cli.common import running_interpreter
-        from wheelbarrow.config import read_build_config
-        from wheelbarrow.report import RecordingReporter
-        from wheelbarrow.requirements import IndexOptions
-        from wheelbarrow.runner import run_subprocess
-        from wheelbarrow.sources import SourceContext
-        from wheelbarrow.store import Store
-        from wheelbarrow.target import Target
+        from wheelbarrow.store.store import Store
 
         app = tmp_path / "app"
         app.mkdir(exist_ok=True)
@@ -595,8 +595,8 @@ class TestBuildKey:
     def _source(self, tmp_path: Path, store: Path, variant: SimdVariant):
         from packaging.utils import canonicalize_name
 
-        from wheelbarrow.lockfile import Artefact
-        from wheelbarrow.store import Store
+        from wheelbarrow.lock.lockfile import Artefact
+        from wheelbarrow.store.store import Store
 
         sdist = make_simd_sdist(tmp_path / "d", variant=variant)
         return Artefact(
@@ -616,7 +616,7 @@ class TestBuildKey:
 
     def test_a_different_cpu_gives_a_different_key_with_march_native(self, tmp_path):
         """-march=native in the settings: two CPUs, two keys, and the reason names the CPU."""
-        from wheelbarrow.sources import build_key, build_key_inputs, why_rebuilt
+        from wheelbarrow.build.sources import build_key, build_key_inputs, why_rebuilt
 
         one = self._context(tmp_path, self.AVX2, self.NATIVE)
         other = self._context(tmp_path, self.AVX512, self.NATIVE)
@@ -629,7 +629,7 @@ class TestBuildKey:
 
     def test_without_native_flags_the_cpu_is_not_in_the_key(self, tmp_path):
         """No -march=native: the key has no CPU part, so every CPU shares the cached wheel."""
-        from wheelbarrow.sources import build_key, build_key_inputs
+        from wheelbarrow.build.sources import build_key, build_key_inputs
 
         one = self._context(tmp_path, self.AVX2)
         other = self._context(tmp_path, self.AVX512)
@@ -642,7 +642,7 @@ class TestBuildKey:
     def test_a_cached_wheel_needing_more_than_this_cpu_is_rebuilt(self, tmp_path):
         """The wheel's code needs AVX2 (its own flags): a CPU without AVX2 builds again, saying
         why; a CPU with it reuses the wheel."""
-        from wheelbarrow.sources import build_sources
+        from wheelbarrow.build.sources import build_sources
 
         full = self._context(tmp_path, self.AVX512)
         source = self._source(tmp_path, full.store.root, "pragma")
@@ -669,8 +669,8 @@ class _NoDownloads:
 class TestSettings:
     def test_bad_values_name_the_file_and_the_key(self, tmp_path):
         """portable and cpu-baseline take only their listed values; problems say which file."""
-        from wheelbarrow.config import read_build_config
-        from wheelbarrow.errors import InputError
+        from wheelbarrow._core.errors import InputError
+        from wheelbarrow.app.config import read_build_config
 
         (tmp_path / "wheelbarrow.toml").write_text(
             'portable = "sometimes"\ncpu-baseline = "x86-64-v5"\n'
@@ -689,7 +689,7 @@ class TestSettings:
     def test_a_package_s_own_setting_wins_and_defaults_keep_the_wheelhouse_key(self, tmp_path):
         """portable = "error" with one package "warn": that one warns; the default settings
         add nothing to the wheelhouse key."""
-        from wheelbarrow.config import BuildConfig, read_build_config
+        from wheelbarrow.app.config import BuildConfig, read_build_config
 
         (tmp_path / "wheelbarrow.toml").write_text(
             'portable = "error"\n[packages.simdext]\nportable = "warn"\n'

@@ -374,10 +374,10 @@ class TestHerokuCompile:
     def test_a_private_index_config_var_builds_and_the_log_shows_no_token(self, tmp_path, indexes):
         """WHEELBARROW_INDEX_URL with credentials: bin/compile fetches with them and its build
         log, cache and slug hold no token; a missing file's error shows none either."""
+        from wheelbarrow._core.runner import run_subprocess
         from wheelbarrow.cli.common import host
-        from wheelbarrow.heroku.compile import run_compile
-        from wheelbarrow.heroku.output import HerokuReporter
-        from wheelbarrow.runner import run_subprocess
+        from wheelbarrow.ship.heroku.compile import run_compile
+        from wheelbarrow.ship.heroku.output import HerokuReporter
 
         build = write_app(tmp_path / "build", "privdemo\n", pin=True)
         users = snapshot(build)

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from wheelbarrow.redact import Secrets, redact_data, redact_urls, strip_credentials
+from wheelbarrow._core.redact import Secrets, redact_data, redact_urls, strip_credentials
 
 TOKEN = "tok-5f1e2d3c"  # noqa: S105  (a test credential)
 
@@ -65,7 +65,7 @@ class TestSecrets:
 
     def test_redact_data_masks_every_string_of_a_json_value(self):
         """Nested values of a JSON report are redacted, keys included."""
-        from wheelbarrow.redact import remember
+        from wheelbarrow._core.redact import remember
 
         remember([TOKEN])
         data = {"error": f"GET http://u:{TOKEN}@h/", "list": [TOKEN, 3], TOKEN: None}
@@ -76,8 +76,8 @@ class TestSecrets:
 class TestOutputBoundaries:
     def test_cli_errors_mask_credentials_in_text_and_json(self, capsys):
         """An error quoting a URL with credentials prints it masked, on stderr and in --json."""
+        from wheelbarrow._core.errors import FetchError
         from wheelbarrow.cli import render
-        from wheelbarrow.errors import FetchError
 
         exc = FetchError(f"GET http://u:{TOKEN}@h/x answered 404", hint=f"check https://{TOKEN}@h/")
         render.error(exc, json_mode=True)
@@ -99,7 +99,7 @@ class TestOutputBoundaries:
         import io
 
         from wheelbarrow.cli.render import PlainReporter
-        from wheelbarrow.heroku.output import HerokuReporter
+        from wheelbarrow.ship.heroku.output import HerokuReporter
 
         for reporter_type in (PlainReporter, HerokuReporter):
             stream = io.StringIO()

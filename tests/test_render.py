@@ -7,8 +7,8 @@ from pathlib import Path
 
 from rich.console import Console
 
+from wheelbarrow._core.report import Reporter
 from wheelbarrow.cli.render import BuildsView, PlainReporter, RichReporter, last_log_line
-from wheelbarrow.report import Reporter
 
 
 class Ticks:

@@ -1,4 +1,4 @@
-"""Tests for wheelbarrow.repair: wheels holding freshly compiled .so files, real auditwheel."""
+"""Tests for wheelbarrow.build.repair: wheels with freshly compiled .so files, real auditwheel."""
 
 from __future__ import annotations
 
@@ -20,10 +20,10 @@ import pytest
 from packaging.tags import platform_tags
 from support import make_wheel
 
-from wheelbarrow.errors import RepairError
-from wheelbarrow.repair import RepairResult, repair_wheel, wheel_platform_tags
-from wheelbarrow.runner import Completed, run_subprocess
-from wheelbarrow.target import Target, host_platform
+from wheelbarrow._core.errors import RepairError
+from wheelbarrow._core.runner import Completed, run_subprocess
+from wheelbarrow.app.target import Target, host_platform
+from wheelbarrow.build.repair import RepairResult, repair_wheel, wheel_platform_tags
 
 LINUX_TAG = "cp311-cp311-linux_x86_64"
 EXTENSION = "_ext.cpython-311-x86_64-linux-gnu.so"

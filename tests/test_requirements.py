@@ -1,4 +1,4 @@
-"""Tests of wheelbarrow.requirements: pip's requirements-file syntax turned into values."""
+"""Tests of wheelbarrow.app.requirements: pip's requirements-file syntax turned into values."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from wheelbarrow.errors import InputError, RequirementsError
-from wheelbarrow.requirements import (
+from wheelbarrow._core.errors import InputError, RequirementsError
+from wheelbarrow.app.requirements import (
     IndexOptions,
     Origin,
     RequirementLine,

@@ -9,7 +9,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from wheelbarrow.scratch import clean_stale, lease, scratch, try_exclusive
+from wheelbarrow._core.scratch import clean_stale, lease, scratch, try_exclusive
 
 
 def names(directory: Path) -> list[str]:
@@ -44,7 +44,7 @@ class TestScratch:
             f"""
             import os, sys, time
             from pathlib import Path
-            from wheelbarrow.scratch import scratch
+            from wheelbarrow._core.scratch import scratch
             with scratch(Path({str(tmp_path)!r}), "work-") as p:
                 (p / "half").write_text("x")
                 print("ready", flush=True)
@@ -90,7 +90,7 @@ class TestLease:
             f"""
             import time
             from pathlib import Path
-            from wheelbarrow.scratch import lease
+            from wheelbarrow._core.scratch import lease
             with lease(Path({str(tmp_path)!r}), "env-x"):
                 print("held", flush=True)
                 time.sleep(60)

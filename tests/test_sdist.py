@@ -1,4 +1,4 @@
-"""Tests of wheelbarrow.sdist: safe unpacking and copying, digests, [build-system], patches."""
+"""Tests of wheelbarrow.build.sdist: safe unpacking and copying, digests, build-system, patches."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from wheelbarrow.errors import (
+from wheelbarrow._core.errors import (
     ArchiveError,
     InputError,
     PatchError,
@@ -23,8 +23,8 @@ from wheelbarrow.errors import (
     ToolError,
     UnsafeArchiveError,
 )
-from wheelbarrow.runner import Completed, run_subprocess
-from wheelbarrow.sdist import (
+from wheelbarrow._core.runner import Completed, run_subprocess
+from wheelbarrow.build.sdist import (
     DEFAULT_BUILD_SYSTEM,
     BuildSystem,
     apply_patches,
@@ -351,7 +351,7 @@ class TestUnsafeArchives:
 
     def test_default_limits_are_two_gib_and_200k_members(self) -> None:
         """The defaults stop archive bombs yet fit the largest real sdists."""
-        from wheelbarrow import sdist
+        from wheelbarrow.build import sdist
 
         assert sdist.MAX_UNPACKED_BYTES == 2 * 1024**3
         assert sdist.MAX_MEMBERS == 200_000

@@ -6,7 +6,7 @@ import hashlib
 import os
 from pathlib import Path
 
-from wheelbarrow.seal import SEAL, SealProblem, make_seal, read_seal, scan_tree
+from wheelbarrow.environment.seal import SEAL, SealProblem, make_seal, read_seal, scan_tree
 
 
 def tree(root: Path) -> Path:

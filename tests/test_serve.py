@@ -1,4 +1,4 @@
-"""Tests for wheelbarrow.serve: the HTTP server for a static index, and real pip/uv against it."""
+"""Tests for wheelbarrow.share.serve: the HTTP server of a static index, real pip/uv against it."""
 
 from __future__ import annotations
 
@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 from support import LocalIndex, build_local_index, make_sdist, make_wheel
 
-from wheelbarrow.errors import InputError
-from wheelbarrow.serve import (
+from wheelbarrow._core.errors import InputError
+from wheelbarrow.share.serve import (
     HTML_CONTENT_TYPE,
     JSON_CONTENT_TYPE,
     IndexServer,

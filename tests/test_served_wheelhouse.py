@@ -12,7 +12,7 @@ from support import make_wheel
 from support.apps import build_cli, make_app
 from support.net import free_port
 
-from wheelbarrow.serve import make_server
+from wheelbarrow.share.serve import make_server
 
 
 def _clean_env(tmp_path: Path) -> dict[str, str]:

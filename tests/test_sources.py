@@ -310,7 +310,7 @@ class TestConfig:
 
     def test_pyproject_tool_table_is_read(self, tmp_path):
         """[tool.wheelbarrow] in pyproject.toml holds the same settings."""
-        from wheelbarrow.config import read_build_config
+        from wheelbarrow.app.config import read_build_config
 
         (tmp_path / "pyproject.toml").write_text(
             '[project]\nname = "x"\nversion = "1"\ndependencies = []\n'
@@ -492,16 +492,16 @@ class TestReportedDurationAndReason:
 
         from packaging.utils import canonicalize_name
 
+        from wheelbarrow._core.report import NullReporter
+        from wheelbarrow._core.runner import run_subprocess
+        from wheelbarrow.app.config import BuildConfig
+        from wheelbarrow.app.requirements import IndexOptions
+        from wheelbarrow.app.target import Target
+        from wheelbarrow.build.sdist import tree_digest
+        from wheelbarrow.build.sources import SourceContext, build_sources
         from wheelbarrow.cli.common import running_interpreter
-        from wheelbarrow.config import BuildConfig
-        from wheelbarrow.lockfile import Artefact
-        from wheelbarrow.report import NullReporter
-        from wheelbarrow.requirements import IndexOptions
-        from wheelbarrow.runner import run_subprocess
-        from wheelbarrow.sdist import tree_digest
-        from wheelbarrow.sources import SourceContext, build_sources
-        from wheelbarrow.store import Store
-        from wheelbarrow.target import Target
+        from wheelbarrow.lock.lockfile import Artefact
+        from wheelbarrow.store.store import Store
 
         with tarfile.open(make_c_extension_sdist(tmp_path / "d", "localpkg", "1.0")) as tar:
             tar.extractall(tmp_path / "src", filter="data")
@@ -657,14 +657,14 @@ class TestTwoPartBuildKey:
         import os
         import shutil
 
+        from wheelbarrow._core.report import RecordingReporter
+        from wheelbarrow._core.runner import run_subprocess
+        from wheelbarrow.app.config import BuildConfig
+        from wheelbarrow.app.requirements import IndexOptions
+        from wheelbarrow.app.target import Target
+        from wheelbarrow.build.sources import SourceContext
         from wheelbarrow.cli.common import running_interpreter
-        from wheelbarrow.config import BuildConfig
-        from wheelbarrow.report import RecordingReporter
-        from wheelbarrow.requirements import IndexOptions
-        from wheelbarrow.runner import run_subprocess
-        from wheelbarrow.sources import SourceContext
-        from wheelbarrow.store import Store
-        from wheelbarrow.target import Target
+        from wheelbarrow.store.store import Store
 
         interpreter = running_interpreter()
         return SourceContext(
@@ -686,8 +686,8 @@ class TestTwoPartBuildKey:
         """A fixture C extension linked against libwbdemo.so.1, as an sdist already in the store."""
         from packaging.utils import canonicalize_name
 
-        from wheelbarrow.lockfile import Artefact
-        from wheelbarrow.store import Store
+        from wheelbarrow.lock.lockfile import Artefact
+        from wheelbarrow.store.store import Store
 
         libdir = tmp_path / "lib"
         make_library(libdir, "wbdemo", 1)
@@ -713,7 +713,7 @@ class TestTwoPartBuildKey:
 
     def test_an_unrelated_library_changing_reuses_the_build(self, tmp_path):
         """OpenBLAS's version and a library the wheel does not link change: the wheel is reused."""
-        from wheelbarrow.sources import build_sources
+        from wheelbarrow.build.sources import build_sources
 
         ctx = self._context(tmp_path, {**self.TOOLS, "openblas": "0.3.21"})
         source, libdir = self._linked_sdist(tmp_path, ctx.store.root)
@@ -730,7 +730,7 @@ class TestTwoPartBuildKey:
 
     def test_a_library_the_wheel_links_changing_rebuilds_it_and_says_which(self, tmp_path):
         """libwbdemo.so.1, which the extension links, gets new content: rebuilt, naming it."""
-        from wheelbarrow.sources import build_sources
+        from wheelbarrow.build.sources import build_sources
 
         ctx = self._context(tmp_path, dict(self.TOOLS))
         source, libdir = self._linked_sdist(tmp_path, ctx.store.root)
@@ -754,7 +754,7 @@ class TestTwoPartBuildKey:
     def test_the_result_records_both_parts_and_the_build_environment(self, tmp_path):
         """result.json holds the first part's key and inputs, what the wheel links and its
         build environment's store key."""
-        from wheelbarrow.sources import build_key, build_key_inputs, build_sources, candidates
+        from wheelbarrow.build.sources import build_key, build_key_inputs, build_sources, candidates
 
         ctx = self._context(tmp_path, {**self.TOOLS, "openblas": "0.3.21"})
         source, libdir = self._linked_sdist(tmp_path, ctx.store.root)
@@ -802,8 +802,8 @@ class TestBuildProgress:
     def test_the_reporter_hears_of_each_build_from_the_core(self, tmp_path):
         """build_sources tells the reporter a build started and how it ended, and nothing for
         a wheel reused from the build cache."""
-        from wheelbarrow.report import RecordingReporter
-        from wheelbarrow.sources import build_sources
+        from wheelbarrow._core.report import RecordingReporter
+        from wheelbarrow.build.sources import build_sources
 
         contexts = TestTwoPartBuildKey()
         ctx = contexts._context(tmp_path, {})
@@ -820,7 +820,7 @@ class TestBuildProgress:
         import threading
         import time
 
-        from wheelbarrow.sources import build_key, build_key_inputs, build_lock, build_sources
+        from wheelbarrow.build.sources import build_key, build_key_inputs, build_lock, build_sources
 
         contexts = TestTwoPartBuildKey()
         ctx = contexts._context(tmp_path, {})

@@ -1,4 +1,4 @@
-"""Tests of wheelbarrow.sysdeps: the native library table, the pre-build check, the log reader."""
+"""Tests of wheelbarrow.system.sysdeps: the native library table, the checks, the log reader."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from wheelbarrow.builder import failure_hint
-from wheelbarrow.errors import SystemRequirementError
-from wheelbarrow.report import RecordingReporter
-from wheelbarrow.runner import Completed
-from wheelbarrow.sysdeps import (
+from wheelbarrow._core.errors import SystemRequirementError
+from wheelbarrow._core.report import RecordingReporter
+from wheelbarrow._core.runner import Completed
+from wheelbarrow.build.builder import failure_hint
+from wheelbarrow.system.sysdeps import (
     DEPENDENCIES,
     OPTIONAL,
     PROJECTS,
@@ -25,7 +25,7 @@ from wheelbarrow.sysdeps import (
     hint_from_log,
     read_log,
 )
-from wheelbarrow.toolchain import RUST_UPGRADE
+from wheelbarrow.system.toolchain import RUST_UPGRADE
 
 Answers = Mapping[tuple[str, ...], tuple[int, str]]
 

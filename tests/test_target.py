@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from packaging.tags import Tag
 
-from wheelbarrow.errors import TargetError
-from wheelbarrow.target import PythonVersion, Target, host_platform, normalise_platform
+from wheelbarrow._core.errors import TargetError
+from wheelbarrow.app.target import PythonVersion, Target, host_platform, normalise_platform
 
 
 class TestPythonVersion:

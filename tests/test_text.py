@@ -1,10 +1,10 @@
-"""Tests for wheelbarrow.text: counts in messages read as English."""
+"""Tests for wheelbarrow._core.text: counts in messages read as English."""
 
 from __future__ import annotations
 
 import pytest
 
-from wheelbarrow.text import agree, plural
+from wheelbarrow._core.text import agree, plural
 
 
 class TestPlural:

@@ -1,4 +1,4 @@
-"""Tests of wheelbarrow.toolchain: what a source build needs from the machine, and what it has."""
+"""Tests of wheelbarrow.system.toolchain: what a source build needs from the machine, and has."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from packaging.version import Version
 
-from wheelbarrow.errors import InputError, SystemRequirementError
-from wheelbarrow.runner import Completed, run_subprocess
-from wheelbarrow.toolchain import (
+from wheelbarrow._core.errors import InputError, SystemRequirementError
+from wheelbarrow._core.runner import Completed, run_subprocess
+from wheelbarrow.system.toolchain import (
     Lack,
     SystemProbe,
     SystemRequirement,

@@ -21,13 +21,13 @@ from support.uvprojects import (
     uv_environ,
 )
 
-from wheelbarrow.config import BuildConfig
-from wheelbarrow.errors import InputError, LockError
-from wheelbarrow.lockfile import Artefact, read_lock, select_artefacts
-from wheelbarrow.managers import Groups, ManagedLock, StaleLockError
-from wheelbarrow.runner import run_subprocess
-from wheelbarrow.target import Target
-from wheelbarrow.uvlock import export_group_args, read_uv_lock
+from wheelbarrow._core.errors import InputError, LockError
+from wheelbarrow._core.runner import run_subprocess
+from wheelbarrow.app.config import BuildConfig
+from wheelbarrow.app.managers import Groups, ManagedLock, StaleLockError
+from wheelbarrow.app.target import Target
+from wheelbarrow.app.uvlock import export_group_args, read_uv_lock
+from wheelbarrow.lock.lockfile import Artefact, read_lock, select_artefacts
 
 TARGET = Target.parse(python=HOST_PYTHON, platform=PLATFORM)
 # A proxy on a closed port: every request uv makes fails at once, without changing
@@ -358,12 +358,12 @@ class TestSourcesAndWorkspace:
     ):
         """The uv_build project, member, path and git packages build through wheelbarrow's source
         build (offline, in a store build environment) and install into a working environment."""
+        from wheelbarrow._core.report import NullReporter
+        from wheelbarrow.app.requirements import IndexOptions
+        from wheelbarrow.build.sources import SourceContext, build_sources
         from wheelbarrow.cli.common import running_interpreter
-        from wheelbarrow.fetch import Fetcher
-        from wheelbarrow.report import NullReporter
-        from wheelbarrow.requirements import IndexOptions
-        from wheelbarrow.sources import SourceContext, build_sources
-        from wheelbarrow.store import Store
+        from wheelbarrow.store.fetch import Fetcher
+        from wheelbarrow.store.store import Store
 
         chosen = selected(project, read(project, uv_env))
         sources = [a for a in chosen.values() if a.kind in ("directory", "vcs")]

@@ -10,11 +10,11 @@ from support import make_wheel
 from support.apps import build_cli, cli, make_app
 from test_wheelhouse import flip_a_byte
 
-from wheelbarrow.errors import StoreError
-from wheelbarrow.report import RecordingReporter
-from wheelbarrow.seal import make_seal
-from wheelbarrow.store import Store
-from wheelbarrow.verify import verify_store
+from wheelbarrow._core.errors import StoreError
+from wheelbarrow._core.report import RecordingReporter
+from wheelbarrow.environment.seal import make_seal
+from wheelbarrow.environment.verify import verify_store
+from wheelbarrow.store.store import Store
 
 
 @pytest.fixture

@@ -11,12 +11,12 @@ from packaging.utils import canonicalize_name
 from support import make_wheel
 from support.apps import PLATFORM, cli
 
-from wheelbarrow.errors import MalformedWheelError
-from wheelbarrow.fetch import Fetcher
-from wheelbarrow.lockfile import Artefact
-from wheelbarrow.report import RecordingReporter
-from wheelbarrow.store import Store
-from wheelbarrow.wheelcheck import check_wheel
+from wheelbarrow._core.errors import MalformedWheelError
+from wheelbarrow._core.report import RecordingReporter
+from wheelbarrow.lock.lockfile import Artefact
+from wheelbarrow.store.fetch import Fetcher
+from wheelbarrow.store.store import Store
+from wheelbarrow.store.wheelcheck import check_wheel
 
 
 def rewrite(wheel: Path, member: str, data: bytes) -> Path:

@@ -57,12 +57,12 @@ class TestWithoutSourceBuilder:
         import pytest
         from packaging.utils import canonicalize_name
 
-        from wheelbarrow.errors import StoreError
-        from wheelbarrow.lockfile import Artefact
-        from wheelbarrow.report import NullReporter
-        from wheelbarrow.store import Store
-        from wheelbarrow.target import Target
-        from wheelbarrow.wheelhouse import build_wheelhouse
+        from wheelbarrow._core.errors import StoreError
+        from wheelbarrow._core.report import NullReporter
+        from wheelbarrow.app.target import Target
+        from wheelbarrow.lock.lockfile import Artefact
+        from wheelbarrow.store.store import Store
+        from wheelbarrow.wheelhouse.assemble import build_wheelhouse
 
         class NoFetches:
             def fetch(self, artefacts, store, reporter):

@@ -18,8 +18,8 @@ from packaging.tags import parse_tag
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from wheelbarrow.index import DISTRIBUTION_SUFFIXES, index_files_in, write_index
-from wheelbarrow.serve import make_server
+from wheelbarrow.share.serve import make_server
+from wheelbarrow.wheelhouse.index import DISTRIBUTION_SUFFIXES, index_files_in, write_index
 
 __all__ = [
     "LocalIndex",

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import cast
 
-from wheelbarrow.serve import IndexServer
-from wheelbarrow.serve import _Handler as _IndexHandler
+from wheelbarrow.share.serve import IndexServer
+from wheelbarrow.share.serve import _Handler as _IndexHandler
 
 __all__ = ["Misbehaving", "basic_auth_handler", "misbehaving_server"]
 

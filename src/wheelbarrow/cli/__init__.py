@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from wheelbarrow import __version__
-from wheelbarrow.errors import WheelbarrowError
+from wheelbarrow._core.errors import WheelbarrowError
 
 EXIT_OK = 0
 EXIT_INTERRUPTED = 130

@@ -7,11 +7,11 @@ import contextlib
 import os
 from pathlib import Path
 
+from wheelbarrow._core.text import plural
+from wheelbarrow.app.requirements import IndexOptions
 from wheelbarrow.cli import common, render
-from wheelbarrow.plan import Plan
-from wheelbarrow.requirements import IndexOptions
-from wheelbarrow.text import plural
-from wheelbarrow.wheelhouse import (
+from wheelbarrow.lock.plan import Plan
+from wheelbarrow.wheelhouse.assemble import (
     BuildReport,
     build_wheelhouse,
     manifest_of,
@@ -34,7 +34,7 @@ def _run(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
     if plan.locked_because:
         first = plan.locked_because.startswith("no ")
         reporter.message("info", f"locked{'' if first else ' again'}: {plan.locked_because}")
-    from wheelbarrow.fetch import Fetcher
+    from wheelbarrow.store.fetch import Fetcher
 
     fetcher = Fetcher.for_app(
         app,
@@ -44,7 +44,7 @@ def _run(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
         workers=args.jobs,
     )
 
-    from wheelbarrow.buildhost import source_builder
+    from wheelbarrow.wheelhouse.buildhost import source_builder
 
     build_sources = source_builder(
         plan,
@@ -79,7 +79,7 @@ def _run(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
     # listing of tmp/, and locks taken only for entries there.
     store.clean_stale_tmp()
     if args.output:
-        from wheelbarrow.export import export_wheelhouse
+        from wheelbarrow.wheelhouse.export import export_wheelhouse
 
         exported = export_wheelhouse(report.path, Path(args.output))
         reporter.message("info", f"exported {exported.wheels} wheel(s) to {exported.path}")
@@ -92,7 +92,7 @@ def _run(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
 
 def plan_index(plan: Plan, args: argparse.Namespace) -> IndexOptions:
     """The index options build requirements are locked with: the app's, then the command line's."""
-    from wheelbarrow.buildhost import build_index
+    from wheelbarrow.wheelhouse.buildhost import build_index
 
     return build_index(plan, common.options(args).index)
 

@@ -9,20 +9,20 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from wheelbarrow.app import App, read_app
-from wheelbarrow.errors import StoreError
-from wheelbarrow.interpreters import Interpreter, find_interpreter
-from wheelbarrow.managers import Groups
-from wheelbarrow.plan import Host, Options, Plan, make_plan
-from wheelbarrow.report import Reporter
-from wheelbarrow.requirements import IndexOptions
-from wheelbarrow.runner import run_subprocess
-from wheelbarrow.store import STORE_ENV_VAR, Store
-from wheelbarrow.target import PythonVersion, host_platform
-from wheelbarrow.wheelhouse import find_wheelhouse
+from wheelbarrow._core.errors import StoreError
+from wheelbarrow._core.report import Reporter
+from wheelbarrow._core.runner import run_subprocess
+from wheelbarrow.app.directory import App, read_app
+from wheelbarrow.app.managers import Groups
+from wheelbarrow.app.requirements import IndexOptions
+from wheelbarrow.app.target import PythonVersion, host_platform
+from wheelbarrow.environment.interpreters import Interpreter, find_interpreter
+from wheelbarrow.lock.plan import Host, Options, Plan, make_plan
+from wheelbarrow.store.store import STORE_ENV_VAR, Store
+from wheelbarrow.wheelhouse.assemble import find_wheelhouse
 
 if TYPE_CHECKING:
-    from wheelbarrow.environment import LinkMode
+    from wheelbarrow.environment.envs import LinkMode
 
 
 def host() -> Host:
@@ -68,7 +68,7 @@ def _known_pythons() -> list[str]:
 
 
 def _toolchain() -> dict[str, str]:
-    from wheelbarrow.buildhost import toolchain
+    from wheelbarrow.wheelhouse.buildhost import toolchain
 
     return toolchain()
 
@@ -100,7 +100,7 @@ def check_wheels_run_on(interpreter: Interpreter, manifest: dict[str, Any]) -> N
     """Refuse a wheelhouse with wheels that ``interpreter`` does not accept (its own tags)."""
     from packaging.tags import sys_tags
 
-    from wheelbarrow.interpreters import check_wheels_accepted, interpreter_tags
+    from wheelbarrow.environment.interpreters import check_wheels_accepted, interpreter_tags
 
     tags = interpreter_tags(
         interpreter,
@@ -224,8 +224,8 @@ def install_environment(
     well (a warm install walks it once); one that fails is set aside, made
     again and cloned.
     """
-    from wheelbarrow.environment import clone_env, env_key, sealed_env_exists
-    from wheelbarrow.errors import EnvironmentEditedError
+    from wheelbarrow._core.errors import EnvironmentEditedError
+    from wheelbarrow.environment.envs import clone_env, env_key, sealed_env_exists
 
     stored = store.env(env_key(house_key, interpreter))
     if sealed_env_exists(stored):
@@ -251,7 +251,7 @@ def store_environment(
 
     A stored environment that fails its seal is set aside and made again.
     """
-    from wheelbarrow.environment import ensure_store_env, env_key, manifest_wheels
+    from wheelbarrow.environment.envs import ensure_store_env, env_key, manifest_wheels
 
     key = env_key(house_key, interpreter)
     made = ensure_store_env(

@@ -9,7 +9,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from wheelbarrow.errors import WheelbarrowError
+from wheelbarrow._core.errors import WheelbarrowError
 
 NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
 

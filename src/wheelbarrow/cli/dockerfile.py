@@ -6,9 +6,11 @@ import argparse
 import sys
 from pathlib import Path
 
+from wheelbarrow._core.files import atomic_write_text
+from wheelbarrow.app.config import read_build_config
 from wheelbarrow.cli import common, render
-from wheelbarrow.config import read_build_config
-from wheelbarrow.dockerfile import (
+from wheelbarrow.lock.plan import Options, resolve_target
+from wheelbarrow.ship.dockerfile import (
     DockerfileOptions,
     debian_packages,
     default_base,
@@ -16,8 +18,6 @@ from wheelbarrow.dockerfile import (
     render_dockerfile,
     render_dockerignore,
 )
-from wheelbarrow.files import atomic_write_text
-from wheelbarrow.plan import Options, resolve_target
 
 DOCKERIGNORE = ".dockerignore"
 

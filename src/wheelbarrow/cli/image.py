@@ -10,15 +10,21 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
+from wheelbarrow._core.errors import InputError
 from wheelbarrow.cli import common, render
-from wheelbarrow.errors import InputError
-from wheelbarrow.oci.build import BaseImage, build_image, copy_blob, labels_for, source_date_epoch
-from wheelbarrow.store import Store
+from wheelbarrow.ship.oci.build import (
+    BaseImage,
+    build_image,
+    copy_blob,
+    labels_for,
+    source_date_epoch,
+)
+from wheelbarrow.store.store import Store
 
 if TYPE_CHECKING:
-    from wheelbarrow.oci.build import BuiltImage
-    from wheelbarrow.oci.reference import ImageReference
-    from wheelbarrow.oci.registry import RegistryClient
+    from wheelbarrow.ship.oci.build import BuiltImage
+    from wheelbarrow.ship.oci.reference import ImageReference
+    from wheelbarrow.ship.oci.registry import RegistryClient
 
 
 def run(args: argparse.Namespace) -> int:
@@ -34,7 +40,7 @@ def _run(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
             hint="--push uploads to the registry named by --tag",
         )
     if args.push:
-        from wheelbarrow.oci.reference import ImageReference
+        from wheelbarrow.ship.oci.reference import ImageReference
 
         ImageReference.parse(args.tag)  # a bad reference fails before anything is built
     start = time.monotonic()
@@ -45,7 +51,7 @@ def _run(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
         held, "wheelhouse", lambda: common.built_wheelhouse(store, plan)
     )
     interpreter = common.interpreter_for(plan, args)
-    from wheelbarrow import environment
+    from wheelbarrow.environment import envs as environment
 
     held.enter_context(store.use("env", environment.env_key(house_key, interpreter)))
     # Layers and pulled base blobs are referenced by nothing until their records are written.
@@ -79,7 +85,7 @@ def _run(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
             f"environment layer {built.env_layer.digest[:19]}… "
             + ("(reused)" if built.env_layer_reused else "(new)"),
         )
-        from wheelbarrow.oci.layout import chain_blobs, write_docker_archive, write_oci_layout
+        from wheelbarrow.ship.oci.layout import chain_blobs, write_docker_archive, write_oci_layout
 
         blobs = chain_blobs(built.blobs(), base.open_blob)
         outputs: dict[str, object] = {}
@@ -133,7 +139,7 @@ def _run(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
 
 
 def _client() -> RegistryClient:
-    from wheelbarrow.oci.registry import AuthSource, RegistryClient
+    from wheelbarrow.ship.oci.registry import AuthSource, RegistryClient
 
     return RegistryClient(auth=AuthSource.from_environment(os.environ, Path.home()))
 
@@ -141,15 +147,15 @@ def _client() -> RegistryClient:
 def _load_base(text: str, store: Store, client: RegistryClient | None) -> BaseImage:
     """``oci:DIR:TAG`` (an OCI layout), else an image reference in a registry."""
     if text.startswith("oci:"):
-        from wheelbarrow.oci.layout import read_oci_layout
+        from wheelbarrow.ship.oci.layout import read_oci_layout
 
         directory, _, ref = text.removeprefix("oci:").partition(":")
         image = read_oci_layout(Path(directory), ref or "latest")
         return BaseImage(
             name=text, manifest=image.manifest, config=image.config, open_blob=image.open_blob
         )
-    from wheelbarrow.oci.image import Manifest
-    from wheelbarrow.oci.reference import ImageReference
+    from wheelbarrow.ship.oci.image import Manifest
+    from wheelbarrow.ship.oci.reference import ImageReference
 
     if client is None:
         raise InputError(f"{text}: reading a base from a registry needs a registry client")
@@ -201,9 +207,9 @@ def _push(
     store: Store,
 ) -> dict[str, object]:
     """Upload what the registry lacks, then tag: nothing half-pushed is ever tagged."""
-    from wheelbarrow.errors import RegistryError
-    from wheelbarrow.oci.image import Manifest
-    from wheelbarrow.oci.reference import ImageReference
+    from wheelbarrow._core.errors import RegistryError
+    from wheelbarrow.ship.oci.image import Manifest
+    from wheelbarrow.ship.oci.reference import ImageReference
 
     target = ImageReference.parse(tag)
     manifest = Manifest.from_json(built.manifest)

@@ -7,15 +7,15 @@ import contextlib
 import time
 from pathlib import Path
 
+from wheelbarrow._core.text import plural
 from wheelbarrow.cli import common, render
-from wheelbarrow.environment import (
+from wheelbarrow.environment.envs import (
     InstallReport,
     clean_install_leftovers,
     env_key,
     installed_env_sound,
     read_marker,
 )
-from wheelbarrow.text import plural
 
 
 def run(args: argparse.Namespace) -> int:

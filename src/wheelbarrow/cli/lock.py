@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+from wheelbarrow._core.errors import InputError
+from wheelbarrow._core.text import plural
 from wheelbarrow.cli import common, render
-from wheelbarrow.errors import InputError
-from wheelbarrow.text import plural
 
 
 def run(args: argparse.Namespace) -> int:

@@ -12,16 +12,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from wheelbarrow.errors import WheelbarrowError
-from wheelbarrow.redact import redact, redact_data
-from wheelbarrow.report import (
+from wheelbarrow._core.errors import WheelbarrowError
+from wheelbarrow._core.redact import redact, redact_data
+from wheelbarrow._core.report import (
     Level,
     NullReporter,
     Reporter,
     build_finished_line,
     build_started_line,
 )
-from wheelbarrow.text import plural
+from wheelbarrow._core.text import plural
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 def error(exc: WheelbarrowError, *, json_mode: bool) -> None:
     """Print an error and its hint to stderr (and a JSON error object with ``--json``).
 
-    Credentials are masked here, whatever the message quotes (see :mod:`wheelbarrow.redact`).
+    Credentials are masked here, whatever the message quotes (see :mod:`wheelbarrow._core.redact`).
     """
     message, hint = redact(exc.message), redact(exc.hint) if exc.hint else exc.hint
     if json_mode:

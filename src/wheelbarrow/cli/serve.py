@@ -6,7 +6,7 @@ import argparse
 import contextlib
 
 from wheelbarrow.cli import common, render
-from wheelbarrow.serve import make_server
+from wheelbarrow.share.serve import make_server
 
 
 def run(args: argparse.Namespace) -> int:

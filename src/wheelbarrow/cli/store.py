@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import time
 
-from wheelbarrow import gc
 from wheelbarrow.cli import common, render
+from wheelbarrow.store import gc
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -23,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Exit 0 when the store is clean (or was repaired clean), 1 when problems remain."""
     from wheelbarrow.cli import common, render
-    from wheelbarrow.verify import verify_store
+    from wheelbarrow.environment.verify import verify_store
 
     store = common.store(args)
     reporter = render.make_reporter(quiet=args.quiet, json_mode=args.json)

@@ -1,0 +1,63 @@
+"""Running external tools (uv, the target's python): the one place subprocesses start."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from wheelbarrow._core.errors import ToolError
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Completed:
+    """What a finished command left behind."""
+
+    args: tuple[str, ...]
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+class Runner(Protocol):
+    """Runs a command to completion and returns its output; never raises on a non-zero exit.
+
+    >>> runner(["uv", "--version"], cwd=None, env=None).stdout
+    'uv 0.9.0\\n'
+    """
+
+    def __call__(
+        self,
+        args: Sequence[str],
+        *,
+        cwd: Path | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> Completed: ...
+
+
+def run_subprocess(
+    args: Sequence[str],
+    *,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Completed:
+    """The real :class:`Runner`: captures output as text, raises only when the tool is missing."""
+    try:
+        proc = subprocess.run(
+            list(args),
+            cwd=cwd,
+            env=dict(env) if env is not None else None,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    except FileNotFoundError as exc:
+        raise ToolError(
+            f"cannot run {args[0]!r}: not found",
+            hint="install it, or put it on PATH",
+        ) from exc
+    return Completed(
+        args=tuple(args), returncode=proc.returncode, stdout=proc.stdout, stderr=proc.stderr
+    )

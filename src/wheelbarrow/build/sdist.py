@@ -1,0 +1,683 @@
+"""Source trees for builds: unpack sdists and copy local paths safely, digest, read, patch them."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import lzma
+import os
+import re
+import secrets
+import shutil
+import stat
+import tarfile
+import tomllib
+import zipfile
+import zlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, NoReturn
+
+from packaging.requirements import InvalidRequirement, Requirement
+
+from wheelbarrow._core.errors import (
+    ArchiveError,
+    InputError,
+    PatchError,
+    ToolError,
+    UnsafeArchiveError,
+)
+from wheelbarrow._core.runner import Runner
+from wheelbarrow.system.toolchain import SystemRequirement, missing_error
+
+__all__ = [
+    "DEFAULT_BUILD_SYSTEM",
+    "MAX_MEMBERS",
+    "MAX_UNPACKED_BYTES",
+    "BuildSystem",
+    "apply_patches",
+    "copy_source_tree",
+    "read_build_system",
+    "tree_digest",
+    "unpack_sdist",
+]
+
+MAX_UNPACKED_BYTES = 2 * 1024**3
+MAX_MEMBERS = 200_000
+# A symlink stored in a zip is a member whose content is the target path.
+_MAX_ZIP_LINK_TARGET = 4096
+# Linux gives up after 40 symlinks in one lookup; so does our resolver.
+_MAX_LINK_HOPS = 40
+# Extraction filters (PEP 706) came in 3.11.4; wheelbarrow runs on 3.11.0 and later.
+_HAS_DATA_FILTER = hasattr(tarfile, "data_filter")
+_UNSAFE_HINT = "the archive would write outside its directory; get the sdist from a trusted source"
+
+Kind = Literal["file", "dir", "symlink", "hardlink"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BuildSystem:
+    """A project's ``[build-system]`` (PEP 517/518): what to install, then which backend to call."""
+
+    requires: tuple[str, ...]
+    backend: str
+    backend_path: tuple[str, ...] = ()
+
+
+DEFAULT_BUILD_SYSTEM = BuildSystem(
+    requires=("setuptools>=40.8.0",), backend="setuptools.build_meta:__legacy__"
+)
+
+
+# -- unpacking ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Member:
+    """An archive member reduced to what the safety checks look at."""
+
+    name: str  # as stored, for messages
+    parts: tuple[str, ...]  # normalised relative path
+    kind: Kind
+    link: str = ""  # a symlink's target, or the member a hard link repeats
+
+
+def unpack_sdist(
+    archive: Path,
+    dest: Path,
+    *,
+    label: str,
+    max_bytes: int = MAX_UNPACKED_BYTES,
+    max_members: int = MAX_MEMBERS,
+) -> Path:
+    """Unpack a ``.tar[.gz|.bz2|.xz]`` or ``.zip`` sdist into ``dest`` and return the project root.
+
+    The root is the archive's single top-level directory, as sdists have, or
+    ``dest`` itself when there are several top-level entries. ``dest`` must not
+    exist: the archive is unpacked beside it and renamed into place, so a
+    refused or broken archive leaves nothing. Members that would land outside
+    ``dest`` (absolute paths, ``..``, links out), device files and archives
+    larger than the limits are refused with :class:`UnsafeArchiveError` naming
+    ``label`` and the member. Raises ``FileExistsError`` when ``dest`` exists.
+    """
+    if not archive.is_file():
+        raise ArchiveError(f"cannot read {label}: {archive} does not exist")
+    if dest.exists():
+        raise FileExistsError(f"{dest} already exists")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    tmp.mkdir()
+    try:
+        if archive.name.lower().endswith(".zip"):
+            members = _unpack_zip(
+                archive, tmp, label=label, max_bytes=max_bytes, max_members=max_members
+            )
+        else:
+            members = _unpack_tar(
+                archive, tmp, label=label, max_bytes=max_bytes, max_members=max_members
+            )
+        top = _single_top_directory(members)
+        try:
+            tmp.rename(dest)
+        except OSError as exc:
+            raise FileExistsError(f"{dest} appeared while {label} was unpacked") from exc
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return dest / top if top else dest
+
+
+def _refuse(label: str, member: str, reason: str, *, hint: str = _UNSAFE_HINT) -> NoReturn:
+    raise UnsafeArchiveError(
+        f"refusing to unpack {label}: member {member!r} {reason}", member=member, hint=hint
+    )
+
+
+def _too_big(label: str, what: str) -> NoReturn:
+    raise UnsafeArchiveError(
+        f"refusing to unpack {label}: it holds more than {what}",
+        hint="an sdist this large is unexpected; check that the archive is the right one",
+    )
+
+
+def _parts(name: str, *, label: str, separators: str = "/") -> tuple[str, ...]:
+    """The normalised parts of a member name; refuses absolute paths and ``..``."""
+    if name.startswith(tuple(separators)) or re.match(r"[A-Za-z]:", name):
+        _refuse(label, name, "has an absolute path")
+    parts = tuple(p for p in re.split(f"[{re.escape(separators)}]", name) if p not in ("", "."))
+    if ".." in parts:
+        _refuse(label, name, "has a '..' component")
+    if "\0" in name:
+        _refuse(label, name, "has a NUL byte in its name")
+    return parts
+
+
+def _check_members(members: Sequence[_Member], *, label: str) -> None:
+    """Refuse members that could write or point outside the root, whatever the extraction order.
+
+    Names are already relative without ``..``. What is left: a name stored
+    twice (a file replaced by a link), a member under a symlink or a file (a
+    write through a link), a hard link to anything but an earlier file, and a
+    symlink whose target leaves the root, followed through the archive's own
+    symlinks as the kernel would.
+    """
+    kinds: dict[tuple[str, ...], Kind] = {}
+    for member in members:
+        previous = kinds.get(member.parts)
+        if previous is not None and not (previous == "dir" and member.kind == "dir"):
+            _refuse(label, member.name, "appears more than once")
+        if member.kind == "hardlink":
+            try:
+                target = _parts(member.link, label=label)
+            except UnsafeArchiveError:
+                _refuse(
+                    label, member.name, f"is a hard link to {member.link!r}, outside the archive"
+                )
+            if kinds.get(target) != "file":
+                _refuse(
+                    label, member.name, f"is a hard link to {member.link!r}, not an earlier file"
+                )
+        kinds[member.parts] = member.kind
+    links = {"/".join(m.parts): m.link for m in members if m.kind == "symlink"}
+    for member in members:
+        if not member.parts:
+            if member.kind != "dir":
+                _refuse(label, member.name, "has an empty name")
+            continue
+        for i in range(1, len(member.parts)):
+            ancestor = kinds.get(member.parts[:i])
+            if ancestor not in (None, "dir"):
+                _refuse(
+                    label, member.name, f"lies under {'/'.join(member.parts[:i])!r}, a {ancestor}"
+                )
+        if member.kind == "symlink":
+            if not member.link or member.link.startswith("/"):
+                _refuse(label, member.name, f"is a symlink to {member.link!r}, not a relative path")
+            start = [*member.parts[:-1], *member.link.split("/")]
+            if _resolve(start, links) is None:
+                _refuse(label, member.name, f"is a symlink to {member.link!r}, outside the archive")
+
+
+def _resolve(parts: list[str], links: dict[str, str]) -> list[str] | None:
+    """Where a path inside the root leads once the archive's symlinks are followed; None if out."""
+    resolved: list[str] = []
+    pending = list(parts)
+    hops = 0
+    while pending:
+        part = pending.pop(0)
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if not resolved:
+                return None
+            resolved.pop()
+            continue
+        resolved.append(part)
+        target = links.get("/".join(resolved))
+        if target is not None:
+            hops += 1
+            if hops > _MAX_LINK_HOPS or target.startswith("/"):
+                return None
+            resolved.pop()
+            pending[:0] = target.split("/")
+    return resolved
+
+
+def _single_top_directory(members: Sequence[_Member]) -> str | None:
+    tops = {m.parts[0] for m in members if m.parts}
+    if len(tops) != 1:
+        return None
+    (top,) = tops
+    is_dir = any((m.parts == (top,) and m.kind == "dir") or len(m.parts) > 1 for m in members)
+    return top if is_dir else None
+
+
+def _unpack_tar(
+    archive: Path, dest: Path, *, label: str, max_bytes: int, max_members: int
+) -> list[_Member]:
+    unreadable = (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError)
+    with _open_tar(archive, label=label) as tar:
+        infos: list[tarfile.TarInfo] = []
+        members: list[_Member] = []
+        total = 0
+        try:
+            # Checked while reading the headers, so a bomb stops at the limit
+            # rather than after decompressing everything.
+            for info in tar:
+                if len(infos) >= max_members:
+                    _too_big(label, f"{max_members} members")
+                members.append(_tar_member(info, label=label))
+                infos.append(info)
+                if info.isreg():
+                    total += info.size
+                    if total > max_bytes:
+                        _too_big(label, f"{_human(max_bytes)} of files")
+        except (*unreadable, OSError) as exc:
+            raise ArchiveError(f"cannot read {label}: {exc}", hint="download it again") from exc
+        _check_members(members, label=label)
+        try:
+            if _HAS_DATA_FILTER:
+                # The data filter is the second line of defence: it re-checks each
+                # path against the real filesystem and drops setuid bits and owners.
+                with _writing(dest):
+                    tar.extractall(dest, members=infos, filter="data")
+            else:
+                _extract_checked(tar, infos, members, dest, label=label)
+        except (*unreadable,) as exc:
+            if _HAS_DATA_FILTER and isinstance(exc, tarfile.FilterError):
+                member = exc.tarinfo.name if exc.tarinfo is not None else ""
+                _refuse(label, member, f"is unsafe: {exc}")
+            raise ArchiveError(f"cannot read {label}: {exc}", hint="download it again") from exc
+    return members
+
+
+def _extract_checked(
+    tar: tarfile.TarFile,
+    infos: Sequence[tarfile.TarInfo],
+    members: Sequence[_Member],
+    dest: Path,
+    *,
+    label: str,
+) -> None:
+    """Extract members that :func:`_check_members` passed, as the data filter would.
+
+    For Pythons without extraction filters (before 3.11.4, such as Debian 12's
+    3.11.2). Files are created new (never through a link, never replacing
+    anything), with the data filter's modes: no setuid/setgid/sticky bits, no
+    group or other write, always owner read and write. Owners are not copied.
+    Symlinks come last, so that no write can go through one.
+    """
+    times: list[tuple[Path, float]] = []
+    for info, member in zip(infos, members, strict=True):
+        target = dest.joinpath(*member.parts)
+        if member.kind == "dir":
+            target.mkdir(parents=True, exist_ok=True)
+            times.append((target, info.mtime))
+        elif member.kind == "file":
+            target.parent.mkdir(parents=True, exist_ok=True)
+            _write_tar_file(tar, info, target, label=label)
+            times.append((target, info.mtime))
+        elif member.kind == "hardlink":
+            # The checks made the link's target an earlier regular file of the archive.
+            source = dest.joinpath(*_parts(member.link, label=label))
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(source, target, follow_symlinks=False)
+            except OSError:  # a filesystem without hard links: copy, as tarfile does
+                shutil.copy2(source, target, follow_symlinks=False)
+    for member in members:
+        if member.kind == "symlink":
+            target = dest.joinpath(*member.parts)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.symlink_to(member.link)
+    # Directories last: writing into one changes its mtime.
+    for path, mtime in reversed(times):
+        os.utime(path, (mtime, mtime), follow_symlinks=False)
+
+
+def _write_tar_file(
+    tar: tarfile.TarFile, info: tarfile.TarInfo, target: Path, *, label: str
+) -> None:
+    mode = info.mode & 0o755
+    if not mode & 0o100:
+        mode &= ~0o111  # not executable by its owner: by nobody, as with the data filter
+    mode |= 0o600
+    source = tar.extractfile(info)
+    if source is None:  # pragma: no cover - regular members always have a file object
+        _refuse(label, info.name, "has no data")
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
+    with _writing(target), os.fdopen(fd, "wb") as out, source:
+        # os.open applied the umask; the data filter sets the mode as computed.
+        os.fchmod(out.fileno(), mode)
+        shutil.copyfileobj(source, out, 1 << 20)
+
+
+def _open_tar(archive: Path, *, label: str) -> tarfile.TarFile:
+    try:
+        return tarfile.open(archive, "r:*")
+    except (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, OSError) as exc:
+        raise ArchiveError(
+            f"cannot read {label}: {exc}",
+            hint="download it again, or check that it is a tar or zip",
+        ) from exc
+
+
+def _tar_member(info: tarfile.TarInfo, *, label: str) -> _Member:
+    parts = _parts(info.name, label=label)
+    if info.isdir():
+        kind: Kind = "dir"
+    elif info.issym():
+        kind = "symlink"
+    elif info.islnk():
+        kind = "hardlink"
+    elif info.isreg():
+        kind = "file"
+    elif info.isdev():
+        _refuse(label, info.name, "is a device file or FIFO")
+    else:
+        _refuse(label, info.name, "has an unsupported type")
+    return _Member(name=info.name, parts=parts, kind=kind, link=info.linkname)
+
+
+def _unpack_zip(
+    archive: Path, dest: Path, *, label: str, max_bytes: int, max_members: int
+) -> list[_Member]:
+    unreadable = (zipfile.BadZipFile, zlib.error, lzma.LZMAError, EOFError, NotImplementedError)
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            infos = zf.infolist()
+            if len(infos) > max_members:
+                _too_big(label, f"{max_members} members")
+            if sum(info.file_size for info in infos) > max_bytes:
+                _too_big(label, f"{_human(max_bytes)} of files")
+            members = [_zip_member(zf, info, label=label) for info in infos]
+            _check_members(members, label=label)
+            for info, member in zip(infos, members, strict=True):
+                target = dest.joinpath(*member.parts)
+                if member.kind == "dir":
+                    target.mkdir(parents=True, exist_ok=True)
+                elif member.kind == "file":
+                    _write_zip_file(zf, info, target, label=label)
+            # Links last: nothing is written after them, so no write can go
+            # through one, whatever order the archive lists them in.
+            for member in members:
+                if member.kind == "symlink":
+                    target = dest.joinpath(*member.parts)
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    target.symlink_to(member.link)
+    except (*unreadable, RuntimeError) as exc:
+        # RuntimeError: an encrypted member.
+        raise ArchiveError(
+            f"cannot read {label}: {exc}",
+            hint="download it again, or check that it is a tar or zip",
+        ) from exc
+    return members
+
+
+def _zip_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, *, label: str) -> _Member:
+    # Zips made on Windows may use backslashes; treat them as separators for
+    # the checks so "..\\x" is refused too.
+    parts = _parts(info.filename, label=label, separators="/\\")
+    mode = info.external_attr >> 16 if info.create_system == 3 else 0
+    if stat.S_ISLNK(mode):
+        if info.file_size > _MAX_ZIP_LINK_TARGET:
+            _refuse(label, info.filename, "is a symlink with an overlong target")
+        link = zf.read(info).decode("utf-8", errors="replace")
+        return _Member(name=info.filename, parts=parts, kind="symlink", link=link)
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode):
+        _refuse(label, info.filename, "is a device file or FIFO")
+    kind: Kind = "dir" if info.is_dir() or stat.S_ISDIR(mode) else "file"
+    return _Member(name=info.filename, parts=parts, kind=kind)
+
+
+def _write_zip_file(
+    zf: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, *, label: str
+) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    mode = info.external_attr >> 16 if info.create_system == 3 else 0
+    # zipfile drops permissions; keep the executable bit that configure
+    # scripts need, and nothing else (no setuid, no world-writable).
+    perm = 0o755 if mode & 0o100 else 0o644
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, perm)
+    written = 0
+    with _writing(target), os.fdopen(fd, "wb") as out, zf.open(info) as src:
+        while chunk := src.read(1 << 20):
+            written += len(chunk)
+            if written > info.file_size:
+                _refuse(label, info.filename, "holds more data than its header says")
+            out.write(chunk)
+
+
+@contextlib.contextmanager
+def _writing(path: Path) -> Iterator[None]:
+    """Name ``path`` in an OSError that does not say where (a write to a full disk)."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is None:
+            exc.filename = str(path)
+        raise
+
+
+def _human(size: int) -> str:
+    if size % 1024**3 == 0:
+        return f"{size // 1024**3} GiB"
+    if size % 1024**2 == 0:
+        return f"{size // 1024**2} MiB"
+    return f"{size} bytes"
+
+
+# -- local source trees --------------------------------------------------------
+
+# Never part of a project's source, and each changes on every run (caches) or
+# is huge (environments, VCS data): copying or hashing them would only add
+# cost and spurious cache misses.
+_SKIP_ANYWHERE = frozenset(
+    {".git", ".hg", ".svn", "__pycache__", ".venv", ".tox", ".nox"}
+    | {".mypy_cache", ".pytest_cache", ".ruff_cache"}
+)
+# build/ and dist/ are the outputs of earlier builds only at the project's top;
+# deeper down they can be real packages (pypa/build has src/build). An app that is
+# its own package (`-e .`, a uv or Poetry project) also holds, at its top, the
+# buildpack's runtime and environment (.heroku/) and its PEP 751 locks, which
+# wheelbarrow rewrites: none of them is source, and a new lock must not rebuild it.
+_SKIP_TOP = frozenset({"build", "dist", ".heroku"})
+_APP_LOCK = re.compile(r"pylock(\.[^.]+)?\.toml")
+
+
+def _skipped(name: str, *, top: bool) -> bool:
+    return (
+        name in _SKIP_ANYWHERE
+        or name.endswith(".egg-info")
+        or (top and (name in _SKIP_TOP or _APP_LOCK.fullmatch(name) is not None))
+    )
+
+
+def _walk(root: Path) -> Iterator[tuple[str, Path, os.stat_result]]:
+    """``(relative posix path, absolute path, lstat)`` of each directory, file and symlink, sorted.
+
+    Symlinked directories are not entered. Sockets, FIFOs and devices are
+    skipped: they are not source, and reading a FIFO would block.
+    """
+    stack: list[tuple[str, str]] = [("", str(root))]
+    # cargo's output (and maturin's wheels) at the top of a crate: gigabytes, not source.
+    crate = (root / "Cargo.toml").is_file()
+    while stack:
+        rel_dir, abs_dir = stack.pop()
+        with os.scandir(abs_dir) as it:
+            entries = sorted(it, key=lambda e: e.name)
+        subdirs: list[tuple[str, str]] = []
+        for entry in entries:
+            if _skipped(entry.name, top=not rel_dir) or (
+                crate and not rel_dir and entry.name == "target"
+            ):
+                continue
+            rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
+            st = entry.stat(follow_symlinks=False)
+            if stat.S_ISDIR(st.st_mode):
+                subdirs.append((rel, entry.path))
+                yield rel, Path(entry.path), st
+            elif stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode):
+                yield rel, Path(entry.path), st
+        stack.extend(reversed(subdirs))
+
+
+def copy_source_tree(src: Path, dest: Path) -> Path:
+    """Copy a local project into ``dest`` (which must not exist) for a build, and return ``dest``.
+
+    Skips VCS data, environments, caches, ``*.egg-info``, the top-level
+    ``build/`` and ``dist/``, and a crate's top ``target/``. Keeps symlinks that
+    stay inside ``src`` (absolute ones are made relative, so the copy does not
+    point back at the original) and refuses those that leave it with
+    :class:`UnsafeArchiveError`.
+    """
+    if not src.is_dir():
+        raise InputError(f"{src} is not a directory", hint="point the requirement at a project")
+    if dest.exists():
+        raise FileExistsError(f"{dest} already exists")
+    real_src = src.resolve()
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    tmp.mkdir()
+    try:
+        for rel, path, st in _walk(src):
+            target = tmp / rel
+            if stat.S_ISDIR(st.st_mode):
+                target.mkdir()
+            elif stat.S_ISLNK(st.st_mode):
+                target.symlink_to(_inside_link(path, rel, real_src, label=str(src)))
+            else:
+                shutil.copyfile(path, target, follow_symlinks=False)
+                target.chmod(0o755 if st.st_mode & 0o100 else 0o644)
+        tmp.rename(dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return dest
+
+
+def _inside_link(path: Path, rel: str, real_src: Path, *, label: str) -> Path:
+    """The target to give a copy of the symlink at ``path``; refuses one that leaves the tree."""
+    link = path.readlink()
+    real = path.resolve()
+    if not real.is_relative_to(real_src):
+        raise UnsafeArchiveError(
+            f"refusing to copy {label}: {rel!r} is a symlink to {str(link)!r}, outside the project",
+            member=rel,
+            hint="replace the symlink by the file, or build from a directory that contains it",
+        )
+    if link.is_absolute():
+        return Path(os.path.relpath(real, (real_src / rel).parent))
+    return link
+
+
+def tree_digest(root: Path) -> str:
+    """A sha256 (hex) over the sorted relative paths, executable bits and contents of a tree.
+
+    Skips what :func:`copy_source_tree` skips; symlinks count by their target
+    text, directories only through what they hold, mtimes and owners not at all.
+    """
+    digest = hashlib.sha256()
+    for rel, path, st in _walk(root):
+        if stat.S_ISDIR(st.st_mode):
+            continue
+        # NUL never occurs in a path or link target, so these records cannot
+        # run into each other.
+        if stat.S_ISLNK(st.st_mode):
+            record = [b"l", os.fsencode(rel), os.fsencode(path.readlink())]
+        else:
+            executable = b"x" if st.st_mode & 0o100 else b"-"
+            record = [b"f", os.fsencode(rel), executable, _file_sha256(path).encode()]
+        digest.update(b"\0".join(record) + b"\0\0")
+    return digest.hexdigest()
+
+
+def _file_sha256(path: Path) -> str:
+    with path.open("rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+# -- [build-system] ------------------------------------------------------------
+
+_BACKEND = re.compile(r"[A-Za-z_][\w.]*(?::[A-Za-z_][\w.]*)?")
+
+
+def read_build_system(root: Path, *, label: str | None = None) -> BuildSystem:
+    """The ``[build-system]`` of the project at ``root``, with the PEP 517/518 defaults.
+
+    No ``pyproject.toml`` or no table: setuptools' legacy backend. A table
+    without ``build-backend`` keeps its ``requires`` with the legacy backend.
+    Every problem (invalid TOML, wrong types, an invalid requirement, a
+    ``backend-path`` outside the project) is reported at once as an
+    :class:`InputError` naming the file (``label: pyproject.toml`` if given).
+    """
+    path = root / "pyproject.toml"
+    where = f"{label}: pyproject.toml" if label else str(path)
+    if not path.is_file():
+        return DEFAULT_BUILD_SYSTEM
+    hint = "fix the [build-system] table (PEP 517/518)"
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"{where}: invalid TOML: {exc}", hint=hint) from exc
+    table = data.get("build-system")
+    if table is None:
+        return DEFAULT_BUILD_SYSTEM
+    if not isinstance(table, dict):
+        raise InputError(f"{where}: [build-system] must be a table", hint=hint)
+    problems: list[str] = []
+    requires = _string_list(table, "requires", where, problems)
+    if "requires" not in table:
+        problems.append(f"{where}: build-system.requires is missing (PEP 518 requires it)")
+    for requirement in requires:
+        try:
+            Requirement(requirement)
+        except InvalidRequirement as exc:
+            # packaging's message points at the bad character on extra lines.
+            detail = str(exc).replace("\n", "\n  ")
+            problems.append(f"{where}: build-system.requires: invalid {requirement!r}: {detail}")
+    backend = table.get("build-backend", DEFAULT_BUILD_SYSTEM.backend)
+    if not isinstance(backend, str) or not _BACKEND.fullmatch(backend):
+        problems.append(
+            f"{where}: build-system.build-backend must be 'module:object', not {backend!r}"
+        )
+    backend_path = _string_list(table, "backend-path", where, problems)
+    real_root = root.resolve()
+    for entry in backend_path:
+        if Path(entry).is_absolute() or not (real_root / entry).resolve().is_relative_to(real_root):
+            problems.append(
+                f"{where}: build-system.backend-path {entry!r} is outside the project (PEP 517)"
+            )
+    if problems:
+        raise InputError("\n".join(problems), hint=hint)
+    return BuildSystem(
+        requires=tuple(requires), backend=str(backend), backend_path=tuple(backend_path)
+    )
+
+
+def _string_list(table: dict[str, object], key: str, where: str, problems: list[str]) -> list[str]:
+    value = table.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        problems.append(f"{where}: build-system.{key} must be a list of strings, not {value!r}")
+        return []
+    return [str(v) for v in value]
+
+
+# -- patches -------------------------------------------------------------------
+
+_PATCH_OUTPUT_LINES = 40
+
+
+def apply_patches(
+    root: Path, patches: Sequence[Path], *, runner: Runner, label: str | None = None
+) -> None:
+    """Apply unified diffs in order with ``patch -p1`` run in ``root``.
+
+    Each patch is first tried with ``--dry-run``, so one that does not apply
+    leaves the tree as the patches before it left it, and raises
+    :class:`PatchError` naming the patch and quoting ``patch``'s output. A
+    missing ``patch`` program raises
+    :class:`~wheelbarrow._core.errors.SystemRequirementError`.
+    """
+    name = label or str(root)
+    for patch in patches:
+        if not patch.is_file():
+            raise InputError(f"patch {patch} does not exist", hint="fix the path to the patch")
+        # --forward refuses an already applied patch instead of reversing it;
+        # no .orig backups, which would end up in the built wheel's sdist.
+        args = ["patch", "-p1", "--forward", "--batch", "--no-backup-if-mismatch"]
+        args += ["-i", str(patch.resolve())]
+        for attempt in (["--dry-run"], []):
+            try:
+                result = runner([*args, *attempt], cwd=root)
+            except ToolError as exc:
+                patch_program = SystemRequirement(kind="cmd", name="patch")
+                raise missing_error([patch_program], label=f"patching {name}") from exc
+            if result.returncode != 0:
+                output = (result.stdout + result.stderr).strip().splitlines()
+                tail = "\n".join(f"    {line}" for line in output[-_PATCH_OUTPUT_LINES:])
+                raise PatchError(
+                    f"patch {patch} does not apply to {name}:\n{tail}",
+                    hint="update the patch for this version of the source, or drop it",
+                )

@@ -1,0 +1,135 @@
+"""What both buildpacks do once the environment is installed, in the official buildpack's order.
+
+1. the environment is checked (dependencies met, console scripts importable);
+2. ``nltk.txt``'s corpora are downloaded;
+3. Django's static files are collected.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Collection, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from wheelbarrow._core.runner import Runner
+from wheelbarrow.environment.envcheck import SKIP_SCRIPTS_VAR, check_environment, require_healthy
+from wheelbarrow.ship.heroku.django import collectstatic
+from wheelbarrow.ship.heroku.nltk import download_corpora
+from wheelbarrow.ship.heroku.output import HerokuReporter
+
+if TYPE_CHECKING:
+    from wheelbarrow.ship.heroku.cnb import LayerStore
+
+NLTK_LAYER = "nltk"
+
+
+def app_env(venv: Path, *, environ: Mapping[str, str], config: Mapping[str, str]) -> dict[str, str]:
+    """The environment app commands run in at build time: config vars over the build's own."""
+    env = {**environ, **config}
+    env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"
+    return env
+
+
+def check_installed(
+    venv: Path,
+    *,
+    config: Mapping[str, str],
+    environ: Mapping[str, str],
+    runner: Runner,
+    out: HerokuReporter,
+) -> None:
+    """Fail the build when the environment's dependencies are unmet or a script cannot start."""
+    out.step("Checking the installed environment")
+    skip = config.get(SKIP_SCRIPTS_VAR, environ.get(SKIP_SCRIPTS_VAR, "")) not in ("", "0")
+    check = check_environment(
+        venv / "bin" / "python",
+        runner=runner,
+        scripts=not skip,
+        env=app_env(venv, environ=environ, config=config),
+    )
+    require_healthy(
+        check, skip_hint=f"set the config var {SKIP_SCRIPTS_VAR}=1 to skip the script check"
+    )
+    out.detail(
+        check.describe() + (f" ({SKIP_SCRIPTS_VAR} is set: scripts not imported)" if skip else "")
+    )
+
+
+def after_install(
+    app_dir: Path,
+    venv: Path,
+    *,
+    nltk_dir: Path,
+    config: Mapping[str, str],
+    environ: Mapping[str, str],
+    runner: Runner,
+    out: HerokuReporter,
+) -> bool:
+    """Check the environment, fetch NLTK corpora into ``nltk_dir``, collect static files.
+
+    Returns whether NLTK corpora were downloaded (the caller points
+    ``NLTK_DATA`` at them).
+    """
+    check_installed(venv, config=config, environ=environ, runner=runner, out=out)
+    env = app_env(venv, environ=environ, config=config)
+    corpora = download_corpora(app_dir, venv, data_dir=nltk_dir, env=env, runner=runner, out=out)
+    if corpora:
+        env.setdefault("NLTK_DATA", str(nltk_dir))
+    collectstatic(app_dir, venv, env=env, runner=runner, out=out)
+    return corpora
+
+
+def cnb_after_install(
+    app_dir: Path,
+    layers: LayerStore,
+    *,
+    venv: Path,
+    packages: Collection[str],
+    store_env: Callable[[], Path],
+    config: Mapping[str, str],
+    environ: Mapping[str, str],
+    runner: Runner,
+    out: HerokuReporter,
+) -> None:
+    """The Cloud Native buildpack's steps after the install (the check runs as the layer is made).
+
+    NLTK corpora go into their own launch layer, remade only when ``nltk.txt``'s
+    ids or the index change. Static files are collected on every build, since
+    the app directory is new each time. A reused launch-only ``venv`` layer has
+    no contents here; ``store_env()`` then gives the same environment from the
+    store, only for apps that need one (Django or NLTK among ``packages``).
+    """
+    from wheelbarrow.ship.heroku.cnb import EnvVar, write_env
+    from wheelbarrow.ship.heroku.nltk import NLTK_TXT, URL_VAR, read_nltk_txt
+
+    if not {"django", "nltk"} & set(packages):
+        return
+    if not (venv / "bin" / "python").exists():
+        venv = store_env()
+    env = app_env(venv, environ=environ, config=config)
+    if "nltk" in packages and (app_dir / NLTK_TXT).is_file():
+        ids = [w.id for w in read_nltk_txt(app_dir / NLTK_TXT)]
+
+        def populate(path: Path) -> None:
+            download_corpora(
+                app_dir, venv, data_dir=path / "nltk_data", env=env, runner=runner, out=out
+            )
+            write_env(
+                path, [EnvVar(name="NLTK_DATA", value=str(path / "nltk_data"), action="default")]
+            )
+
+        layer = layers.want_layer(
+            NLTK_LAYER,
+            metadata={"ids": ids, "url": env.get(URL_VAR, "")},
+            launch=True,
+            build=True,
+            cache=True,
+            populate=populate,
+        )
+        if layer.reused:
+            out.step(f"NLTK corpora layer: reused ({layer.reason})")
+        env.setdefault("NLTK_DATA", str(layer.path / "nltk_data"))
+    elif "nltk" in packages:
+        download_corpora(app_dir, venv, data_dir=app_dir, env=env, runner=runner, out=out)
+    collectstatic(app_dir, venv, env=env, runner=runner, out=out)

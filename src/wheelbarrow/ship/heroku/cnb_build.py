@@ -1,0 +1,319 @@
+"""bin/build of the Cloud Native Buildpack: runtime, store and environment layers, processes."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from wheelbarrow._core.errors import PythonRuntimeError, WheelbarrowError
+from wheelbarrow._core.runner import Runner
+from wheelbarrow.app.directory import read_app
+from wheelbarrow.app.target import PythonVersion
+from wheelbarrow.environment.envs import clone_env
+from wheelbarrow.environment.interpreters import Interpreter
+from wheelbarrow.ship.heroku.cnb import (
+    LayerStore,
+    Process,
+    plan_python_version,
+    venv_env,
+    write_env,
+    write_launch,
+)
+from wheelbarrow.ship.heroku.compile import prepare_environment
+from wheelbarrow.ship.heroku.output import HerokuReporter
+from wheelbarrow.ship.heroku.runtime import (
+    DOWNLOADS_JSON_VAR,
+    RUNTIME_HOME,
+    TARBALL_VAR,
+    URL_VAR,
+    Runtime,
+)
+from wheelbarrow.store.store import Store
+
+STORE_FORMAT = 1
+DEFAULT_PORT = 8080
+# CNB_TARGET_ARCH (OCI names) as python-build-standalone and uv name architectures.
+_ARCHES = {"amd64": "x86_64", "arm64": "aarch64"}
+
+
+def build(
+    app_dir: Path,
+    *,
+    layers_dir: Path,
+    platform_dir: Path,
+    plan_path: Path | None,
+    environ: Mapping[str, str],
+    runner: Runner,
+    which: Callable[[str], str | None],
+    uv: str,
+    out: HerokuReporter,
+) -> None:
+    """Fill the layers the way the lifecycle expects, reusing each one whose metadata matches.
+
+    - ``runtime`` (launch, build, cache): a standalone CPython, when one is configured;
+    - ``wheels`` (cache): wheelbarrow's store, so wheels and environments survive builds;
+    - ``venv`` (launch): the app's environment, keyed by the wheelhouse key and Python,
+      so an unchanged app reuses it without even touching the store.
+    """
+    from wheelbarrow import __version__
+    from wheelbarrow.ship.heroku.checks import refuse_committed_environments
+    from wheelbarrow.ship.heroku.lockcache import keep_lock, restore_lock
+    from wheelbarrow.ship.heroku.python_version import choose_python
+    from wheelbarrow.ship.heroku.runtime import SHA256_VAR, provide_runtime, read_env_dir
+
+    config = read_env_dir(platform_dir / "env") if (platform_dir / "env").is_dir() else {}
+    pinned = plan_python_version(plan_path) if plan_path else None
+    running = PythonVersion(
+        major=sys.version_info.major, minor=sys.version_info.minor, micro=sys.version_info.micro
+    )
+
+    def fallback() -> tuple[PythonVersion, str]:
+        if pinned:  # an earlier buildpack's requirement
+            return PythonVersion.parse(pinned, source="the build plan"), "the build plan"
+        return read_app(app_dir, environ=config).choose_python(running)
+
+    # Heroku's order, before the app is read: its refusals come first.
+    choice = choose_python(app_dir, fallback=fallback)
+    for warning in choice.warnings:
+        out.warn(warning)
+    app = read_app(app_dir, environ=config)
+    version = choice.version
+    refuse_committed_environments(app_dir, python_home=False)
+    arch = _ARCHES.get(environ.get("CNB_TARGET_ARCH", ""), "x86_64")
+    layers = LayerStore(layers_dir)
+
+    store_layer = layers.want_layer(
+        "wheels",
+        metadata={"format": STORE_FORMAT},
+        launch=False,
+        build=False,
+        cache=True,
+        populate=lambda path: None,
+    )
+    out.step(f"Store layer: {'reused' if store_layer.reused else 'new'} ({store_layer.reason})")
+    store = Store(store_layer.path)
+
+    def provide(build_dir: Path, *, managed: bool = True) -> Runtime:
+        return provide_runtime(
+            version,
+            build_dir=build_dir,
+            cache_dir=store.root / "runtimes",
+            config=config,
+            which=which,
+            runner=runner,
+            arch=arch,
+            uv=uv if managed else None,
+            environ=environ,
+        )
+
+    configured = config.get(URL_VAR) or config.get(TARBALL_VAR)
+    stack: Runtime | None = None
+    if not configured:
+        try:
+            stack = provide(layers_dir / "unused-runtime", managed=False)
+        except PythonRuntimeError:
+            configured = config.get(DOWNLOADS_JSON_VAR)
+    if stack is None:
+        source = configured or "uv's managed Python downloads"
+        # A standalone CPython lives in its own layer, remade only when the version, its
+        # source, its hash, the architecture or wheelbarrow changes.
+        made: list[Runtime] = []
+        layer = layers.want_layer(
+            "runtime",
+            metadata={
+                "python": str(version),
+                "source": source,
+                "sha256": config.get(SHA256_VAR, "").strip().lower(),
+                "arch": arch,
+                "wheelbarrow": __version__,
+            },
+            launch=True,
+            build=True,
+            cache=True,
+            populate=lambda path: made.append(provide(path)),
+        )
+        runtime = made[0] if made else _runtime_in(layer.path, version, source, runner)
+        out.step(f"Runtime layer: {'reused' if layer.reused else 'new'} ({layer.reason})")
+    else:
+        runtime = stack
+    out.step(
+        f"Using Python {runtime.version} {choice.described} ({runtime.kind}, {runtime.source})"
+    )
+    interpreter = Interpreter(executable=runtime.python, version=runtime.version)
+
+    from wheelbarrow.lock.plan import Options, make_plan
+    from wheelbarrow.ship.heroku.ci import ci_groups
+    from wheelbarrow.ship.heroku.compile import _index_options, buildpack_host
+
+    # As prepare_environment makes it, so that the layer's key is the wheelhouse's.
+    host = buildpack_host(version, environ=environ, config=config, uv=uv)
+    if restore_lock(app.lock_path, store.root) is not None:
+        out.detail(f"{app.lock_path.name}: the last lock, from the build cache")
+    plan = make_plan(
+        app,
+        Options(python=str(version), index=_index_options(config), groups=ci_groups(environ)),
+        host,
+        runner=runner,
+        reporter=out,
+        may_lock=True,
+    )
+
+    from wheelbarrow.ship.heroku.release import check_web_servers
+
+    # Before anything is installed: at launch it would be 'gunicorn: command not found'.
+    check_web_servers(app_dir, {a.name for a in plan.artefacts})
+
+    def populate(path: Path) -> None:
+        with contextlib.ExitStack() as held:  # leases on what is used, until it is cloned
+            env = prepare_environment(
+                app,
+                version,
+                interpreter,
+                store=store,
+                config=config,
+                environ=environ,
+                runner=runner,
+                uv=uv,
+                out=out,
+                held=held,
+                which=which,
+            )
+            clone_env(env, path)
+        from wheelbarrow.ship.heroku.afterinstall import check_installed
+
+        check_installed(path, config=config, environ=environ, runner=runner, out=out)
+        write_env(path, venv_env(path))
+
+    venv = layers.want_layer(
+        "venv",
+        metadata={
+            "wheelhouse_lock": plan.lock.sha256,
+            "wheelhouse_key": plan.key,
+            "python": runtime.version,
+            "interpreter": str(runtime.python),
+            "wheelbarrow": __version__,
+        },
+        launch=True,
+        build=False,
+        cache=False,
+        populate=populate,
+    )
+    if venv.reused:
+        out.step(f"Reusing the environment layer ({venv.reason})")
+    else:
+        out.step(f"Environment layer made ({venv.reason})")
+    from wheelbarrow.ship.heroku.afterinstall import cnb_after_install
+
+    with contextlib.ExitStack() as held:
+        cnb_after_install(
+            app_dir,
+            layers,
+            venv=venv.path,
+            packages={a.name for a in plan.artefacts},
+            store_env=lambda: prepare_environment(
+                app,
+                version,
+                interpreter,
+                store=store,
+                config=config,
+                environ=environ,
+                runner=runner,
+                uv=uv,
+                out=out,
+                held=held,
+                which=which,
+            ),
+            config=config,
+            environ=environ,
+            runner=runner,
+            out=out,
+        )
+    keep_lock(app.lock_path, store.root)
+    processes = _processes(app_dir)
+    write_launch(layers_dir, processes)
+    for process in processes:
+        out.detail(f"process {process.type}: {' '.join(process.command)}")
+
+
+def _runtime_in(layer: Path, version: PythonVersion, source: str, runner: Runner) -> Runtime:
+    """The standalone runtime a reused layer already holds."""
+    home = layer / RUNTIME_HOME
+    python = home / "bin" / "python3"
+    # -B: the layer is reused as it is; the probe must not add bytecode to it.
+    probe = runner(
+        [str(python), "-I", "-B", "-c", "import platform; print(platform.python_version())"]
+    )
+    if probe.returncode != 0:
+        raise PythonRuntimeError(
+            f"{python}: the cached runtime layer does not run",
+            hint="clear the build cache and build again",
+        )
+    return Runtime(
+        python=python,
+        version=probe.stdout.strip() or str(version),
+        kind="standalone",
+        home=home,
+        source=source,
+    )
+
+
+def _processes(app_dir: Path) -> list[Process]:
+    """The Procfile's processes (web is the default), else a detected WSGI/ASGI web process."""
+    from wheelbarrow.ship.heroku.release import detect_entry
+
+    procfile = app_dir / "Procfile"
+    processes = []
+    if procfile.is_file():
+        for line in procfile.read_text(encoding="utf-8").splitlines():
+            name, sep, command = line.partition(":")
+            if not sep or not name.strip() or name.strip().startswith("#"):
+                continue
+            processes.append(
+                Process(
+                    type=name.strip(),
+                    command=("bash", "-c", command.strip()),
+                    default=name.strip() == "web",
+                )
+            )
+        return processes
+    entry = detect_entry(app_dir)
+    if entry is not None:
+        # The lifecycle's platforms need not set PORT: 8080 then, as Heroku's CNB does.
+        command = entry.command_with_port_default(DEFAULT_PORT)
+        processes.append(Process(type="web", command=("bash", "-c", command), default=True))
+    return processes
+
+
+def main(
+    environ: Mapping[str, str], *, runner: Runner, which: Callable[[str], str | None], uv: str
+) -> int:
+    """bin/build's body, driven by the lifecycle's CNB_* variables."""
+    out = HerokuReporter(sys.stdout)
+    try:
+        layers = environ["CNB_LAYERS_DIR"]
+        platform = environ.get("CNB_PLATFORM_DIR", "/platform")
+    except KeyError:
+        out.error(
+            "CNB_LAYERS_DIR is not set: bin/build runs under the CNB lifecycle",
+            "run it through a platform such as pack, or set the CNB_* variables",
+        )
+        return 1
+    plan = environ.get("CNB_BP_PLAN_PATH")
+    try:
+        build(
+            Path.cwd(),
+            layers_dir=Path(layers),
+            platform_dir=Path(platform),
+            plan_path=Path(plan) if plan else None,
+            environ=environ,
+            runner=runner,
+            which=which,
+            uv=uv,
+            out=out,
+        )
+    except WheelbarrowError as exc:
+        out.error(exc.message, exc.hint)
+        return 1
+    return 0

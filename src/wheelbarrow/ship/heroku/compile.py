@@ -1,0 +1,449 @@
+"""bin/compile for the classic Heroku buildpack: the app's Python, wheelhouse and environment."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from packaging.tags import platform_tags
+
+from wheelbarrow import __version__
+from wheelbarrow._core.errors import InstallError, WheelbarrowError
+from wheelbarrow._core.files import atomic_write_text
+from wheelbarrow._core.runner import Runner
+from wheelbarrow._core.text import plural
+from wheelbarrow.app.directory import App, read_app
+from wheelbarrow.app.requirements import IndexOptions
+from wheelbarrow.app.target import PythonVersion, host_platform
+from wheelbarrow.environment.envs import clone_env, ensure_store_env, env_key, manifest_wheels
+from wheelbarrow.environment.interpreters import Interpreter
+from wheelbarrow.lock.plan import Host, Options, make_plan
+from wheelbarrow.ship.heroku.output import HerokuReporter
+from wheelbarrow.store.store import Store
+from wheelbarrow.wheelhouse.assemble import (
+    build_wheelhouse,
+    manifest_of,
+    previous_app_key,
+    record_app_build,
+)
+
+VENV = ".heroku/venv"
+RUNTIME = ".heroku/python"
+CACHE_FORMAT = 1
+# Config vars that steer the build itself; everything else in ENV_DIR is the app's.
+INDEX_VARS = ("WHEELBARROW_INDEX_URL", "WHEELBARROW_EXTRA_INDEX_URL", "WHEELBARROW_FIND_LINKS")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CompileContext:
+    """The three directories of the buildpack contract, and what this machine provides."""
+
+    build_dir: Path
+    cache_dir: Path
+    env_dir: Path
+    slug_home: Path  # where the slug runs: /app on the platform
+    stack: str
+    environ: Mapping[str, str]
+    runner: Runner
+    which: Any
+    uv: str
+
+
+def compile_app(ctx: CompileContext, out: HerokuReporter) -> None:
+    """Do what bin/compile must: leave a slug in BUILD_DIR that runs at SLUG_HOME."""
+    from wheelbarrow.ship.heroku.checks import refuse_committed_environments
+    from wheelbarrow.ship.heroku.lockcache import keep_lock, restore_lock
+    from wheelbarrow.ship.heroku.profile import write_profile
+    from wheelbarrow.ship.heroku.python_version import choose_python
+    from wheelbarrow.ship.heroku.runtime import provide_runtime, read_env_dir
+
+    config = read_env_dir(ctx.env_dir) if ctx.env_dir.is_dir() else {}
+    out.step(f"Python app detected; wheelbarrow {__version__}")
+    # Heroku's order (runtime.txt, .python-version, Pipfile.lock), read before the app so
+    # that its refusals (end-of-life, unknown, uv without .python-version) come first.
+    choice = choose_python(
+        ctx.build_dir,
+        fallback=lambda: read_app(ctx.build_dir, environ=config).choose_python(_running_default()),
+    )
+    for warning in choice.warnings:
+        out.warn(warning)
+    app = read_app(ctx.build_dir, environ=config)
+    from wheelbarrow.ship.heroku.ci import in_ci, with_test_requirements
+
+    if in_ci(ctx.environ):
+        app, added = with_test_requirements(app, environ=config)
+        out.step("Heroku CI: the test dependencies too" + (f" ({added})" if added else ""))
+    version, source = choice.version, choice.described
+
+    cache = ctx.cache_dir / "wheelbarrow"
+    _check_cache(cache, stack=ctx.stack, python=str(version), out=out)
+
+    _hook(ctx, "pre_compile", config, out)
+    refuse_committed_environments(ctx.build_dir, python_home=True)
+
+    runtime = provide_runtime(
+        version,
+        build_dir=ctx.build_dir,
+        cache_dir=cache / "runtimes",
+        config=config,
+        which=ctx.which,
+        runner=ctx.runner,
+        uv=ctx.uv,
+        environ=ctx.environ,
+    )
+    out.step(f"Using Python {runtime.version} {source} ({runtime.kind})")
+    out.detail(f"runtime: {runtime.source}")
+    slug_home = _link_slug_home(ctx, out)
+    interpreter = Interpreter(
+        executable=Path(runtime.slug_python(ctx.build_dir, slug_home)), version=runtime.version
+    )
+    _record_cache(cache, stack=ctx.stack, python=str(version))
+
+    dest = ctx.build_dir / VENV
+    if restore_lock(app.lock_path, cache) is not None:
+        out.detail(f"{app.lock_path.name}: the last lock, from the build cache")
+    with contextlib.ExitStack() as held:  # leases on what is used, until it is cloned
+        env = prepare_environment(
+            app,
+            version,
+            interpreter,
+            store=Store(cache / "store"),
+            config=config,
+            environ=ctx.environ,
+            runner=ctx.runner,
+            uv=ctx.uv,
+            out=out,
+            held=held,
+            which=ctx.which,
+        )
+        clone_env(env, dest)
+    keep_lock(app.lock_path, cache)
+    from wheelbarrow.ship.heroku.release import check_web_servers, installed_distributions
+
+    check_web_servers(ctx.build_dir, installed_distributions(dest))
+    if slug_home != ctx.build_dir:
+        _point_at(dest, old=str(dest), new=str(slug_home / VENV))
+    from wheelbarrow.ship.heroku.afterinstall import after_install
+    from wheelbarrow.ship.heroku.nltk import DATA_REL, write_nltk_profile
+
+    if after_install(
+        ctx.build_dir,
+        dest,
+        nltk_dir=ctx.build_dir / DATA_REL,
+        config=config,
+        environ=ctx.environ,
+        runner=ctx.runner,
+        out=out,
+    ):
+        write_nltk_profile(ctx.build_dir)
+
+    profile = write_profile(
+        ctx.build_dir, venv_rel=VENV, runtime_rel=RUNTIME if runtime.home is not None else None
+    )
+    out.detail(f"wrote {profile.relative_to(ctx.build_dir)}")
+    _hook(ctx, "post_compile", config, out)
+    _finish_slug(ctx, out)
+
+
+def prepare_environment(
+    app: App,
+    version: PythonVersion,
+    interpreter: Interpreter,
+    *,
+    store: Store,
+    config: Mapping[str, str],
+    environ: Mapping[str, str],
+    runner: Runner,
+    uv: str,
+    out: HerokuReporter,
+    held: contextlib.ExitStack,
+    which: Callable[[str], str | None] = shutil.which,
+) -> Path:
+    """Lock if needed, fill the wheelhouse, make the environment: all in ``store``, reused.
+
+    Shared by the classic buildpack and the Cloud Native one. Packages without
+    a wheel for the target (sdists, local paths, git URLs) are built from
+    source as ``wheelbarrow build`` builds them, with ``interpreter``.
+    Returns the store's environment, to be cloned where the slug or layer
+    wants it; the leases that keep ``store gc`` off the wheelhouse and
+    environment go on ``held``, for the caller to keep until the clone is made.
+    """
+    from wheelbarrow.wheelhouse.buildhost import build_index, source_builder
+
+    host = buildpack_host(version, environ=environ, config=config, uv=uv)
+    from wheelbarrow.ship.heroku.ci import ci_groups
+
+    options = Options(python=str(version), index=_index_options(config), groups=ci_groups(environ))
+    out.step("Building the wheelhouse")
+    plan = make_plan(app, options, host, runner=runner, reporter=out, may_lock=True)
+    if plan.locked_because:
+        out.detail(f"locked: {plan.locked_because}")
+    from wheelbarrow.store.fetch import Fetcher
+
+    held.enter_context(store.use("wheelhouse", plan.key))
+    if manifest_of(store, plan.key) is None:
+        # What it fetches or builds is referenced by nothing until the manifest is written.
+        held.enter_context(store.building())
+    previous = previous_app_key(store, app.root)
+    fetcher = Fetcher.for_app(
+        app, options.index, given_by="the WHEELBARROW_* config vars", environ=host.environ
+    )
+    report = build_wheelhouse(
+        plan.artefacts,
+        plan.target,
+        store=store,
+        fetcher=fetcher,
+        reporter=out,
+        settings=plan.settings,
+        previous_key=previous,
+        build_sources=source_builder(
+            plan,
+            store=store,
+            interpreter=lambda: interpreter,
+            index=build_index(plan, options.index),
+            fetcher=fetcher,
+            reporter=out,
+            environ=host.environ,
+            uv=uv,
+            runner=runner,
+            which=which,
+        ),
+        lock_sha256=plan.lock.sha256,
+    )
+    record_app_build(store, app.root, report.key)
+    if report.status == "up-to-date":
+        out.detail(
+            f"wheelhouse {report.key} is in the cache ({plural(report.packages, 'package')}): "
+            "nothing to download"
+        )
+    else:
+        changes = ", ".join(str(c) for c in report.changes)
+        built = sum(1 for b in report.built if not b.reused)
+        cached = len(report.built) - built
+        out.detail(
+            f"wheelhouse {report.key}: {len(report.fetched)} fetched, "
+            f"{len(report.reused)} from the cache"
+            + (f", {built} built from source" if built else "")
+            + (f", {cached} from the build cache" if cached else "")
+            + (f"; changed: {changes}" if changes else "")
+        )
+    out.step("Installing the environment")
+    key = env_key(report.key, interpreter)
+    held.enter_context(store.use("env", key))
+    manifest = json.loads((report.path / "wheelhouse.json").read_text(encoding="utf-8"))
+    # Checked against its seal even when cached: an environment edited in place is rebuilt.
+    made = ensure_store_env(
+        manifest_wheels(report.path, manifest),
+        key=key,
+        wheelhouse_key=report.key,
+        interpreter=interpreter,
+        store=store,
+        runner=runner,
+        reporter=out,
+    )
+    if not made.made:
+        out.detail("reusing the environment from the cache: the requirements did not change")
+    return made.path
+
+
+def buildpack_host(
+    version: PythonVersion, *, environ: Mapping[str, str], config: Mapping[str, str], uv: str
+) -> Host:
+    """This machine as the buildpacks see it: the app's Python, the config vars tools need."""
+    from wheelbarrow.wheelhouse.buildhost import toolchain
+
+    return Host(
+        python=version,
+        platform=host_platform(list(platform_tags())),
+        uv=uv,
+        environ={**environ, **_tool_config(config)},
+        toolchain=toolchain,
+    )
+
+
+def _running_default() -> PythonVersion:
+    import sys
+
+    return PythonVersion(
+        major=sys.version_info.major, minor=sys.version_info.minor, micro=sys.version_info.micro
+    )
+
+
+def _check_cache(cache: Path, *, stack: str, python: str, out: HerokuReporter) -> None:
+    """Keep the cache when stack, Python and wheelbarrow are the same; otherwise say why not."""
+    meta = cache / "meta.json"
+    try:
+        old = json.loads(meta.read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError):
+        old = None
+    now = _meta(stack=stack, python=python)
+    if old is None:
+        if cache.exists():
+            shutil.rmtree(cache)
+        out.step("No build cache yet: this build fills it")
+        return
+    reasons = [
+        f"{label} changed ({old.get(field)} -> {now[field]})"
+        for field, label in (
+            ("stack", "the stack"),
+            ("python", "the Python version"),
+            ("wheelbarrow", "wheelbarrow"),
+            ("format", "the cache format"),
+        )
+        if old.get(field) != now[field]
+    ]
+    if reasons:
+        out.step("Dropping the build cache: " + "; ".join(reasons))
+        shutil.rmtree(cache)
+    else:
+        out.step(
+            f"Restoring the build cache (same stack, Python {python} and wheelbarrow {__version__})"
+        )
+
+
+def _meta(*, stack: str, python: str) -> dict[str, object]:
+    return {"stack": stack, "python": python, "wheelbarrow": __version__, "format": CACHE_FORMAT}
+
+
+def _record_cache(cache: Path, *, stack: str, python: str) -> None:
+    atomic_write_text(cache / "meta.json", json.dumps(_meta(stack=stack, python=python)) + "\n")
+
+
+def _link_slug_home(ctx: CompileContext, out: HerokuReporter) -> Path:
+    """Make SLUG_HOME/.heroku point at BUILD_DIR/.heroku so paths baked in now hold at run time.
+
+    heroku-buildpack-python does the same. Where that is impossible the slug
+    is built for BUILD_DIR itself and cannot move.
+    """
+    if ctx.slug_home == ctx.build_dir:
+        return ctx.build_dir
+    target = ctx.build_dir / ".heroku"
+    target.mkdir(parents=True, exist_ok=True)
+    link = ctx.slug_home / ".heroku"
+    try:
+        ctx.slug_home.mkdir(parents=True, exist_ok=True)
+        if link.is_symlink():
+            link.unlink()
+        if link.exists():
+            raise OSError(f"{link} exists and is not a link")
+        link.symlink_to(target)
+    except OSError as exc:
+        out.warn(
+            f"cannot link {link} to the build directory ({exc}); the slug will only run "
+            f"from {ctx.build_dir}"
+        )
+        return ctx.build_dir
+    return ctx.slug_home
+
+
+def _point_at(env: Path, *, old: str, new: str) -> None:
+    """Rewrite the paths the environment names (scripts, pyvenv.cfg) from BUILD_DIR to SLUG_HOME."""
+    from wheelbarrow.environment.envs import _relocate
+
+    _relocate(env, old=old, new=new)
+
+
+def _index_options(config: Mapping[str, str]) -> IndexOptions:
+    """A remote index or wheelhouse from config vars, so the platform compiles nothing."""
+    return IndexOptions(
+        index_url=config.get("WHEELBARROW_INDEX_URL") or None,
+        extra_index_urls=tuple(config.get("WHEELBARROW_EXTRA_INDEX_URL", "").split()),
+        find_links=tuple(config.get("WHEELBARROW_FIND_LINKS", "").split()),
+    )
+
+
+def _tool_config(config: Mapping[str, str]) -> dict[str, str]:
+    """The config vars the resolver and downloads need (credentials), and no others."""
+    wanted = (
+        "UV_",
+        "PIP_",
+        "NETRC",
+        "SSL_CERT_FILE",
+        "REQUESTS_CA_BUNDLE",
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "NO_PROXY",
+    )
+    return {k: v for k, v in config.items() if k.startswith(wanted) or k in INDEX_VARS}
+
+
+def _hook(ctx: CompileContext, name: str, config: Mapping[str, str], out: HerokuReporter) -> None:
+    """Run the app's bin/pre_compile or bin/post_compile, as Heroku's Python buildpack does."""
+    hook = ctx.build_dir / "bin" / name
+    if not hook.is_file():
+        return
+    out.step(f"Running bin/{name}")
+    env = {
+        **ctx.environ,
+        **config,
+        "BUILD_DIR": str(ctx.build_dir),
+        "CACHE_DIR": str(ctx.cache_dir),
+        "ENV_DIR": str(ctx.env_dir),
+    }
+    venv_bin = ctx.build_dir / VENV / "bin"
+    if venv_bin.is_dir():
+        env["PATH"] = f"{venv_bin}{os.pathsep}{env.get('PATH', '')}"
+    done = subprocess.run(
+        ["bash", str(hook)], cwd=ctx.build_dir, env=env, capture_output=True, text=True, check=False
+    )
+    for line in (done.stdout + done.stderr).splitlines():
+        out.detail(line)
+    if done.returncode != 0:
+        raise InstallError(
+            f"bin/{name} exited with {done.returncode}", hint=f"fix bin/{name}; its output is above"
+        )
+
+
+def _finish_slug(ctx: CompileContext, out: HerokuReporter) -> None:
+    from wheelbarrow.ship.heroku.slug import (
+        apply_slugignore,
+        human_size,
+        slug_size,
+        strip_slug,
+    )
+
+    removed = apply_slugignore(ctx.build_dir)
+    if removed:
+        out.detail(f".slugignore removed {plural(len(removed), 'path')}")
+    sites = sorted((ctx.build_dir / VENV).glob("lib/python*/site-packages"))
+    stripped = strip_slug(ctx.build_dir, site_packages=sites)
+    out.step(f"Slug: {human_size(slug_size(ctx.build_dir))}")
+    out.detail(f"stripped {stripped.describe()}")
+
+
+def run_compile(
+    build: Path,
+    cache: Path,
+    env_dir: Path,
+    *,
+    out: HerokuReporter,
+    environ: Mapping[str, str],
+    runner: Runner,
+    which: Any,
+    uv: str,
+) -> int:
+    """bin/compile's body: errors become Heroku-style messages and a non-zero exit."""
+    ctx = CompileContext(
+        build_dir=build.absolute(),
+        cache_dir=cache.absolute(),
+        env_dir=env_dir.absolute(),
+        slug_home=Path(environ.get("WHEELBARROW_SLUG_HOME", "/app")),
+        stack=environ.get("STACK", ""),
+        environ=environ,
+        runner=runner,
+        which=which,
+        uv=uv,
+    )
+    try:
+        compile_app(ctx, out)
+    except WheelbarrowError as exc:
+        out.error(exc.message, exc.hint)
+        return 1
+    return 0
