@@ -25,6 +25,14 @@ class WheelbarrowError(Exception):
         return self.message
 
 
+def error_text(message: str, hint: str | None) -> str:
+    """``error: <first line>``, the further lines indented, then ``hint: ...``: how every
+    command line front end (the CLI, the buildpacks' entry points) shows an error."""
+    lines = message.splitlines() or [""]
+    text = f"error: {lines[0]}\n" + "".join(f"  {line}\n" for line in lines[1:])
+    return text + (f"hint: {hint}\n" if hint else "")
+
+
 class InputError(WheelbarrowError):
     """An input file of the app (requirements, pyproject, lock) is malformed."""
 

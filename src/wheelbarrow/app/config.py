@@ -10,21 +10,23 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from packaging.utils import InvalidName, NormalizedName, canonicalize_name
 
 from wheelbarrow._core.errors import InputError
-from wheelbarrow.build.portability import (
-    BASELINES,
-    DEFAULT_BASELINE,
-    PORTABLE_MODES,
-    Baseline,
-    PortableMode,
-)
 
 CONFIG_FILE = "wheelbarrow.toml"
 RepairMode = Literal["auto", "never"]
+# The portability check's settings (build/portability.py reads code against them).
+PortableMode = Literal["warn", "error", "off"]
+PORTABLE_MODES: tuple[PortableMode, ...] = get_args(PortableMode)
+Baseline = Literal["x86-64", "x86-64-v2", "x86-64-v3", "x86-64-v4"]
+BASELINES: tuple[Baseline, ...] = get_args(Baseline)
+# numpy (2.4 and later) itself needs x86-64-v2 and refuses to import on less; every
+# x86-64 CPU since 2009 has it. What -march=native adds on a build machine of the
+# last ten years is AVX, AVX2, BMI, FMA (v3) and AVX-512 (v4), which this reports.
+DEFAULT_BASELINE: Baseline = "x86-64-v2"
 ALL = ":all:"
 _TOP_KEYS = ("no-binary", "only-binary", "repair", "build-jobs", "require-blas", "portable",
              "cpu-baseline", "packages")  # fmt: skip

@@ -27,24 +27,24 @@ import zipfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any, Literal, get_args
+from typing import TYPE_CHECKING, Any
 
 from wheelbarrow._core.errors import WheelbarrowError
 from wheelbarrow._core.report import Reporter
 from wheelbarrow._core.text import plural
 
+# What the check compares code against: settings of the app (see app/config.py).
+from wheelbarrow.app.config import (
+    BASELINES,
+    DEFAULT_BASELINE,
+    Baseline,
+    PortableMode,
+)
+
 if TYPE_CHECKING:
     from elftools.elf.elffile import ELFFile
     from elftools.elf.sections import Section
 
-PortableMode = Literal["warn", "error", "off"]
-PORTABLE_MODES: tuple[PortableMode, ...] = get_args(PortableMode)
-Baseline = Literal["x86-64", "x86-64-v2", "x86-64-v3", "x86-64-v4"]
-BASELINES: tuple[Baseline, ...] = get_args(Baseline)
-# numpy (2.4 and later) itself needs x86-64-v2 and refuses to import on less; every
-# x86-64 CPU since 2009 has it. What -march=native adds on a build machine of the
-# last ten years is AVX, AVX2, BMI, FMA (v3) and AVX-512 (v4), which this reports.
-DEFAULT_BASELINE: Baseline = "x86-64-v2"
 
 # The x86-64 psABI micro-architecture levels in iced-x86's CPUID feature names: what each
 # level adds to the one before. (LAHF-SAHF of v2 has no name of its own there.)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import lzma
 import os
 import re
@@ -21,6 +20,7 @@ from typing import Literal, NoReturn
 
 from packaging.requirements import InvalidRequirement, Requirement
 
+from wheelbarrow._core.digests import source_entries, tree_digest
 from wheelbarrow._core.errors import (
     ArchiveError,
     InputError,
@@ -450,58 +450,6 @@ def _human(size: int) -> str:
 
 # -- local source trees --------------------------------------------------------
 
-# Never part of a project's source, and each changes on every run (caches) or
-# is huge (environments, VCS data): copying or hashing them would only add
-# cost and spurious cache misses.
-_SKIP_ANYWHERE = frozenset(
-    {".git", ".hg", ".svn", "__pycache__", ".venv", ".tox", ".nox"}
-    | {".mypy_cache", ".pytest_cache", ".ruff_cache"}
-)
-# build/ and dist/ are the outputs of earlier builds only at the project's top;
-# deeper down they can be real packages (pypa/build has src/build). An app that is
-# its own package (`-e .`, a uv or Poetry project) also holds, at its top, the
-# buildpack's runtime and environment (.heroku/) and its PEP 751 locks, which
-# wheelbarrow rewrites: none of them is source, and a new lock must not rebuild it.
-_SKIP_TOP = frozenset({"build", "dist", ".heroku"})
-_APP_LOCK = re.compile(r"pylock(\.[^.]+)?\.toml")
-
-
-def _skipped(name: str, *, top: bool) -> bool:
-    return (
-        name in _SKIP_ANYWHERE
-        or name.endswith(".egg-info")
-        or (top and (name in _SKIP_TOP or _APP_LOCK.fullmatch(name) is not None))
-    )
-
-
-def _walk(root: Path) -> Iterator[tuple[str, Path, os.stat_result]]:
-    """``(relative posix path, absolute path, lstat)`` of each directory, file and symlink, sorted.
-
-    Symlinked directories are not entered. Sockets, FIFOs and devices are
-    skipped: they are not source, and reading a FIFO would block.
-    """
-    stack: list[tuple[str, str]] = [("", str(root))]
-    # cargo's output (and maturin's wheels) at the top of a crate: gigabytes, not source.
-    crate = (root / "Cargo.toml").is_file()
-    while stack:
-        rel_dir, abs_dir = stack.pop()
-        with os.scandir(abs_dir) as it:
-            entries = sorted(it, key=lambda e: e.name)
-        subdirs: list[tuple[str, str]] = []
-        for entry in entries:
-            if _skipped(entry.name, top=not rel_dir) or (
-                crate and not rel_dir and entry.name == "target"
-            ):
-                continue
-            rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
-            st = entry.stat(follow_symlinks=False)
-            if stat.S_ISDIR(st.st_mode):
-                subdirs.append((rel, entry.path))
-                yield rel, Path(entry.path), st
-            elif stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode):
-                yield rel, Path(entry.path), st
-        stack.extend(reversed(subdirs))
-
 
 def copy_source_tree(src: Path, dest: Path) -> Path:
     """Copy a local project into ``dest`` (which must not exist) for a build, and return ``dest``.
@@ -521,7 +469,7 @@ def copy_source_tree(src: Path, dest: Path) -> Path:
     tmp = dest.with_name(f".{dest.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     tmp.mkdir()
     try:
-        for rel, path, st in _walk(src):
+        for rel, path, st in source_entries(src):
             target = tmp / rel
             if stat.S_ISDIR(st.st_mode):
                 target.mkdir()
@@ -550,32 +498,6 @@ def _inside_link(path: Path, rel: str, real_src: Path, *, label: str) -> Path:
     if link.is_absolute():
         return Path(os.path.relpath(real, (real_src / rel).parent))
     return link
-
-
-def tree_digest(root: Path) -> str:
-    """A sha256 (hex) over the sorted relative paths, executable bits and contents of a tree.
-
-    Skips what :func:`copy_source_tree` skips; symlinks count by their target
-    text, directories only through what they hold, mtimes and owners not at all.
-    """
-    digest = hashlib.sha256()
-    for rel, path, st in _walk(root):
-        if stat.S_ISDIR(st.st_mode):
-            continue
-        # NUL never occurs in a path or link target, so these records cannot
-        # run into each other.
-        if stat.S_ISLNK(st.st_mode):
-            record = [b"l", os.fsencode(rel), os.fsencode(path.readlink())]
-        else:
-            executable = b"x" if st.st_mode & 0o100 else b"-"
-            record = [b"f", os.fsencode(rel), executable, _file_sha256(path).encode()]
-        digest.update(b"\0".join(record) + b"\0\0")
-    return digest.hexdigest()
-
-
-def _file_sha256(path: Path) -> str:
-    with path.open("rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 # -- [build-system] ------------------------------------------------------------

@@ -37,8 +37,8 @@ from wheelbarrow.build.links import SystemLibraries, linked_libraries, links_pro
 from wheelbarrow.environment.interpreters import Interpreter
 from wheelbarrow.lock.lockfile import Artefact, Lock, read_lock, select_artefacts
 from wheelbarrow.lock.resolve import LockRequest, lock
+from wheelbarrow.store.fetch import Fetches
 from wheelbarrow.store.store import Store
-from wheelbarrow.wheelhouse.assemble import Fetches
 
 if TYPE_CHECKING:
     from filelock import FileLock

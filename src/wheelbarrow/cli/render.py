@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from wheelbarrow._core.errors import WheelbarrowError
+from wheelbarrow._core.errors import WheelbarrowError, error_text
 from wheelbarrow._core.redact import redact, redact_data
 from wheelbarrow._core.report import (
     Level,
@@ -41,12 +41,7 @@ def error(exc: WheelbarrowError, *, json_mode: bool) -> None:
             "hint": hint,
         }
         sys.stdout.write(json.dumps(payload, indent=2) + "\n")
-    lines = message.splitlines() or [""]
-    sys.stderr.write(f"error: {lines[0]}\n")
-    for line in lines[1:]:
-        sys.stderr.write(f"  {line}\n")
-    if hint:
-        sys.stderr.write(f"hint: {hint}\n")
+    sys.stderr.write(error_text(message, hint))
 
 
 def interrupted() -> None:

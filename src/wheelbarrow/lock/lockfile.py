@@ -208,7 +208,7 @@ def _best_wheel(package: Package, rank: dict[Any, int]) -> PackageWheel | None:
 def _source(lock: Lock, package: Package, name: NormalizedName, version: str) -> Artefact | None:
     """The package's buildable source, if the lock names one."""
     if package.directory is not None:
-        from wheelbarrow.build.sdist import tree_digest
+        from wheelbarrow._core.digests import tree_digest
 
         path = _local_path(lock, name, package.directory.path).resolve()
         try:

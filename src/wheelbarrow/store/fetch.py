@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import unquote, urlparse
 
 from wheelbarrow._core.errors import FetchError, HashMismatchError, InputError
@@ -105,6 +105,14 @@ class DownloadLimits:
                 )
             limits = dataclasses.replace(limits, deadline=seconds)
         return limits
+
+
+class Fetches(Protocol):
+    """What the builder needs from a fetcher (:class:`Fetcher` is the real one)."""
+
+    def fetch(
+        self, artefacts: Sequence[Artefact], store: Store, reporter: Reporter
+    ) -> Sequence[Fetched]: ...
 
 
 class Fetcher:

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal
 
 from wheelbarrow import __version__
 from wheelbarrow._core.errors import StoreError
@@ -20,24 +20,16 @@ from wheelbarrow._core.text import agree, plural
 from wheelbarrow.app.target import Target
 from wheelbarrow.lock.key import wheelhouse_key
 from wheelbarrow.lock.lockfile import Artefact
+from wheelbarrow.store.fetch import Fetches
 from wheelbarrow.store.store import Store
 
 if TYPE_CHECKING:
     from wheelbarrow.build.sources import Built
-    from wheelbarrow.store.fetch import Fetched
 
 BuildSources = Callable[[Sequence[Artefact]], Sequence["Built"]]
 
 MANIFEST = "wheelhouse.json"
 SIMPLE = "simple"
-
-
-class Fetches(Protocol):
-    """What the builder needs from a fetcher (see :class:`wheelbarrow.store.fetch.Fetcher`)."""
-
-    def fetch(
-        self, artefacts: Sequence[Artefact], store: Store, reporter: Reporter
-    ) -> Sequence[Fetched]: ...
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -24,8 +24,8 @@ if TYPE_CHECKING:
     from wheelbarrow.environment.interpreters import Interpreter
     from wheelbarrow.lock.lockfile import Artefact
     from wheelbarrow.lock.plan import Plan
+    from wheelbarrow.store.fetch import Fetches
     from wheelbarrow.store.store import Store
-    from wheelbarrow.wheelhouse.assemble import Fetches
 
 __all__ = ["build_index", "source_builder", "toolchain"]
 

@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from wheelbarrow._core.errors import BuildpackError, InputError, WheelbarrowError
+from wheelbarrow._core.errors import BuildpackError, InputError, WheelbarrowError, error_text
 from wheelbarrow._core.files import atomic_write_text
+from wheelbarrow._core.redact import redact
 from wheelbarrow.app.target import PythonVersion
 
 BUILDPACK_API = "0.10"
@@ -499,8 +500,6 @@ def main(
     ``detect`` runs in the app directory (the working directory, as the lifecycle sets it)
     and writes the plan to ``$CNB_BUILD_PLAN_PATH``.
     """
-    from wheelbarrow.cli import render  # the edge: only the entry point renders errors
-
     parser = argparse.ArgumentParser(prog="python -m wheelbarrow.ship.heroku.cnb")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("detect", help="the bin/detect side: pass (0) or fail (100)")
@@ -521,7 +520,8 @@ def main(
             )
         return detect(Path.cwd() if cwd is None else cwd, plan_path=Path(plan))
     except WheelbarrowError as exc:
-        render.error(exc, json_mode=False)
+        # The edge: only this entry point writes, as the command line does.
+        sys.stderr.write(error_text(redact(exc.message), redact(exc.hint) if exc.hint else None))
         return exc.exit_code
 
 
