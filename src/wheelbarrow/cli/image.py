@@ -139,7 +139,8 @@ def _run(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
 
 
 def _client() -> RegistryClient:
-    from wheelbarrow.ship.oci.registry import AuthSource, RegistryClient
+    from wheelbarrow.ship.oci.auth import AuthSource
+    from wheelbarrow.ship.oci.registry import RegistryClient
 
     return RegistryClient(auth=AuthSource.from_environment(os.environ, Path.home()))
 
