@@ -15,6 +15,7 @@ from wheelbarrow._core.redact import redact_urls
 from wheelbarrow.app.config import CONFIG_FILE, BuildConfig
 from wheelbarrow.app.credentials import split_userinfo
 from wheelbarrow.app.directory import PYLOCK, PYPROJECT, REQUIREMENTS_TXT, App
+from wheelbarrow.app.procfile import read_procfile
 from wheelbarrow.app.target import PythonVersion
 from wheelbarrow.system.toolchain import parse_system_requirement
 
@@ -86,14 +87,8 @@ def default_base(python: PythonVersion) -> str:
 
 def read_web_command(root: Path) -> str | None:
     """The ``web:`` process of the app's Procfile, or None without one."""
-    procfile = root / "Procfile"
-    if not procfile.is_file():
-        return None
-    for line in procfile.read_text(encoding="utf-8").splitlines():
-        name, sep, command = line.partition(":")
-        if sep and name.strip() == "web" and command.strip():
-            return command.strip()
-    return None
+    procfile = read_procfile(root)
+    return procfile.command("web") if procfile is not None else None
 
 
 def debian_packages(app: App, config: BuildConfig) -> tuple[tuple[str, ...], tuple[str, ...]]:

@@ -10,7 +10,9 @@ from pathlib import Path
 from wheelbarrow._core.errors import PythonRuntimeError, WheelbarrowError
 from wheelbarrow._core.runner import Runner
 from wheelbarrow.app.directory import read_app
+from wheelbarrow.app.procfile import read_procfile
 from wheelbarrow.app.target import PythonVersion
+from wheelbarrow.app.webentry import detect_entry
 from wheelbarrow.environment.envs import clone_env
 from wheelbarrow.environment.interpreters import Interpreter
 from wheelbarrow.ship.heroku.cnb import (
@@ -261,29 +263,18 @@ def _runtime_in(layer: Path, version: PythonVersion, source: str, runner: Runner
 
 def _processes(app_dir: Path) -> list[Process]:
     """The Procfile's processes (web is the default), else a detected WSGI/ASGI web process."""
-    from wheelbarrow.ship.heroku.release import detect_entry
-
-    procfile = app_dir / "Procfile"
-    processes = []
-    if procfile.is_file():
-        for line in procfile.read_text(encoding="utf-8").splitlines():
-            name, sep, command = line.partition(":")
-            if not sep or not name.strip() or name.strip().startswith("#"):
-                continue
-            processes.append(
-                Process(
-                    type=name.strip(),
-                    command=("bash", "-c", command.strip()),
-                    default=name.strip() == "web",
-                )
-            )
-        return processes
+    procfile = read_procfile(app_dir)
+    if procfile is not None:
+        return [
+            Process(type=p.name, command=("bash", "-c", p.command), default=p.name == "web")
+            for p in procfile.processes
+        ]
     entry = detect_entry(app_dir)
-    if entry is not None:
-        # The lifecycle's platforms need not set PORT: 8080 then, as Heroku's CNB does.
-        command = entry.command_with_port_default(DEFAULT_PORT)
-        processes.append(Process(type="web", command=("bash", "-c", command), default=True))
-    return processes
+    if entry is None:
+        return []
+    # The lifecycle's platforms need not set PORT: 8080 then, as Heroku's CNB does.
+    command = entry.command_with_port_default(DEFAULT_PORT)
+    return [Process(type="web", command=("bash", "-c", command), default=True)]
 
 
 def main(

@@ -13,6 +13,8 @@ from typing import BinaryIO
 
 from wheelbarrow._core.errors import InputError
 from wheelbarrow._core.files import atomic_write_text
+from wheelbarrow.app.procfile import read_procfile
+from wheelbarrow.app.webentry import detect_entry
 from wheelbarrow.ship.oci.basepython import BasePython, from_config, from_layers, require_match
 from wheelbarrow.ship.oci.image import ConfigChanges, ImageConfig, Manifest, append_layers
 from wheelbarrow.ship.oci.layer import (
@@ -198,18 +200,12 @@ def app_layer(app_dir: Path, *, out_dir: Path, mtime: int) -> LayerBlob:
 
 
 def web_command(app_dir: Path) -> str | None:
-    """The Procfile's ``web`` command, if there is one."""
-    procfile = app_dir / "Procfile"
-    if not procfile.is_file():
-        from wheelbarrow.ship.heroku.release import detect_entry
-
-        entry = detect_entry(app_dir)
-        return entry.command if entry else None
-    for line in procfile.read_text(encoding="utf-8").splitlines():
-        name, sep, command = line.partition(":")
-        if sep and name.strip() == "web":
-            return command.strip()
-    return None
+    """The Procfile's ``web`` command; without a Procfile, the detected web process's."""
+    procfile = read_procfile(app_dir)
+    if procfile is not None:
+        return procfile.command("web")
+    entry = detect_entry(app_dir)
+    return entry.command if entry else None
 
 
 def build_image(
