@@ -15,8 +15,9 @@ from wheelbarrow._core.errors import InputError
 from wheelbarrow._core.files import atomic_write_text
 from wheelbarrow.app.procfile import read_procfile
 from wheelbarrow.app.webentry import detect_entry
+from wheelbarrow.ship.oci.append import ConfigChanges, append_layers
 from wheelbarrow.ship.oci.basepython import BasePython, from_config, from_layers, require_match
-from wheelbarrow.ship.oci.image import ConfigChanges, ImageConfig, Manifest, append_layers
+from wheelbarrow.ship.oci.image import ImageConfig, Manifest
 from wheelbarrow.ship.oci.layer import (
     LayerBlob,
     RegularFile,

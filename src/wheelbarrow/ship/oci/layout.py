@@ -1,40 +1,39 @@
-"""Images on disk: OCI image layouts (read and written) and docker-archive tars (docker save)."""
+"""OCI image layouts on disk: images written into one and read back to build on."""
 
 from __future__ import annotations
 
 import contextlib
-import gzip
 import hashlib
-import io
 import json
 import os
 import re
 import secrets
-import tarfile
-from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import BinaryIO, NamedTuple
 
 from wheelbarrow._core.errors import BlobNotFoundError, ImageError, ImageFormatError
 from wheelbarrow._core.files import atomic_write_bytes
 from wheelbarrow._core.text import agree, plural
+from wheelbarrow.ship.oci.blobs import (
+    CHUNK,
+    Blobs,
+    BlobSource,
+    chain_blobs,
+    check_config,
+    verify_blob,
+)
 from wheelbarrow.ship.oci.image import (
-    INDEX_TYPES,
-    LAYER_COMPRESSION,
-    MANIFEST_TYPES,
-    REF_NAME,
     Descriptor,
-    ImageConfig,
     Index,
     Manifest,
     Platform,
     canonical_json,
     check_document_digest,
 )
-from wheelbarrow.ship.oci.reference import ImageReference
+from wheelbarrow.ship.oci.mediatypes import INDEX_TYPES, MANIFEST_TYPES
 
 LAYOUT_VERSION = "1.0.0"
-CHUNK = 1 << 20
+REF_NAME = "org.opencontainers.image.ref.name"
 # Manifests, indexes and configs are read whole; nothing legitimate comes near this.
 _MAX_DOCUMENT = 16 << 20
 _MAX_INDEX_DEPTH = 3
@@ -42,14 +41,6 @@ _MAX_INDEX_DEPTH = 3
 _REF_NAME = re.compile(
     r"[A-Za-z0-9]+(?:(?:[-._:@+]|--)[A-Za-z0-9]+)*(?:/[A-Za-z0-9]+(?:(?:[-._:@+]|--)[A-Za-z0-9]+)*)*"
 )
-_TAR_BLOCK = 512
-_TAR_RECORD = 20 * _TAR_BLOCK
-
-BlobSource = Callable[[str], BinaryIO]
-"""Opens a blob by digest for reading; raises :class:`BlobNotFoundError` when it has none."""
-
-Blobs = Mapping[str, Path | bytes] | BlobSource
-"""Blobs by digest: a mapping to files or bytes, or a :data:`BlobSource`."""
 
 
 class LayoutImage(NamedTuple):
@@ -59,29 +50,6 @@ class LayoutImage(NamedTuple):
     config: bytes
     open_blob: BlobSource
     descriptor: Descriptor
-
-
-def chain_blobs(*sources: Blobs) -> BlobSource:
-    """A :data:`BlobSource` that looks in each of ``sources`` in turn."""
-
-    def open_blob(digest: str) -> BinaryIO:
-        for source in sources:
-            if callable(source):
-                with contextlib.suppress(BlobNotFoundError):
-                    return source(digest)
-                continue
-            found = source.get(digest)
-            if isinstance(found, bytes):
-                return io.BytesIO(found)
-            if found is not None:
-                return found.open("rb")
-        raise BlobNotFoundError(
-            f"blob {digest} is in none of the sources given",
-            digest=digest,
-            hint="pass the base image's blobs (its layout's open_blob) and the new layers",
-        )
-
-    return open_blob
 
 
 def layout_blobs(directory: Path) -> BlobSource:
@@ -116,7 +84,7 @@ def write_oci_layout(
     """
     _check_ref_name(ref_name)
     parsed = Manifest.from_json(manifest)
-    _check_config(parsed, config)
+    check_config(parsed, config)
     blobs_dir = directory / "blobs"
     blobs_dir.mkdir(parents=True, exist_ok=True)
     _write_layout_marker(directory)
@@ -205,81 +173,11 @@ def read_oci_layout(
     )
 
 
-def write_docker_archive(
-    path: Path, *, manifest: bytes, config: bytes, blob_source: Blobs, repo_tag: str
-) -> None:
-    """Write the image as ``docker save`` does, for ``docker load`` and ``podman load``.
-
-    The tar holds ``manifest.json`` (``[{"Config", "RepoTags", "Layers"}]``), the
-    config as ``<hex>.json`` and each layer uncompressed as ``<diff_id hex>/layer.tar``,
-    decompressed while it is copied, with both its digests checked. Members have
-    mtime 0 and root ownership, so the same image gives the same file. It is
-    written to a temporary name and renamed.
-    """
-    tag = _repo_tag(repo_tag)
-    parsed = Manifest.from_json(manifest)
-    _check_config(parsed, config)
-    image_config = ImageConfig.from_json(config)
-    if len(image_config.diff_ids) != len(parsed.layers):
-        raise ImageFormatError(
-            f"the image config lists {plural(len(image_config.diff_ids), 'layer')} "
-            "but the manifest "
-            f"{len(parsed.layers)}"
-        )
-    source = chain_blobs(blob_source)
-    config_name = f"{hashlib.sha256(config).hexdigest()}.json"
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    try:
-        with tmp.open("xb") as out:
-            tar = _TarWriter(out)
-            layer_names: list[str] = []
-            for layer, diff_id in zip(parsed.layers, image_config.diff_ids, strict=True):
-                name = f"{diff_id.partition(':')[2]}/layer.tar"
-                if name not in layer_names:
-                    tar.add_directory(name.partition("/")[0])
-                    with source(layer.digest) as blob:
-                        tar.add_stream(name, _uncompressed(blob, layer, diff_id))
-                layer_names.append(name)
-            tar.add_bytes(config_name, config)
-            tar.add_bytes(
-                "manifest.json",
-                canonical_json([{"Config": config_name, "RepoTags": [tag], "Layers": layer_names}]),
-            )
-            tar.close()
-        tmp.replace(path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
-
-
 def _check_ref_name(ref_name: str) -> None:
     if not _REF_NAME.fullmatch(ref_name):
         raise ImageFormatError(
             f"{ref_name!r} is not a valid OCI layout ref name",
             hint="use letters, digits and - . _ : @ + between them, such as 'latest' or 'v1.2'",
-        )
-
-
-def _repo_tag(repo_tag: str) -> str:
-    reference = ImageReference.parse(repo_tag)
-    if reference.digest is not None:
-        raise ImageFormatError(
-            f"a docker archive is tagged by name and tag, not digest: {repo_tag!r}",
-            hint="drop the @sha256:... part",
-        )
-    name, _, tag = repo_tag.rpartition(":")
-    has_tag = bool(name) and "/" not in tag
-    return repo_tag if has_tag else f"{repo_tag}:{reference.tag}"
-
-
-def _check_config(manifest: Manifest, config: bytes) -> None:
-    digest = f"sha256:{hashlib.sha256(config).hexdigest()}"
-    if digest != manifest.config.digest or len(config) != manifest.config.size:
-        raise ImageError(
-            f"the config ({digest}, {len(config)} bytes) is not the one the manifest names "
-            f"({manifest.config.digest}, {manifest.config.size} bytes)",
-            hint="pass the config bytes that append_layers returned with this manifest",
         )
 
 
@@ -325,22 +223,12 @@ def _ensure_blob(directory: Path, descriptor: Descriptor, source: BlobSource) ->
                 digest.update(chunk)
                 size += len(chunk)
                 out.write(chunk)
-        _verify(descriptor, digest.hexdigest(), size)
+        verify_blob(descriptor, digest.hexdigest(), size)
         tmp.replace(target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         raise
-
-
-def _verify(descriptor: Descriptor, hexdigest: str, size: int) -> None:
-    got = f"{descriptor.digest.partition(':')[0]}:{hexdigest}"
-    if got != descriptor.digest or size != descriptor.size:
-        raise ImageError(
-            f"blob {descriptor.digest} ({descriptor.size} bytes) has the wrong content: "
-            f"{got} ({size} bytes)",
-            hint="the source of the blob is damaged or is another image's",
-        )
 
 
 def _read_small(path: Path) -> bytes:
@@ -365,7 +253,7 @@ def _read_blob(directory: Path, descriptor: Descriptor) -> bytes:
         raise BlobNotFoundError(
             f"{directory}: the OCI layout has no blob {descriptor.digest}", digest=descriptor.digest
         ) from None
-    _verify(
+    verify_blob(
         descriptor, hashlib.new(descriptor.digest.partition(":")[0], data).hexdigest(), len(data)
     )
     return data
@@ -407,96 +295,3 @@ def _pick(
         f"{where} holds {len(matching)} images; say which platform to use",
         hint=f"it has: {', '.join(platforms)}" if platforms else None,
     )
-
-
-class _HashingReader:
-    """Reads from ``stream``, hashing and counting every byte that passes."""
-
-    def __init__(self, stream: BinaryIO, algorithm: str) -> None:
-        self._stream = stream
-        self.hash = hashlib.new(algorithm)
-        self.size = 0
-
-    def read(self, n: int = -1) -> bytes:
-        data = self._stream.read(n)
-        self.hash.update(data)
-        self.size += len(data)
-        return data
-
-    def seek(self, offset: int, /) -> int:
-        raise io.UnsupportedOperation("a blob stream is read once, front to back")
-
-
-def _uncompressed(blob: BinaryIO, layer: Descriptor, diff_id: str) -> Iterator[bytes]:
-    """The layer's tar bytes, checked against the layer digest and the diff_id at the end."""
-    compression = LAYER_COMPRESSION.get(layer.media_type)
-    if compression not in ("gzip", "none"):
-        raise ImageFormatError(
-            f"layer {layer.digest} has the media type {layer.media_type!r}, which cannot be "
-            "written to a docker archive (only plain and gzipped tars can)",
-            hint="rebuild the base image with gzip layers",
-        )
-    raw = _HashingReader(blob, layer.digest.partition(":")[0])
-    tar_hash = hashlib.new(diff_id.partition(":")[0])
-    stream: _HashingReader | gzip.GzipFile = raw
-    if compression == "gzip":
-        stream = gzip.GzipFile(fileobj=raw, mode="rb")
-    while chunk := stream.read(CHUNK):
-        tar_hash.update(chunk)
-        yield chunk
-    while raw.read(CHUNK):
-        pass
-    _verify(layer, raw.hash.hexdigest(), raw.size)
-    if f"{diff_id.partition(':')[0]}:{tar_hash.hexdigest()}" != diff_id:
-        raise ImageError(
-            f"layer {layer.digest} does not unpack to the diff_id the config names ({diff_id})",
-            hint="the base image's config and layers do not belong together",
-        )
-
-
-class _TarWriter:
-    """A tar writer for a seekable file whose members may be streams of unknown length.
-
-    A stream's header is written with size 0 and rewritten once its length is
-    known (GNU headers are always one block for names under 100 characters).
-    """
-
-    def __init__(self, out: BinaryIO) -> None:
-        self._out = out
-
-    def _header(self, name: str, *, size: int, directory: bool = False) -> bytes:
-        info = tarfile.TarInfo(name)
-        info.size = size
-        info.mtime = 0
-        info.uname = info.gname = ""
-        info.mode = 0o755 if directory else 0o644
-        info.type = tarfile.DIRTYPE if directory else tarfile.REGTYPE
-        header = info.tobuf(tarfile.GNU_FORMAT, "utf-8", "surrogateescape")
-        if len(header) != _TAR_BLOCK:  # a name too long for one block; ours never are
-            raise ImageFormatError(f"docker archive member name too long: {name!r}")
-        return header
-
-    def add_directory(self, name: str) -> None:
-        self._out.write(self._header(name, size=0, directory=True))
-
-    def add_bytes(self, name: str, data: bytes) -> None:
-        self.add_stream(name, iter((data,)))
-
-    def add_stream(self, name: str, chunks: Iterator[bytes]) -> None:
-        start = self._out.tell()
-        self._out.write(self._header(name, size=0))
-        size = 0
-        for chunk in chunks:
-            self._out.write(chunk)
-            size += len(chunk)
-        self._out.write(b"\0" * (-size % _TAR_BLOCK))
-        end = self._out.tell()
-        self._out.seek(start)
-        self._out.write(self._header(name, size=size))
-        self._out.seek(end)
-
-    def close(self) -> None:
-        end = self._out.tell() + 2 * _TAR_BLOCK
-        self._out.write(b"\0" * (2 * _TAR_BLOCK + (-end % _TAR_RECORD)))
-        self._out.flush()
-        os.fsync(self._out.fileno())

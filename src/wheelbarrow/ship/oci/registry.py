@@ -11,6 +11,13 @@ import httpx
 
 from wheelbarrow._core.errors import ImageNotFoundError, ImageReferenceError, RegistryError
 from wheelbarrow.ship.oci.auth import AuthSource
+from wheelbarrow.ship.oci.mediatypes import (
+    DOCKER_MANIFEST,
+    DOCKER_MANIFEST_LIST,
+    INDEX_TYPES,
+    OCI_INDEX,
+    OCI_MANIFEST,
+)
 from wheelbarrow.ship.oci.reference import ImageReference, check_digest
 from wheelbarrow.ship.oci.transport import (
     RETRYABLE_STATUS,
@@ -19,12 +26,7 @@ from wheelbarrow.ship.oci.transport import (
     error_detail,
 )
 
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
 DEFAULT_ACCEPT = (OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST)
-INDEX_MEDIA_TYPES = frozenset({OCI_INDEX, DOCKER_MANIFEST_LIST})
 
 CHUNK = 1 << 20
 _MAX_INDEX_DEPTH = 3
@@ -127,7 +129,7 @@ class RegistryClient:
         current = ref
         for _ in range(_MAX_INDEX_DEPTH):
             body, media_type, digest = self.get_manifest(current)
-            if media_type not in INDEX_MEDIA_TYPES:
+            if media_type not in INDEX_TYPES:
                 return body, media_type, digest
             current = current.with_digest(
                 _pick_platform(body, ref=current, os=os, arch=arch, variant=variant)
