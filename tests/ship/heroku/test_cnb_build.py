@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from support import make_c_extension_sdist, make_wheel
+from support.heroku import restore_like_the_lifecycle
 
 from wheelbarrow._core.runner import run_subprocess
 from wheelbarrow.ship.heroku.cnb_build import build
@@ -23,18 +24,6 @@ def _uv() -> str:
     from uv import find_uv_bin
 
     return str(find_uv_bin())
-
-
-def restore_like_the_lifecycle(layers: Path) -> None:
-    """Between builds: every <layer>.toml stays; launch-only layers lose their contents."""
-    for toml in layers.glob("*.toml"):
-        if toml.name in ("launch.toml", "build.toml", "store.toml"):
-            continue
-        types = tomllib.loads(toml.read_text()).get("types", {})
-        layer = layers / toml.stem
-        if types.get("launch") and not types.get("cache") and layer.is_dir():
-            shutil.rmtree(layer)
-    (layers / "launch.toml").unlink(missing_ok=True)
 
 
 @pytest.fixture
@@ -128,7 +117,7 @@ class TestCnbBuild:
 
     def test_detect_script_writes_the_plan_or_fails_with_100(self, tmp_path):
         """bin/detect under the lifecycle: 0 and a plan for a Python app, 100 otherwise."""
-        detect = Path(__file__).resolve().parents[1] / "bin" / "detect"
+        detect = Path(__file__).resolve().parents[3] / "bin" / "detect"
         plan = tmp_path / "plan.toml"
         app = tmp_path / "app"
         app.mkdir()
@@ -313,7 +302,7 @@ class TestCnbLifecycle:
 
 
 class TestCnbDetect:
-    DETECT = Path(__file__).resolve().parents[1] / "bin" / "detect"
+    DETECT = Path(__file__).resolve().parents[3] / "bin" / "detect"
 
     def detect(self, app: Path, tmp_path: Path) -> subprocess.CompletedProcess[str]:
         env = {

@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import io
-import os
 import shutil
 from pathlib import Path
 
 import pytest
-from test_heroku_cnb_build import restore_like_the_lifecycle
-from test_heroku_compile import _uv, compile_
+from support.heroku import compile_, restore_like_the_lifecycle
+from support.heroku import run_cnb_build as run_build
 
-from wheelbarrow._core.runner import run_subprocess
-from wheelbarrow.ship.heroku.cnb_build import build
 from wheelbarrow.ship.heroku.django import find_manage_py, is_disabled
-from wheelbarrow.ship.heroku.output import HerokuReporter
 
 # An old Django, small and with wheels for every Python the tests run on.
 DJANGO = "django==4.2.16"
@@ -135,24 +130,6 @@ class TestCollectstaticInBinCompile:
             "-----> Skipping Django collectstatic since the 'django.contrib.staticfiles' feature "
             "is not enabled in your app's Django configuration.\n"
         ) in out
-
-
-def run_build(app: Path, layers: Path, platform: Path) -> str:
-    """bin/build's body as the lifecycle runs it, with this machine's environment (the index)."""
-    layers.mkdir(exist_ok=True)
-    stream = io.StringIO()
-    build(
-        app,
-        layers_dir=layers,
-        platform_dir=platform,
-        plan_path=None,
-        environ=dict(os.environ),
-        runner=run_subprocess,
-        which=shutil.which,
-        uv=_uv(),
-        out=HerokuReporter(stream),
-    )
-    return stream.getvalue()
 
 
 @pytest.mark.network

@@ -6,15 +6,7 @@ from pathlib import Path
 
 from support import make_wheel
 from support.apps import build_cli, make_app
-
-
-def flip_a_byte(path: Path) -> None:
-    """Change one byte in place, as a failing disk or a stray write would."""
-    with path.open("r+b") as f:
-        f.seek(40)
-        byte = f.read(1)
-        f.seek(40)
-        f.write(bytes([byte[0] ^ 0xFF]))
+from support.damage import flip_a_byte
 
 
 class TestMaterialise:

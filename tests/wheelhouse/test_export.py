@@ -253,7 +253,7 @@ _WORKER = """
 import json, subprocess, sys
 from pathlib import Path
 from wheelbarrow.wheelhouse.export import export_lock
-sys.path.insert(0, sys.argv[1])
+sys.path[:0] = [sys.argv[1], str(Path(sys.argv[1]).parent)]  # this file's folder, and support's
 from test_export import consistent
 apps, store, index, out, rounds, me = sys.argv[2:8]
 apps = apps.split(",")

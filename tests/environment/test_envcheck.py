@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from support import make_wheel
-from test_heroku_compile import compile_
+from support.heroku import compile_
 
 from wheelbarrow._core.runner import run_subprocess
 from wheelbarrow.environment.envcheck import (

@@ -33,7 +33,7 @@ from wheelbarrow.ship.dockerfile import (
     render_dockerignore,
 )
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PY312 = PythonVersion(major=3, minor=12)
 COMPILERS = ("apt-get", "build-essential", "gfortran", "pkg-config", "wheelbarrow build")
 

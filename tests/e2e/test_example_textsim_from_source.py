@@ -11,7 +11,7 @@ from support.apps import cli
 from wheelbarrow.app.config import read_build_config
 from wheelbarrow.app.requirements import parse_requirements_file
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "textsim-from-source"
 TEXTSIM = REPO / "examples" / "textsim"
 

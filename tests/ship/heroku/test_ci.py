@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 from support import make_wheel
+from support.heroku import HOST_PYTHON, compile_
 from support.managers import POETRY_1, POETRY_2, make_pipenv_project, make_poetry_project
 from support.uvprojects import make_uv_project, uv_environ
-from test_heroku_compile import HOST_PYTHON, compile_
 
 from wheelbarrow.app.managers import Groups
 from wheelbarrow.ship.heroku.ci import REQUIREMENTS_TEST, ci_groups, in_ci
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def tool_in_cache(cache: Path) -> None:

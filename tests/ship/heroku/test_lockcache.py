@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from support import build_local_index, make_wheel, serve_local_index
-from test_heroku_cnb_build import restore_like_the_lifecycle
+from support.heroku import restore_like_the_lifecycle
 
 from wheelbarrow._core.runner import run_subprocess
 from wheelbarrow.ship.heroku.cnb_build import build as cnb_build

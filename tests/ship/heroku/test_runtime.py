@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import http.server
 import io
 import shutil
 import sys
 import tarfile
-import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from support.runtimes import STANDALONE_VERSION, make_standalone_python, standalone_name
+from support.runtimes import (
+    STANDALONE_VERSION,
+    Served,
+    downloads_json,
+    make_standalone_python,
+    serve_directory,
+    standalone_name,
+)
 
 from wheelbarrow._core.errors import (
     FetchError,
@@ -82,46 +86,6 @@ def refusing_runner(
 ) -> Completed:
     """A Runner for cases that must be decided without running anything."""
     raise AssertionError(f"nothing should run, but {args} did")
-
-
-@dataclass(slots=True, kw_only=True)
-class Served:
-    """A directory served on 127.0.0.1, with the paths it was asked for."""
-
-    url: str
-    directory: Path
-    requests: list[str]
-
-
-@contextlib.contextmanager
-def serve_directory(directory: Path) -> Iterator[Served]:
-    """Serve ``directory`` over HTTP on 127.0.0.1 in a thread while the block runs."""
-    requests: list[str] = []
-
-    class Handler(http.server.SimpleHTTPRequestHandler):
-        def __init__(self, *args: object, **kwargs: object) -> None:
-            super().__init__(*args, directory=str(directory), **kwargs)  # type: ignore[arg-type]
-
-        def do_GET(self) -> None:
-            requests.append(self.path)
-            super().do_GET()
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield Served(
-            url=f"http://127.0.0.1:{server.server_address[1]}",
-            directory=directory,
-            requests=requests,
-        )
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
 
 
 @pytest.fixture(scope="session")
@@ -557,7 +521,6 @@ class TestManagedPython:
     ) -> None:
         """With no stack Python, uv installs it from UV_PYTHON_DOWNLOADS_JSON_URL; the copy in
         BUILD_DIR runs, and a second build takes it from the cache without downloading."""
-        from test_heroku_python_version import downloads_json
         from uv import find_uv_bin
 
         from wheelbarrow.ship.heroku.runtime import DOWNLOADS_JSON_VAR

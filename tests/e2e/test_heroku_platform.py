@@ -26,7 +26,7 @@ from support.net import wait_for_json
 from wheelbarrow.share.serve import make_server
 from wheelbarrow.wheelhouse.index import index_files_in, write_index
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "textsim"
 pytestmark = [pytest.mark.container, pytest.mark.network, pytest.mark.slow]
 

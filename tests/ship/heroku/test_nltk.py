@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 from support import make_wheel
-from test_heroku_cnb_build import restore_like_the_lifecycle
-from test_heroku_compile import compile_
-from test_heroku_django import run_build
+from support.heroku import compile_, restore_like_the_lifecycle
+from support.heroku import run_cnb_build as run_build
 
 from wheelbarrow.ship.heroku.nltk import NltkTxtError, read_nltk_txt
 

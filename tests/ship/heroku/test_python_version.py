@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from support import make_wheel
+from support.runtimes import downloads_json, serve_directory
 
 from wheelbarrow._core.runner import run_subprocess
 from wheelbarrow.ship.heroku.compile import run_compile
@@ -201,7 +202,6 @@ class TestManagedPython:
 
         build, env = app
         tarball = make_standalone_python(tmp_path / "www")
-        from test_heroku_runtime import serve_directory
 
         with serve_directory(tmp_path / "www") as served:
             listing = downloads_json(tarball, served.url)
@@ -214,28 +214,6 @@ class TestManagedPython:
         assert "(standalone)" in out
         assert (build / ".heroku" / "python" / "bin" / "python3").exists()
         assert f"/{tarball.name}" in served.requests
-
-
-def downloads_json(tarball: Path, base_url: str) -> str:
-    """uv's download list naming one CPython: the test tarball at ``base_url``."""
-    import hashlib
-
-    major, minor, patch = (int(p) for p in sys.version_info[:3])
-    key = f"cpython-{major}.{minor}.{patch}-linux-x86_64-gnu"
-    entry = {
-        "name": "cpython",
-        "arch": {"family": "x86_64", "variant": None},
-        "os": "linux",
-        "libc": "gnu",
-        "major": major,
-        "minor": minor,
-        "patch": patch,
-        "prerelease": "",
-        "url": f"{base_url}/{tarball.name}",
-        "sha256": hashlib.sha256(tarball.read_bytes()).hexdigest(),
-        "variant": None,
-    }
-    return json.dumps({key: entry})
 
 
 class TestCommittedEnvironments:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import io
-import os
 import shutil
 import subprocess
 import sys
@@ -11,35 +9,7 @@ from pathlib import Path
 
 import pytest
 from support import make_c_extension_sdist, make_wheel
-
-from wheelbarrow._core.runner import run_subprocess
-from wheelbarrow.ship.heroku.compile import run_compile
-from wheelbarrow.ship.heroku.output import HerokuReporter
-
-HOST_PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
-
-
-def _uv() -> str:
-    from uv import find_uv_bin
-
-    return str(find_uv_bin())
-
-
-def compile_(build: Path, cache: Path, env: Path, slug_home: Path) -> tuple[int, str]:
-    """Run bin/compile's body; returns the exit code and what it printed."""
-    stream = io.StringIO()
-    environ = dict(os.environ, WHEELBARROW_SLUG_HOME=str(slug_home), STACK="test-stack")
-    code = run_compile(
-        build,
-        cache,
-        env,
-        out=HerokuReporter(stream),
-        environ=environ,
-        runner=run_subprocess,
-        which=shutil.which,
-        uv=_uv(),
-    )
-    return code, stream.getvalue()
+from support.heroku import HOST_PYTHON, compile_
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from types import ModuleType
 import pytest
 from support.apps import cli
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "textsim"
 
 pytestmark = [pytest.mark.network, pytest.mark.slow]

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from support import make_wheel
 from support.apps import build_cli, cli, make_app
-from test_wheelhouse import flip_a_byte
+from support.damage import flip_a_byte
 
 from wheelbarrow._core.errors import StoreError
 from wheelbarrow._core.report import RecordingReporter
