@@ -324,53 +324,73 @@ def entries_from_tree(
     ``keep_modes``. Sockets, FIFOs and devices are refused.
     """
     top = image_path(prefix)
-    entries: list[LayerEntry] = [
+    walk = _TreeWalk(
+        top=top, uid=uid, gid=gid, rewrite=rewrite, exclude=exclude, keep_modes=keep_modes
+    )
+    walk.entries.append(
         Directory(path=top, mode=_mode(root.stat().st_mode, keep_modes), uid=uid, gid=gid)
-    ]
-    first_name: dict[tuple[int, int], str] = {}
+    )
+    walk.directory(root, "")
+    return walk.entries
 
-    def walk(directory: Path, relative: str) -> None:
+
+@dataclass(slots=True, kw_only=True)
+class _TreeWalk:
+    """One :func:`entries_from_tree` walk: its settings, the entries so far, the inodes seen."""
+
+    top: str
+    uid: int
+    gid: int
+    rewrite: Callable[[Path, bytes], bytes] | None
+    exclude: Callable[[str], bool] | None
+    keep_modes: bool
+    entries: list[LayerEntry] = field(default_factory=list)
+    first_name: dict[tuple[int, int], str] = field(default_factory=dict)
+
+    def directory(self, directory: Path, relative: str) -> None:
+        """Add what ``directory`` (``relative`` to the root, with a trailing /) holds, sorted."""
         with os.scandir(directory) as scan:
             children = sorted(scan, key=lambda e: e.name)
         for child in children:
             rel = f"{relative}{child.name}"
-            if exclude is not None and exclude(rel):
+            if self.exclude is not None and self.exclude(rel):
                 continue
-            inside = f"{top}/{rel}"
-            st = child.stat(follow_symlinks=False)
-            if stat.S_ISLNK(st.st_mode):
-                entries.append(
-                    Symlink(path=inside, target=str(Path(child.path).readlink()), uid=uid, gid=gid)
-                )
-            elif stat.S_ISDIR(st.st_mode):
-                mode = _mode(st.st_mode, keep_modes)
-                entries.append(Directory(path=inside, mode=mode, uid=uid, gid=gid))
-                walk(Path(child.path), f"{rel}/")
-            elif stat.S_ISREG(st.st_mode):
-                inode = (st.st_dev, st.st_ino)
-                if st.st_nlink > 1 and inode in first_name:
-                    entries.append(HardLink(path=inside, target=first_name[inode]))
-                    continue
-                if st.st_nlink > 1:
-                    first_name[inode] = inside
-                entries.append(
-                    RegularFile(
-                        path=inside,
-                        source=Path(child.path),
-                        mode=_mode(st.st_mode, keep_modes),
-                        uid=uid,
-                        gid=gid,
-                        rewrite=rewrite,
-                    )
-                )
-            else:
-                raise ImageError(
-                    f"{child.path}: cannot put a socket, FIFO or device file in an image layer",
-                    hint="exclude it, or remove it from the tree",
-                )
+            self._child(child, rel)
 
-    walk(root, "")
-    return entries
+    def _child(self, child: os.DirEntry[str], rel: str) -> None:
+        inside = f"{self.top}/{rel}"
+        uid, gid = self.uid, self.gid
+        st = child.stat(follow_symlinks=False)
+        if stat.S_ISLNK(st.st_mode):
+            self.entries.append(
+                Symlink(path=inside, target=str(Path(child.path).readlink()), uid=uid, gid=gid)
+            )
+        elif stat.S_ISDIR(st.st_mode):
+            mode = _mode(st.st_mode, self.keep_modes)
+            self.entries.append(Directory(path=inside, mode=mode, uid=uid, gid=gid))
+            self.directory(Path(child.path), f"{rel}/")
+        elif stat.S_ISREG(st.st_mode):
+            inode = (st.st_dev, st.st_ino)
+            if st.st_nlink > 1 and inode in self.first_name:
+                self.entries.append(HardLink(path=inside, target=self.first_name[inode]))
+                return
+            if st.st_nlink > 1:
+                self.first_name[inode] = inside
+            self.entries.append(
+                RegularFile(
+                    path=inside,
+                    source=Path(child.path),
+                    mode=_mode(st.st_mode, self.keep_modes),
+                    uid=uid,
+                    gid=gid,
+                    rewrite=self.rewrite,
+                )
+            )
+        else:
+            raise ImageError(
+                f"{child.path}: cannot put a socket, FIFO or device file in an image layer",
+                hint="exclude it, or remove it from the tree",
+            )
 
 
 def _mode(st_mode: int, keep: bool) -> int:
