@@ -690,7 +690,7 @@ class TestUnderSystemPython:
     """
 
     def test_sdist_and_runtime_tests_pass_under_system_python(self, tmp_path: Path) -> None:
-        """The sdist and runtime tests pass under the system python3 (tests/build, tests/ship/heroku)."""
+        """The sdist and runtime tests pass under the system python3 as well."""
         minor = _system_python_minor()
         running = f"{sys.version_info[0]}.{sys.version_info[1]}"
         if minor != running:
