@@ -8,93 +8,45 @@ import os
 from pathlib import Path
 
 from wheelbarrow._core.text import plural
-from wheelbarrow.app.requirements import IndexOptions
 from wheelbarrow.cli import common, render
-from wheelbarrow.lock.plan import Plan
-from wheelbarrow.wheelhouse.assemble import (
-    BuildReport,
-    build_wheelhouse,
-    manifest_of,
-    previous_app_key,
-    record_app_build,
-)
+from wheelbarrow.wheelhouse.appbuild import build_app_wheelhouse
+from wheelbarrow.wheelhouse.assemble import BuildReport
 
 
 def run(args: argparse.Namespace) -> int:
     """Lock if the inputs changed, then fetch only what the store lacks."""
     with contextlib.ExitStack() as held:  # the leases that keep `store gc` off what is used
-        return _run(args, held)
+        return _build(args, held)
 
 
-def _run(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
+def _build(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
     store = common.store(args)
     reporter = render.make_reporter(quiet=args.quiet, json_mode=args.json)
     plan = common.plan(args, reporter, may_lock=True)
-    app = plan.app
     if plan.locked_because:
         first = plan.locked_because.startswith("no ")
         reporter.message("info", f"locked{'' if first else ' again'}: {plan.locked_because}")
-    from wheelbarrow.store.fetch import Fetcher
-
-    fetcher = Fetcher.for_app(
-        app,
-        common.options(args).index,
-        given_by="the command line",
-        environ=os.environ,
-        workers=args.jobs,
-    )
-
-    from wheelbarrow.wheelhouse.buildhost import source_builder
-
-    build_sources = source_builder(
+    done = build_app_wheelhouse(
         plan,
         store=store,
+        index=common.options(args).index,
+        given_by="the command line",
+        jobs=args.jobs,
         interpreter=lambda: common.interpreter_for(plan, args),
-        index=plan_index(plan, args),
-        fetcher=fetcher,
         reporter=reporter,
         environ=os.environ,
         uv=common.host().uv,
+        held=held,
+        output=Path(args.output) if args.output else None,
     )
-
-    held.enter_context(store.use("wheelhouse", plan.key))
-    if manifest_of(store, plan.key) is None:
-        # What it fetches or builds is referenced by nothing until its manifest is written.
-        held.enter_context(store.building())
-    previous = previous_app_key(store, app.root)
-    report = build_wheelhouse(
-        plan.artefacts,
-        plan.target,
-        store=store,
-        fetcher=fetcher,
-        reporter=reporter,
-        settings=plan.settings,
-        previous_key=previous,
-        build_sources=build_sources,
-        lock_sha256=plan.lock.sha256,
-    )
-    if previous != report.key:
-        record_app_build(store, app.root, report.key)
-    # Also when up to date: a build killed after its rename left only its scratch. One
-    # listing of tmp/, and locks taken only for entries there.
-    store.clean_stale_tmp()
-    if args.output:
-        from wheelbarrow.wheelhouse.export import export_wheelhouse
-
-        exported = export_wheelhouse(report.path, Path(args.output))
+    if done.exported is not None:
+        exported = done.exported
         reporter.message("info", f"exported {exported.wheels} wheel(s) to {exported.path}")
     if args.json:
-        render.emit_json(report.as_json())
+        render.emit_json(done.report.as_json())
     elif not args.quiet:
-        _print(report)
+        _print(done.report)
     return 0
-
-
-def plan_index(plan: Plan, args: argparse.Namespace) -> IndexOptions:
-    """The index options build requirements are locked with: the app's, then the command line's."""
-    from wheelbarrow.wheelhouse.buildhost import build_index
-
-    return build_index(plan, common.options(args).index)
 
 
 def _print(report: BuildReport) -> None:

@@ -7,7 +7,7 @@ import os
 import shutil
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from wheelbarrow._core.errors import StoreError
 from wheelbarrow._core.report import Reporter
@@ -19,10 +19,6 @@ from wheelbarrow.app.target import PythonVersion, host_platform
 from wheelbarrow.environment.interpreters import Interpreter, find_interpreter
 from wheelbarrow.lock.plan import Host, Options, Plan, make_plan
 from wheelbarrow.store.store import STORE_ENV_VAR, Store
-from wheelbarrow.wheelhouse.assemble import find_wheelhouse
-
-if TYPE_CHECKING:
-    from wheelbarrow.environment.envs import LinkMode
 
 
 def host() -> Host:
@@ -192,75 +188,3 @@ def plan(
         may_lock=may_lock,
         force_lock=force_lock,
     )
-
-
-def built_wheelhouse(store: Store, plan: Plan) -> tuple[str, dict[str, Any]]:
-    """The key and manifest of the plan's wheelhouse, which must exist (never builds it)."""
-    found = find_wheelhouse(
-        store, plan.key, app_root=plan.app.root, lock_sha256=plan.lock.sha256, target=plan.target
-    )
-    if found is None:
-        raise StoreError(
-            f"no wheelhouse for {plan.lock.path} in {store.root} (key {plan.key})",
-            hint=f"run `wheelbarrow build {plan.app.root}` first (this command never downloads)",
-        )
-    return found
-
-
-def install_environment(
-    store: Store,
-    plan: Plan,
-    house_key: str,
-    manifest: dict[str, Any],
-    interpreter: Interpreter,
-    reporter: Reporter,
-    *,
-    dest: Path,
-    mode: LinkMode,
-) -> bool:
-    """Clone the store's environment for the wheelhouse to ``dest``; True when it was made now.
-
-    A sealed stored environment is checked as it is cloned, not before as
-    well (a warm install walks it once); one that fails is set aside, made
-    again and cloned.
-    """
-    from wheelbarrow._core.errors import EnvironmentEditedError
-    from wheelbarrow.environment.envs import clone_env, env_key, sealed_env_exists
-
-    stored = store.env(env_key(house_key, interpreter))
-    if sealed_env_exists(stored):
-        try:
-            clone_env(stored, dest, mode=mode)
-            return False
-        except EnvironmentEditedError:
-            pass  # store_environment says what changed, and makes it again
-    source, _, made = store_environment(store, plan, house_key, manifest, interpreter, reporter)
-    clone_env(source, dest, mode=mode)
-    return made
-
-
-def store_environment(
-    store: Store,
-    plan: Plan,
-    house_key: str,
-    manifest: dict[str, Any],
-    interpreter: Interpreter,
-    reporter: Reporter,
-) -> tuple[Path, str, bool]:
-    """The store's environment for a wheelhouse and interpreter: (path, key, made now).
-
-    A stored environment that fails its seal is set aside and made again.
-    """
-    from wheelbarrow.environment.envs import ensure_store_env, env_key, manifest_wheels
-
-    key = env_key(house_key, interpreter)
-    made = ensure_store_env(
-        manifest_wheels(store.wheelhouse(house_key), manifest),
-        key=key,
-        wheelhouse_key=house_key,
-        interpreter=interpreter,
-        store=store,
-        runner=run_subprocess,
-        reporter=reporter,
-    )
-    return made.path, key, made.made

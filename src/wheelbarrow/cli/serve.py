@@ -7,6 +7,7 @@ import contextlib
 
 from wheelbarrow.cli import common, render
 from wheelbarrow.share.serve import make_server
+from wheelbarrow.wheelhouse.assemble import require_wheelhouse
 
 
 def run(args: argparse.Namespace) -> int:
@@ -16,7 +17,7 @@ def run(args: argparse.Namespace) -> int:
     plan = common.plan(args, reporter, may_lock=False)
     with contextlib.ExitStack() as held:
         # Leased while served: `store gc` must not remove it under the clients' feet.
-        key, _ = store.hold(held, "wheelhouse", lambda: common.built_wheelhouse(store, plan))
+        key, _ = store.hold(held, "wheelhouse", lambda: require_wheelhouse(store, plan))
         root = store.wheelhouse(key)
         server = make_server(root, host=args.host, port=args.port)
         render.out(f"Serving {root} at {server.url}simple/ (Ctrl-C to stop)")

@@ -47,6 +47,7 @@ from wheelbarrow.store.store import Store
 
 MARKER = ".wheelbarrow-env.json"
 LinkMode = Literal["hardlink", "copy"]
+InstallStatus = Literal["up-to-date", "cloned", "built-and-cloned"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -55,7 +56,7 @@ class InstallReport:
 
     path: Path
     env_key: str
-    status: Literal["up-to-date", "cloned", "built-and-cloned"]
+    status: InstallStatus
     interpreter: Interpreter
     packages: int
     seconds: float = 0.0
@@ -225,6 +226,60 @@ def ensure_store_env(
             final.parent.mkdir(parents=True, exist_ok=True)
             os.rename(work, final)
     return StoreEnv(path=final, made=True)
+
+
+def ensure_wheelhouse_env(
+    store: Store,
+    house_key: str,
+    manifest: Mapping[str, Any],
+    interpreter: Interpreter,
+    *,
+    runner: Runner,
+    reporter: Reporter,
+) -> tuple[str, StoreEnv]:
+    """The key and :func:`ensure_store_env` environment of a stored wheelhouse and interpreter."""
+    key = env_key(house_key, interpreter)
+    made = ensure_store_env(
+        manifest_wheels(store.wheelhouse(house_key), manifest),
+        key=key,
+        wheelhouse_key=house_key,
+        interpreter=interpreter,
+        store=store,
+        runner=runner,
+        reporter=reporter,
+    )
+    return key, made
+
+
+def install_from_store(
+    store: Store,
+    house_key: str,
+    manifest: Mapping[str, Any],
+    interpreter: Interpreter,
+    *,
+    dest: Path,
+    mode: LinkMode,
+    runner: Runner,
+    reporter: Reporter,
+) -> bool:
+    """Clone the store's environment for the wheelhouse to ``dest``; True when it was made now.
+
+    A sealed stored environment is checked as it is cloned, not before as
+    well (a warm install walks it once); one that fails is set aside, made
+    again and cloned.
+    """
+    stored = store.env(env_key(house_key, interpreter))
+    if sealed_env_exists(stored):
+        try:
+            clone_env(stored, dest, mode=mode)
+            return False
+        except EnvironmentEditedError:
+            pass  # ensure_wheelhouse_env says what changed, and makes it again
+    _, made = ensure_wheelhouse_env(
+        store, house_key, manifest, interpreter, runner=runner, reporter=reporter
+    )
+    clone_env(made.path, dest, mode=mode)
+    return made.made
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

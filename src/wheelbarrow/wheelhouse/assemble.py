@@ -24,7 +24,8 @@ from wheelbarrow.store.fetch import Fetches
 from wheelbarrow.store.store import Store
 
 if TYPE_CHECKING:
-    from wheelbarrow.build.sources import Built
+    from wheelbarrow.build.context import Built
+    from wheelbarrow.lock.plan import Plan
 
 BuildSources = Callable[[Sequence[Artefact]], Sequence["Built"]]
 
@@ -96,9 +97,12 @@ class BuildReport:
 def manifest_of(store: Store, key: str) -> dict[str, Any] | None:
     """The manifest of a complete wheelhouse, or None when there is none under ``key``."""
     try:
-        return json.loads((store.wheelhouse(key) / MANIFEST).read_text(encoding="utf-8"))  # type: ignore[no-any-return]
+        manifest: dict[str, Any] = json.loads(
+            (store.wheelhouse(key) / MANIFEST).read_text(encoding="utf-8")
+        )
     except FileNotFoundError:
         return None
+    return manifest
 
 
 def build_wheelhouse(
@@ -342,3 +346,16 @@ def find_wheelhouse(
         return previous, manifest
     manifest = manifest_of(store, key)
     return (key, manifest) if manifest is not None else None
+
+
+def require_wheelhouse(store: Store, plan: Plan) -> tuple[str, dict[str, Any]]:
+    """The key and manifest of the plan's wheelhouse, which must exist (never builds it)."""
+    found = find_wheelhouse(
+        store, plan.key, app_root=plan.app.root, lock_sha256=plan.lock.sha256, target=plan.target
+    )
+    if found is None:
+        raise StoreError(
+            f"no wheelhouse for {plan.lock.path} in {store.root} (key {plan.key})",
+            hint=f"run `wheelbarrow build {plan.app.root}` first (this command never downloads)",
+        )
+    return found

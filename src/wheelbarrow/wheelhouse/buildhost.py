@@ -20,7 +20,7 @@ from wheelbarrow.app.requirements import IndexOptions
 
 if TYPE_CHECKING:
     from wheelbarrow._core.report import Reporter
-    from wheelbarrow.build.sources import Built
+    from wheelbarrow.build.context import Built
     from wheelbarrow.environment.interpreters import Interpreter
     from wheelbarrow.lock.lockfile import Artefact
     from wheelbarrow.lock.plan import Plan
@@ -64,7 +64,8 @@ def source_builder(
     """
 
     def build(sources: Sequence[Artefact]) -> Sequence[Built]:
-        from wheelbarrow.build.sources import SourceContext, build_sources
+        from wheelbarrow.build.context import SourceContext
+        from wheelbarrow.build.sources import build_sources
 
         tools = plan.settings.get("toolchain", {})
         context = SourceContext(

@@ -1,0 +1,265 @@
+"""``wheelbarrow image``'s flow: the stored wheelhouse and environment, the image, where it goes."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO
+
+from wheelbarrow._core.errors import InputError
+from wheelbarrow._core.report import Reporter
+from wheelbarrow._core.runner import Runner
+from wheelbarrow.lock.plan import Plan
+from wheelbarrow.ship.oci.build import (
+    BaseImage,
+    BuiltImage,
+    build_image,
+    copy_blob,
+    labels_for,
+    source_date_epoch,
+)
+from wheelbarrow.store.store import Store
+
+if TYPE_CHECKING:
+    from wheelbarrow.environment.interpreters import Interpreter
+    from wheelbarrow.ship.oci.reference import ImageReference
+    from wheelbarrow.ship.oci.registry import RegistryClient
+
+__all__ = ["ImageOutputs", "ShippedImage", "ship_image"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ImageOutputs:
+    """Where the image goes: an OCI layout ``DIR[:TAG]``, a docker-archive file, the registry."""
+
+    oci: str | None = None
+    docker_archive: str | None = None
+    push: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ShippedImage:
+    """The image built, and what was written where (by output kind, for the report)."""
+
+    built: BuiltImage
+    outputs: dict[str, object]
+
+
+def ship_image(
+    plan: Plan,
+    *,
+    base: str,
+    tag: str,
+    outputs: ImageOutputs,
+    source: str | None,
+    store: Store,
+    interpreter: Callable[[], Interpreter],
+    runner: Runner,
+    reporter: Reporter,
+    environ: Mapping[str, str],
+    home: Path,
+    held: contextlib.ExitStack,
+) -> ShippedImage:
+    """Build the app's image on ``base`` from the store's wheelhouse and environment, write it.
+
+    Never downloads a package: the plan's wheelhouse must have been built.
+    ``interpreter`` is asked once the wheelhouse is found. The leases that
+    keep ``store gc`` off what is used go on ``held``.
+    """
+    from wheelbarrow.environment.envs import ensure_wheelhouse_env, env_key
+    from wheelbarrow.wheelhouse.assemble import require_wheelhouse
+
+    house_key, manifest = store.hold(held, "wheelhouse", lambda: require_wheelhouse(store, plan))
+    python = interpreter()
+    held.enter_context(store.use("env", env_key(house_key, python)))
+    # Layers and pulled base blobs are referenced by nothing until their records are written.
+    held.enter_context(store.building())
+    env_key_, made = ensure_wheelhouse_env(
+        store, house_key, manifest, python, runner=runner, reporter=reporter
+    )
+    mtime = source_date_epoch(environ)
+    client = _client(environ, home) if (outputs.push or not base.startswith("oci:")) else None
+    try:
+        base_image = _load_base(base, store, client)
+        reporter.message("step", f"Building {tag} on {base_image.name}")
+        built = build_image(
+            plan.app.root,
+            base=base_image,
+            env=made.path,
+            env_key=env_key_,
+            target_python=plan.target.python.short,
+            labels=labels_for(
+                plan.app.root,
+                lock_sha256=plan.lock.sha256,
+                wheelhouse=house_key,
+                source=source,
+                mtime=mtime,
+            ),
+            store=store,
+            mtime=mtime,
+        )
+        reporter.message(
+            "info",
+            f"environment layer {built.env_layer.digest[:19]}… "
+            + ("(reused)" if built.env_layer_reused else "(new)"),
+        )
+        written = _write(built, base_image, tag, outputs, client, store)
+    finally:
+        if client is not None:
+            client.close()
+    return ShippedImage(built=built, outputs=written)
+
+
+def _write(
+    built: BuiltImage,
+    base: BaseImage,
+    tag: str,
+    outputs: ImageOutputs,
+    client: RegistryClient | None,
+    store: Store,
+) -> dict[str, object]:
+    """Write the image to each output asked for; what went where, by output kind."""
+    from wheelbarrow.ship.oci.blobs import chain_blobs
+    from wheelbarrow.ship.oci.docker_archive import write_docker_archive
+    from wheelbarrow.ship.oci.layout import write_oci_layout
+
+    blobs = chain_blobs(built.blobs(), base.open_blob)
+    written: dict[str, object] = {}
+    if outputs.oci:
+        directory, _, ref = outputs.oci.partition(":")
+        write_oci_layout(
+            Path(directory),
+            manifest=built.manifest,
+            config=built.config,
+            blobs=blobs,
+            ref_name=ref or "latest",
+        )
+        written["oci"] = f"{directory}:{ref or 'latest'}"
+    if outputs.docker_archive:
+        write_docker_archive(
+            Path(outputs.docker_archive),
+            manifest=built.manifest,
+            config=built.config,
+            blob_source=blobs,
+            repo_tag=tag,
+        )
+        written["docker-archive"] = outputs.docker_archive
+    if outputs.push and client is not None:
+        written["push"] = _push(tag, built, blobs, base, client, store)
+    return written
+
+
+def _client(environ: Mapping[str, str], home: Path) -> RegistryClient:
+    from wheelbarrow.ship.oci.auth import AuthSource
+    from wheelbarrow.ship.oci.registry import RegistryClient
+
+    return RegistryClient(auth=AuthSource.from_environment(environ, home))
+
+
+def _load_base(text: str, store: Store, client: RegistryClient | None) -> BaseImage:
+    """``oci:DIR:TAG`` (an OCI layout), else an image reference in a registry."""
+    if text.startswith("oci:"):
+        from wheelbarrow.ship.oci.layout import read_oci_layout
+
+        directory, _, ref = text.removeprefix("oci:").partition(":")
+        image = read_oci_layout(Path(directory), ref or "latest")
+        return BaseImage(
+            name=text, manifest=image.manifest, config=image.config, open_blob=image.open_blob
+        )
+    from wheelbarrow.ship.oci.image import Manifest
+    from wheelbarrow.ship.oci.reference import ImageReference
+
+    if client is None:
+        raise InputError(f"{text}: reading a base from a registry needs a registry client")
+    reference = ImageReference.parse(text)
+    body, _media_type, _digest = client.resolve_manifest(reference)
+    manifest = Manifest.from_json(body, where=f"{text} manifest")
+    config = client.get_blob(reference, manifest.config.digest)
+    return BaseImage(
+        name=text,
+        manifest=body,
+        config=config,
+        open_blob=_cached_registry_blobs(client, reference, store),
+    )
+
+
+def _cached_registry_blobs(
+    client: RegistryClient, ref: ImageReference, store: Store
+) -> Callable[[str], BinaryIO]:
+    """Base blobs streamed from the registry into the store once, then read from there."""
+
+    def open_blob(digest: str) -> BinaryIO:
+        path = store.blob(digest.split(":", 1)[1])
+        if not path.is_file():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            copy_blob(lambda d: _stream(client, ref, d, store), digest, path)
+        return path.open("rb")
+
+    return open_blob
+
+
+def _stream(client: RegistryClient, ref: ImageReference, digest: str, store: Store) -> BinaryIO:
+    with store.scratch("pull-", directory=False) as tmp:
+        with tmp.open("wb") as out:
+
+            def sink(chunk: bytes) -> None:
+                out.write(chunk)
+
+            client.stream_blob(ref, digest, sink)
+        # Open before the scratch entry goes: the reader keeps the unlinked file.
+        return tmp.open("rb")
+
+
+def _push(
+    tag: str,
+    built: BuiltImage,
+    blobs: Callable[[str], BinaryIO],
+    base: BaseImage,
+    client: RegistryClient,
+    store: Store,
+) -> dict[str, object]:
+    """Upload what the registry lacks, then tag: nothing half-pushed is ever tagged."""
+    from wheelbarrow._core.errors import RegistryError
+    from wheelbarrow.ship.oci.image import Manifest
+    from wheelbarrow.ship.oci.reference import ImageReference
+
+    target = ImageReference.parse(tag)
+    manifest = Manifest.from_json(built.manifest)
+    uploaded, skipped = [], []
+    same_registry = (
+        not base.name.startswith("oci:")
+        and ImageReference.parse(base.name).registry == target.registry
+    )
+    for layer in manifest.layers:
+        if client.has_blob(target, layer.digest):
+            skipped.append(layer.digest)
+            continue
+        local = built.blobs().get(layer.digest)
+        if isinstance(local, Path):
+            client.push_blob(target, layer.digest, local, layer.size)
+            uploaded.append(layer.digest)
+            continue
+        if same_registry:
+            # The base's blobs are in the same registry: mount them, copy nothing.
+            try:
+                client.push_blob(
+                    target,
+                    layer.digest,
+                    b"",
+                    0,
+                    mount_from=ImageReference.parse(base.name).repository,
+                )
+                skipped.append(layer.digest)
+                continue
+            except RegistryError:
+                pass  # the registry refused the mount: upload it below
+        # A base layer from elsewhere goes through a scratch file: it may be large.
+        with store.scratch("push-", directory=False) as scratch:
+            copy_blob(blobs, layer.digest, scratch)
+            client.push_blob(target, layer.digest, scratch, layer.size)
+        uploaded.append(layer.digest)
+    client.push_blob(target, manifest.config.digest, built.config, len(built.config))
+    digest = client.put_manifest(target, built.manifest, manifest.media_type)
+    return {"reference": tag, "digest": digest, "uploaded": uploaded, "skipped": skipped}
