@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import difflib
-import hashlib
-import json
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -14,6 +12,7 @@ from typing import Any, Literal, get_args
 
 from packaging.utils import InvalidName, NormalizedName, canonicalize_name
 
+from wheelbarrow._core.digests import file_sha256, json_sha256
 from wheelbarrow._core.errors import InputError
 
 CONFIG_FILE = "wheelbarrow.toml"
@@ -56,10 +55,9 @@ class PackageSettings:
         data = {
             "env": dict(sorted(self.env.items())),
             "config_settings": {k: self.config_settings[k] for k in sorted(self.config_settings)},
-            "patches": [hashlib.sha256(p.read_bytes()).hexdigest() for p in self.patches],
+            "patches": [file_sha256(p) for p in self.patches],
         }
-        blob = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
-        return hashlib.sha256(blob).hexdigest()[:32]
+        return json_sha256(data)[:32]
 
     def config_settings_dict(self) -> dict[str, str | list[str]]:
         """The config settings in the form PEP 517 backends receive."""

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Iterable, Mapping
 
+from wheelbarrow._core.digests import json_sha256
 from wheelbarrow.app.target import Target
 from wheelbarrow.lock.lockfile import Artefact
 
@@ -28,5 +27,4 @@ def wheelhouse_key(
         "settings": dict(settings),
         "wheels": sorted([a.name, a.version, a.filename, a.sha256] for a in artefacts),
     }
-    blob = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
-    return hashlib.sha256(blob).hexdigest()[:32]
+    return json_sha256(data)[:32]

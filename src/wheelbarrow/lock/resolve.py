@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 import shutil
 import tempfile
@@ -15,6 +13,7 @@ from pathlib import Path
 import tomli_w
 from packaging.utils import canonicalize_name
 
+from wheelbarrow._core.digests import json_sha256
 from wheelbarrow._core.errors import LockError
 from wheelbarrow._core.files import atomic_write_text
 from wheelbarrow._core.redact import redact, strip_credentials
@@ -82,8 +81,7 @@ class LockRequest:
 
 
 def _digest(data: object) -> str:
-    blob = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
-    return "sha256:" + hashlib.sha256(blob).hexdigest()
+    return "sha256:" + json_sha256(data)
 
 
 def _index_dict(index: IndexOptions) -> dict[str, object]:

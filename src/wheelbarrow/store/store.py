@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, TypeVar
 
+from wheelbarrow._core.digests import file_sha256
 from wheelbarrow._core.errors import HashMismatchError, StoreError
 from wheelbarrow._core.scratch import clean_stale, lease, scratch
 from wheelbarrow.store.wheelcheck import check_wheel, is_wheel
@@ -108,11 +109,7 @@ class Store:
 
     def add_file(self, path: Path) -> str:
         """Copy a file made here (a built wheel) into the store; returns its sha256."""
-        digest = hashlib.sha256()
-        with path.open("rb") as f:
-            while chunk := f.read(1 << 20):
-                digest.update(chunk)
-        sha256 = digest.hexdigest()
+        sha256 = file_sha256(path)
         if not self.has(sha256):
             with (
                 self.writer(sha256=sha256, size=None, label=path.name, filename=path.name) as w,

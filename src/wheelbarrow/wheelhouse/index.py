@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import email.parser
-import hashlib
 import html
 import json
 import re
@@ -27,6 +26,7 @@ from packaging.utils import (
 )
 from packaging.version import Version
 
+from wheelbarrow._core.digests import file_sha256
 from wheelbarrow._core.errors import InputError
 
 __all__ = [
@@ -44,7 +44,6 @@ DISTRIBUTION_SUFFIXES = (".whl", ".tar.gz", ".zip")
 """File name endings that ``index_files_in`` treats as distributions."""
 
 _SHA256_RE = re.compile(r"[0-9a-fA-F]{64}")
-_CHUNK = 1024 * 1024
 # Files that mark a directory as an index this module wrote, so ``write_index``
 # never deletes a user's directory that merely happens to sit at ``root``.
 _OWN_MARKERS = ("index.html", "index.json")
@@ -131,14 +130,13 @@ def index_files_in(directory: Path, *, href_prefix: str = "../../") -> list[Inde
             continue
         if not path.is_file():
             continue
-        digest, size = _sha256_and_size(path)
         found.append(
             IndexFile(
                 filename=path.name,
-                sha256=digest,
+                sha256=file_sha256(path),
                 href=href_prefix + urllib.parse.quote(path.name),
                 requires_python=_read_requires_python(path),
-                size=size,
+                size=path.stat().st_size,
             )
         )
     return found
@@ -298,16 +296,6 @@ def _project_json(name: NormalizedName, files: list[IndexFile]) -> dict[str, Any
         "versions": [str(v) for v in versions],
         "files": entries,
     }
-
-
-def _sha256_and_size(path: Path) -> tuple[str, int]:
-    digest = hashlib.sha256()
-    size = 0
-    with path.open("rb") as stream:
-        while chunk := stream.read(_CHUNK):
-            digest.update(chunk)
-            size += len(chunk)
-    return digest.hexdigest(), size
 
 
 def _read_requires_python(path: Path) -> str | None:
