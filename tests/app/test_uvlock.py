@@ -360,7 +360,8 @@ class TestSourcesAndWorkspace:
         build (offline, in a store build environment) and install into a working environment."""
         from wheelbarrow._core.report import NullReporter
         from wheelbarrow.app.requirements import IndexOptions
-        from wheelbarrow.build.sources import SourceContext, build_sources
+        from wheelbarrow.build.context import SourceContext
+        from wheelbarrow.build.sources import build_sources
         from wheelbarrow.cli.common import running_interpreter
         from wheelbarrow.store.fetch import Fetcher
         from wheelbarrow.store.store import Store

@@ -488,7 +488,8 @@ class TestCachedWithoutBlas:
         from wheelbarrow.app.config import BuildConfig
         from wheelbarrow.app.requirements import IndexOptions
         from wheelbarrow.app.target import Target
-        from wheelbarrow.build.sources import SourceContext, build_sources
+        from wheelbarrow.build.context import SourceContext
+        from wheelbarrow.build.sources import build_sources
         from wheelbarrow.cli.common import running_interpreter
         from wheelbarrow.lock.lockfile import Artefact
         from wheelbarrow.store.store import Store

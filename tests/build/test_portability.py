@@ -568,7 +568,7 @@ class TestBuildKey:
         from wheelbarrow.app.config import read_build_config
         from wheelbarrow.app.requirements import IndexOptions
         from wheelbarrow.app.target import Target
-        from wheelbarrow.build.sources import SourceContext
+        from wheelbarrow.build.context import SourceContext
         from wheelbarrow.cli.common import running_interpreter
         from wheelbarrow.store.store import Store
 
@@ -616,7 +616,7 @@ class TestBuildKey:
 
     def test_a_different_cpu_gives_a_different_key_with_march_native(self, tmp_path):
         """-march=native in the settings: two CPUs, two keys, and the reason names the CPU."""
-        from wheelbarrow.build.sources import build_key, build_key_inputs, why_rebuilt
+        from wheelbarrow.build.buildcache import build_key, build_key_inputs, why_rebuilt
 
         one = self._context(tmp_path, self.AVX2, self.NATIVE)
         other = self._context(tmp_path, self.AVX512, self.NATIVE)
@@ -629,7 +629,7 @@ class TestBuildKey:
 
     def test_without_native_flags_the_cpu_is_not_in_the_key(self, tmp_path):
         """No -march=native: the key has no CPU part, so every CPU shares the cached wheel."""
-        from wheelbarrow.build.sources import build_key, build_key_inputs
+        from wheelbarrow.build.buildcache import build_key, build_key_inputs
 
         one = self._context(tmp_path, self.AVX2)
         other = self._context(tmp_path, self.AVX512)

@@ -492,13 +492,14 @@ class TestReportedDurationAndReason:
 
         from packaging.utils import canonicalize_name
 
+        from wheelbarrow._core.digests import tree_digest
         from wheelbarrow._core.report import NullReporter
         from wheelbarrow._core.runner import run_subprocess
         from wheelbarrow.app.config import BuildConfig
         from wheelbarrow.app.requirements import IndexOptions
         from wheelbarrow.app.target import Target
-        from wheelbarrow.build.sdist import tree_digest
-        from wheelbarrow.build.sources import SourceContext, build_sources
+        from wheelbarrow.build.context import SourceContext
+        from wheelbarrow.build.sources import build_sources
         from wheelbarrow.cli.common import running_interpreter
         from wheelbarrow.lock.lockfile import Artefact
         from wheelbarrow.store.store import Store
@@ -662,7 +663,7 @@ class TestTwoPartBuildKey:
         from wheelbarrow.app.config import BuildConfig
         from wheelbarrow.app.requirements import IndexOptions
         from wheelbarrow.app.target import Target
-        from wheelbarrow.build.sources import SourceContext
+        from wheelbarrow.build.context import SourceContext
         from wheelbarrow.cli.common import running_interpreter
         from wheelbarrow.store.store import Store
 
@@ -754,7 +755,8 @@ class TestTwoPartBuildKey:
     def test_the_result_records_both_parts_and_the_build_environment(self, tmp_path):
         """result.json holds the first part's key and inputs, what the wheel links and its
         build environment's store key."""
-        from wheelbarrow.build.sources import build_key, build_key_inputs, build_sources, candidates
+        from wheelbarrow.build.buildcache import build_key, build_key_inputs, candidates
+        from wheelbarrow.build.sources import build_sources
 
         ctx = self._context(tmp_path, {**self.TOOLS, "openblas": "0.3.21"})
         source, libdir = self._linked_sdist(tmp_path, ctx.store.root)
@@ -820,7 +822,8 @@ class TestBuildProgress:
         import threading
         import time
 
-        from wheelbarrow.build.sources import build_key, build_key_inputs, build_lock, build_sources
+        from wheelbarrow.build.buildcache import build_key, build_key_inputs, build_lock
+        from wheelbarrow.build.sources import build_sources
 
         contexts = TestTwoPartBuildKey()
         ctx = contexts._context(tmp_path, {})

@@ -228,7 +228,7 @@ class TestUsage:
         app, store, _, (new, _) = two_builds
         text = cli("store", "du", "--store", store)
         assert text.code == 0, text.err
-        from wheelbarrow.store.gc import KINDS
+        from wheelbarrow.store.du import KINDS
 
         lines = text.out.splitlines()
         assert lines[0].startswith(f"Store {store}: ")

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import time
 
+from wheelbarrow._core.text import human_size
 from wheelbarrow.cli import common, render
-from wheelbarrow.store import gc
+from wheelbarrow.store import du, gc
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -46,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     """``store du`` or ``store gc``."""
     store = common.store(args)
     if args.store_command == "du":
-        usage = gc.usage(store)
+        usage = du.usage(store)
         if args.json:
             render.emit_json(usage.as_json())
         elif not args.quiet:
@@ -67,11 +68,11 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_usage(usage: gc.Usage) -> None:
-    render.out(f"Store {usage.store}: {render.human_bytes(usage.nbytes)} (hard links counted once)")
+def _print_usage(usage: du.Usage) -> None:
+    render.out(f"Store {usage.store}: {human_size(usage.nbytes)} (hard links counted once)")
     for kind in usage.kinds:
         count = "" if kind.kind == "other" else f"{kind.entries:>7}"
-        render.out(f"  {kind.kind:<22}{render.human_bytes(kind.nbytes):>10}{count}")
+        render.out(f"  {kind.kind:<22}{human_size(kind.nbytes):>10}{count}")
     if usage.apps:
         render.out("By app (what its last build keeps; shared files count in each app):")
         for app in usage.apps:
@@ -85,12 +86,12 @@ def _print_usage(usage: gc.Usage) -> None:
             envs = len(app.environments)
             render.out(
                 f"  {app.app}{state}: {house}, {envs} environment{'' if envs == 1 else 's'}, "
-                f"{render.human_bytes(app.nbytes)}"
+                f"{human_size(app.nbytes)}"
             )
     if usage.foreign:
         render.out("Not made by wheelbarrow (store gc never touches them):")
         for path, nbytes in usage.foreign:
-            render.out(f"  {path.name}: {render.human_bytes(nbytes)}")
+            render.out(f"  {path.name}: {human_size(nbytes)}")
 
 
 _NAMES = {
@@ -127,14 +128,14 @@ def _print_gc(report: gc.GcReport, now: float) -> None:
     verb = "Would remove" if report.dry_run else "Removed"
     frees = "would free" if report.dry_run else "freed"
     render.out(
-        f"{verb} {what}: {render.human_bytes(report.freed)} {frees}; the store "
-        f"{'would hold' if report.dry_run else 'holds'} {render.human_bytes(report.size_after)} "
-        f"({render.human_bytes(report.needed)} kept for the apps' last builds)"
+        f"{verb} {what}: {human_size(report.freed)} {frees}; the store "
+        f"{'would hold' if report.dry_run else 'holds'} {human_size(report.size_after)} "
+        f"({human_size(report.needed)} kept for the apps' last builds)"
     )
     for r in report.removed:
         used = f", last used {_ago(now - r.used)}" if r.used else ""
         render.out(
-            f"  {_NAMES.get(r.kind, (r.kind,))[0]} {r.name}: {render.human_bytes(r.nbytes)}{used}"
+            f"  {_NAMES.get(r.kind, (r.kind,))[0]} {r.name}: {human_size(r.nbytes)}{used}"
         )
     if not report.swept:
         render.out(
