@@ -7,7 +7,7 @@ import contextlib
 import os
 from pathlib import Path
 
-from wheelbarrow._core.text import plural
+from wheelbarrow._core.text import human_size, plural
 from wheelbarrow.cli import common, render
 from wheelbarrow.wheelhouse.appbuild import build_app_wheelhouse
 from wheelbarrow.wheelhouse.assemble import BuildReport
@@ -58,7 +58,7 @@ def _print(report: BuildReport) -> None:
             render.out("Changed since the last build: " + ", ".join(str(c) for c in report.changes))
         render.out(
             f"Wheelhouse {report.key} built: {packages}, "
-            f"{len(report.fetched)} fetched ({render.human_bytes(report.fetched_bytes)}), "
+            f"{len(report.fetched)} fetched ({human_size(report.fetched_bytes)}), "
             f"{len(report.reused)} already in the store"
             + (f", {len(report.built)} from source" if report.built else "")
             + f", in {report.seconds:.1f}s"

@@ -21,7 +21,7 @@ from wheelbarrow._core.report import (
     build_finished_line,
     build_started_line,
 )
-from wheelbarrow._core.text import plural
+from wheelbarrow._core.text import human_size, plural
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
@@ -60,15 +60,6 @@ def out(text: str) -> None:
     sys.stdout.flush()
 
 
-def human_bytes(n: float) -> str:
-    """``61.2 MB``."""
-    for unit in ("B", "kB", "MB", "GB"):
-        if abs(n) < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} GB"
-
-
 class PlainReporter:
     """Lines on stderr, for logs and pipes."""
 
@@ -97,7 +88,7 @@ class PlainReporter:
 
     def download_file_done(self, filename: str, nbytes: int) -> None:
         """One line per fetched file."""
-        self._write(f"  fetched {filename} ({human_bytes(nbytes)})")
+        self._write(f"  fetched {filename} ({human_size(nbytes)})")
 
     def download_finished(self) -> None:
         """Nothing."""
@@ -266,7 +257,7 @@ class RichReporter:
             if self._progress is not None:
                 self._progress.update(self._task, description=f"{self._done}/{self._files} files")
             self._console.print(
-                f"  fetched {filename} ({human_bytes(nbytes)})", highlight=False, markup=False
+                f"  fetched {filename} ({human_size(nbytes)})", highlight=False, markup=False
             )
 
     def download_finished(self) -> None:

@@ -22,6 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Exit 0 when the store is clean (or was repaired clean), 1 when problems remain."""
+    from wheelbarrow._core.text import human_size
     from wheelbarrow.cli import common, render
     from wheelbarrow.environment.verify import verify_store
 
@@ -53,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             verdict = _problems(len(remaining))
         render.out(
-            f"Checked {checked} ({render.human_bytes(report.hashed_bytes)} hashed) "
+            f"Checked {checked} ({human_size(report.hashed_bytes)} hashed) "
             f"in {report.seconds:.2f}s: {verdict}"
         )
     if remaining:

@@ -8,7 +8,7 @@ from typing import IO
 
 from wheelbarrow._core.redact import redact
 from wheelbarrow._core.report import Level, build_finished_line, build_started_line
-from wheelbarrow.ship.heroku.slug import human_size
+from wheelbarrow._core.text import human_size
 
 STEP = "-----> "
 DETAIL = " " * 7

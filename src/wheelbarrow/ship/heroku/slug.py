@@ -13,7 +13,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from wheelbarrow._core.text import plural
+from wheelbarrow._core.text import human_size, plural
 
 # The buildpack's own output: never removed, whatever .slugignore says.
 PROTECTED = (".heroku", ".profile.d")
@@ -416,15 +416,3 @@ def slug_size(build_dir: Path) -> int:
                     seen.add(key)
                 total += st.st_size
     return total
-
-
-def human_size(n: float) -> str:
-    """A size for people, in decimal units: ``512 B``, ``1.5 kB``, ``63.2 MB``."""
-    if abs(n) < 1000:
-        return f"{n:.0f} B"
-    for unit in ("kB", "MB", "GB"):
-        n /= 1000
-        # Rounded, 999.96 kB would read "1000.0 kB": it is 1.0 MB.
-        if abs(round(n, 1)) < 1000 or unit == "GB":
-            break
-    return f"{n:.1f} {unit}"
