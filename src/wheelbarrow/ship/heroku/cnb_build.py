@@ -62,8 +62,9 @@ def build(
     from wheelbarrow import __version__
     from wheelbarrow.ship.heroku.checks import refuse_committed_environments
     from wheelbarrow.ship.heroku.lockcache import keep_lock, restore_lock
+    from wheelbarrow.ship.heroku.provide_python import provide_runtime
     from wheelbarrow.ship.heroku.python_version import choose_python
-    from wheelbarrow.ship.heroku.runtime import SHA256_VAR, provide_runtime, read_env_dir
+    from wheelbarrow.ship.heroku.runtime import SHA256_VAR, read_env_dir
 
     config = read_env_dir(platform_dir / "env") if (platform_dir / "env").is_dir() else {}
     pinned = plan_python_version(plan_path) if plan_path else None
@@ -145,7 +146,8 @@ def build(
     )
     interpreter = Interpreter(executable=runtime.python, version=runtime.version)
 
-    from wheelbarrow.lock.plan import Options, make_plan
+    from wheelbarrow.lock.options import Options
+    from wheelbarrow.lock.plan import make_plan
     from wheelbarrow.ship.heroku.ci import ci_groups
     from wheelbarrow.ship.heroku.compile import _index_options, buildpack_host
 

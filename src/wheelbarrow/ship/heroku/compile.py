@@ -6,7 +6,6 @@ import contextlib
 import json
 import os
 import shutil
-import subprocess
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,8 @@ from wheelbarrow.app.requirements import IndexOptions
 from wheelbarrow.app.target import PythonVersion, host_platform
 from wheelbarrow.environment.envs import clone_env, ensure_store_env, env_key, manifest_wheels
 from wheelbarrow.environment.interpreters import Interpreter
-from wheelbarrow.lock.plan import Host, Options, make_plan
+from wheelbarrow.lock.options import Host, Options
+from wheelbarrow.lock.plan import make_plan
 from wheelbarrow.ship.heroku.output import HerokuReporter
 from wheelbarrow.store.store import Store
 from wheelbarrow.wheelhouse.assemble import (
@@ -61,8 +61,9 @@ def compile_app(ctx: CompileContext, out: HerokuReporter) -> None:
     from wheelbarrow.ship.heroku.checks import refuse_committed_environments
     from wheelbarrow.ship.heroku.lockcache import keep_lock, restore_lock
     from wheelbarrow.ship.heroku.profile import write_profile
+    from wheelbarrow.ship.heroku.provide_python import provide_runtime
     from wheelbarrow.ship.heroku.python_version import choose_python
-    from wheelbarrow.ship.heroku.runtime import provide_runtime, read_env_dir
+    from wheelbarrow.ship.heroku.runtime import read_env_dir
 
     config = read_env_dir(ctx.env_dir) if ctx.env_dir.is_dir() else {}
     out.step(f"Python app detected; wheelbarrow {__version__}")
@@ -390,9 +391,7 @@ def _hook(ctx: CompileContext, name: str, config: Mapping[str, str], out: Heroku
     venv_bin = ctx.build_dir / VENV / "bin"
     if venv_bin.is_dir():
         env["PATH"] = f"{venv_bin}{os.pathsep}{env.get('PATH', '')}"
-    done = subprocess.run(
-        ["bash", str(hook)], cwd=ctx.build_dir, env=env, capture_output=True, text=True, check=False
-    )
+    done = ctx.runner(["bash", str(hook)], cwd=ctx.build_dir, env=env)
     for line in (done.stdout + done.stderr).splitlines():
         out.detail(line)
     if done.returncode != 0:
@@ -402,12 +401,8 @@ def _hook(ctx: CompileContext, name: str, config: Mapping[str, str], out: Heroku
 
 
 def _finish_slug(ctx: CompileContext, out: HerokuReporter) -> None:
-    from wheelbarrow.ship.heroku.slug import (
-        apply_slugignore,
-        human_size,
-        slug_size,
-        strip_slug,
-    )
+    from wheelbarrow._core.text import human_size
+    from wheelbarrow.ship.heroku.slug import apply_slugignore, slug_size, strip_slug
 
     removed = apply_slugignore(ctx.build_dir)
     if removed:
