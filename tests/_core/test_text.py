@@ -1,10 +1,10 @@
-"""Tests for wheelbarrow._core.text: counts in messages read as English."""
+"""Tests for wheelbarrow._core.text: counts and sizes in messages read as English."""
 
 from __future__ import annotations
 
 import pytest
 
-from wheelbarrow._core.text import agree, plural
+from wheelbarrow._core.text import agree, human_size, plural
 
 
 class TestPlural:
@@ -28,3 +28,22 @@ class TestAgree:
     def test_verb_agrees_with_the_count(self) -> None:
         """The verb after a count is singular only for one."""
         assert [agree(n, "has", "have") for n in (0, 1, 2)] == ["have", "has", "have"]
+
+
+class TestHumanSize:
+    @pytest.mark.parametrize(
+        ("n", "text"),
+        [
+            (0, "0 B"),
+            (999, "999 B"),
+            (1000, "1.0 kB"),
+            (1536, "1.5 kB"),
+            (63_200_000, "63.2 MB"),
+            (999_960, "1.0 MB"),
+            (2_500_000_000, "2.5 GB"),
+            (3_000_000_000_000, "3000.0 GB"),
+        ],
+    )
+    def test_human_size(self, n: int, text: str) -> None:
+        """Sizes read in decimal units with one decimal."""
+        assert human_size(n) == text

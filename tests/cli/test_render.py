@@ -71,6 +71,12 @@ class TestPlainReporter:
         )
         assert "s3cret" not in stream.getvalue() and "user:****@" in stream.getvalue()
 
+    def test_a_fetched_size_rounding_up_to_the_next_unit_reads_in_it(self):
+        """999,960 bytes read as 1.0 MB, never as 1000.0 kB."""
+        stream = io.StringIO()
+        PlainReporter(stream).download_file_done("numpy-2.1.3.whl", 999_960)
+        assert stream.getvalue() == "  fetched numpy-2.1.3.whl (1.0 MB)\n"
+
 
 class TestLastLogLine:
     def test_the_last_line_that_says_something_without_escapes(self, tmp_path):

@@ -10,7 +10,6 @@ import pytest
 from wheelbarrow.ship.heroku.slug import (
     apply_slugignore,
     compile_pattern,
-    human_size,
     slug_size,
     strip_slug,
 )
@@ -242,20 +241,3 @@ class TestSizes:
         big.write_bytes(b"z" * 100_000)
         (tmp_path / "link").symlink_to(big)
         assert slug_size(tmp_path) == 1000 + 24 + len(str(big))
-
-    @pytest.mark.parametrize(
-        ("n", "text"),
-        [
-            (0, "0 B"),
-            (999, "999 B"),
-            (1000, "1.0 kB"),
-            (1536, "1.5 kB"),
-            (63_200_000, "63.2 MB"),
-            (999_960, "1.0 MB"),
-            (2_500_000_000, "2.5 GB"),
-            (3_000_000_000_000, "3000.0 GB"),
-        ],
-    )
-    def test_human_size(self, n: int, text: str) -> None:
-        """Sizes read in decimal units with one decimal."""
-        assert human_size(n) == text
