@@ -13,22 +13,22 @@ from support import make_wheel
 from support.apps import PLATFORM, build_cli, build_ok, cli, make_app
 from support.sdists import SIMD_C, SimdVariant, make_simd_sdist, simd_define
 
-from wheelbarrow.build.portability import (
-    BASELINES,
-    NotPortableError,
-    PortabilityFinding,
+from wheelbarrow.app.config import BASELINES
+from wheelbarrow.build.elfcode import inspect_elf
+from wheelbarrow.build.hostcpu import (
     asks_for_native,
-    beyond,
-    check_finding,
     cpu_digest,
     cpu_key_part,
     cpu_problem,
-    inspect_elf,
-    inspect_wheel,
-    level_needed,
     parse_cpu_flags,
-    shown,
 )
+from wheelbarrow.build.portability import (
+    NotPortableError,
+    PortabilityFinding,
+    check_finding,
+    inspect_wheel,
+)
+from wheelbarrow.build.x86features import beyond, level_needed, shown
 
 WHEEL_TAG = "cp311-cp311-manylinux_2_28_x86_64"
 

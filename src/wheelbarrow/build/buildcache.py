@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from wheelbarrow._core.digests import json_sha256
 from wheelbarrow._core.files import atomic_write_text
-from wheelbarrow.build import portability
+from wheelbarrow.build import hostcpu, portability
 from wheelbarrow.build.blas import BlasFinding, check_built_wheel
 from wheelbarrow.build.context import Built, SourceContext, system_libraries
 from wheelbarrow.build.links import SystemLibraries, links_problem
@@ -54,7 +54,7 @@ def build_key_inputs(source: Artefact, ctx: SourceContext) -> dict[str, Any]:
     }
     # Present only for builds asked for this machine's CPU: other keys stay as they were.
     settings = ctx.config.for_package(source.name)
-    cpu = portability.cpu_key_part(
+    cpu = hostcpu.cpu_key_part(
         settings.env, settings.config_settings, ctx.environ, ctx.cpu_features
     )
     if cpu is not None:
@@ -102,7 +102,7 @@ class Candidate:
                 links=data["links"] if isinstance(data.get("links"), dict) else {},
                 build_env=data.get("build_env") if isinstance(data.get("build_env"), str) else None,
                 path=path,
-                needs_cpu=portability.recorded_cpu_needs(data.get("portability")),
+                needs_cpu=hostcpu.recorded_cpu_needs(data.get("portability")),
                 without_blas=_without_blas(data.get("blas")),
             )
         except (OSError, ValueError, KeyError, TypeError):
@@ -155,7 +155,7 @@ def candidate_problem(
     then = candidate.without_blas
     if then is not None and openblas not in (None, "", "absent", then):
         return f"it was built without BLAS while OpenBLAS was {then}, and {openblas} is here now"
-    if cpu is not None and (problem := portability.cpu_problem(candidate.needs_cpu, cpu)):
+    if cpu is not None and (problem := hostcpu.cpu_problem(candidate.needs_cpu, cpu)):
         return problem
     return links_problem(candidate.links, libraries)
 

@@ -15,7 +15,7 @@ from wheelbarrow._core.runner import Runner
 from wheelbarrow.app.config import BuildConfig
 from wheelbarrow.app.requirements import IndexOptions
 from wheelbarrow.app.target import Target
-from wheelbarrow.build import portability
+from wheelbarrow.build import hostcpu, portability
 from wheelbarrow.build.blas import BlasFinding
 from wheelbarrow.build.links import SystemLibraries
 from wheelbarrow.environment.interpreters import Interpreter
@@ -50,7 +50,7 @@ class SourceContext:
     pins: Mapping[str, str] = field(default_factory=dict)
     # The instruction set flags of this machine's CPU: a build asked for it (-march=native)
     # is keyed by them, and a cached wheel whose code needs more is not reused.
-    cpu_features: frozenset[str] = field(default_factory=portability.host_cpu_features)
+    cpu_features: frozenset[str] = field(default_factory=hostcpu.host_cpu_features)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
