@@ -19,7 +19,7 @@ from wheelbarrow.ship.heroku.nltk import download_corpora
 from wheelbarrow.ship.heroku.output import HerokuReporter
 
 if TYPE_CHECKING:
-    from wheelbarrow.ship.heroku.cnb import LayerStore
+    from wheelbarrow.ship.heroku.cnb_layers import LayerStore
 
 NLTK_LAYER = "nltk"
 
@@ -100,7 +100,7 @@ def cnb_after_install(
     no contents here; ``store_env()`` then gives the same environment from the
     store, only for apps that need one (Django or NLTK among ``packages``).
     """
-    from wheelbarrow.ship.heroku.cnb import EnvVar, write_env
+    from wheelbarrow.ship.heroku.cnb_env import EnvVar, write_env
     from wheelbarrow.ship.heroku.nltk import NLTK_TXT, URL_VAR, read_nltk_txt
 
     if not {"django", "nltk"} & set(packages):

@@ -15,14 +15,9 @@ from wheelbarrow.app.target import PythonVersion
 from wheelbarrow.app.webentry import detect_entry
 from wheelbarrow.environment.envs import clone_env
 from wheelbarrow.environment.interpreters import Interpreter
-from wheelbarrow.ship.heroku.cnb import (
-    LayerStore,
-    Process,
-    plan_python_version,
-    venv_env,
-    write_env,
-    write_launch,
-)
+from wheelbarrow.ship.heroku.cnb import Process, plan_python_version, write_launch
+from wheelbarrow.ship.heroku.cnb_env import venv_env, write_env
+from wheelbarrow.ship.heroku.cnb_layers import LayerStore
 from wheelbarrow.ship.heroku.compile import prepare_environment
 from wheelbarrow.ship.heroku.output import HerokuReporter
 from wheelbarrow.ship.heroku.runtime import (
