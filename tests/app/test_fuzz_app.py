@@ -18,7 +18,8 @@ from wheelbarrow._core.errors import InputError, WheelbarrowError
 from wheelbarrow.app.config import read_build_config
 from wheelbarrow.app.directory import read_app
 from wheelbarrow.app.target import PythonVersion
-from wheelbarrow.lock.plan import Options, build_config
+from wheelbarrow.lock.options import Options
+from wheelbarrow.lock.plan import build_config
 
 RUNNING = PythonVersion(major=3, minor=11, micro=7)
 

@@ -29,7 +29,7 @@ from wheelbarrow._core.errors import InputError, NoCompatibleWheelError
 from wheelbarrow.app.config import BuildConfig
 from wheelbarrow.app.target import Target
 from wheelbarrow.lock.lockfile import read_lock, select_artefacts
-from wheelbarrow.lock.plan import recorded_target
+from wheelbarrow.lock.target_choice import recorded_target
 
 TARGET = Target.parse(python="3.12", platform="manylinux_2_28_x86_64", python_source="test")
 

@@ -17,7 +17,8 @@ from wheelbarrow.app.managers import Groups
 from wheelbarrow.app.requirements import IndexOptions
 from wheelbarrow.app.target import PythonVersion, host_platform
 from wheelbarrow.environment.interpreters import Interpreter, find_interpreter
-from wheelbarrow.lock.plan import Host, Options, Plan, make_plan
+from wheelbarrow.lock.options import Host, Options
+from wheelbarrow.lock.plan import Plan, make_plan
 from wheelbarrow.store.store import STORE_ENV_VAR, Store
 
 

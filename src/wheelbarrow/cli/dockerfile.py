@@ -9,7 +9,8 @@ from pathlib import Path
 from wheelbarrow._core.files import atomic_write_text
 from wheelbarrow.app.config import read_build_config
 from wheelbarrow.cli import common, render
-from wheelbarrow.lock.plan import Options, resolve_target
+from wheelbarrow.lock.options import Options
+from wheelbarrow.lock.target_choice import resolve_target
 from wheelbarrow.ship.dockerfile import (
     DockerfileOptions,
     debian_packages,

@@ -384,7 +384,7 @@ def _fresh(
     compile_bytecode: bool,
 ) -> None:
     reporter.message("step", f"Creating the environment with Python {interpreter.version}")
-    _run(
+    _check_call(
         runner,
         [str(interpreter.executable), "-m", "venv", "--without-pip", str(work)],
         "create the virtual environment",
@@ -571,7 +571,7 @@ def _compile(runner: Runner, python: Path, targets: Sequence[Path], reporter: Re
     )
 
 
-def _run(runner: Runner, args: list[str], what: str) -> None:
+def _check_call(runner: Runner, args: list[str], what: str) -> None:
     result = runner(args)
     if result.returncode != 0:
         raise InstallError(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import tomllib
 from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -121,6 +122,29 @@ def wheelbarrow_table(data: Mapping[str, Any]) -> dict[str, Any]:
     return table if isinstance(table, dict) else {}
 
 
+def lock_admits(lock: Lock, target: Target) -> bool:
+    """Whether the lock's requires-python holds for the target (for every 3.X.y of a ``3.X``)."""
+    required = lock.pylock.requires_python
+    return required is None or required.contains(target.python.full)
+
+
+def marker_environment(target: Target) -> dict[str, str]:
+    """The target's PEP 508 environment as the plain mapping ``Marker.evaluate`` is typed for."""
+    # Target.environment is packaging's Environment, a TypedDict of strings, which mypy
+    # does not take for a Mapping[str, str].
+    return {name: str(value) for name, value in target.environment.items()}
+
+
+def lock_environment(lock: Lock, target: Target) -> dict[str, str | AbstractSet[str]]:
+    """The environment a lock's package markers are evaluated in (PEP 751): the target's, no
+    extras, the lock's default groups."""
+    return {
+        **marker_environment(target),
+        "extras": frozenset(),
+        "dependency_groups": frozenset(lock.pylock.default_groups or []),
+    }
+
+
 def select_wheels(lock: Lock, target: Target) -> tuple[Artefact, ...]:
     """The wheel of each package the target installs; no source builds allowed."""
     from wheelbarrow.app.config import ALL, BuildConfig
@@ -138,12 +162,15 @@ def select_artefacts(lock: Lock, target: Target, config: BuildConfig) -> tuple[A
     that. Every package that can be had neither way is collected first and
     reported together.
     """
+    # Not packaging's Pylock.select, which walks the same PEP 751 steps: it is new in
+    # packaging 26.1 (wheelbarrow supports 25.0 on); it raises at the first package with
+    # neither a fitting wheel nor an sdist, so not every missing package could be named
+    # at once; it yields a package's wheel even when no-binary asks for its source, and
+    # a wheel given as a direct archive URL whatever its tags; it rejects a lock whose
+    # `environments` leave out the target, and finds duplicates only by the names as
+    # written, not canonicalised; and its errors are not ours (file, package, hint).
     pylock = lock.pylock
-    env = dict(
-        target.environment,
-        extras=frozenset(),
-        dependency_groups=frozenset(pylock.default_groups or []),
-    )
+    env = lock_environment(lock, target)
     python = target.environment["python_full_version"]
     if pylock.requires_python and not pylock.requires_python.contains(python):
         raise InputError(
@@ -155,7 +182,7 @@ def select_artefacts(lock: Lock, target: Target, config: BuildConfig) -> tuple[A
     missing: list[str] = []
     seen: set[str] = set()
     for package in pylock.packages:
-        if package.marker and not package.marker.evaluate(env, context="lock_file"):  # type: ignore[arg-type]
+        if package.marker and not package.marker.evaluate(env, context="lock_file"):
             continue
         name = canonicalize_name(package.name)
         if name in seen:

@@ -162,7 +162,7 @@ def build_wheelhouse(
                 )
             built = build_sources(sources)
         entries = _entries(artefacts, built)
-        _materialise(entries, target, key, store, lock_sha256)
+        _lay_out_wheelhouse(entries, target, key, store, lock_sha256)
     changes = _changes(previous, entries, built) if previous else ()
     return report(
         status="built",
@@ -197,7 +197,7 @@ def _entries(artefacts: Sequence[Artefact], built: Sequence[Built]) -> list[dict
     return entries
 
 
-def _materialise(
+def _lay_out_wheelhouse(
     entries: Sequence[Mapping[str, Any]],
     target: Target,
     key: str,

