@@ -6,7 +6,7 @@ import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from wheelbarrow._core.errors import ToolError
 
@@ -24,6 +24,10 @@ class Completed:
 class Runner(Protocol):
     """Runs a command to completion and returns its output; never raises on a non-zero exit.
 
+    With ``log``, the output goes to the end of that file instead, stdout and
+    stderr interleaved as the command writes them (a build's log, followed
+    while it runs), and ``stdout`` and ``stderr`` come back empty.
+
     >>> runner(["uv", "--version"], cwd=None, env=None).stdout
     'uv 0.9.0\\n'
     """
@@ -34,6 +38,7 @@ class Runner(Protocol):
         *,
         cwd: Path | None = None,
         env: Mapping[str, str] | None = None,
+        log: Path | None = None,
     ) -> Completed: ...
 
 
@@ -42,22 +47,28 @@ def run_subprocess(
     *,
     cwd: Path | None = None,
     env: Mapping[str, str] | None = None,
+    log: Path | None = None,
 ) -> Completed:
     """The real :class:`Runner`: captures output as text, raises only when the tool is missing."""
+    if log is not None:
+        with log.open("a", encoding="utf-8") as out:
+            proc = _start(args, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
+        return Completed(args=tuple(args), returncode=proc.returncode, stdout="", stderr="")
+    proc = _start(args, cwd=cwd, env=env, capture_output=True, text=True)
+    return Completed(
+        args=tuple(args), returncode=proc.returncode, stdout=proc.stdout, stderr=proc.stderr
+    )
+
+
+def _start(
+    args: Sequence[str], *, cwd: Path | None, env: Mapping[str, str] | None, **output: Any
+) -> subprocess.CompletedProcess[Any]:
     try:
-        proc = subprocess.run(
-            list(args),
-            cwd=cwd,
-            env=dict(env) if env is not None else None,
-            capture_output=True,
-            text=True,
-            check=False,
+        return subprocess.run(
+            list(args), cwd=cwd, env=dict(env) if env is not None else None, check=False, **output
         )
     except FileNotFoundError as exc:
         raise ToolError(
             f"cannot run {args[0]!r}: not found",
             hint="install it, or put it on PATH",
         ) from exc
-    return Completed(
-        args=tuple(args), returncode=proc.returncode, stdout=proc.stdout, stderr=proc.stderr
-    )

@@ -116,12 +116,11 @@ def build_wheel(
         # whatever the locale or the caller's PYTHONIOENCODING (maturin prints emoji).
         env["VIRTUAL_ENV"] = str(python.parent.parent)
         env["PYTHONIOENCODING"] = "utf-8:backslashreplace"
-        with request.log.open("a", encoding="utf-8") as log:
-            log.write(f"$ {' '.join(cmd)}\n")
-            log.flush()
-            subprocess.run(
-                list(cmd), cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, check=True
-            )
+        _log(request.log, f"$ {' '.join(cmd)}")
+        done = runner(cmd, cwd=Path(cwd) if cwd else None, env=env, log=request.log)
+        if done.returncode != 0:
+            # What pypa/build expects of its runner, as subprocess.run(check=True) raises.
+            raise subprocess.CalledProcessError(done.returncode, list(cmd))
 
     wheels = list(request.wheels)
     python = _environment(wheels, request.interpreter, store, runner)
