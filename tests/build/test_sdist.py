@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from wheelbarrow._core.digests import tree_digest
 from wheelbarrow._core.errors import (
     ArchiveError,
     InputError,
@@ -24,14 +25,13 @@ from wheelbarrow._core.errors import (
     UnsafeArchiveError,
 )
 from wheelbarrow._core.runner import Completed, run_subprocess
-from wheelbarrow.build.sdist import (
+from wheelbarrow.build.sdist import unpack_sdist
+from wheelbarrow.build.sourcetree import (
     DEFAULT_BUILD_SYSTEM,
     BuildSystem,
     apply_patches,
     copy_source_tree,
     read_build_system,
-    tree_digest,
-    unpack_sdist,
 )
 
 LABEL = "demo 1.0 (demo-1.0.tar.gz)"

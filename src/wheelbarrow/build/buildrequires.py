@@ -7,10 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from wheelbarrow._core.errors import (
-    LockError,
-    WheelbarrowError,
-)
+from wheelbarrow._core.errors import LockError, WheelbarrowError
 from wheelbarrow._core.report import NullReporter
 from wheelbarrow.app.requirements import requirements_from_strings
 from wheelbarrow.app.target import Target

@@ -10,10 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from wheelbarrow._core.errors import (
-    SourceBuildError,
-    WheelbarrowError,
-)
+from wheelbarrow._core.errors import SourceBuildError, WheelbarrowError
 from wheelbarrow._core.text import plural
 from wheelbarrow.build.buildcache import (
     build_key,
@@ -72,7 +69,7 @@ def _discover(
     if cached is not None:
         results[key] = cached
         return key
-    from wheelbarrow.build.sdist import apply_patches, read_build_system
+    from wheelbarrow.build.sourcetree import apply_patches, read_build_system
 
     settings = ctx.config.for_package(source.name)
     src_dir = _source_tree(source, ctx, work / key)
@@ -99,7 +96,8 @@ def _discover(
 
 def _source_tree(source: Artefact, ctx: SourceContext, dest: Path) -> Path:
     """The source tree of ``source`` under ``dest``: unpacked, copied or checked out."""
-    from wheelbarrow.build.sdist import copy_source_tree, unpack_sdist
+    from wheelbarrow.build.sdist import unpack_sdist
+    from wheelbarrow.build.sourcetree import copy_source_tree
 
     dest.parent.mkdir(parents=True, exist_ok=True)
     if source.kind == "sdist":
