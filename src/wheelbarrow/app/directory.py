@@ -13,11 +13,8 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
 from wheelbarrow._core.errors import InputError, TargetError
 from wheelbarrow.app.managers import PIPFILE_LOCK, Detected, detect_manager
-from wheelbarrow.app.requirements import (
-    Requirements,
-    parse_requirements_file,
-    requirements_from_strings,
-)
+from wheelbarrow.app.requirements import Requirements
+from wheelbarrow.app.requirements_file import parse_requirements_file, requirements_from_strings
 from wheelbarrow.app.target import PythonVersion
 
 REQUIREMENTS_TXT = "requirements.txt"

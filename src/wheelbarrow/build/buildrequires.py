@@ -9,7 +9,7 @@ from pathlib import Path
 
 from wheelbarrow._core.errors import LockError, WheelbarrowError
 from wheelbarrow._core.report import NullReporter
-from wheelbarrow.app.requirements import requirements_from_strings
+from wheelbarrow.app.requirements_file import requirements_from_strings
 from wheelbarrow.app.target import Target
 from wheelbarrow.build.context import SourceContext
 from wheelbarrow.lock.lockfile import Artefact, Lock, read_lock

@@ -25,7 +25,8 @@ from wheelbarrow.app.managers import (
     manager_files_digest,
     manager_index_urls,
 )
-from wheelbarrow.app.requirements import IndexOptions, parse_requirements_text
+from wheelbarrow.app.requirements import IndexOptions
+from wheelbarrow.app.requirements_file import parse_requirements_text
 from wheelbarrow.app.target import Target, check_known
 from wheelbarrow.lock.lockfile import Lock, lock_admits, read_lock
 from wheelbarrow.lock.options import Host, Options, python_source

@@ -17,7 +17,8 @@ from collections.abc import Mapping
 from wheelbarrow._core.text import plural
 from wheelbarrow.app.directory import App
 from wheelbarrow.app.managers import Groups
-from wheelbarrow.app.requirements import Requirements, parse_requirements_file
+from wheelbarrow.app.requirements import Requirements
+from wheelbarrow.app.requirements_file import parse_requirements_file
 
 TEST_VAR = "INSTALL_TEST"
 REQUIREMENTS_TEST = "requirements-test.txt"
