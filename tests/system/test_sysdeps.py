@@ -15,6 +15,7 @@ from wheelbarrow._core.errors import SystemRequirementError
 from wheelbarrow._core.report import RecordingReporter
 from wheelbarrow._core.runner import Completed
 from wheelbarrow.build.builder import failure_hint
+from wheelbarrow.system.rust import RUST_UPGRADE
 from wheelbarrow.system.sysdeps import (
     DEPENDENCIES,
     OPTIONAL,
@@ -25,7 +26,6 @@ from wheelbarrow.system.sysdeps import (
     hint_from_log,
     read_log,
 )
-from wheelbarrow.system.toolchain import RUST_UPGRADE
 
 Answers = Mapping[tuple[str, ...], tuple[int, str]]
 

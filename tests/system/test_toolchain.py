@@ -11,6 +11,8 @@ from packaging.version import Version
 
 from wheelbarrow._core.errors import InputError, SystemRequirementError
 from wheelbarrow._core.runner import Completed, run_subprocess
+from wheelbarrow.system.fingerprint import toolchain_fingerprint
+from wheelbarrow.system.rust import required_rust_version, rustc_version
 from wheelbarrow.system.toolchain import (
     Lack,
     SystemProbe,
@@ -19,10 +21,7 @@ from wheelbarrow.system.toolchain import (
     detect_languages,
     lacks_error,
     parse_system_requirement,
-    required_rust_version,
     requirements_for_languages,
-    rustc_version,
-    toolchain_fingerprint,
 )
 
 

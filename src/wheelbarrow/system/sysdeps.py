@@ -20,18 +20,16 @@ from packaging.utils import canonicalize_name
 from wheelbarrow._core.errors import SystemRequirementError
 from wheelbarrow._core.report import Reporter
 from wheelbarrow._core.runner import Runner
+from wheelbarrow.system.rust import RUST_UPGRADE, required_rust_version, rustc_version
 from wheelbarrow.system.toolchain import (
     DEFAULT_LIB_DIRS,
-    RUST_UPGRADE,
     Lack,
     SystemProbe,
     SystemRequirement,
     detect_languages,
     lacks_error,
     parse_system_requirement,
-    required_rust_version,
     requirements_for_languages,
-    rustc_version,
 )
 
 __all__ = [

@@ -4,22 +4,19 @@ from __future__ import annotations
 
 import os
 import re
-import tomllib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
-
-from packaging.version import InvalidVersion, Version
 
 from wheelbarrow._core.errors import InputError, SystemRequirementError, ToolError
 from wheelbarrow._core.runner import Runner
 
 __all__ = [
     "DEFAULT_LIB_DIRS",
-    "RUST_UPGRADE",
+    "LANGUAGE_SKIP_DIRS",
+    "MAX_LANGUAGE_FILES",
     "Lack",
-    "RustVersion",
     "SystemProbe",
     "SystemRequirement",
     "check_system",
@@ -27,10 +24,7 @@ __all__ = [
     "lacks_error",
     "missing_error",
     "parse_system_requirement",
-    "required_rust_version",
     "requirements_for_languages",
-    "rustc_version",
-    "toolchain_fingerprint",
 ]
 
 Kind = Literal["cmd", "lib", "header", "pkg-config"]
@@ -60,7 +54,7 @@ _SUFFIX_LANGUAGES = {
 # Version control and environments can hold many thousands of files that say
 # nothing about the project's languages (a .venv is full of .c-free wheels, but
 # vendored sources in site-packages would mislead).
-_LANGUAGE_SKIP_DIRS = frozenset({".git", ".hg", ".svn", ".venv", "__pycache__", "node_modules"})
+LANGUAGE_SKIP_DIRS = frozenset({".git", ".hg", ".svn", ".venv", "__pycache__", "node_modules"})
 MAX_LANGUAGE_FILES = 50_000
 
 # Debian packages that provide the usual build requirements, by name (program,
@@ -113,11 +107,6 @@ _DESCRIPTIONS = {
     "pkg-config": "finds libraries",
 }
 _LANGUAGE_TOOLS = (("c", "cc"), ("cython", "cc"), ("c++", "c++"), ("fortran", "gfortran"))
-RUST_UPGRADE = (
-    "rustup update, or on Debian 12 apt-get install rustc-web cargo-web "
-    "(a newer Rust, installed as rustc and cargo in place of Debian's)"
-)
-"""The two ways to a newer Rust: rustup's toolchains, or Debian 12's rustc-web and cargo-web."""
 _RUST_INSTALL = (
     "install Rust with rustup, or on Debian 12 apt-get install rustc-web cargo-web "
     "(Debian's own rustc and cargo are too old for most crates)"
@@ -234,7 +223,7 @@ def detect_languages(root: Path, *, max_files: int = MAX_LANGUAGE_FILES) -> froz
     found: set[str] = set()
     seen = 0
     for _dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if d not in _LANGUAGE_SKIP_DIRS)
+        dirnames[:] = sorted(d for d in dirnames if d not in LANGUAGE_SKIP_DIRS)
         # Sorted, so which files fall within the limit does not depend on the filesystem.
         for filename in sorted(filenames):
             seen += 1
@@ -394,125 +383,3 @@ def check_system(
     missing += [tool for tool in checker.needed_tools if tool not in missing]
     if missing:
         raise missing_error(missing, label=label)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RustVersion:
-    """The oldest Rust a source tree's crates accept: ``rust-version`` of a Cargo.toml.
-
-    ``text`` is as written (``"1.70"``), ``manifest`` the Cargo.toml that says it,
-    relative to the tree.
-    """
-
-    version: Version
-    text: str
-    manifest: Path
-
-
-_RUSTC_VERSION = re.compile(r"^rustc (\d+\.\d+(?:\.\d+)?)")
-
-
-def required_rust_version(root: Path, *, max_files: int = MAX_LANGUAGE_FILES) -> RustVersion | None:
-    """The highest ``rust-version`` of the crates in ``root``, None when none says one.
-
-    Read from ``[package]`` and ``[workspace.package]`` (what members inherit
-    with ``rust-version.workspace = true``). Vendored crates (a directory with
-    ``.cargo-checksum.json``) are left out: not all of them are built here, and
-    cargo names those that are. A Cargo.toml that cannot be read is cargo's to report.
-    """
-    best: RustVersion | None = None
-    seen = 0
-    for dirpath, dirnames, filenames in os.walk(root):
-        if ".cargo-checksum.json" in filenames:
-            dirnames[:] = []
-            continue
-        dirnames[:] = sorted(d for d in dirnames if d not in _LANGUAGE_SKIP_DIRS and d != "target")
-        seen += len(filenames)
-        if "Cargo.toml" in filenames:
-            manifest = Path(dirpath) / "Cargo.toml"
-            for text in _rust_versions(manifest):
-                try:
-                    version = Version(text)
-                except InvalidVersion:
-                    continue
-                if best is None or version > best.version:
-                    best = RustVersion(
-                        version=version, text=text, manifest=manifest.relative_to(root)
-                    )
-        if seen >= max_files:
-            break
-    return best
-
-
-def _rust_versions(manifest: Path) -> list[str]:
-    try:
-        data = tomllib.loads(manifest.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
-        return []
-    tables = [data.get("package"), (data.get("workspace") or {}).get("package")]
-    return [
-        value
-        for table in tables
-        if isinstance(table, dict) and isinstance(value := table.get("rust-version"), str)
-    ]
-
-
-def rustc_version(
-    *, which: Which, runner: Runner, rustc: str = "rustc", cwd: Path | None = None
-) -> Version | None:
-    """The version ``rustc --version`` reports (``1.95.0``), None when rustc is absent or fails.
-
-    Run from ``cwd`` (the source tree), so a rustup ``rust-toolchain.toml`` there counts.
-    """
-    if which(rustc) is None:
-        return None
-    try:
-        result = runner([rustc, "--version"], cwd=cwd)
-    except ToolError:
-        return None
-    match = _RUSTC_VERSION.match(result.stdout.strip()) if result.returncode == 0 else None
-    return Version(match.group(1)) if match else None
-
-
-def _first_line(text: str) -> str:
-    return next((line.strip() for line in text.splitlines() if line.strip()), "")
-
-
-def toolchain_fingerprint(
-    *, which: Which, runner: Runner, libc: str | None = None
-) -> dict[str, str]:
-    """The versions of the compilers, OpenBLAS and libc here: a part of build cache keys.
-
-    Keys ``cc``, ``c++``, ``gfortran`` (first line of ``--version``),
-    ``openblas`` (``pkg-config --modversion``) and ``libc``; a missing tool is
-    ``absent``. ``libc`` defaults to this machine's glibc (``glibc 2.36``).
-    """
-    fingerprint: dict[str, str] = {}
-    for tool in ("cc", "c++", "gfortran"):
-        fingerprint[tool] = _tool_version(tool, ["--version"], which=which, runner=runner)
-    fingerprint["openblas"] = _tool_version(
-        "pkg-config", ["--modversion", "openblas"], which=which, runner=runner
-    )
-    fingerprint["libc"] = libc if libc is not None else _libc_version()
-    return fingerprint
-
-
-def _tool_version(tool: str, args: Sequence[str], *, which: Which, runner: Runner) -> str:
-    if which(tool) is None:
-        return "absent"
-    try:
-        result = runner([tool, *args])
-    except ToolError:
-        return "absent"
-    if result.returncode != 0:
-        return "absent"
-    return _first_line(result.stdout) or _first_line(result.stderr) or "unknown"
-
-
-def _libc_version() -> str:
-    try:
-        version = os.confstr("CS_GNU_LIBC_VERSION")
-    except (ValueError, OSError):
-        # Not glibc (musl, macOS): the name is unknown to confstr.
-        version = None
-    return version or "unknown"

@@ -32,7 +32,7 @@ __all__ = ["build_index", "source_builder", "toolchain"]
 
 def toolchain() -> dict[str, str]:
     """The versions of this machine's compilers, libc and libraries: for the build cache key."""
-    from wheelbarrow.system.toolchain import toolchain_fingerprint
+    from wheelbarrow.system.fingerprint import toolchain_fingerprint
 
     return toolchain_fingerprint(which=shutil.which, runner=run_subprocess)
 
