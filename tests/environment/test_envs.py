@@ -15,7 +15,7 @@ from support import make_wheel, serve_local_index
 from support.apps import PLATFORM, build_cli, cli, make_app
 
 from wheelbarrow._core.errors import InstallError
-from wheelbarrow.environment.envs import _link_tree, clone_env
+from wheelbarrow.environment.clone import clone_env, link_tree
 
 
 @pytest.fixture
@@ -264,7 +264,7 @@ class TestLinkTree:
         (src / "lib" / "f").write_text("x")
         (src / "lib64").symlink_to("lib")
         (src / "f-link").symlink_to("lib/f")
-        _link_tree(src, tmp_path / "dst", mode="hardlink")
+        link_tree(src, tmp_path / "dst", mode="hardlink")
         assert (tmp_path / "dst" / "lib64").readlink() == Path("lib")
         assert (tmp_path / "dst" / "f-link").readlink() == Path("lib/f")
         assert (tmp_path / "dst" / "lib" / "f").stat().st_ino == (src / "lib" / "f").stat().st_ino
@@ -610,7 +610,7 @@ class TestReflinks:
         code = textwrap.dedent(
             f"""
             from pathlib import Path
-            from wheelbarrow.environment.envs import clone_env
+            from wheelbarrow.environment.clone import clone_env
             from wheelbarrow.environment.seal import make_seal, read_seal
             root = Path({str(mnt)!r})
             src = root / "src"

@@ -10,15 +10,9 @@ from pathlib import Path
 from wheelbarrow._core.runner import run_subprocess
 from wheelbarrow._core.text import plural
 from wheelbarrow.cli import common, render
-from wheelbarrow.environment.envs import (
-    InstallReport,
-    InstallStatus,
-    clean_install_leftovers,
-    env_key,
-    install_from_store,
-    installed_env_sound,
-    read_marker,
-)
+from wheelbarrow.environment.clone import clean_install_leftovers, installed_env_sound
+from wheelbarrow.environment.envs import InstallReport, InstallStatus, env_key, install_from_store
+from wheelbarrow.environment.marker import read_marker
 from wheelbarrow.wheelhouse.assemble import require_wheelhouse
 
 

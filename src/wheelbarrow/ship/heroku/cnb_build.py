@@ -13,7 +13,7 @@ from wheelbarrow.app.directory import read_app
 from wheelbarrow.app.procfile import read_procfile
 from wheelbarrow.app.target import PythonVersion
 from wheelbarrow.app.webentry import detect_entry
-from wheelbarrow.environment.envs import clone_env
+from wheelbarrow.environment.clone import clone_env
 from wheelbarrow.environment.interpreters import Interpreter
 from wheelbarrow.ship.heroku.cnb import Process, plan_python_version, write_launch
 from wheelbarrow.ship.heroku.cnb_env import venv_env, write_env

@@ -21,7 +21,8 @@ from wheelbarrow._core.text import plural
 from wheelbarrow.app.directory import App, read_app
 from wheelbarrow.app.requirements import IndexOptions
 from wheelbarrow.app.target import PythonVersion, host_platform
-from wheelbarrow.environment.envs import clone_env, ensure_store_env, env_key, manifest_wheels
+from wheelbarrow.environment.clone import clone_env
+from wheelbarrow.environment.envs import ensure_store_env, env_key, manifest_wheels
 from wheelbarrow.environment.interpreters import Interpreter
 from wheelbarrow.lock.options import Host, Options
 from wheelbarrow.lock.plan import make_plan
@@ -346,7 +347,7 @@ def _link_slug_home(ctx: CompileContext, out: HerokuReporter) -> Path:
 
 def _point_at(env: Path, *, old: str, new: str) -> None:
     """Rewrite the paths the environment names (scripts, pyvenv.cfg) from BUILD_DIR to SLUG_HOME."""
-    from wheelbarrow.environment.envs import _relocate
+    from wheelbarrow.environment.site import relocate as _relocate
 
     _relocate(env, old=old, new=new)
 

@@ -1,0 +1,281 @@
+"""Cloning a stored environment where it runs: reflinks or hard links, checked against its seal."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import shutil
+import stat
+from pathlib import Path
+from typing import Literal
+
+from wheelbarrow._core.errors import (
+    EnvironmentEditedError,
+    InstallError,
+    StoreError,
+)
+from wheelbarrow._core.scratch import clean_stale, scratch
+from wheelbarrow._core.text import plural
+from wheelbarrow.environment.marker import read_marker
+from wheelbarrow.environment.seal import (
+    SEAL,
+    Scan,
+    SealedFile,
+    describe,
+    read_seal,
+    regenerable,
+    scan_tree,
+)
+from wheelbarrow.environment.site import relocate
+
+LinkMode = Literal["hardlink", "copy"]
+
+
+def _scratch_prefix(dest: Path) -> str:
+    return f".{dest.name}.wheelbarrow-"
+
+
+def clean_install_leftovers(dest: Path) -> None:
+    """Remove the scratch a killed install into ``dest`` left beside it (nothing else)."""
+    clean_stale(dest.parent, _scratch_prefix(dest))
+
+
+def clone_env(source: Path, dest: Path, *, mode: LinkMode = "hardlink") -> None:
+    """Make ``dest`` a copy of the store environment ``source`` that runs from ``dest``.
+
+    Files are reflinked where the filesystem can (a copy sharing blocks, so
+    edits stay apart), else hard-linked (falling back to copies across
+    filesystems), or copied with ``mode="copy"``. ``source`` is checked
+    against its seal while it is walked. The new tree is built beside
+    ``dest`` and renamed into place, so ``dest`` is never half-written. A
+    previous wheelbarrow environment at ``dest`` is replaced, unless it holds
+    files wheelbarrow did not put there; anything else there is left alone
+    and reported.
+    """
+    dest = dest.absolute()
+    _check_target(dest)
+    seal = read_seal(source)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    prefix = _scratch_prefix(dest)
+    clean_install_leftovers(dest)
+    with scratch(dest.parent, prefix) as holder:
+        work = holder / "env"
+        try:
+            scan, placed, linked = link_tree(source, work, mode=mode)
+        except FileNotFoundError as exc:
+            raise StoreError(
+                f"{source}: changed while it was being cloned ({exc.filename})",
+                hint="install again",
+            ) from exc
+        if seal is not None:
+            check = seal.check(source, scan)
+            if not check.ok:
+                raise EnvironmentEditedError(
+                    f"{source}: changed after it was sealed: {describe(check.problems)}",
+                    hint="run `wheelbarrow verify --repair`, then install again",
+                )
+            if check.restated:  # same bytes, new stats: hash them once, not at every clone
+                with contextlib.suppress(OSError):
+                    seal.refreshed(check.restated).write(source)
+        rewritten = relocate(work, old=str(source), new=str(dest))
+        if seal is not None:
+            # The clone's own seal: its inodes (the store's, for hard links), and the
+            # rewritten files as they are now. Install checks it to say "up to date".
+            for rel in rewritten:
+                placed[rel] = os.stat(os.path.join(work, rel))
+            if linked and not check.restated:
+                # Every file is the sealed one but those rewritten: amend a copy.
+                seal.write_amended(
+                    work,
+                    {
+                        rel: SealedFile(st.st_size, st.st_mtime_ns, st.st_ino, rewritten[rel])
+                        for rel, st in placed.items()
+                        if rel in rewritten
+                    },
+                )
+            else:
+                seal.cloned(placed, rewritten).write(work)
+        if dest.exists():
+            os.rename(dest, holder / "old")  # removed with the scratch entry
+        os.rename(work, dest)
+
+
+def installed_env_sound(path: Path) -> bool:
+    """Whether the installed environment at ``path`` still has the files it was installed with.
+
+    A stat pass over its seal (hashes only where a stat differs); files the
+    user added do not count. An environment without a seal (made before
+    seals existed) is taken as sound.
+    """
+    seal = read_seal(path)
+    if seal is None:
+        return True
+    try:
+        check = seal.check(path)
+    except FileNotFoundError:
+        return False
+    if any(p.problem != "added" for p in check.problems):
+        return False
+    if check.restated:
+        with contextlib.suppress(OSError):
+            seal.refreshed(check.restated).write(path)
+    return True
+
+
+def _check_target(dest: Path) -> None:
+    """Refuse a file, a directory wheelbarrow did not make, or an environment with user files."""
+    if not os.path.lexists(dest):
+        return
+    if not dest.is_dir():
+        raise InstallError(
+            f"{dest}: is a file, not a directory",
+            hint="give --into a directory (it is made if missing), or move the file away",
+        )
+    if read_marker(dest) is None:
+        if any(dest.iterdir()):
+            raise InstallError(
+                f"{dest}: exists and is not an environment made by wheelbarrow",
+                hint="pick another --into directory, or remove this one",
+            )
+        return
+    foreign = user_files(dest)
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (
+            f" and {len(foreign) - 5} more" if len(foreign) > 5 else ""
+        )
+        raise InstallError(
+            f"{dest}: holds {plural(len(foreign), 'file')} wheelbarrow did not put there: {shown}",
+            hint="installing replaces the whole environment: move them out of it, "
+            "or install into another directory",
+        )
+
+
+def user_files(env: Path) -> list[str]:
+    """Files in a wheelbarrow environment that its seal does not list (someone put them there).
+
+    Bytecode caches are not counted: Python writes them itself. An
+    environment made before seals existed gives none.
+    """
+    seal = read_seal(env)
+    if seal is None:
+        return []
+    known = seal.paths()
+    scan = scan_tree(env)
+    return sorted(
+        rel
+        for rel in [*scan.files, *scan.links, *scan.others]
+        if rel not in known and not regenerable(rel)
+    )
+
+
+# Linux's FICLONE ioctl: _IOW(0x94, 9, int).
+FICLONE = 0x40049409
+
+_NO_REFLINK = {
+    errno.EOPNOTSUPP,
+    errno.ENOTSUP,
+    errno.EXDEV,
+    errno.EINVAL,
+    errno.ENOTTY,
+    errno.ENOSYS,
+    errno.EPERM,
+}
+
+
+class _Placer:
+    """Puts one file of a tree in place: a reflink, else a hard link, else a copy.
+
+    The first refusal of a method is taken for the whole tree (one filesystem),
+    so ext4, which has no reflinks, pays for one failed ioctl per tree.
+    """
+
+    def __init__(self, mode: LinkMode) -> None:
+        self.reflink = mode == "hardlink"
+        self.hardlink = mode == "hardlink"
+        self.only_hardlinks = True  # every file placed so far is a hard link
+
+    def place(self, src: str, dst: str, st: os.stat_result) -> os.stat_result:
+        """Place ``src`` (whose stat is ``st``) at ``dst``; returns the new file's stat."""
+        if self.reflink:
+            placed = _reflink(src, dst, st)
+            if placed is not None:
+                self.only_hardlinks = False
+                return placed
+            self.reflink = False
+        if self.hardlink:
+            try:
+                os.link(src, dst)
+                return st  # the same inode: the same stat, but for links and ctime
+            except OSError as exc:
+                if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.EACCES):
+                    raise
+                self.hardlink = False  # another filesystem: copy from here on
+        self.only_hardlinks = False
+        shutil.copy2(src, dst)
+        return os.stat(dst)
+
+
+def _reflink(src: str, dst: str, st: os.stat_result) -> os.stat_result | None:
+    """Clone ``src`` to a new ``dst`` sharing its blocks; None where the filesystem cannot."""
+    sfd = os.open(src, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        dfd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            try:
+                fcntl.ioctl(dfd, FICLONE, sfd)
+            except OSError as exc:
+                os.unlink(dst)
+                if exc.errno in _NO_REFLINK:
+                    return None
+                raise
+            os.fchmod(dfd, stat.S_IMODE(st.st_mode))
+            os.utime(dfd, ns=(st.st_atime_ns, st.st_mtime_ns))
+            return os.fstat(dfd)
+        finally:
+            os.close(dfd)
+    finally:
+        os.close(sfd)
+
+
+def link_tree(
+    src: Path, dst: Path, *, mode: LinkMode
+) -> tuple[Scan, dict[str, os.stat_result], bool]:
+    """Recreate ``src`` at ``dst`` (directories made, symlinks copied, files placed).
+
+    Returns what ``src`` held, from the one walk, for checking it against its
+    seal; the stat of each file placed; and whether every file is a hard link.
+    The seal itself is left out: a clone gets its own (editing a clone's seal
+    must not edit the store's).
+    """
+    scan = Scan()
+    placed: dict[str, os.stat_result] = {}
+    placer = _Placer(mode)
+    src_s, dst_s = os.fspath(src), os.fspath(dst)
+    cut = len(src_s) + 1
+    os.mkdir(dst_s)
+    stack = [src_s]
+    while stack:
+        directory = stack.pop()
+        target_dir = dst_s + directory[len(src_s) :]
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                rel = entry.path[cut:]
+                d = os.path.join(target_dir, entry.name)
+                if entry.is_symlink():
+                    target = os.readlink(entry.path)
+                    os.symlink(target, d)
+                    scan.links[rel] = target
+                elif entry.is_dir(follow_symlinks=False):
+                    os.mkdir(d)
+                    stack.append(entry.path)
+                elif entry.is_file(follow_symlinks=False):
+                    if rel == SEAL:
+                        continue
+                    st = entry.stat(follow_symlinks=False)
+                    scan.files[rel] = st
+                    placed[rel] = placer.place(entry.path, d, st)
+                else:
+                    scan.others.append(rel)  # sockets, fifos: never part of an environment
+    return scan, placed, placer.only_hardlinks
