@@ -1,0 +1,195 @@
+"""The command line's options, command by command (``build_parser`` assembles them)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def positive(text: str) -> int:
+    """An argparse type: an integer of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, not {text!r}")
+    return value
+
+
+def common_options(parser: argparse.ArgumentParser, *, index: bool = True) -> None:
+    """The app, target, store, output and lock-part options every app command takes; the index
+    options too unless ``index`` is False."""
+    parser.add_argument("app", nargs="?", default=".", help="the app directory (default: .)")
+    parser.add_argument(
+        "--python",
+        metavar="VERSION",
+        help="target Python, e.g. 3.12 (default: the app's .python-version, "
+        "runtime.txt or requires-python, else the lock's, else this Python)",
+    )
+    parser.add_argument(
+        "--platform",
+        metavar="TAG",
+        help="target platform, e.g. manylinux_2_28_x86_64 (default: the lock's, "
+        "else this machine's)",
+    )
+    parser.add_argument(
+        "--store",
+        metavar="DIR",
+        help="the content-addressed store (default: $WHEELBARROW_STORE, else the "
+        "user cache directory)",
+    )
+    parser.add_argument("--json", action="store_true", help="print a machine-readable report")
+    parser.add_argument("-q", "--quiet", action="store_true", help="print only errors")
+    parser.add_argument(
+        "--dev",
+        action="store_true",
+        help="with a uv, Poetry or Pipenv lock: deploy its dev dependencies too",
+    )
+    parser.add_argument(
+        "--group",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="with a uv or Poetry lock: deploy the dependency group NAME too (repeatable)",
+    )
+    parser.add_argument(
+        "--extra",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="with a uv or Poetry lock: deploy the project's extra NAME (repeatable)",
+    )
+    if index:
+        parser.add_argument("-i", "--index-url", metavar="URL", help="the package index")
+        parser.add_argument(
+            "--extra-index-url",
+            metavar="URL",
+            action="append",
+            default=[],
+            help="another index to search (repeatable)",
+        )
+        parser.add_argument(
+            "-f",
+            "--find-links",
+            metavar="PATH_OR_URL",
+            action="append",
+            default=[],
+            help="a directory or page of distributions (repeatable)",
+        )
+        parser.add_argument("--no-index", action="store_true", help="use no package index")
+
+
+def lock_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``wheelbarrow lock``."""
+    common_options(parser)
+    parser.add_argument(
+        "--upgrade",
+        action="store_true",
+        help="resolve every package afresh, ignoring the versions the old lock pins",
+    )
+    parser.add_argument(
+        "--upgrade-package",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="resolve NAME afresh, keeping the other pins (repeatable)",
+    )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="replace a pylock.toml that another tool wrote",
+    )
+
+
+def build_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``wheelbarrow build``."""
+    common_options(parser)
+    parser.add_argument(
+        "--jobs", type=positive, default=8, metavar="N", help="parallel downloads (default 8)"
+    )
+    parser.add_argument(
+        "--output", metavar="DIR", help="also export the wheelhouse (wheels + simple/ index) to DIR"
+    )
+    parser.add_argument(
+        "--no-binary",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="build NAME from source even if a wheel exists (repeatable; :all: for all)",
+    )
+    parser.add_argument(
+        "--only-binary",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="never build NAME from source (repeatable; :all: for all)",
+    )
+    parser.add_argument(
+        "--repair",
+        choices=("auto", "never"),
+        help="repair built wheels with auditwheel (auto, the default) or keep them "
+        "as built, for a target of the same base (never)",
+    )
+    parser.add_argument(
+        "--build-jobs",
+        type=positive,
+        metavar="N",
+        help="source builds at once (default: the number of cores)",
+    )
+    parser.add_argument(
+        "--python-executable",
+        metavar="PATH",
+        help="the interpreter source builds use (default: found on PATH)",
+    )
+
+
+def install_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``wheelbarrow install``."""
+    common_options(parser, index=False)
+    parser.add_argument("--into", required=True, metavar="DIR", help="where the environment goes")
+    parser.add_argument(
+        "--python-executable",
+        metavar="PATH",
+        help="the interpreter to build the environment with (default: found on PATH)",
+    )
+    parser.add_argument(
+        "--link-mode",
+        choices=("hardlink", "copy"),
+        default="hardlink",
+        help="share files with the store: reflinks where the filesystem has them, else hard "
+        "links (default, hardlink), or copy them (copy)",
+    )
+
+
+def image_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``wheelbarrow image``."""
+    common_options(parser, index=False)
+    parser.add_argument(
+        "--base",
+        required=True,
+        metavar="REF",
+        help="the base image: a registry reference, or oci:DIR:TAG for an OCI layout",
+    )
+    parser.add_argument("--tag", required=True, metavar="REF", help="the new image's reference")
+    parser.add_argument("--oci", metavar="DIR[:TAG]", help="write an OCI image layout")
+    parser.add_argument(
+        "--docker-archive", metavar="FILE", help="write a docker-archive (docker load)"
+    )
+    parser.add_argument(
+        "--push",
+        action="store_true",
+        help="push to the registry in --tag (only missing blobs; tagged last)",
+    )
+    parser.add_argument("--source", metavar="URL", help="the image's source label")
+    parser.add_argument(
+        "--python-executable",
+        metavar="PATH",
+        help="the interpreter to build the environment with (default: found on PATH)",
+    )
+
+
+def serve_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``wheelbarrow serve``."""
+    common_options(parser, index=False)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
