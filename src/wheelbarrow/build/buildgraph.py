@@ -255,54 +255,83 @@ def run_graph(
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
     graph.check()
-    order = graph.order()
-    position = {key: place for place, key in enumerate(order)}
-    emit: EventSink = on_event or _ignore
-    waiting = {key: len(graph.nodes[key].needs) for key in order}
-    ready = [position[key] for key in order if waiting[key] == 0]
-    built: set[str] = set()
-    failed: dict[str, Exception] = {}
-    skipped: dict[str, str] = {}
-    running: dict[Future[None], str] = {}
-    stop: BaseException | None = None
-
+    run = _Run(graph, on_event or _ignore)
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="wheelbarrow-build") as pool:
-        while running or (ready and stop is None):
-            while stop is None and ready and len(running) < workers:
-                node = graph.nodes[order[ready[0]]]
-                if running and (node.exclusive or _any_exclusive(graph, running.values())):
-                    break
-                heapq.heappop(ready)
-                emit(node.key, "started")
-                running[pool.submit(job, node.key)] = node.key
-            done, _ = wait(running, return_when=FIRST_COMPLETED)
-            for future in sorted(done, key=lambda f: position[running[f]]):
-                key = running.pop(future)
-                error = future.exception()
-                if error is None:
-                    built.add(key)
-                    emit(key, "built")
-                    for dependant in graph.dependants(key):
-                        waiting[dependant] -= 1
-                        if waiting[dependant] == 0:
-                            heapq.heappush(ready, position[dependant])
-                elif isinstance(error, Exception):
-                    failed[key] = error
-                    emit(key, "failed")
-                    for lost in sorted(
-                        _dependants_of(graph, key) - skipped.keys(), key=position.__getitem__
-                    ):
-                        skipped[lost] = key
-                        emit(lost, "skipped")
-                elif stop is None:
-                    stop = error
-    if stop is not None:
-        raise stop
-    return Outcome(
-        built=tuple(key for key in order if key in built),
-        failed=MappingProxyType({key: failed[key] for key in order if key in failed}),
-        skipped=MappingProxyType({key: skipped[key] for key in order if key in skipped}),
-    )
+        while run.running or (run.ready and run.stop is None):
+            run.start_ready(pool, job, workers)
+            done, _ = wait(run.running, return_when=FIRST_COMPLETED)
+            for future in sorted(done, key=lambda f: run.position[run.running[f]]):
+                run.finish(future)
+    if run.stop is not None:
+        raise run.stop
+    return run.outcome()
+
+
+class _Run:
+    """The state of one :func:`run_graph`: what waits, is ready, runs, was built, failed or
+    was skipped. Used from the calling thread only."""
+
+    def __init__(self, graph: BuildGraph, emit: EventSink) -> None:
+        self.graph = graph
+        self.emit = emit
+        self.order = graph.order()
+        self.position = {key: place for place, key in enumerate(self.order)}
+        self.waiting = {key: len(graph.nodes[key].needs) for key in self.order}
+        self.ready = [self.position[key] for key in self.order if self.waiting[key] == 0]
+        self.built: set[str] = set()
+        self.failed: dict[str, Exception] = {}
+        self.skipped: dict[str, str] = {}
+        self.running: dict[Future[None], str] = {}
+        self.stop: BaseException | None = None
+
+    def start_ready(
+        self, pool: ThreadPoolExecutor, job: Callable[[str], None], workers: int
+    ) -> None:
+        """Start the ready nodes in order while workers are free and exclusivity allows."""
+        while self.stop is None and self.ready and len(self.running) < workers:
+            node = self.graph.nodes[self.order[self.ready[0]]]
+            if self.running and (
+                node.exclusive or _any_exclusive(self.graph, self.running.values())
+            ):
+                break
+            heapq.heappop(self.ready)
+            self.emit(node.key, "started")
+            self.running[pool.submit(job, node.key)] = node.key
+
+    def finish(self, future: Future[None]) -> None:
+        """Account for a finished job: its dependants get ready, or are skipped if it failed;
+        anything but an ``Exception`` stops the run."""
+        key = self.running.pop(future)
+        error = future.exception()
+        if error is None:
+            self.built.add(key)
+            self.emit(key, "built")
+            for dependant in self.graph.dependants(key):
+                self.waiting[dependant] -= 1
+                if self.waiting[dependant] == 0:
+                    heapq.heappush(self.ready, self.position[dependant])
+        elif isinstance(error, Exception):
+            self.failed[key] = error
+            self.emit(key, "failed")
+            for lost in sorted(
+                _dependants_of(self.graph, key) - self.skipped.keys(),
+                key=self.position.__getitem__,
+            ):
+                self.skipped[lost] = key
+                self.emit(lost, "skipped")
+        elif self.stop is None:
+            self.stop = error
+
+    def outcome(self) -> Outcome:
+        """What the run did, each part in build order."""
+        order = self.order
+        return Outcome(
+            built=tuple(key for key in order if key in self.built),
+            failed=MappingProxyType({key: self.failed[key] for key in order if key in self.failed}),
+            skipped=MappingProxyType(
+                {key: self.skipped[key] for key in order if key in self.skipped}
+            ),
+        )
 
 
 def _ignore(key: str, what: str) -> None:

@@ -138,6 +138,12 @@ def _best_policy(
     """
     done = _run(runner, [*auditwheel, "show", "--json", str(wheel)], auditwheel=auditwheel, env=env)
     report = _show_report(wheel, done)
+    _refuse_unrepairable(wheel, report)
+    return _checked_policy(wheel, report, target)
+
+
+def _refuse_unrepairable(wheel: Path, report: Mapping[str, Any]) -> None:
+    """Raise when auditwheel cannot audit the wheel or no manylinux tag can have it."""
     if "error" in report:
         raise RepairError(
             f"{wheel.name}: auditwheel cannot audit it: {report['error']}",
@@ -157,6 +163,10 @@ def _best_policy(
             f"{wheel.name}: cannot be tagged manylinux: {'; '.join(reasons)}",
             hint="rebuild it without -march=native or similar flags, against a standard CPython",
         )
+
+
+def _checked_policy(wheel: Path, report: Mapping[str, Any], target: Target) -> str:
+    """The policy the symbol versions allow (``sym_tag``), if it holds for ``target``."""
     policy = str(report.get("sym_tag", ""))
     match = _POLICY.match(policy)
     if match is None:

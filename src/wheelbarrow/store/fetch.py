@@ -257,24 +257,10 @@ class Fetcher:
         cancel: threading.Event,
         budget: _Budget,
     ) -> None:
+        """One attempt: copy a local file, or download the artefact, into ``writer``."""
         meter = budget.attempt()
         if artefact.path is not None or (artefact.url and artefact.url.startswith("file:")):
-            path = artefact.path or Path(unquote(urlparse(artefact.url or "").path))
-            try:
-                if artefact.size is None:
-                    reporter.download_expected(path.stat().st_size)
-                with path.open("rb") as f:
-                    while chunk := f.read(CHUNK):
-                        if cancel.is_set():
-                            raise _Cancelled
-                        meter.take(len(chunk))
-                        writer.write(chunk)
-                        reporter.download_advanced(len(chunk))
-            except FileNotFoundError as exc:
-                raise FetchError(
-                    f"{artefact.name} {artefact.version}: {path} does not exist",
-                    hint="the lock points at a local file that moved: lock again",
-                ) from exc
+            _copy_local(artefact, writer, reporter, cancel, meter)
             return
         if client is None or not artefact.url:
             raise FetchError(f"{artefact.name} {artefact.version}: the lock gives no URL or path")
@@ -286,20 +272,7 @@ class Fetcher:
         timeout = httpx.Timeout(min(self._limits.connect, left), read=min(self._limits.stall, left))
         try:
             with client.stream("GET", url, auth=auth, timeout=timeout) as response:
-                status = response.status_code
-                if status in _RETRYABLE_STATUS:
-                    raise _Retryable(f"HTTP {status}", 0)
-                if status in (401, 403):
-                    raise FetchError(
-                        f"{budget.label}: GET {budget.where} answered HTTP {status}",
-                        hint=self._refused_hint(url, credential),
-                    )
-                if status != 200:
-                    raise FetchError(
-                        f"{budget.label}: GET {budget.where} answered HTTP {status}",
-                        hint="the file is gone from the index (or the index is down): "
-                        "lock again to take what it has now",
-                    )
+                self._check_status(response.status_code, url, credential, budget)
                 length = response.headers.get("Content-Length", "")
                 if length.isdigit():
                     budget.check_announced(int(length))
@@ -318,6 +291,24 @@ class Fetcher:
         except httpx.TransportError as exc:
             raise _Retryable(f"{type(exc).__name__}: {redact_urls(str(exc))}", meter.seen) from exc
 
+    def _check_status(
+        self, status: int, url: str, credential: Credential | None, budget: _Budget
+    ) -> None:
+        """Raise for an answer other than 200: retryable, refused, or gone."""
+        if status in _RETRYABLE_STATUS:
+            raise _Retryable(f"HTTP {status}", 0)
+        if status in (401, 403):
+            raise FetchError(
+                f"{budget.label}: GET {budget.where} answered HTTP {status}",
+                hint=self._refused_hint(url, credential),
+            )
+        if status != 200:
+            raise FetchError(
+                f"{budget.label}: GET {budget.where} answered HTTP {status}",
+                hint="the file is gone from the index (or the index is down): "
+                "lock again to take what it has now",
+            )
+
     def _authenticate(self, url: str) -> tuple[str, Credential | None]:
         """The URL to request (without credentials) and the credential to send with it."""
         clean, user, password = split_userinfo(url)
@@ -334,6 +325,32 @@ class Fetcher:
         if sent is not None:
             return f"the index refused the credentials from {sent.source}: check them"
         return "the index needs credentials: give them in the index URL or in ~/.netrc"
+
+
+def _copy_local(
+    artefact: Artefact,
+    writer: BlobWriter,
+    reporter: Reporter,
+    cancel: threading.Event,
+    meter: _Meter,
+) -> None:
+    """Copy an artefact the lock gives as a local path (or ``file:`` URL) into ``writer``."""
+    path = artefact.path or Path(unquote(urlparse(artefact.url or "").path))
+    try:
+        if artefact.size is None:
+            reporter.download_expected(path.stat().st_size)
+        with path.open("rb") as f:
+            while chunk := f.read(CHUNK):
+                if cancel.is_set():
+                    raise _Cancelled
+                meter.take(len(chunk))
+                writer.write(chunk)
+                reporter.download_advanced(len(chunk))
+    except FileNotFoundError as exc:
+        raise FetchError(
+            f"{artefact.name} {artefact.version}: {path} does not exist",
+            hint="the lock points at a local file that moved: lock again",
+        ) from exc
 
 
 class _Budget:

@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from wheelbarrow._core.errors import MalformedWheelError
+
+if TYPE_CHECKING:
+    from email.message import Message
+
+    from packaging.utils import NormalizedName
+    from packaging.version import Version
 
 
 def is_wheel(filename: str) -> bool:
@@ -22,14 +29,7 @@ def check_wheel(path: Path, *, filename: str | None = None) -> None:
     Reading errors other than the archive's own (a full or failing disk)
     propagate as they are.
     """
-    import zipfile  # here, not at the top: the store imports this module on every command
-    import zlib
-    from email.parser import HeaderParser
-
-    from installer.exceptions import InstallerError
-    from installer.sources import WheelFile
-    from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
-    from packaging.version import InvalidVersion, Version
+    from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
     filename = filename or path.name
     try:
@@ -38,6 +38,19 @@ def check_wheel(path: Path, *, filename: str | None = None) -> None:
         raise MalformedWheelError(
             f"{filename}: not a wheel file name: {exc}", path=filename
         ) from exc
+    metadata = _checked_metadata(path, filename)
+    _check_name_and_version(filename, name, version, metadata)
+
+
+def _checked_metadata(path: Path, filename: str) -> Message:
+    """The METADATA of the wheel at ``path``, once its RECORD is checked against its contents."""
+    import zipfile  # here, not at the top: the store imports this module on every command
+    import zlib
+    from email.parser import HeaderParser
+
+    from installer.exceptions import InstallerError
+    from installer.sources import WheelFile
+
     try:
         with zipfile.ZipFile(path) as archive:
             archive.filename = filename  # installer parses the name; a scratch file has none
@@ -55,13 +68,22 @@ def check_wheel(path: Path, *, filename: str | None = None) -> None:
                     f"{filename}: its RECORD does not match its contents:\n{shown}{more}",
                     path=filename,
                 ) from exc
-            metadata = HeaderParser().parsestr(source.read_dist_info("METADATA"))
+            return HeaderParser().parsestr(source.read_dist_info("METADATA"))
     except zipfile.BadZipFile as exc:
         raise MalformedWheelError(f"{filename}: not a zip archive ({exc})", path=filename) from exc
     except (InstallerError, KeyError, UnicodeDecodeError, zlib.error, EOFError) as exc:
         raise MalformedWheelError(
             f"{filename}: cannot be read as a wheel: {type(exc).__name__}: {exc}", path=filename
         ) from exc
+
+
+def _check_name_and_version(
+    filename: str, name: NormalizedName, version: Version, metadata: Message
+) -> None:
+    """Raise unless METADATA's Name and Version are those of the file name."""
+    from packaging.utils import canonicalize_name
+    from packaging.version import InvalidVersion, Version
+
     meta_name, meta_version = metadata.get("Name"), metadata.get("Version")
     if not meta_name or not meta_version:
         raise MalformedWheelError(
