@@ -16,11 +16,8 @@ from hypothesis import strategies as st
 from support.fuzz import fuzz_settings, nasty_bytes, nasty_text, requirement_line, requirements_file
 
 from wheelbarrow._core.errors import RequirementsError
-from wheelbarrow.app.requirements import (
-    Requirements,
-    parse_requirements_file,
-    requirements_from_strings,
-)
+from wheelbarrow.app.requirements import Requirements
+from wheelbarrow.app.requirements_file import parse_requirements_file, requirements_from_strings
 from wheelbarrow.app.target import Target
 from wheelbarrow.lock.resolve import LockRequest
 

@@ -14,6 +14,8 @@ from wheelbarrow.app.requirements import (
     Origin,
     RequirementLine,
     Requirements,
+)
+from wheelbarrow.app.requirements_file import (
     parse_requirements_file,
     parse_requirements_text,
     requirements_from_strings,

@@ -9,7 +9,7 @@ import pytest
 from support.apps import cli
 
 from wheelbarrow.app.config import read_build_config
-from wheelbarrow.app.requirements import parse_requirements_file
+from wheelbarrow.app.requirements_file import parse_requirements_file
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "textsim-from-source"

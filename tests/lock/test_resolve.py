@@ -10,7 +10,8 @@ from support import build_local_index, make_wheel, sha256_of
 from support.apps import HOST_PYTHON, PLATFORM, build_cli, cli, make_app
 
 from wheelbarrow._core.errors import InputError
-from wheelbarrow.app.requirements import IndexOptions, parse_requirements_text
+from wheelbarrow.app.requirements import IndexOptions
+from wheelbarrow.app.requirements_file import parse_requirements_text
 from wheelbarrow.app.target import Target
 from wheelbarrow.lock.lockfile import read_lock
 from wheelbarrow.lock.resolve import LockRequest

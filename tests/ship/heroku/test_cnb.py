@@ -13,17 +13,15 @@ from wheelbarrow._core.errors import BuildpackError, InputError, TargetError
 from wheelbarrow.ship.heroku.cnb import (
     DETECT_FAIL,
     DETECT_PASS,
-    EnvVar,
-    LayerStore,
     Process,
     buildpack_toml,
     detect,
     main,
     plan_python_version,
-    venv_env,
-    write_env,
     write_launch,
 )
+from wheelbarrow.ship.heroku.cnb_env import EnvVar, venv_env, write_env
+from wheelbarrow.ship.heroku.cnb_layers import LayerStore
 
 META = {"wheelhouse_key": "k1", "python": "3.11.7"}
 

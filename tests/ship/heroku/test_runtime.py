@@ -32,12 +32,12 @@ from wheelbarrow._core.errors import (
 from wheelbarrow._core.runner import Completed, Runner, run_subprocess
 from wheelbarrow.app.target import PythonVersion
 from wheelbarrow.build.sdist import unpack_sdist
+from wheelbarrow.ship.heroku.provide_python import provide_runtime
 from wheelbarrow.ship.heroku.runtime import (
     SHA256_VAR,
     TARBALL_VAR,
     URL_VAR,
     Runtime,
-    provide_runtime,
     read_env_dir,
 )
 

@@ -185,7 +185,7 @@ class TestImage:
 
 def fake_base(directory: Path, files: list[str]) -> str:
     """An OCI layout at ``directory`` holding one layer of empty ``files``: ``oci:DIR:base``."""
-    from wheelbarrow.ship.oci.image import append_layers, scratch_config
+    from wheelbarrow.ship.oci.append import append_layers, scratch_config
     from wheelbarrow.ship.oci.layer import RegularFile, write_layer
     from wheelbarrow.ship.oci.layout import write_oci_layout
 

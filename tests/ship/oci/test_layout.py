@@ -23,23 +23,15 @@ import pytest
 from support.containers import Podman, require
 
 from wheelbarrow._core.errors import BlobNotFoundError, ImageError, ImageFormatError
-from wheelbarrow.ship.oci.image import (
-    DOCKER_CONFIG,
-    DOCKER_LAYER_GZIP,
-    DOCKER_MANIFEST,
-    OCI_CONFIG,
-    OCI_LAYER_GZIP,
-    OCI_MANIFEST,
-    REF_NAME,
+from wheelbarrow.ship.oci.append import (
     ConfigChanges,
-    Descriptor,
-    ImageConfig,
     ImageDocuments,
-    Manifest,
     append_layers,
     scratch_config,
-    sha256_digest,
 )
+from wheelbarrow.ship.oci.blobs import chain_blobs
+from wheelbarrow.ship.oci.docker_archive import write_docker_archive
+from wheelbarrow.ship.oci.image import Descriptor, ImageConfig, Manifest, sha256_digest
 from wheelbarrow.ship.oci.layer import (
     Directory,
     HardLink,
@@ -48,11 +40,14 @@ from wheelbarrow.ship.oci.layer import (
     Symlink,
     write_layer,
 )
-from wheelbarrow.ship.oci.layout import (
-    chain_blobs,
-    read_oci_layout,
-    write_docker_archive,
-    write_oci_layout,
+from wheelbarrow.ship.oci.layout import REF_NAME, read_oci_layout, write_oci_layout
+from wheelbarrow.ship.oci.mediatypes import (
+    DOCKER_CONFIG,
+    DOCKER_LAYER_GZIP,
+    DOCKER_MANIFEST,
+    OCI_CONFIG,
+    OCI_LAYER_GZIP,
+    OCI_MANIFEST,
 )
 
 BASE_CONFIG: dict[str, Any] = {
