@@ -11,7 +11,6 @@ changes: the repaired wheel vendors a copy of it.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import threading
@@ -21,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
+from wheelbarrow._core.digests import file_sha256
 from wheelbarrow._core.errors import ToolError
 from wheelbarrow._core.runner import Runner
 from wheelbarrow.system.toolchain import DEFAULT_LIB_DIRS
@@ -176,13 +176,10 @@ class SystemLibraries:
             known = self._hashes.get(key)
         if known is not None:
             return known
-        digest = hashlib.sha256()
-        with open(real, "rb") as f:  # noqa: PTH123 (a str from realpath)
-            while chunk := f.read(1 << 20):
-                digest.update(chunk)
+        digest = file_sha256(real)
         with self._lock:
-            self._hashes[key] = digest.hexdigest()
-        return digest.hexdigest()
+            self._hashes[key] = digest
+        return digest
 
     def _ld_cache(self) -> dict[str, list[str]]:
         with self._lock:
