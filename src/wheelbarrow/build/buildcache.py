@@ -84,7 +84,7 @@ class Candidate:
     links: Mapping[str, Any]
     build_env: str | None
     path: Path
-    needs_cpu: tuple[str, ...] = ()  # /proc/cpuinfo flags its code needs (portability.py)
+    needs_cpu: tuple[str, ...] = ()  # /proc/cpuinfo flags its code needs (hostcpu.py)
     # A numpy-like build that found no BLAS (blas.py): the OpenBLAS the machine had then.
     without_blas: str | None = None
 
