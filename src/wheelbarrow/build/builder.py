@@ -9,6 +9,7 @@ import subprocess
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name, parse_wheel_filename
@@ -20,6 +21,9 @@ from wheelbarrow._core.runner import Runner
 from wheelbarrow.environment.envs import build_store_env
 from wheelbarrow.environment.interpreters import Interpreter
 from wheelbarrow.store.store import Store
+
+if TYPE_CHECKING:
+    from build import ProjectBuilder
 
 # Keep backends from reaching an index behind our back (setup_requires, pip
 # calls in build scripts): the build environment is all they get.
@@ -95,53 +99,28 @@ def build_wheel(
     ``more_wheels`` supplies for those requirements). Every command's output
     goes to ``request.log``.
     """
-    from build import BuildBackendException, ProjectBuilder
+    from build import BuildBackendException
 
     request.log.parent.mkdir(parents=True, exist_ok=True)
     base = {k: v for k, v in environ.items() if not _dropped(k)}
     base.update(OFFLINE_ENV)
     base.update(request.env)
-
-    def log_runner(
-        cmd: Sequence[str], cwd: str | None = None, extra_environ: Mapping[str, str] | None = None
-    ) -> None:
-        env = dict(base)
-        env.update(extra_environ or {})
-        # As pypa/build's isolated environments and uv do: the build environment's
-        # scripts (meson, cython, ninja, cmake, maturin, swig) first on PATH.
-        scripts = str(python.parent)
-        env["PATH"] = os.pathsep.join([scripts, *filter(None, [env.get("PATH")])])
-        # And as uv does: VIRTUAL_ENV names the build environment (CMake's FindPython
-        # and maturin look there first), and the backend writes UTF-8 into the log,
-        # whatever the locale or the caller's PYTHONIOENCODING (maturin prints emoji).
-        env["VIRTUAL_ENV"] = str(python.parent.parent)
-        env["PYTHONIOENCODING"] = "utf-8:backslashreplace"
-        _log(request.log, f"$ {' '.join(cmd)}")
-        done = runner(cmd, cwd=Path(cwd) if cwd else None, env=env, log=request.log)
-        if done.returncode != 0:
-            # What pypa/build expects of its runner, as subprocess.run(check=True) raises.
-            raise subprocess.CalledProcessError(done.returncode, list(cmd))
-
-    wheels = list(request.wheels)
-    python = _environment(wheels, request.interpreter, store, runner)
-    settings = dict(request.config_settings)
+    python = _environment(request.wheels, request.interpreter, store, runner)
+    settings = dict(request.config_settings) or None
     try:
-        builder = ProjectBuilder(
-            request.source_dir, python_executable=str(python), runner=log_runner
+        builder = _project_builder(request, python, base=base, runner=runner)
+        unmet = _unmet(
+            builder.get_requires_for_build("wheel", settings), request.wheels, request.interpreter
         )
-        dynamic = builder.get_requires_for_build("wheel", settings or None)
-        unmet = _unmet(dynamic, wheels, request.interpreter)
         if unmet:
             _log(request.log, f"# the backend also needs: {', '.join(sorted(unmet))}")
             added = more_wheels(sorted(unmet))
             _log(request.log, f"# added to the build environment: {_names(added)}")
-            wheels += added
+            wheels = [*request.wheels, *added]
             python = _environment(wheels, request.interpreter, store, runner)
-            builder = ProjectBuilder(
-                request.source_dir, python_executable=str(python), runner=log_runner
-            )
+            builder = _project_builder(request, python, base=base, runner=runner)
         request.out_dir.mkdir(parents=True, exist_ok=True)
-        built = builder.build("wheel", request.out_dir, settings or None)
+        built = builder.build("wheel", request.out_dir, settings)
     except BuildBackendException as exc:
         _log(request.log, f"# build backend failed: {exc}")
         reason, hint = known_cause(log_tail(request.log, CAUSE_LINES)) or ("the build failed", None)
@@ -154,6 +133,42 @@ def build_wheel(
             request.label, request.log, reason=f"the build could not start: {exc}"
         ) from exc
     return Path(built)
+
+
+def _project_builder(
+    request: BuildRequest, python: Path, *, base: Mapping[str, str], runner: Runner
+) -> ProjectBuilder:
+    """pypa/build's builder for the source, its hooks run by ``python`` into the build's log."""
+    from build import ProjectBuilder
+
+    def log_runner(
+        cmd: Sequence[str], cwd: str | None = None, extra_environ: Mapping[str, str] | None = None
+    ) -> None:
+        env = _backend_environ(base, extra_environ or {}, python)
+        _log(request.log, f"$ {' '.join(cmd)}")
+        done = runner(cmd, cwd=Path(cwd) if cwd else None, env=env, log=request.log)
+        if done.returncode != 0:
+            # What pypa/build expects of its runner, as subprocess.run(check=True) raises.
+            raise subprocess.CalledProcessError(done.returncode, list(cmd))
+
+    return ProjectBuilder(request.source_dir, python_executable=str(python), runner=log_runner)
+
+
+def _backend_environ(
+    base: Mapping[str, str], extra: Mapping[str, str], python: Path
+) -> dict[str, str]:
+    """The variables a backend hook runs with, in the build environment of ``python``."""
+    env = {**base, **extra}
+    # As pypa/build's isolated environments and uv do: the build environment's
+    # scripts (meson, cython, ninja, cmake, maturin, swig) first on PATH.
+    scripts = str(python.parent)
+    env["PATH"] = os.pathsep.join([scripts, *filter(None, [env.get("PATH")])])
+    # And as uv does: VIRTUAL_ENV names the build environment (CMake's FindPython
+    # and maturin look there first), and the backend writes UTF-8 into the log,
+    # whatever the locale or the caller's PYTHONIOENCODING (maturin prints emoji).
+    env["VIRTUAL_ENV"] = str(python.parent.parent)
+    env["PYTHONIOENCODING"] = "utf-8:backslashreplace"
+    return env
 
 
 def _environment(

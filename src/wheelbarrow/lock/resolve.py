@@ -127,52 +127,63 @@ def lock(
     whose requirements did not change keep their locked versions.
     """
     reqs = request.requirements
-    target = request.target
     count = request.what or plural(len(reqs.requirements), "requirement")
-    reporter.message("step", f"Locking {count} for {target}")
+    reporter.message("step", f"Locking {count} for {request.target}")
     scratch_root = Path(tempfile.gettempdir())
     clean_stale(scratch_root, SCRATCH_PREFIX)  # left by killed locks
     with scratch(scratch_root, SCRATCH_PREFIX) as tmp:
-        (tmp / "requirements.in").write_text(
-            "".join(f"{line}\n" for line in reqs.requirements), encoding="utf-8"
-        )
-        args = [
-            uv, "pip", "compile", "requirements.in",
-            "--format", "pylock.toml", "--output-file", "pylock.toml", "--no-header",
-            # 3.X (every 3.X.y) or the pinned 3.X.Y: what the lock records, too.
-            "--python-version", str(target.python),
-            "--python-platform", target.uv_platform,
-        ]  # fmt: skip
-        if reqs.constraints:
-            (tmp / "constraints.txt").write_text(
-                "".join(f"{line}\n" for line in reqs.constraints), encoding="utf-8"
-            )
-            args += ["--constraint", "constraints.txt"]
-        args += _index_args(request.index)
-        if reqs.pre:
-            args += ["--prerelease", "allow"]
-        for name in sorted(reqs.only_binary):
-            args += ["--only-binary", name]
-        if request.exact:
-            args.append("--no-deps")  # the manager's lock already holds every dependency
-        for name in request.upgrade_packages:
-            args += ["--upgrade-package", name]
+        args = _uv_compile(request, uv=uv, work=tmp)
         keep = output.is_file() and lock_digest(output.read_text(encoding="utf-8")) is not None
         if keep and not request.upgrade:
             shutil.copyfile(output, tmp / "pylock.toml")  # preferences: unchanged pins stay
         result = runner(args, cwd=tmp, env=dict(environ))
         if result.returncode != 0:
-            raise _lock_failure(result.stderr, reqs, target)
+            raise _lock_failure(result.stderr, reqs, request.target)
         text = (tmp / "pylock.toml").read_text(encoding="utf-8")
-    _check_user_hashes(text, reqs, target)
+    atomic_write_text(output, _lock_text(text, request))
+    return output
+
+
+def _uv_compile(request: LockRequest, *, uv: str, work: Path) -> list[str]:
+    """Write uv's inputs into ``work`` and return the command that locks them there."""
+    reqs = request.requirements
+    (work / "requirements.in").write_text(
+        "".join(f"{line}\n" for line in reqs.requirements), encoding="utf-8"
+    )
+    args = [
+        uv, "pip", "compile", "requirements.in",
+        "--format", "pylock.toml", "--output-file", "pylock.toml", "--no-header",
+        # 3.X (every 3.X.y) or the pinned 3.X.Y: what the lock records, too.
+        "--python-version", str(request.target.python),
+        "--python-platform", request.target.uv_platform,
+    ]  # fmt: skip
+    if reqs.constraints:
+        (work / "constraints.txt").write_text(
+            "".join(f"{line}\n" for line in reqs.constraints), encoding="utf-8"
+        )
+        args += ["--constraint", "constraints.txt"]
+    args += _index_args(request.index)
+    if reqs.pre:
+        args += ["--prerelease", "allow"]
+    for name in sorted(reqs.only_binary):
+        args += ["--only-binary", name]
+    if request.exact:
+        args.append("--no-deps")  # the manager's lock already holds every dependency
+    for name in request.upgrade_packages:
+        args += ["--upgrade-package", name]
+    return args
+
+
+def _lock_text(text: str, request: LockRequest) -> str:
+    """uv's lock checked, without credentials, with wheelbarrow's header and table."""
+    reqs = request.requirements
+    _check_user_hashes(text, reqs, request.target)
     if request.exact:
         text = keep_hashed_files(text, reqs)
     # uv keeps the credentials of a direct `name @ https://user:token@...` URL in the
     # lock; the fetcher finds them again from the requirements, so the file never holds them.
     text = strip_credentials(text)
-    text = LOCK_HEADER + text.rstrip("\n") + "\n\n" + _tool_table(request)
-    atomic_write_text(output, text)
-    return output
+    return LOCK_HEADER + text.rstrip("\n") + "\n\n" + _tool_table(request)
 
 
 def _index_args(index: IndexOptions) -> list[str]:
