@@ -14,14 +14,14 @@ from __future__ import annotations
 import difflib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from wheelbarrow._core.errors import BuildpackError, InputError
 from wheelbarrow._core.files import atomic_write_text
-from wheelbarrow._core.runner import Runner
+from wheelbarrow._core.runner import Completed, Runner
 from wheelbarrow._core.text import plural
 from wheelbarrow.ship.heroku.output import HerokuReporter
 
@@ -138,6 +138,17 @@ def download_corpora(
     log = [line for line in done.stdout.splitlines() if line and not line.startswith(_MARK)]
     if log:
         out.detail("\n".join(log))
+    _check_result(done, result, wanted, listing)
+    return True
+
+
+def _check_result(
+    done: Completed,
+    result: dict[str, Any] | None,
+    wanted: Sequence[Wanted],
+    listing: Path,
+) -> None:
+    """Raise what went wrong in the downloader's run: its exit, the index, unknown ids, failures."""
     if done.returncode != 0 or result is None:
         tail = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
         raise NltkDownloadError(
@@ -173,7 +184,6 @@ def download_corpora(
             f"failed: {', '.join(result['failed'])} (from {url})",
             hint="see the downloader's output above",
         )
-    return True
 
 
 def write_nltk_profile(build_dir: Path, data_rel: str = DATA_REL) -> Path:
