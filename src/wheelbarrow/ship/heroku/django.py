@@ -61,22 +61,8 @@ def collectstatic(
 
     ``env`` is the process environment with the app's config vars in it.
     """
-    if (app_dir / DISABLED_FILE).exists():
-        out.step(f"Skipping Django collectstatic since the file '{DISABLED_FILE}' exists.")
-        out.warn(
-            f"Warning: The {DISABLED_FILE} file is deprecated.\n\n"
-            f"Please remove the file and set the env var {DISABLE_VAR}=1 instead."
-        )
-        return False
-    if is_disabled(env.get(DISABLE_VAR)):
-        out.step(f"Skipping Django collectstatic since the env var {DISABLE_VAR} is set.")
-        return False
-    # Django ships the django-admin script: its presence says Django is installed.
-    if not (venv / "bin" / "django-admin").exists():
-        return False
-    manage = find_manage_py(app_dir)
+    manage = _manage_py_to_run(app_dir, venv, env=env, out=out)
     if manage is None:
-        out.step("Skipping Django collectstatic since no manage.py file found.")
         return False
     rel = manage.relative_to(app_dir).as_posix()
     python = str(venv / "bin" / "python")
@@ -117,3 +103,27 @@ def collectstatic(
             ),
         )
     return True
+
+
+def _manage_py_to_run(
+    app_dir: Path, venv: Path, *, env: Mapping[str, str], out: HerokuReporter
+) -> Path | None:
+    """The app's manage.py when collectstatic should run, else None (saying why when it is news)."""
+    if (app_dir / DISABLED_FILE).exists():
+        out.step(f"Skipping Django collectstatic since the file '{DISABLED_FILE}' exists.")
+        out.warn(
+            f"Warning: The {DISABLED_FILE} file is deprecated.\n\n"
+            f"Please remove the file and set the env var {DISABLE_VAR}=1 instead."
+        )
+        return None
+    if is_disabled(env.get(DISABLE_VAR)):
+        out.step(f"Skipping Django collectstatic since the env var {DISABLE_VAR} is set.")
+        return None
+    # Django ships the django-admin script: its presence says Django is installed.
+    if not (venv / "bin" / "django-admin").exists():
+        return None
+    manage = find_manage_py(app_dir)
+    if manage is None:
+        out.step("Skipping Django collectstatic since no manage.py file found.")
+        return None
+    return manage
