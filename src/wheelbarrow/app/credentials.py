@@ -193,6 +193,31 @@ def find_credentials(
     uv.toml) with ``UV_INDEX_<NAME>_USERNAME``/``_PASSWORD``, and the netrc
     file (``$NETRC``, else ``~/.netrc``) are read here.
     """
+    raw, looked_at = _index_urls(given, environ=environ, app_root=app_root)
+    indexes = [_index(where, url, index_name, environ) for where, url, index_name in raw]
+    names = sorted({i.name for i in indexes if i.name})
+    looked_at.append(
+        "UV_INDEX_<NAME>_USERNAME/_PASSWORD for "
+        + (("the named indexes " + ", ".join(names)) if names else "named indexes (none here)")
+    )
+
+    netrc_path, entries, state = _read_netrc(environ, home)
+    looked_at.append(f"{netrc_path}{state}")
+    return Credentials(
+        indexes,
+        netrc_path=netrc_path,
+        netrc_entries=entries,
+        looked_at=tuple(looked_at),
+        other_secrets=(
+            v for k, v in environ.items() if re.fullmatch(r"UV_INDEX_\w+_PASSWORD", k) and v
+        ),
+    )
+
+
+def _index_urls(
+    given: Sequence[tuple[str, str]], *, environ: Mapping[str, str], app_root: Path | None
+) -> tuple[list[tuple[str, str, str | None]], list[str]]:
+    """Every index URL of this run as ``(where, url, index name)``, and where they were found."""
     raw: list[tuple[str, str, str | None]] = [(where, url, None) for where, url in given]
     looked_at = []
     given_by = list(dict.fromkeys(where for where, _ in given))
@@ -213,43 +238,28 @@ def find_credentials(
         configured = uv_config_indexes(app_root)
         raw += [(index.where, index.url, index.name) for index in configured]
         looked_at += dict.fromkeys(f"the indexes of {index.where}" for index in configured)
+    return raw, looked_at
 
-    indexes = []
-    for where, url, index_name in raw:
-        clean, user, password = split_userinfo(url)
-        credential = None
-        if user is not None:
+
+def _index(where: str, url: str, index_name: str | None, environ: Mapping[str, str]) -> Index:
+    """The index at ``url`` with the credential its URL or its UV_INDEX_<NAME>_* variables give."""
+    clean, user, password = split_userinfo(url)
+    credential = None
+    if user is not None:
+        credential = Credential(
+            username=user, password=password or "", source=f"the index URL in {where}"
+        )
+    if index_name is not None:
+        var = f"UV_INDEX_{env_var_name(index_name)}"
+        env_user, env_password = environ.get(f"{var}_USERNAME"), environ.get(f"{var}_PASSWORD")
+        if env_user is not None or env_password is not None:
+            # As in uv, these win over what the URL says.
             credential = Credential(
-                username=user, password=password or "", source=f"the index URL in {where}"
+                username=env_user if env_user is not None else (user or ""),
+                password=env_password if env_password is not None else (password or ""),
+                source=f"{var}_USERNAME/{var}_PASSWORD",
             )
-        if index_name is not None:
-            var = f"UV_INDEX_{env_var_name(index_name)}"
-            env_user, env_password = environ.get(f"{var}_USERNAME"), environ.get(f"{var}_PASSWORD")
-            if env_user is not None or env_password is not None:
-                # As in uv, these win over what the URL says.
-                credential = Credential(
-                    username=env_user if env_user is not None else (user or ""),
-                    password=env_password if env_password is not None else (password or ""),
-                    source=f"{var}_USERNAME/{var}_PASSWORD",
-                )
-        indexes.append(Index(url=clean, name=index_name, credential=credential, source=where))
-    names = sorted({i.name for i in indexes if i.name})
-    looked_at.append(
-        "UV_INDEX_<NAME>_USERNAME/_PASSWORD for "
-        + (("the named indexes " + ", ".join(names)) if names else "named indexes (none here)")
-    )
-
-    netrc_path, entries, state = _read_netrc(environ, home)
-    looked_at.append(f"{netrc_path}{state}")
-    return Credentials(
-        indexes,
-        netrc_path=netrc_path,
-        netrc_entries=entries,
-        looked_at=tuple(looked_at),
-        other_secrets=(
-            v for k, v in environ.items() if re.fullmatch(r"UV_INDEX_\w+_PASSWORD", k) and v
-        ),
-    )
+    return Index(url=clean, name=index_name, credential=credential, source=where)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
