@@ -13,7 +13,7 @@ import hashlib
 import json
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -74,13 +74,31 @@ def read_pipfile_lock(root: Path, *, groups: Groups, target: Target) -> ManagedL
         )
     pipfile = _load_pipfile(pipfile_path)
     _check_fresh(pipfile, meta, lock_path, pipfile_path)
+    sections = _sections(pipfile, groups, pipfile_path)
+    pins, notes = _pins(lock, sections, root=root, lock_path=lock_path, target=target)
+
+    digest = hashlib.sha256()
+    digest.update(lock_bytes)
+    digest.update(json.dumps(groups.as_dict(), sort_keys=True).encode())
+    return ManagedLock(
+        manager="pipenv",
+        path=lock_path,
+        digest=digest.hexdigest(),
+        pins=tuple(pins[name] for name in sorted(pins)),
+        index_urls=_index_urls(meta, lock_path),
+        python=_python(meta, lock_path),
+        notes=tuple(notes),
+    )
+
+
+def _sections(pipfile: Mapping[str, Any], groups: Groups, pipfile_path: Path) -> list[str]:
+    """The lock's sections that ``groups`` choose: default, develop, then named categories."""
     if groups.extras:
         raise InputError(
             f"{pipfile_path}: a Pipfile has no extras to choose "
             f"({', '.join(groups.extras)} asked for)",
             hint="choose Pipfile categories (groups) instead of extras",
         )
-
     sections = ["default"] + (["develop"] if groups.dev else [])
     categories = {canonicalize_name(c): c for c in pipfile if c not in _NOT_CATEGORIES}
     for name in groups.names:
@@ -92,7 +110,13 @@ def read_pipfile_lock(root: Path, *, groups: Groups, target: Target) -> ManagedL
                 hint="choose categories the Pipfile defines",
             )
         sections.append(category)
+    return sections
 
+
+def _pins(
+    lock: Mapping[str, Any], sections: Sequence[str], *, root: Path, lock_path: Path, target: Target
+) -> tuple[dict[str, LockedPin], list[str]]:
+    """The pins of ``sections`` whose markers ``target`` meets, the first section winning."""
     environment = {key: str(value) for key, value in target.environment.items()}
     environment["extra"] = ""
     pins: dict[str, LockedPin] = {}
@@ -114,19 +138,7 @@ def read_pipfile_lock(root: Path, *, groups: Groups, target: Target) -> ManagedL
                     f"{pin.name} is editable in {PIPFILE_LOCK}: it is built into a wheel and "
                     "installed non-editable"
                 )
-
-    digest = hashlib.sha256()
-    digest.update(lock_bytes)
-    digest.update(json.dumps(groups.as_dict(), sort_keys=True).encode())
-    return ManagedLock(
-        manager="pipenv",
-        path=lock_path,
-        digest=digest.hexdigest(),
-        pins=tuple(pins[name] for name in sorted(pins)),
-        index_urls=_index_urls(meta, lock_path),
-        python=_python(meta, lock_path),
-        notes=tuple(notes),
-    )
+    return pins, notes
 
 
 # --- freshness ---------------------------------------------------------------
