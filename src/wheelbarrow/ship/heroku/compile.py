@@ -9,7 +9,7 @@ import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from packaging.tags import platform_tags
 
@@ -17,7 +17,7 @@ from wheelbarrow import __version__
 from wheelbarrow._core.errors import InstallError, WheelbarrowError
 from wheelbarrow._core.files import atomic_write_text
 from wheelbarrow._core.runner import Runner
-from wheelbarrow._core.text import plural
+from wheelbarrow._core.text import human_size, plural
 from wheelbarrow.app.directory import App, read_app
 from wheelbarrow.app.requirements import IndexOptions
 from wheelbarrow.app.target import PythonVersion, host_platform
@@ -29,11 +29,16 @@ from wheelbarrow.lock.plan import make_plan
 from wheelbarrow.ship.heroku.output import HerokuReporter
 from wheelbarrow.store.store import Store
 from wheelbarrow.wheelhouse.assemble import (
+    BuildReport,
     build_wheelhouse,
     manifest_of,
     previous_app_key,
     record_app_build,
 )
+
+if TYPE_CHECKING:
+    from wheelbarrow.ship.heroku.python_version import PythonChoice
+    from wheelbarrow.ship.heroku.runtime import Runtime
 
 VENV = ".heroku/venv"
 RUNTIME = ".heroku/python"
@@ -60,14 +65,44 @@ class CompileContext:
 def compile_app(ctx: CompileContext, out: HerokuReporter) -> None:
     """Do what bin/compile must: leave a slug in BUILD_DIR that runs at SLUG_HOME."""
     from wheelbarrow.ship.heroku.checks import refuse_committed_environments
-    from wheelbarrow.ship.heroku.lockcache import keep_lock, restore_lock
     from wheelbarrow.ship.heroku.profile import write_profile
-    from wheelbarrow.ship.heroku.provide_python import provide_runtime
-    from wheelbarrow.ship.heroku.python_version import choose_python
     from wheelbarrow.ship.heroku.runtime import read_env_dir
 
     config = read_env_dir(ctx.env_dir) if ctx.env_dir.is_dir() else {}
     out.step(f"Python app detected; wheelbarrow {__version__}")
+    choice, app = _python_and_app(ctx, config, out)
+    cache = ctx.cache_dir / "wheelbarrow"
+    _check_cache(cache, stack=ctx.stack, python=str(choice.version), out=out)
+
+    _hook(ctx, "pre_compile", config, out)
+    refuse_committed_environments(ctx.build_dir, python_home=True)
+
+    runtime = _provide_python(ctx, choice, cache=cache, config=config, out=out)
+    slug_home = _link_slug_home(ctx, out)
+    interpreter = Interpreter(
+        executable=Path(runtime.slug_python(ctx.build_dir, slug_home)), version=runtime.version
+    )
+    _record_cache(cache, stack=ctx.stack, python=str(choice.version))
+
+    dest = _install_environment(
+        ctx, app, choice.version, interpreter, cache=cache, config=config, out=out
+    )
+    _after_install(ctx, dest, slug_home=slug_home, config=config, out=out)
+    profile = write_profile(
+        ctx.build_dir, venv_rel=VENV, runtime_rel=RUNTIME if runtime.home is not None else None
+    )
+    out.detail(f"wrote {profile.relative_to(ctx.build_dir)}")
+    _hook(ctx, "post_compile", config, out)
+    _finish_slug(ctx, out)
+
+
+def _python_and_app(
+    ctx: CompileContext, config: Mapping[str, str], out: HerokuReporter
+) -> tuple[PythonChoice, App]:
+    """The Python to build with (its warnings said) and the app, with its tests' needs in CI."""
+    from wheelbarrow.ship.heroku.ci import in_ci, with_test_requirements
+    from wheelbarrow.ship.heroku.python_version import choose_python
+
     # Heroku's order (runtime.txt, .python-version, Pipfile.lock), read before the app so
     # that its refusals (end-of-life, unknown, uv without .python-version) come first.
     choice = choose_python(
@@ -77,21 +112,25 @@ def compile_app(ctx: CompileContext, out: HerokuReporter) -> None:
     for warning in choice.warnings:
         out.warn(warning)
     app = read_app(ctx.build_dir, environ=config)
-    from wheelbarrow.ship.heroku.ci import in_ci, with_test_requirements
-
     if in_ci(ctx.environ):
         app, added = with_test_requirements(app, environ=config)
         out.step("Heroku CI: the test dependencies too" + (f" ({added})" if added else ""))
-    version, source = choice.version, choice.described
+    return choice, app
 
-    cache = ctx.cache_dir / "wheelbarrow"
-    _check_cache(cache, stack=ctx.stack, python=str(version), out=out)
 
-    _hook(ctx, "pre_compile", config, out)
-    refuse_committed_environments(ctx.build_dir, python_home=True)
+def _provide_python(
+    ctx: CompileContext,
+    choice: PythonChoice,
+    *,
+    cache: Path,
+    config: Mapping[str, str],
+    out: HerokuReporter,
+) -> Runtime:
+    """The chosen CPython in BUILD_DIR (from the stack, a tarball or uv), and where it came from."""
+    from wheelbarrow.ship.heroku.provide_python import provide_runtime
 
     runtime = provide_runtime(
-        version,
+        choice.version,
         build_dir=ctx.build_dir,
         cache_dir=cache / "runtimes",
         config=config,
@@ -100,13 +139,26 @@ def compile_app(ctx: CompileContext, out: HerokuReporter) -> None:
         uv=ctx.uv,
         environ=ctx.environ,
     )
-    out.step(f"Using Python {runtime.version} {source} ({runtime.kind})")
+    out.step(f"Using Python {runtime.version} {choice.described} ({runtime.kind})")
     out.detail(f"runtime: {runtime.source}")
-    slug_home = _link_slug_home(ctx, out)
-    interpreter = Interpreter(
-        executable=Path(runtime.slug_python(ctx.build_dir, slug_home)), version=runtime.version
-    )
-    _record_cache(cache, stack=ctx.stack, python=str(version))
+    return runtime
+
+
+def _install_environment(
+    ctx: CompileContext,
+    app: App,
+    version: PythonVersion,
+    interpreter: Interpreter,
+    *,
+    cache: Path,
+    config: Mapping[str, str],
+    out: HerokuReporter,
+) -> Path:
+    """The app's environment at BUILD_DIR/.heroku/venv, cloned from the cached store.
+
+    The last lock comes from the build cache first, and the lock used goes back there.
+    """
+    from wheelbarrow.ship.heroku.lockcache import keep_lock, restore_lock
 
     dest = ctx.build_dir / VENV
     if restore_lock(app.lock_path, cache) is not None:
@@ -127,14 +179,25 @@ def compile_app(ctx: CompileContext, out: HerokuReporter) -> None:
         )
         clone_env(env, dest)
     keep_lock(app.lock_path, cache)
+    return dest
+
+
+def _after_install(
+    ctx: CompileContext,
+    dest: Path,
+    *,
+    slug_home: Path,
+    config: Mapping[str, str],
+    out: HerokuReporter,
+) -> None:
+    """Check the web servers, point the environment at SLUG_HOME, then collectstatic and NLTK."""
+    from wheelbarrow.ship.heroku.afterinstall import after_install
+    from wheelbarrow.ship.heroku.nltk import DATA_REL, write_nltk_profile
     from wheelbarrow.ship.heroku.release import check_web_servers, installed_distributions
 
     check_web_servers(ctx.build_dir, installed_distributions(dest))
     if slug_home != ctx.build_dir:
         _point_at(dest, old=str(dest), new=str(slug_home / VENV))
-    from wheelbarrow.ship.heroku.afterinstall import after_install
-    from wheelbarrow.ship.heroku.nltk import DATA_REL, write_nltk_profile
-
     if after_install(
         ctx.build_dir,
         dest,
@@ -145,13 +208,6 @@ def compile_app(ctx: CompileContext, out: HerokuReporter) -> None:
         out=out,
     ):
         write_nltk_profile(ctx.build_dir)
-
-    profile = write_profile(
-        ctx.build_dir, venv_rel=VENV, runtime_rel=RUNTIME if runtime.home is not None else None
-    )
-    out.detail(f"wrote {profile.relative_to(ctx.build_dir)}")
-    _hook(ctx, "post_compile", config, out)
-    _finish_slug(ctx, out)
 
 
 def prepare_environment(
@@ -177,18 +233,50 @@ def prepare_environment(
     wants it; the leases that keep ``store gc`` off the wheelhouse and
     environment go on ``held``, for the caller to keep until the clone is made.
     """
+    report = _fill_wheelhouse(
+        app,
+        version,
+        interpreter,
+        store=store,
+        config=config,
+        environ=environ,
+        runner=runner,
+        uv=uv,
+        out=out,
+        held=held,
+        which=which,
+    )
+    record_app_build(store, app.root, report.key)
+    _describe_wheelhouse(report, out)
+    out.step("Installing the environment")
+    return _store_environment(report, interpreter, store=store, runner=runner, out=out, held=held)
+
+
+def _fill_wheelhouse(
+    app: App,
+    version: PythonVersion,
+    interpreter: Interpreter,
+    *,
+    store: Store,
+    config: Mapping[str, str],
+    environ: Mapping[str, str],
+    runner: Runner,
+    uv: str,
+    out: HerokuReporter,
+    held: contextlib.ExitStack,
+    which: Callable[[str], str | None],
+) -> BuildReport:
+    """Plan (locking if needed) and fill the app's wheelhouse, leased on ``held``."""
+    from wheelbarrow.ship.heroku.ci import ci_groups
+    from wheelbarrow.store.fetch import Fetcher
     from wheelbarrow.wheelhouse.buildhost import build_index, source_builder
 
     host = buildpack_host(version, environ=environ, config=config, uv=uv)
-    from wheelbarrow.ship.heroku.ci import ci_groups
-
     options = Options(python=str(version), index=_index_options(config), groups=ci_groups(environ))
     out.step("Building the wheelhouse")
     plan = make_plan(app, options, host, runner=runner, reporter=out, may_lock=True)
     if plan.locked_because:
         out.detail(f"locked: {plan.locked_because}")
-    from wheelbarrow.store.fetch import Fetcher
-
     held.enter_context(store.use("wheelhouse", plan.key))
     if manifest_of(store, plan.key) is None:
         # What it fetches or builds is referenced by nothing until the manifest is written.
@@ -197,7 +285,7 @@ def prepare_environment(
     fetcher = Fetcher.for_app(
         app, options.index, given_by="the WHEELBARROW_* config vars", environ=host.environ
     )
-    report = build_wheelhouse(
+    return build_wheelhouse(
         plan.artefacts,
         plan.target,
         store=store,
@@ -219,24 +307,38 @@ def prepare_environment(
         ),
         lock_sha256=plan.lock.sha256,
     )
-    record_app_build(store, app.root, report.key)
+
+
+def _describe_wheelhouse(report: BuildReport, out: HerokuReporter) -> None:
+    """One line: the cached wheelhouse, or what was fetched, reused and built for it."""
     if report.status == "up-to-date":
         out.detail(
             f"wheelhouse {report.key} is in the cache ({plural(report.packages, 'package')}): "
             "nothing to download"
         )
-    else:
-        changes = ", ".join(str(c) for c in report.changes)
-        built = sum(1 for b in report.built if not b.reused)
-        cached = len(report.built) - built
-        out.detail(
-            f"wheelhouse {report.key}: {len(report.fetched)} fetched, "
-            f"{len(report.reused)} from the cache"
-            + (f", {built} built from source" if built else "")
-            + (f", {cached} from the build cache" if cached else "")
-            + (f"; changed: {changes}" if changes else "")
-        )
-    out.step("Installing the environment")
+        return
+    changes = ", ".join(str(c) for c in report.changes)
+    built = sum(1 for b in report.built if not b.reused)
+    cached = len(report.built) - built
+    out.detail(
+        f"wheelhouse {report.key}: {len(report.fetched)} fetched, "
+        f"{len(report.reused)} from the cache"
+        + (f", {built} built from source" if built else "")
+        + (f", {cached} from the build cache" if cached else "")
+        + (f"; changed: {changes}" if changes else "")
+    )
+
+
+def _store_environment(
+    report: BuildReport,
+    interpreter: Interpreter,
+    *,
+    store: Store,
+    runner: Runner,
+    out: HerokuReporter,
+    held: contextlib.ExitStack,
+) -> Path:
+    """The store's environment of the wheelhouse, made unless a sound one is there; leased."""
     key = env_key(report.key, interpreter)
     held.enter_context(store.use("env", key))
     manifest = json.loads((report.path / "wheelhouse.json").read_text(encoding="utf-8"))
@@ -402,7 +504,6 @@ def _hook(ctx: CompileContext, name: str, config: Mapping[str, str], out: Heroku
 
 
 def _finish_slug(ctx: CompileContext, out: HerokuReporter) -> None:
-    from wheelbarrow._core.text import human_size
     from wheelbarrow.ship.heroku.slug import apply_slugignore, slug_size, strip_slug
 
     removed = apply_slugignore(ctx.build_dir)
