@@ -174,23 +174,7 @@ def ensure_store_env(
                     shutil.rmtree(work, ignore_errors=True)
             if seal is None:
                 _fresh(wanted, work, final, interpreter, runner, reporter, compile_bytecode)
-            (work / MARKER).write_text(
-                json.dumps(
-                    {
-                        "env_key": key,
-                        "wheelhouse": wheelhouse_key,
-                        "python": str(interpreter.executable),
-                        "python_version": interpreter.version,
-                        "wheels": [
-                            {"filename": w.name, "sha256": w.sha256}
-                            for w in sorted(wanted, key=lambda w: (w.name, w.sha256))
-                        ],
-                        "bytecode": compile_bytecode,
-                    }
-                )
-                + "\n",
-                encoding="utf-8",
-            )
+            _write_marker(work, key, wheelhouse_key, interpreter, wanted, compile_bytecode)
             # Sealed before it is renamed into place: a stored environment always has its seal.
             make_seal(work, known=seal).write(work)
             final.parent.mkdir(parents=True, exist_ok=True)
@@ -250,6 +234,34 @@ def install_from_store(
     )
     clone_env(made.path, dest, mode=mode)
     return made.made
+
+
+def _write_marker(
+    work: Path,
+    key: str,
+    wheelhouse_key: str,
+    interpreter: Interpreter,
+    wheels: Sequence[Wheel],
+    compile_bytecode: bool,
+) -> None:
+    """The marker of a stored environment: its key, wheelhouse, Python and wheels by content."""
+    (work / MARKER).write_text(
+        json.dumps(
+            {
+                "env_key": key,
+                "wheelhouse": wheelhouse_key,
+                "python": str(interpreter.executable),
+                "python_version": interpreter.version,
+                "wheels": [
+                    {"filename": w.name, "sha256": w.sha256}
+                    for w in sorted(wheels, key=lambda w: (w.name, w.sha256))
+                ],
+                "bytecode": compile_bytecode,
+            }
+        )
+        + "\n",
+        encoding="utf-8",
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

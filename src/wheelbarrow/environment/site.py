@@ -4,6 +4,7 @@ bytecode compiled, scripts pointed at the environment's home."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import os
 import shutil
@@ -13,6 +14,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from wheelbarrow._core.errors import (
     InstallError,
@@ -24,6 +26,9 @@ from wheelbarrow._core.runner import Runner
 from wheelbarrow._core.text import agree, plural
 from wheelbarrow.environment.interpreters import Interpreter
 from wheelbarrow.environment.seal import sha256_file
+
+if TYPE_CHECKING:
+    from installer.destinations import SchemeDictionaryDestination
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -151,13 +156,7 @@ def install_wheels(
     Only a wheel that cannot be read as one is reported as malformed; errors of
     the filesystem (a full disk above all) propagate as they are.
     """
-    import zipfile
-    import zlib
-
-    from installer import install
     from installer.destinations import SchemeDictionaryDestination
-    from installer.exceptions import InstallerError
-    from installer.sources import WheelFile
 
     scheme = {
         "purelib": str(site),
@@ -174,40 +173,6 @@ def install_wheels(
         bytecode_optimization_levels=(),
     )
 
-    def one(wheel: Wheel) -> None:
-        with wheel.path.open("rb") as f:
-            # Hashed and unpacked from one open file: what is installed is what was checked.
-            digest = hashlib.file_digest(f, "sha256").hexdigest()
-            if digest != wheel.sha256:
-                raise StoreError(
-                    f"{wheel.path}: sha256 is {digest}, the wheelhouse says {wheel.sha256}",
-                    hint="the store was damaged: run `wheelbarrow verify --repair`, "
-                    "then build and install again",
-                )
-            f.seek(0)
-            try:
-                with zipfile.ZipFile(f) as archive:
-                    install(WheelFile(archive), destination, {"INSTALLER": b"wheelbarrow\n"})
-            except FileExistsError as exc:
-                raise InstallError(
-                    f"{wheel.name}: cannot be installed: {exc}",
-                    hint="two packages of the lock ship the same file: drop one of them",
-                ) from exc
-            except (
-                InstallerError,
-                zipfile.BadZipFile,
-                zlib.error,
-                EOFError,
-                ValueError,
-                KeyError,
-            ) as exc:
-                raise MalformedWheelError(
-                    f"{wheel.name}: cannot be installed: {type(exc).__name__}: {exc}",
-                    path=str(wheel.path),
-                    hint="the wheel is malformed (RECORD, entry_points.txt or paths): "
-                    "report it to its maintainers, or pin another version",
-                ) from exc
-
     # Unpacking is zlib and file writes, which release the GIL. installer skips
     # __pycache__ entries shipped in wheels (numpy has some) and warns; we compile
     # our own bytecode anyway. The filter is set once, outside the threads, as
@@ -215,7 +180,7 @@ def install_wheels(
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", "Skip installing .*__pycache__", RuntimeWarning)
         with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 2) * 2)) as pool:
-            list(pool.map(one, wheels))
+            list(pool.map(functools.partial(_install_one, destination=destination), wheels))
 
 
 def relocate(root: Path, *, old: str, new: str) -> dict[str, str]:
@@ -242,3 +207,46 @@ def relocate(root: Path, *, old: str, new: str) -> dict[str, str]:
         os.replace(tmp, path)
         rewritten[path.relative_to(root).as_posix()] = hashlib.sha256(data).hexdigest()
     return rewritten
+
+
+def _install_one(wheel: Wheel, *, destination: SchemeDictionaryDestination) -> None:
+    """Unpack one wheel, hashed and unpacked from one open file."""
+    import zipfile
+    import zlib
+
+    from installer import install
+    from installer.exceptions import InstallerError
+    from installer.sources import WheelFile
+
+    with wheel.path.open("rb") as f:
+        # Hashed and unpacked from one open file: what is installed is what was checked.
+        digest = hashlib.file_digest(f, "sha256").hexdigest()
+        if digest != wheel.sha256:
+            raise StoreError(
+                f"{wheel.path}: sha256 is {digest}, the wheelhouse says {wheel.sha256}",
+                hint="the store was damaged: run `wheelbarrow verify --repair`, "
+                "then build and install again",
+            )
+        f.seek(0)
+        try:
+            with zipfile.ZipFile(f) as archive:
+                install(WheelFile(archive), destination, {"INSTALLER": b"wheelbarrow\n"})
+        except FileExistsError as exc:
+            raise InstallError(
+                f"{wheel.name}: cannot be installed: {exc}",
+                hint="two packages of the lock ship the same file: drop one of them",
+            ) from exc
+        except (
+            InstallerError,
+            zipfile.BadZipFile,
+            zlib.error,
+            EOFError,
+            ValueError,
+            KeyError,
+        ) as exc:
+            raise MalformedWheelError(
+                f"{wheel.name}: cannot be installed: {type(exc).__name__}: {exc}",
+                path=str(wheel.path),
+                hint="the wheel is malformed (RECORD, entry_points.txt or paths): "
+                "report it to its maintainers, or pin another version",
+            ) from exc

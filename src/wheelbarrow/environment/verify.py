@@ -110,6 +110,7 @@ class _Found:
     good_inodes: dict[tuple[int, int], str] = field(default_factory=dict)  # (dev, ino) -> sha256
 
 
+# Long by its docstring alone: each check is a function of its own below.
 def verify_store(
     store: Store,
     reporter: Reporter,

@@ -208,18 +208,23 @@ def select_artefacts(lock: Lock, target: Target, config: BuildConfig) -> tuple[A
         elif source is not None and not config.forbids_source(name):
             chosen.append(source)
         else:
-            has = []
-            if package.wheels:
-                has.append("wheels for other targets" if wheel is None else "a wheel")
-            if source is not None:
-                has.append(f"a{'n' if source.kind == 'sdist' else ''} {source.kind}")
-            why = "only-binary forbids a source build" if source is not None else "no source"
-            if wheel is not None:
-                why = "no-binary asks for a source build, and the lock has no source"
-            missing.append(f"{name} {version} (has {' and '.join(has) or 'nothing'}; {why})")
+            missing.append(f"{name} {version} ({_why_missing(package, wheel, source)})")
     if missing:
         raise NoCompatibleWheelError(sorted(missing), target=str(target))
     return tuple(sorted(chosen, key=lambda a: a.name))
+
+
+def _why_missing(package: Package, wheel: PackageWheel | None, source: Artefact | None) -> str:
+    """What the lock has of a package the target cannot have, and why that is not enough."""
+    has = []
+    if package.wheels:
+        has.append("wheels for other targets" if wheel is None else "a wheel")
+    if source is not None:
+        has.append(f"a{'n' if source.kind == 'sdist' else ''} {source.kind}")
+    why = "only-binary forbids a source build" if source is not None else "no source"
+    if wheel is not None:
+        why = "no-binary asks for a source build, and the lock has no source"
+    return f"has {' and '.join(has) or 'nothing'}; {why}"
 
 
 def _best_wheel(package: Package, rank: dict[Any, int]) -> PackageWheel | None:
@@ -235,32 +240,7 @@ def _best_wheel(package: Package, rank: dict[Any, int]) -> PackageWheel | None:
 def _source(lock: Lock, package: Package, name: NormalizedName, version: str) -> Artefact | None:
     """The package's buildable source, if the lock names one."""
     if package.directory is not None:
-        from wheelbarrow._core.digests import tree_digest
-
-        path = _local_path(lock, name, package.directory.path).resolve()
-        try:
-            is_dir = path.is_dir()
-        except OSError as exc:  # a name too long, a loop of links
-            raise InputError(
-                f"{lock.path}: {name} points at {path}, which cannot be read: {exc.strerror}",
-                hint="fix the path in the requirements and lock again",
-            ) from exc
-        if not is_dir:
-            raise InputError(
-                f"{lock.path}: {name} points at {path}, which is not a directory",
-                hint="fix the path in the requirements and lock again",
-            )
-        return Artefact(
-            name=name,
-            # uv locks a local directory without its version; its pyproject may say it.
-            version=(_declared_version(path) or version) if version == "?" else version,
-            filename=path.name,
-            url=None,
-            path=path,
-            sha256=tree_digest(path),
-            size=None,
-            kind="directory",
-        )
+        return _directory_source(lock, package.directory.path, name, version)
     if package.vcs is not None:
         commit = package.vcs.commit_id
         subdirectory = package.vcs.subdirectory or None
@@ -303,6 +283,36 @@ def _source(lock: Lock, package: Package, name: NormalizedName, version: str) ->
         sha256=sha256.lower(),
         size=archive.size,
         kind="sdist",
+    )
+
+
+def _directory_source(lock: Lock, directory: str, name: NormalizedName, version: str) -> Artefact:
+    """A local project directory the lock names, which must be a readable directory."""
+    from wheelbarrow._core.digests import tree_digest
+
+    path = _local_path(lock, name, directory).resolve()
+    try:
+        is_dir = path.is_dir()
+    except OSError as exc:  # a name too long, a loop of links
+        raise InputError(
+            f"{lock.path}: {name} points at {path}, which cannot be read: {exc.strerror}",
+            hint="fix the path in the requirements and lock again",
+        ) from exc
+    if not is_dir:
+        raise InputError(
+            f"{lock.path}: {name} points at {path}, which is not a directory",
+            hint="fix the path in the requirements and lock again",
+        )
+    return Artefact(
+        name=name,
+        # uv locks a local directory without its version; its pyproject may say it.
+        version=(_declared_version(path) or version) if version == "?" else version,
+        filename=path.name,
+        url=None,
+        path=path,
+        sha256=tree_digest(path),
+        size=None,
+        kind="directory",
     )
 
 

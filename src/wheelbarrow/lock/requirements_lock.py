@@ -55,19 +55,7 @@ def requirements_lock(
     )
     existing = read_lock(lock_path) if lock_path.is_file() else None
     if existing is not None and existing.inputs is None and not (force_lock and options.force):
-        if force_lock:
-            raise InputError(
-                f"{lock_path}: was not written by wheelbarrow "
-                f"({existing.pylock.created_by}); locking would replace it",
-                hint=f"pass --force to replace it, or lock with {existing.pylock.created_by}",
-            )
-        _check_covers(app, existing, target)
-        reporter.message(
-            "info",
-            f"using {lock_path.name} as given (written by {existing.pylock.created_by}, "
-            "not by wheelbarrow)",
-        )
-        return existing, None
+        return _foreign_lock(app, existing, target, reporter, force_lock=force_lock), None
     upgrading = options.upgrade or bool(options.upgrade_packages)
     if (
         existing is not None
@@ -98,6 +86,27 @@ def requirements_lock(
         environ=resolver_environ(host.environ, app.root),
     )
     return read_lock(lock_path), reason
+
+
+def _foreign_lock(
+    app: App, existing: Lock, target: Target, reporter: Reporter, *, force_lock: bool
+) -> Lock:
+    """A pylock.toml another tool wrote: used as it is if it holds the requirements; never
+    replaced without ``lock --force``."""
+    lock_path = existing.path
+    if force_lock:
+        raise InputError(
+            f"{lock_path}: was not written by wheelbarrow "
+            f"({existing.pylock.created_by}); locking would replace it",
+            hint=f"pass --force to replace it, or lock with {existing.pylock.created_by}",
+        )
+    _check_covers(app, existing, target)
+    reporter.message(
+        "info",
+        f"using {lock_path.name} as given (written by {existing.pylock.created_by}, "
+        "not by wheelbarrow)",
+    )
+    return existing
 
 
 def _relock_reason(

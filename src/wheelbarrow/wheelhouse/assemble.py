@@ -147,20 +147,7 @@ def build_wheelhouse(
                 + (f", {len(reused)} already in the store" if reused else ""),
             )
         fetched = fetcher.fetch(missing, store, reporter)
-        sources = [a for a in artefacts if a.kind != "wheel"]
-        built: Sequence[Built] = ()
-        if sources:
-            if build_sources is None:
-                raise StoreError(
-                    f"{plural(len(sources), 'package')} "
-                    f"{agree(len(sources), 'needs', 'need')} a source build, and none is set up: "
-                    + ", ".join(
-                        f"{a.label} ({a.filename if a.is_file else a.location})" for a in sources
-                    ),
-                    hint="provide wheels for them, or build with `wheelbarrow build`, which "
-                    "builds from source",
-                )
-            built = build_sources(sources)
+        built = _build_sources(artefacts, build_sources)
         entries = _entries(artefacts, built)
         _lay_out_wheelhouse(entries, target, key, store, lock_sha256)
     changes = _changes(previous, entries, built) if previous else ()
@@ -173,6 +160,24 @@ def build_wheelhouse(
         built=tuple(built),
         seconds=clock() - start,
     )
+
+
+def _build_sources(
+    artefacts: Sequence[Artefact], build_sources: BuildSources | None
+) -> Sequence[Built]:
+    """The wheels built from the artefacts that are sources; refused when no builder is set up."""
+    sources = [a for a in artefacts if a.kind != "wheel"]
+    if not sources:
+        return ()
+    if build_sources is None:
+        raise StoreError(
+            f"{plural(len(sources), 'package')} "
+            f"{agree(len(sources), 'needs', 'need')} a source build, and none is set up: "
+            + ", ".join(f"{a.label} ({a.filename if a.is_file else a.location})" for a in sources),
+            hint="provide wheels for them, or build with `wheelbarrow build`, which "
+            "builds from source",
+        )
+    return build_sources(sources)
 
 
 def _entries(artefacts: Sequence[Artefact], built: Sequence[Built]) -> list[dict[str, Any]]:
