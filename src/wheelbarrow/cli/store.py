@@ -134,9 +134,7 @@ def _print_gc(report: gc.GcReport, now: float) -> None:
     )
     for r in report.removed:
         used = f", last used {_ago(now - r.used)}" if r.used else ""
-        render.out(
-            f"  {_NAMES.get(r.kind, (r.kind,))[0]} {r.name}: {human_size(r.nbytes)}{used}"
-        )
+        render.out(f"  {_NAMES.get(r.kind, (r.kind,))[0]} {r.name}: {human_size(r.nbytes)}{used}")
     if not report.swept:
         render.out(
             "A build was running: blobs, build cache, build environments and image layers "
