@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import sys
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from wheelbarrow._core.errors import PythonRuntimeError, WheelbarrowError
 from wheelbarrow._core.runner import Runner
-from wheelbarrow.app.directory import read_app
+from wheelbarrow.app.directory import App, read_app
 from wheelbarrow.app.procfile import read_procfile
 from wheelbarrow.app.target import PythonVersion
 from wheelbarrow.app.webentry import detect_entry
@@ -17,9 +20,13 @@ from wheelbarrow.environment.clone import clone_env
 from wheelbarrow.environment.interpreters import Interpreter
 from wheelbarrow.ship.heroku.cnb import Process, plan_python_version, write_launch
 from wheelbarrow.ship.heroku.cnb_env import venv_env, write_env
-from wheelbarrow.ship.heroku.cnb_layers import LayerStore
-from wheelbarrow.ship.heroku.compile import prepare_environment
+from wheelbarrow.ship.heroku.cnb_layers import LayerResult, LayerStore
 from wheelbarrow.ship.heroku.output import HerokuReporter
+from wheelbarrow.ship.heroku.provide_environment import (
+    buildpack_host,
+    index_options,
+    prepare_environment,
+)
 from wheelbarrow.ship.heroku.runtime import (
     DOWNLOADS_JSON_VAR,
     RUNTIME_HOME,
@@ -29,10 +36,28 @@ from wheelbarrow.ship.heroku.runtime import (
 )
 from wheelbarrow.store.store import Store
 
+if TYPE_CHECKING:
+    from wheelbarrow.lock.plan import Plan
+    from wheelbarrow.ship.heroku.python_version import PythonChoice
+
 STORE_FORMAT = 1
 DEFAULT_PORT = 8080
 # CNB_TARGET_ARCH (OCI names) as python-build-standalone and uv name architectures.
 _ARCHES = {"amd64": "x86_64", "arm64": "aarch64"}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Build:
+    """What every step of one build reads: the app, the platform's settings and the tools."""
+
+    app_dir: Path
+    layers_dir: Path
+    config: Mapping[str, str]
+    environ: Mapping[str, str]
+    runner: Runner
+    which: Callable[[str], str | None]
+    uv: str
+    out: HerokuReporter
 
 
 def build(
@@ -54,14 +79,79 @@ def build(
     - ``venv`` (launch): the app's environment, keyed by the wheelhouse key and Python,
       so an unchanged app reuses it without even touching the store.
     """
-    from wheelbarrow import __version__
+    from wheelbarrow.ship.heroku.afterinstall import cnb_after_install
     from wheelbarrow.ship.heroku.checks import refuse_committed_environments
-    from wheelbarrow.ship.heroku.lockcache import keep_lock, restore_lock
-    from wheelbarrow.ship.heroku.provide_python import provide_runtime
-    from wheelbarrow.ship.heroku.python_version import choose_python
-    from wheelbarrow.ship.heroku.runtime import SHA256_VAR, read_env_dir
+    from wheelbarrow.ship.heroku.lockcache import keep_lock
+    from wheelbarrow.ship.heroku.runtime import read_env_dir
 
     config = read_env_dir(platform_dir / "env") if (platform_dir / "env").is_dir() else {}
+    ctx = _Build(
+        app_dir=app_dir,
+        layers_dir=layers_dir,
+        config=config,
+        environ=environ,
+        runner=runner,
+        which=which,
+        uv=uv,
+        out=out,
+    )
+    choice, app = _python_and_app(ctx, plan_path)
+    version = choice.version
+    refuse_committed_environments(app_dir, python_home=False)
+    layers = LayerStore(layers_dir)
+    store = _store_layer(layers, out)
+    runtime = _runtime(ctx, layers, version, store=store)
+    out.step(
+        f"Using Python {runtime.version} {choice.described} ({runtime.kind}, {runtime.source})"
+    )
+    interpreter = Interpreter(executable=runtime.python, version=runtime.version)
+    plan = _plan(ctx, app, version, store=store)
+    store_env = functools.partial(_store_env, ctx, app, version, interpreter, store)
+    venv = _venv_layer(ctx, layers, plan, runtime, store_env=store_env)
+    with contextlib.ExitStack() as held:
+        cnb_after_install(
+            app_dir,
+            layers,
+            venv=venv.path,
+            packages={a.name for a in plan.artefacts},
+            store_env=lambda: store_env(held),
+            config=config,
+            environ=environ,
+            runner=runner,
+            out=out,
+        )
+    keep_lock(app.lock_path, store.root)
+    _launch(app_dir, layers_dir, out)
+
+
+def _store_env(
+    ctx: _Build,
+    app: App,
+    version: PythonVersion,
+    interpreter: Interpreter,
+    store: Store,
+    held: contextlib.ExitStack,
+) -> Path:
+    """The store's environment of the app, as the classic buildpack makes it, leased on ``held``."""
+    return prepare_environment(
+        app,
+        version,
+        interpreter,
+        store=store,
+        config=ctx.config,
+        environ=ctx.environ,
+        runner=ctx.runner,
+        uv=ctx.uv,
+        out=ctx.out,
+        held=held,
+        which=ctx.which,
+    )
+
+
+def _python_and_app(ctx: _Build, plan_path: Path | None) -> tuple[PythonChoice, App]:
+    """The Python to build with (an earlier buildpack's pin counts), its warnings said; the app."""
+    from wheelbarrow.ship.heroku.python_version import choose_python
+
     pinned = plan_python_version(plan_path) if plan_path else None
     running = PythonVersion(
         major=sys.version_info.major, minor=sys.version_info.minor, micro=sys.version_info.micro
@@ -70,18 +160,17 @@ def build(
     def fallback() -> tuple[PythonVersion, str]:
         if pinned:  # an earlier buildpack's requirement
             return PythonVersion.parse(pinned, source="the build plan"), "the build plan"
-        return read_app(app_dir, environ=config).choose_python(running)
+        return read_app(ctx.app_dir, environ=ctx.config).choose_python(running)
 
     # Heroku's order, before the app is read: its refusals come first.
-    choice = choose_python(app_dir, fallback=fallback)
+    choice = choose_python(ctx.app_dir, fallback=fallback)
     for warning in choice.warnings:
-        out.warn(warning)
-    app = read_app(app_dir, environ=config)
-    version = choice.version
-    refuse_committed_environments(app_dir, python_home=False)
-    arch = _ARCHES.get(environ.get("CNB_TARGET_ARCH", ""), "x86_64")
-    layers = LayerStore(layers_dir)
+        ctx.out.warn(warning)
+    return choice, read_app(ctx.app_dir, environ=ctx.config)
 
+
+def _store_layer(layers: LayerStore, out: HerokuReporter) -> Store:
+    """wheelbarrow's store in the cached ``wheels`` layer."""
     store_layer = layers.want_layer(
         "wheels",
         metadata={"format": STORE_FORMAT},
@@ -91,7 +180,17 @@ def build(
         populate=lambda path: None,
     )
     out.step(f"Store layer: {'reused' if store_layer.reused else 'new'} ({store_layer.reason})")
-    store = Store(store_layer.path)
+    return Store(store_layer.path)
+
+
+def _runtime(ctx: _Build, layers: LayerStore, version: PythonVersion, *, store: Store) -> Runtime:
+    """The stack's CPython when none is configured and it fits, else one in the runtime layer."""
+    from wheelbarrow import __version__
+    from wheelbarrow.ship.heroku.provide_python import provide_runtime
+    from wheelbarrow.ship.heroku.runtime import SHA256_VAR
+
+    config = ctx.config
+    arch = _ARCHES.get(ctx.environ.get("CNB_TARGET_ARCH", ""), "x86_64")
 
     def provide(build_dir: Path, *, managed: bool = True) -> Runtime:
         return provide_runtime(
@@ -99,90 +198,90 @@ def build(
             build_dir=build_dir,
             cache_dir=store.root / "runtimes",
             config=config,
-            which=which,
-            runner=runner,
+            which=ctx.which,
+            runner=ctx.runner,
             arch=arch,
-            uv=uv if managed else None,
-            environ=environ,
+            uv=ctx.uv if managed else None,
+            environ=ctx.environ,
         )
 
     configured = config.get(URL_VAR) or config.get(TARBALL_VAR)
-    stack: Runtime | None = None
     if not configured:
         try:
-            stack = provide(layers_dir / "unused-runtime", managed=False)
+            return provide(ctx.layers_dir / "unused-runtime", managed=False)
         except PythonRuntimeError:
             configured = config.get(DOWNLOADS_JSON_VAR)
-    if stack is None:
-        source = configured or "uv's managed Python downloads"
-        # A standalone CPython lives in its own layer, remade only when the version, its
-        # source, its hash, the architecture or wheelbarrow changes.
-        made: list[Runtime] = []
-        layer = layers.want_layer(
-            "runtime",
-            metadata={
-                "python": str(version),
-                "source": source,
-                "sha256": config.get(SHA256_VAR, "").strip().lower(),
-                "arch": arch,
-                "wheelbarrow": __version__,
-            },
-            launch=True,
-            build=True,
-            cache=True,
-            populate=lambda path: made.append(provide(path)),
-        )
-        runtime = made[0] if made else _runtime_in(layer.path, version, source, runner)
-        out.step(f"Runtime layer: {'reused' if layer.reused else 'new'} ({layer.reason})")
-    else:
-        runtime = stack
-    out.step(
-        f"Using Python {runtime.version} {choice.described} ({runtime.kind}, {runtime.source})"
+    source = configured or "uv's managed Python downloads"
+    # A standalone CPython lives in its own layer, remade only when the version, its
+    # source, its hash, the architecture or wheelbarrow changes.
+    made: list[Runtime] = []
+    layer = layers.want_layer(
+        "runtime",
+        metadata={
+            "python": str(version),
+            "source": source,
+            "sha256": config.get(SHA256_VAR, "").strip().lower(),
+            "arch": arch,
+            "wheelbarrow": __version__,
+        },
+        launch=True,
+        build=True,
+        cache=True,
+        populate=lambda path: made.append(provide(path)),
     )
-    interpreter = Interpreter(executable=runtime.python, version=runtime.version)
+    runtime = made[0] if made else _runtime_in(layer.path, version, source, ctx.runner)
+    ctx.out.step(f"Runtime layer: {'reused' if layer.reused else 'new'} ({layer.reason})")
+    return runtime
 
+
+def _plan(ctx: _Build, app: App, version: PythonVersion, *, store: Store) -> Plan:
+    """The app's plan, as prepare_environment makes it (so the layer's key is the wheelhouse's).
+
+    The last lock comes from the build cache first; the web servers the
+    processes run are checked before anything is installed.
+    """
     from wheelbarrow.lock.options import Options
     from wheelbarrow.lock.plan import make_plan
     from wheelbarrow.ship.heroku.ci import ci_groups
-    from wheelbarrow.ship.heroku.compile import _index_options, buildpack_host
-
-    # As prepare_environment makes it, so that the layer's key is the wheelhouse's.
-    host = buildpack_host(version, environ=environ, config=config, uv=uv)
-    if restore_lock(app.lock_path, store.root) is not None:
-        out.detail(f"{app.lock_path.name}: the last lock, from the build cache")
-    plan = make_plan(
-        app,
-        Options(python=str(version), index=_index_options(config), groups=ci_groups(environ)),
-        host,
-        runner=runner,
-        reporter=out,
-        may_lock=True,
-    )
-
+    from wheelbarrow.ship.heroku.lockcache import restore_lock
     from wheelbarrow.ship.heroku.release import check_web_servers
 
+    host = buildpack_host(version, environ=ctx.environ, config=ctx.config, uv=ctx.uv)
+    if restore_lock(app.lock_path, store.root) is not None:
+        ctx.out.detail(f"{app.lock_path.name}: the last lock, from the build cache")
+    plan = make_plan(
+        app,
+        Options(
+            python=str(version), index=index_options(ctx.config), groups=ci_groups(ctx.environ)
+        ),
+        host,
+        runner=ctx.runner,
+        reporter=ctx.out,
+        may_lock=True,
+    )
     # Before anything is installed: at launch it would be 'gunicorn: command not found'.
-    check_web_servers(app_dir, {a.name for a in plan.artefacts})
+    check_web_servers(ctx.app_dir, {a.name for a in plan.artefacts})
+    return plan
+
+
+def _venv_layer(
+    ctx: _Build,
+    layers: LayerStore,
+    plan: Plan,
+    runtime: Runtime,
+    *,
+    store_env: Callable[[contextlib.ExitStack], Path],
+) -> LayerResult:
+    """The ``venv`` layer: the store's environment cloned and checked, unless it is current."""
+    from wheelbarrow import __version__
+    from wheelbarrow.ship.heroku.afterinstall import check_installed
 
     def populate(path: Path) -> None:
         with contextlib.ExitStack() as held:  # leases on what is used, until it is cloned
-            env = prepare_environment(
-                app,
-                version,
-                interpreter,
-                store=store,
-                config=config,
-                environ=environ,
-                runner=runner,
-                uv=uv,
-                out=out,
-                held=held,
-                which=which,
-            )
-            clone_env(env, path)
-        from wheelbarrow.ship.heroku.afterinstall import check_installed
-
-        check_installed(path, config=config, environ=environ, runner=runner, out=out)
+            clone_env(store_env(held), path)
+        check_installed(
+            path, config=ctx.config, environ=ctx.environ, runner=ctx.runner, out=ctx.out
+        )
         write_env(path, venv_env(path))
 
     venv = layers.want_layer(
@@ -200,40 +299,10 @@ def build(
         populate=populate,
     )
     if venv.reused:
-        out.step(f"Reusing the environment layer ({venv.reason})")
+        ctx.out.step(f"Reusing the environment layer ({venv.reason})")
     else:
-        out.step(f"Environment layer made ({venv.reason})")
-    from wheelbarrow.ship.heroku.afterinstall import cnb_after_install
-
-    with contextlib.ExitStack() as held:
-        cnb_after_install(
-            app_dir,
-            layers,
-            venv=venv.path,
-            packages={a.name for a in plan.artefacts},
-            store_env=lambda: prepare_environment(
-                app,
-                version,
-                interpreter,
-                store=store,
-                config=config,
-                environ=environ,
-                runner=runner,
-                uv=uv,
-                out=out,
-                held=held,
-                which=which,
-            ),
-            config=config,
-            environ=environ,
-            runner=runner,
-            out=out,
-        )
-    keep_lock(app.lock_path, store.root)
-    processes = _processes(app_dir)
-    write_launch(layers_dir, processes)
-    for process in processes:
-        out.detail(f"process {process.type}: {' '.join(process.command)}")
+        ctx.out.step(f"Environment layer made ({venv.reason})")
+    return venv
 
 
 def _runtime_in(layer: Path, version: PythonVersion, source: str, runner: Runner) -> Runtime:
@@ -256,6 +325,14 @@ def _runtime_in(layer: Path, version: PythonVersion, source: str, runner: Runner
         home=home,
         source=source,
     )
+
+
+def _launch(app_dir: Path, layers_dir: Path, out: HerokuReporter) -> None:
+    """launch.toml's processes, each said."""
+    processes = _processes(app_dir)
+    write_launch(layers_dir, processes)
+    for process in processes:
+        out.detail(f"process {process.type}: {' '.join(process.command)}")
 
 
 def _processes(app_dir: Path) -> list[Process]:
