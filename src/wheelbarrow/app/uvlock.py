@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -12,6 +10,7 @@ from typing import Any
 from packaging.markers import InvalidMarker, Marker
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
+from wheelbarrow._core.digests import file_sha256, json_sha256
 from wheelbarrow._core.errors import InputError, LockError
 from wheelbarrow._core.redact import redact
 from wheelbarrow._core.runner import Completed, Runner
@@ -211,13 +210,12 @@ def _digest(
         "pyprojects": {rel: _file_sha256(path) for rel, path in sorted(projects.items())},
         "groups": groups.as_dict(),
     }
-    blob = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
-    return "sha256:" + hashlib.sha256(blob).hexdigest()
+    return "sha256:" + json_sha256(data)
 
 
 def _file_sha256(path: Path) -> str | None:
     try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
+        return file_sha256(path)
     except OSError:  # a path dependency without a pyproject.toml (setup.py only)
         return None
 
