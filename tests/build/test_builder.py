@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import json
+import os
+import tarfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
-from support import make_wheel
+from support import make_failing_sdist, make_wheel
 from support.apps import build_cli, build_ok
 from support.backends import PROBE_TOOL, make_env_probe_project, probe_report
+from support.sdists import MISSING_HEADER
 
-from wheelbarrow.build.builder import known_cause
+from wheelbarrow._core.runner import run_subprocess
+from wheelbarrow.build.builder import BuildFailure, BuildRequest, build_wheel, known_cause
+from wheelbarrow.cli.common import running_interpreter
+from wheelbarrow.store.store import Store
 
 
 def probe_app(tmp_path: Path) -> Path:
@@ -111,3 +119,194 @@ class TestKnownCause:
     def test_a_subproject_that_fails_to_compile_is_not_a_fetch_failure(self):
         """A meson subproject that is there but does not build is left to the generic hints."""
         assert known_cause(MESON_COMPILE_ERROR_LOG) is None
+
+
+DUMP_MARK = "ENVDUMP "
+
+# An in-tree backend (stdlib only) that prints its whole environment, asks for the
+# requirements in asks.json, and imports them while building.
+_DUMP_BACKEND = r'''"""In-tree PEP 517 backend: prints its environment as one JSON line."""
+
+import json
+import os
+import sys
+import zipfile
+from pathlib import Path
+
+ASKS = json.loads(Path("asks.json").read_text())
+
+
+def get_requires_for_build_wheel(config_settings=None):
+    return ASKS
+
+
+def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
+    for name in ASKS:
+        __import__(name)
+    seen = {"prefix": sys.prefix, "environ": dict(os.environ)}
+    print("@MARK@" + json.dumps(seen, sort_keys=True), flush=True)
+    name = "dump-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(os.path.join(wheel_directory, name), "w") as wheel:
+        metadata = "Metadata-Version: 2.1\nName: dump\nVersion: 1.0\n"
+        tags = "Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+        wheel.writestr("dump-1.0.dist-info/METADATA", metadata)
+        wheel.writestr("dump-1.0.dist-info/WHEEL", tags)
+        wheel.writestr("dump-1.0.dist-info/RECORD", "")
+    return name
+'''.replace("@MARK@", DUMP_MARK)
+
+
+def make_dump_project(directory: Path, asks: Sequence[str] = ()) -> Path:
+    """A project ``dump`` whose backend logs its environment and asks for ``asks`` at build time."""
+    directory.mkdir(parents=True)
+    (directory / "pyproject.toml").write_text(
+        '[build-system]\nrequires = []\nbuild-backend = "backend"\nbackend-path = ["_backend"]\n'
+    )
+    (directory / "asks.json").write_text(json.dumps(list(asks)))
+    (directory / "_backend").mkdir()
+    (directory / "_backend" / "backend.py").write_text(_DUMP_BACKEND)
+    return directory
+
+
+def dumped(log: Path) -> dict[str, object]:
+    """The DUMP_MARK line of a build log, parsed."""
+    for line in log.read_text(encoding="utf-8").splitlines():
+        if line.startswith(DUMP_MARK):
+            seen: dict[str, object] = json.loads(line.removeprefix(DUMP_MARK))
+            return seen
+    raise AssertionError(f"no {DUMP_MARK.strip()} line in {log}")
+
+
+def no_more_wheels(requirements: Sequence[str]) -> list[Path]:
+    raise AssertionError(f"the backend should ask for nothing, but asked for {requirements}")
+
+
+def request_for(tmp_path: Path, source_dir: Path, **changes: object) -> BuildRequest:
+    fields: dict[str, object] = {
+        "label": "dump 1.0",
+        "source_dir": source_dir,
+        "interpreter": running_interpreter(),
+        "wheels": [],
+        "config_settings": {},
+        "env": {},
+        "log": tmp_path / "logs" / "build.log",
+        "out_dir": tmp_path / "out",
+    }
+    fields.update(changes)
+    return BuildRequest(**fields)  # type: ignore[arg-type]
+
+
+class TestBuildWheel:
+    def test_the_build_environment_is_first_on_path_and_is_the_virtual_env(self, tmp_path):
+        """The backend runs in the build environment: its bin/ leads PATH, VIRTUAL_ENV names it,
+        and the package's own build variables reach it over the caller's."""
+        request = request_for(
+            tmp_path, make_dump_project(tmp_path / "src"), env={"WB_SETTING": "from settings"}
+        )
+        environ = {
+            **os.environ,
+            "VIRTUAL_ENV": str(tmp_path / "callers-venv"),
+            "PYTHONPATH": str(tmp_path / "callers-path"),
+            "WB_SETTING": "from the caller",
+            "WB_UNRELATED": "kept",
+        }
+
+        wheel = build_wheel(
+            request,
+            store=Store(tmp_path / "store"),
+            runner=run_subprocess,
+            environ=environ,
+            more_wheels=no_more_wheels,
+        )
+
+        assert wheel == tmp_path / "out" / "dump-1.0-py3-none-any.whl" and wheel.is_file()
+        seen = dumped(request.log)
+        env = seen["environ"]
+        assert isinstance(env, dict)
+        prefix = Path(str(seen["prefix"]))
+        assert prefix.parent == tmp_path / "store" / "envs"
+        assert env["PATH"].split(os.pathsep)[0] == str(prefix / "bin")
+        assert env["VIRTUAL_ENV"] == str(prefix)
+        assert "PYTHONPATH" not in env
+        assert (env["WB_SETTING"], env["WB_UNRELATED"]) == ("from settings", "kept")
+
+    def test_index_settings_and_their_credentials_do_not_reach_the_backend(self, tmp_path):
+        """Index URLs, uv's index credentials and netrc stay out; pip, uv and cargo are offline."""
+        request = request_for(tmp_path, make_dump_project(tmp_path / "src"))
+        secrets = {
+            "PIP_INDEX_URL": "https://user:s3cret-pip@index.example/simple",
+            "PIP_EXTRA_INDEX_URL": "https://user:s3cret-extra@index.example/simple",
+            "PIP_FIND_LINKS": "https://user:s3cret-links@index.example/links",
+            "PIP_TRUSTED_HOST": "index.example",
+            "UV_INDEX_URL": "https://user:s3cret-uv@index.example/simple",
+            "UV_INDEX_PRIVATE_PASSWORD": "s3cret-uv-password",
+            "UV_DEFAULT_INDEX": "https://user:s3cret-default@index.example/simple",
+            "WHEELBARROW_INDEX_URL": "https://user:s3cret-wb@index.example/simple",
+            "NETRC": str(tmp_path / "s3cret-netrc"),
+        }
+
+        build_wheel(
+            request,
+            store=Store(tmp_path / "store"),
+            runner=run_subprocess,
+            environ={**os.environ, **secrets},
+            more_wheels=no_more_wheels,
+        )
+
+        env = dumped(request.log)["environ"]
+        assert isinstance(env, dict)
+        assert sorted(set(secrets) & set(env)) == []
+        assert "s3cret" not in request.log.read_text()
+        assert {name: env.get(name) for name in ("PIP_NO_INDEX", "UV_OFFLINE")} == {
+            "PIP_NO_INDEX": "1",
+            "UV_OFFLINE": "1",
+        }
+        assert env["CARGO_NET_OFFLINE"] == "true"
+
+    def test_what_the_backend_asks_for_at_build_time_is_added(self, tmp_path):
+        """Requirements the backend names beyond the request's wheels come from more_wheels and
+        are installed before it builds; the log says so."""
+        store = Store(tmp_path / "store")
+        asked = make_wheel(tmp_path / "wheels", "askedfor", "1.0")
+        in_store = store.named(store.add_file(asked), asked.name)
+        calls: list[list[str]] = []
+
+        def more_wheels(requirements: Sequence[str]) -> list[Path]:
+            calls.append(list(requirements))
+            return [in_store]
+
+        request = request_for(tmp_path, make_dump_project(tmp_path / "src", asks=["askedfor"]))
+        build_wheel(
+            request, store=store, runner=run_subprocess, environ=os.environ, more_wheels=more_wheels
+        )
+
+        assert calls == [["askedfor"]]
+        log = request.log.read_text()
+        assert "# the backend also needs: askedfor\n" in log
+        assert "# added to the build environment: askedfor-1.0-py3-none-any.whl\n" in log
+
+    def test_a_failing_backend_is_a_build_failure_with_the_logs_tail(self, tmp_path):
+        """A compile error in the backend raises BuildFailure naming the package and its log,
+        with the log's last lines and a hint from them."""
+        sdist = make_failing_sdist(tmp_path / "d")
+        with tarfile.open(sdist) as tar:
+            tar.extractall(tmp_path / "src", filter="data")
+        request = request_for(tmp_path, tmp_path / "src" / "broken-1.0", label="broken 1.0")
+
+        with pytest.raises(BuildFailure) as caught:
+            build_wheel(
+                request,
+                store=Store(tmp_path / "store"),
+                runner=run_subprocess,
+                environ=os.environ,
+                more_wheels=no_more_wheels,
+            )
+
+        failure = caught.value
+        assert failure.message == f"broken 1.0: the build failed (log: {request.log})"
+        assert (failure.label, failure.log) == ("broken 1.0", request.log)
+        assert MISSING_HEADER in failure.tail
+        assert failure.tail.splitlines()[-1].startswith("# build backend failed:")
+        assert len(failure.tail.splitlines()) <= 25
+        assert failure.hint is not None and MISSING_HEADER in failure.hint
+        assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())

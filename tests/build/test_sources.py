@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import zipfile
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import ClassVar
 
 import pytest
+from packaging.utils import canonicalize_name, parse_sdist_filename
 from support import (
     make_build_helper_sdist,
     make_c_extension_sdist,
@@ -17,8 +21,22 @@ from support import (
     make_fortran_sdist,
     make_malicious_sdist,
     make_wheel,
+    sha256_of,
 )
 from support.apps import PLATFORM, build_cli, build_ok, cli, make_app
+
+from wheelbarrow._core.errors import BuildCycleError
+from wheelbarrow._core.report import RecordingReporter
+from wheelbarrow._core.runner import Completed, Runner, run_subprocess
+from wheelbarrow.app.config import BuildConfig
+from wheelbarrow.app.requirements import IndexOptions
+from wheelbarrow.app.target import Target
+from wheelbarrow.build.context import SourceContext
+from wheelbarrow.build.sources import build_sources
+from wheelbarrow.cli.common import running_interpreter
+from wheelbarrow.lock.lockfile import Artefact
+from wheelbarrow.store.fetch import Fetcher
+from wheelbarrow.store.store import Store
 
 HOST_PLATFORM = "manylinux_2_36_x86_64"  # Debian 12's glibc: what gfortran's runtime needs
 
@@ -841,3 +859,127 @@ class TestBuildProgress:
         worker.join(timeout=120)
         assert [b.reused for b in done] == [False]
         assert ctx.reporter.builds == [("started", "cext 1.0"), ("built", "cext 1.0")]
+
+
+def sdist_artefact(sdist: Path, base_url: str) -> Artefact:
+    """The lock's artefact for ``sdist`` on the local index at ``base_url``."""
+    name, version = parse_sdist_filename(sdist.name)
+    return Artefact(
+        name=canonicalize_name(name),
+        version=str(version),
+        filename=sdist.name,
+        url=f"{base_url.rstrip('/')}/{sdist.name}",
+        path=None,
+        sha256=sha256_of(sdist),
+        size=sdist.stat().st_size,
+        kind="sdist",
+    )
+
+
+def refuse_to_run(
+    args: Sequence[str],
+    *,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    log: Path | None = None,
+) -> Completed:
+    """A Runner for source builds that must run nothing: no uv, no backend, no compiler."""
+    raise AssertionError(f"nothing should run, but {list(args)} was")
+
+
+def source_context(
+    store: Path,
+    index_url: str | None,
+    *,
+    runner: Runner = run_subprocess,
+    fetcher: object | None = None,
+) -> SourceContext:
+    """What build_sources is given, for the running Python and the tests' platform."""
+    from uv import find_uv_bin
+
+    interpreter = running_interpreter()
+    return SourceContext(
+        store=Store(store),
+        target=Target.parse(python=interpreter.version, platform=PLATFORM),
+        config=BuildConfig(repair="never"),
+        interpreter=interpreter,
+        runner=runner,
+        reporter=RecordingReporter(),
+        environ=os.environ,
+        uv=str(find_uv_bin()),
+        index=IndexOptions(index_url=index_url) if index_url else IndexOptions(no_index=True),
+        fetcher=fetcher or Fetcher(backoff=0),  # type: ignore[arg-type]
+        toolchain={},
+        which=shutil.which,
+    )
+
+
+class TestBuildSources:
+    def test_a_build_requirement_built_from_source_is_built_first(self, tmp_path, local_index):
+        """dependent's build needs buildhelper, an sdist: buildhelper is built first, goes into
+        dependent's build environment, and only dependent is returned."""
+        d = tmp_path / "d"
+        make_build_helper_sdist(d)
+        dependent = make_dependent_sdist(d)
+        index = local_index(d)
+        ctx = source_context(tmp_path / "store", index.url)
+
+        [built] = build_sources([sdist_artefact(dependent, index.base_url)], ctx)
+
+        assert isinstance(ctx.reporter, RecordingReporter)
+        assert ctx.reporter.builds == [
+            ("started", "buildhelper 1.0"),
+            ("built", "buildhelper 1.0"),
+            ("started", "dependent 1.0"),
+            ("built", "dependent 1.0"),
+        ]
+        assert (built.source.name, built.wheel) == ("dependent", "dependent-1.0-py3-none-any.whl")
+        assert "# build environment: buildhelper-1.0-py3-none-any.whl\n" in built.log.read_text()
+        with zipfile.ZipFile(ctx.store.blob(built.sha256)) as wheel:
+            info = wheel.read("dependent/_build_info.py").decode()
+        assert "dependent built with buildhelper 1.0" in info
+
+    def test_a_cycle_of_build_requirements_is_named_before_anything_builds(
+        self, tmp_path, local_index
+    ):
+        """ping's build needs pong and pong's needs ping: BuildCycleError names the cycle, and
+        no backend ran."""
+        d = tmp_path / "d"
+        ping = make_dependent_sdist(d, "ping", build_requires=("pong",), helper_module="")
+        make_dependent_sdist(d, "pong", build_requires=("ping",), helper_module="")
+        index = local_index(d)
+        ctx = source_context(tmp_path / "store", index.url)
+
+        with pytest.raises(BuildCycleError) as caught:
+            build_sources([sdist_artefact(ping, index.base_url)], ctx)
+
+        message = caught.value.message
+        assert message.startswith(
+            "1 cycle among the source builds; none of their members can be built first:\n  - "
+        )
+        assert message.endswith(
+            ("ping 1.0 -> pong 1.0 -> ping 1.0", "pong 1.0 -> ping 1.0 -> pong 1.0")
+        )
+        assert [len(cycle) for cycle in caught.value.cycles] == [2]
+        assert isinstance(ctx.reporter, RecordingReporter)
+        assert ctx.reporter.builds == []
+
+    def test_an_unchanged_source_is_reused_without_running_anything(self, tmp_path, local_index):
+        """Built once, the same source comes from the build cache: no fetch, no lock, no backend."""
+        sdist = make_build_helper_sdist(tmp_path / "d")
+        index = local_index([sdist])
+        source = sdist_artefact(sdist, index.base_url)
+        [first] = build_sources([source], source_context(tmp_path / "store", index.url))
+        assert first.reused is False
+
+        again = source_context(
+            tmp_path / "store", index.url, runner=refuse_to_run, fetcher=_NoDownloads()
+        )
+        index.requests.clear()
+        [reused] = build_sources([source], again)
+
+        assert (reused.reused, reused.sha256, reused.wheel) == (True, first.sha256, first.wheel)
+        assert reused.reason == "reused from the build cache"
+        assert isinstance(again.reporter, RecordingReporter)
+        assert again.reporter.builds == []
+        assert index.requests == []

@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import tomllib
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pytest
 from support import make_wheel
-from support.apps import HOST_PYTHON, PLATFORM, cli
+from support.apps import HOST_PYTHON, PLATFORM, cli, make_app
 
-from wheelbarrow._core.errors import TargetError
+from wheelbarrow._core.errors import InputError, TargetError
+from wheelbarrow._core.report import RecordingReporter
+from wheelbarrow._core.runner import Completed, Runner, run_subprocess
+from wheelbarrow.app.directory import read_app
+from wheelbarrow.app.requirements import IndexOptions
 from wheelbarrow.app.target import PythonVersion, check_known
+from wheelbarrow.lock.options import Host, Options
+from wheelbarrow.lock.plan import Plan, make_plan
 
 
 @pytest.fixture
@@ -341,3 +349,143 @@ class TestUvIndexes:
         assert "locked again" in out
         data = tomllib.loads((app / "pylock.toml").read_text())
         assert [p["version"] for p in data["packages"]] == ["2.0"]
+
+
+def refuse_to_run(
+    args: Sequence[str],
+    *,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    log: Path | None = None,
+) -> Completed:
+    """A Runner for plans that must run nothing (uv above all)."""
+    raise AssertionError(f"nothing should run, but {list(args)} was")
+
+
+def uv_binary() -> str:
+    from uv import find_uv_bin
+
+    return str(find_uv_bin())
+
+
+def this_host() -> Host:
+    """This machine as the CLI sees it, but with the tests' platform."""
+    return Host(
+        python=PythonVersion(
+            major=sys.version_info.major, minor=sys.version_info.minor, micro=sys.version_info.micro
+        ),
+        platform=PLATFORM,
+        uv=uv_binary(),
+        environ=dict(os.environ),
+    )
+
+
+def plan_of(
+    app: Path,
+    url: str,
+    *,
+    runner: Runner = run_subprocess,
+    may_lock: bool = True,
+    reporter: RecordingReporter | None = None,
+) -> Plan:
+    """make_plan for ``app`` against the index at ``url``, called directly (no CLI)."""
+    return make_plan(
+        read_app(app, environ=os.environ),
+        Options(index=IndexOptions(index_url=url)),
+        this_host(),
+        runner=runner,
+        reporter=reporter or RecordingReporter(),
+        may_lock=may_lock,
+    )
+
+
+class TestMakePlan:
+    def test_an_unchanged_app_is_planned_without_running_uv_or_reading_the_index(
+        self, tmp_path: Path, index
+    ) -> None:  # type: ignore[no-untyped-def]
+        """A current lock is checked from local files alone: nothing runs, no index is read."""
+        app = make_app(tmp_path / "app", "beta\n")
+        first = plan_of(app, index.url)
+        assert first.locked_because == "no pylock.toml yet"
+        index.requests.clear()
+
+        again = plan_of(app, index.url, runner=refuse_to_run, may_lock=False)
+
+        assert again.locked_because is None
+        assert again.key == first.key
+        assert [a.filename for a in again.artefacts] == [
+            "alpha-1.0-py3-none-any.whl",
+            "beta-1.0-py3-none-any.whl",
+        ]
+        assert index.requests == []
+
+    def test_a_changed_requirement_relocks_with_uv(self, tmp_path: Path, index) -> None:  # type: ignore[no-untyped-def]
+        """A requirement added to requirements.txt makes the next plan lock again, saying why."""
+        app = make_app(tmp_path / "app", "alpha\n")
+        first = plan_of(app, index.url)
+        (app / "requirements.txt").write_text("alpha\nbeta\n")
+        reporter = RecordingReporter()
+
+        again = plan_of(app, index.url, reporter=reporter)
+
+        assert again.locked_because == (
+            "requirements.txt, the target or the index options changed since the lock"
+        )
+        assert [a.name for a in again.artefacts] == ["alpha", "beta"]
+        assert again.key != first.key
+        assert ("step", f"Locking 2 requirements for {again.target}") in reporter.messages
+
+    def test_a_stale_lock_is_refused_when_locking_is_not_allowed(
+        self, tmp_path: Path, index
+    ) -> None:  # type: ignore[no-untyped-def]
+        """With may_lock=False a stale lock raises InputError naming the lock and how to relock."""
+        app = make_app(tmp_path / "app", "alpha\n")
+        plan_of(app, index.url)
+        (app / "requirements.txt").write_text("beta\n")
+        before = (app / "pylock.toml").read_text()
+
+        with pytest.raises(InputError) as caught:
+            plan_of(app, index.url, runner=refuse_to_run, may_lock=False)
+
+        assert caught.value.message == (
+            f"{app / 'pylock.toml'}: out of date (requirements.txt, the target or the index "
+            "options changed since the lock)"
+        )
+        assert caught.value.hint == f"run `wheelbarrow build {app}` to lock and build again"
+        assert (app / "pylock.toml").read_text() == before
+
+    def test_a_foreign_lock_that_lacks_a_requirement_is_refused(
+        self, tmp_path: Path, index
+    ) -> None:  # type: ignore[no-untyped-def]
+        """Another tool's pylock.toml is used as given, unless requirements.txt asks for more."""
+        app = make_app(tmp_path / "app", "alpha\n")
+        plan_of(app, index.url)
+        lock = app / "pylock.toml"
+        text = (
+            lock.read_text()
+            .split("[tool.wheelbarrow]")[0]
+            .replace('created-by = "uv"', 'created-by = "othertool"')
+        )
+        lock.write_text(text)
+        reporter = RecordingReporter()
+        used = plan_of(app, index.url, runner=refuse_to_run, reporter=reporter)
+        assert [a.name for a in used.artefacts] == ["alpha"]
+        assert used.locked_because is None
+        assert (
+            "info",
+            "using pylock.toml as given (written by othertool, not by wheelbarrow)",
+        ) in reporter.messages
+        (app / "requirements.txt").write_text("alpha\nbeta\n")
+
+        with pytest.raises(InputError) as caught:
+            plan_of(app, index.url, runner=refuse_to_run)
+
+        assert caught.value.message == (
+            f"{lock} was not written by wheelbarrow and does not hold what requirements.txt "
+            f"asks for:\n  {app / 'requirements.txt'}:2: beta is not in pylock.toml"
+        )
+        assert caught.value.hint == (
+            "lock again with othertool, or let wheelbarrow lock "
+            f"(`wheelbarrow lock --force {app}` replaces pylock.toml)"
+        )
+        assert lock.read_text() == text
