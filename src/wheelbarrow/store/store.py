@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, TypeVar
@@ -127,14 +128,20 @@ class Store:
             if not blob.is_file():
                 raise StoreError(f"{filename}: not in the store (sha256 {sha256})")
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{filename}.{os.getpid()}.tmp")
             try:
-                os.link(blob, tmp)
-            except OSError:
+                # A hard link appears whole, at once; another thread or process making
+                # the same one first is as good. (Linking through a temporary name
+                # would leave it behind: renaming one link over another of the same
+                # file does nothing.)
+                os.link(blob, path)
+            except FileExistsError:
+                pass
+            except OSError:  # no hard links here: a copy, renamed into place
                 import shutil
 
+                tmp = path.with_name(f".{filename}.{os.getpid()}.{threading.get_ident()}.tmp")
                 shutil.copyfile(blob, tmp)
-            os.replace(tmp, path)
+                os.replace(tmp, path)
         return path
 
     def wheelhouse(self, key: str) -> Path:
