@@ -35,6 +35,11 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         ("build", "fill the wheelhouse for the lock and target", arguments.build_arguments),
         (
+            "key",
+            "print the wheelhouse key, offline from local files (for CI cache keys)",
+            arguments.key_arguments,
+        ),
+        (
             "install",
             "create a ready-to-run environment from the wheelhouse, offline",
             arguments.install_arguments,
@@ -64,6 +69,16 @@ def build_parser() -> argparse.ArgumentParser:
             "serve the app's wheelhouse as a package index on 127.0.0.1",
             arguments.serve_arguments,
         ),
+        (
+            "push",
+            "upload the app's wheelhouse to a remote store (blobs first, manifest last)",
+            arguments.transfer_arguments,
+        ),
+        (
+            "pull",
+            "fill the store with the app's wheelhouse from a remote store",
+            arguments.transfer_arguments,
+        ),
     ]
     for name, help_text, add_arguments in commands:
         add_arguments(sub.add_parser(name, help=help_text))
@@ -80,6 +95,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from wheelbarrow.cli.lock import run
         elif args.command == "build":
             from wheelbarrow.cli.build import run
+        elif args.command == "key":
+            from wheelbarrow.cli.key import run
         elif args.command == "install":
             from wheelbarrow.cli.install import run
         elif args.command == "image":
@@ -90,6 +107,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from wheelbarrow.cli.verify import run
         elif args.command == "store":
             from wheelbarrow.cli.store import run
+        elif args.command == "push":
+            from wheelbarrow.cli.push import run
+        elif args.command == "pull":
+            from wheelbarrow.cli.pull import run
         else:
             from wheelbarrow.cli.serve import run
         return run(args)

@@ -110,6 +110,26 @@ def build_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--output", metavar="DIR", help="also export the wheelhouse (wheels + simple/ index) to DIR"
     )
+    binary_options(parser)
+    parser.add_argument(
+        "--build-jobs",
+        type=positive,
+        metavar="N",
+        help="source builds at once (default: the number of cores)",
+    )
+    parser.add_argument(
+        "--python-executable",
+        metavar="PATH",
+        help="the interpreter source builds use (default: found on PATH)",
+    )
+    remote_option(parser)
+    parser.add_argument(
+        "--push", action="store_true", help="upload the wheelhouse to --remote afterwards"
+    )
+
+
+def binary_options(parser: argparse.ArgumentParser) -> None:
+    """The options that choose what is built from source, and how: part of the wheelhouse key."""
     parser.add_argument(
         "--no-binary",
         action="append",
@@ -130,17 +150,12 @@ def build_arguments(parser: argparse.ArgumentParser) -> None:
         help="repair built wheels with auditwheel (auto, the default) or keep them "
         "as built, for a target of the same base (never)",
     )
-    parser.add_argument(
-        "--build-jobs",
-        type=positive,
-        metavar="N",
-        help="source builds at once (default: the number of cores)",
-    )
-    parser.add_argument(
-        "--python-executable",
-        metavar="PATH",
-        help="the interpreter source builds use (default: found on PATH)",
-    )
+
+
+def key_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``wheelbarrow key``: those the wheelhouse key depends on."""
+    common_options(parser, index=False)
+    binary_options(parser)
 
 
 def install_arguments(parser: argparse.ArgumentParser) -> None:
@@ -193,3 +208,22 @@ def serve_arguments(parser: argparse.ArgumentParser) -> None:
     common_options(parser, index=False)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
+
+
+def remote_option(parser: argparse.ArgumentParser) -> None:
+    """The ``--remote`` option: a store shared by machines."""
+    parser.add_argument(
+        "--remote",
+        metavar="URL",
+        help="a remote store shared by machines, s3://BUCKET/PREFIX (default: "
+        "$WHEELBARROW_REMOTE)",
+    )
+
+
+def transfer_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``wheelbarrow push`` and ``wheelbarrow pull``."""
+    common_options(parser, index=False)
+    remote_option(parser)
+    parser.add_argument(
+        "--jobs", type=positive, default=8, metavar="N", help="parallel transfers (default 8)"
+    )
