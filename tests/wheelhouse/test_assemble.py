@@ -233,7 +233,9 @@ class TestBuildWheelhouse:
         ]
         assert sorted(p.name for p in report.path.iterdir()) == [
             "alpha-2.0-py3-none-any.whl",
+            "alpha-2.0-py3-none-any.whl.metadata",
             "beta-1.0-py3-none-any.whl",
+            "beta-1.0-py3-none-any.whl.metadata",
             "simple",
             "wheelhouse.json",
         ]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
+import zipfile
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -338,3 +340,103 @@ class TestIndexFilesIn:
         assert href is not None
         target = (page.parent / href.split("#")[0]).resolve()
         assert target == wheel.resolve()
+
+
+class TestCoreMetadata:
+    """PEP 658 / PEP 714: each wheel's METADATA beside it, its hash on the pages."""
+
+    def test_metadata_file_is_the_wheels_metadata_byte_for_byte(self, tmp_path: Path) -> None:
+        """``<wheel>.metadata`` holds exactly the archive's METADATA; its sha256 is returned."""
+        wheel = make_wheel(tmp_path, "alpha", "1.0", requires=["beta>=2"], requires_python=">=3.8")
+        with zipfile.ZipFile(wheel) as archive:
+            expected = archive.read("alpha-1.0.dist-info/METADATA")
+
+        digest = index.write_metadata_file(wheel)
+
+        written = tmp_path / f"{wheel.name}.metadata"
+        assert written.read_bytes() == expected
+        assert digest == hashlib.sha256(expected).hexdigest()
+        assert sorted(p.name for p in tmp_path.iterdir()) == [wheel.name, written.name]
+
+    def test_an_sdist_gets_no_metadata_file(self, tmp_path: Path) -> None:
+        """PEP 658 metadata is for wheels here: an sdist gives None and nothing is written."""
+        sdist = make_sdist(tmp_path, "beta", "2.0")
+
+        assert index.write_metadata_file(sdist) is None
+        assert [p.name for p in tmp_path.iterdir()] == [sdist.name]
+
+    def test_a_wheel_without_metadata_is_an_error_naming_it(self, tmp_path: Path) -> None:
+        """A wheel with no .dist-info/METADATA cannot be listed with metadata: the error says so."""
+        wheel = tmp_path / "bare-1.0-py3-none-any.whl"
+        with zipfile.ZipFile(wheel, "w") as archive:
+            archive.writestr("bare/__init__.py", "")
+
+        with pytest.raises(InputError, match=re.escape(wheel.name)):
+            index.write_metadata_file(wheel)
+        assert [p.name for p in tmp_path.iterdir()] == [wheel.name]
+
+    def test_metadata_hash_must_be_hex(self) -> None:
+        """A metadata sha256 that is not 64 hex digits is refused, naming the file."""
+        with pytest.raises(InputError, match=re.escape("a-1.0-py3-none-any.whl: metadata")):
+            IndexFile(
+                filename="a-1.0-py3-none-any.whl", sha256=SHA_A, href="x", metadata_sha256="zz"
+            )
+
+    def test_html_anchor_carries_both_metadata_attributes(self, tmp_path: Path) -> None:
+        """A file with metadata gets data-core-metadata and the legacy data-dist-info-metadata."""
+        files = [
+            IndexFile(filename="a-1.0-py3-none-any.whl", sha256=SHA_A, href="../../a.whl",
+                      metadata_sha256=SHA_B.upper()),
+            IndexFile(filename="a-1.0.tar.gz", sha256=SHA_A, href="../../a-1.0.tar.gz"),
+        ]  # fmt: skip
+
+        write_index(files, tmp_path / "simple")
+
+        wheel_anchor, sdist_anchor = parse_html(tmp_path / "simple" / "a" / "index.html").anchors
+        assert wheel_anchor["data-core-metadata"] == f"sha256={SHA_B}"
+        assert wheel_anchor["data-dist-info-metadata"] == f"sha256={SHA_B}"
+        assert "data-core-metadata" not in sdist_anchor
+        assert "data-dist-info-metadata" not in sdist_anchor
+
+    def test_json_file_carries_both_metadata_keys(self, tmp_path: Path) -> None:
+        """PEP 691 JSON gets core-metadata and dist-info-metadata, as hash dictionaries."""
+        files = [
+            IndexFile(filename="a-1.0-py3-none-any.whl", sha256=SHA_A, href="../../a.whl",
+                      metadata_sha256=SHA_B),
+            IndexFile(filename="a-1.0.tar.gz", sha256=SHA_A, href="../../a-1.0.tar.gz"),
+        ]  # fmt: skip
+
+        write_index(files, tmp_path / "simple")
+
+        wheel_entry, sdist_entry = read_json(tmp_path / "simple" / "a" / "index.json")["files"]
+        assert wheel_entry["core-metadata"] == {"sha256": SHA_B}
+        assert wheel_entry["dist-info-metadata"] == {"sha256": SHA_B}
+        assert "core-metadata" not in sdist_entry
+        assert "dist-info-metadata" not in sdist_entry
+
+    def test_index_files_in_writes_metadata_only_when_asked(self, tmp_path: Path) -> None:
+        """By default nothing is written; with metadata=True each wheel gains its file and hash."""
+        wheel = make_wheel(tmp_path, "alpha", "1.0")
+        make_sdist(tmp_path, "alpha", "1.0")
+
+        assert [f.metadata_sha256 for f in index_files_in(tmp_path)] == [None, None]
+        assert not (tmp_path / f"{wheel.name}.metadata").exists()
+
+        described = index_files_in(tmp_path, metadata=True)
+
+        written = tmp_path / f"{wheel.name}.metadata"
+        assert [f.metadata_sha256 for f in described] == [sha256_of(written), None]
+        # The metadata files themselves are not distributions.
+        assert [f.filename for f in index_files_in(tmp_path)] == [wheel.name, "alpha-1.0.tar.gz"]
+
+    def test_metadata_url_is_the_file_url_plus_suffix(self, tmp_path: Path) -> None:
+        """Following the anchor's href plus .metadata reaches the written file (PEP 658)."""
+        make_wheel(tmp_path, "alpha", "1.0")
+
+        write_index(index_files_in(tmp_path, metadata=True), tmp_path / "simple")
+
+        page = tmp_path / "simple" / "alpha" / "index.html"
+        (anchor,) = parse_html(page).anchors
+        href = str(anchor["href"]).split("#")[0]
+        target = page.parent / (href + ".metadata")
+        assert sha256_of(target) == str(anchor["data-core-metadata"]).removeprefix("sha256=")

@@ -1,10 +1,10 @@
-"""Serve a static package index and its files over HTTP, with PEP 691 content negotiation."""
+"""Serve a static package index and its files over HTTP: PEP 691 negotiation, byte ranges."""
 
 from __future__ import annotations
 
+import io
 import logging
 import os
-import shutil
 import socket
 import stat
 import threading
@@ -15,7 +15,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self, cast
+from typing import Any, BinaryIO, Self, cast
 
 from packaging.utils import canonicalize_name
 
@@ -24,11 +24,13 @@ from wheelbarrow._core.errors import InputError
 __all__ = [
     "HTML_CONTENT_TYPE",
     "JSON_CONTENT_TYPE",
+    "UNSATISFIABLE",
     "IndexServer",
     "RequestLog",
     "ServerHandle",
     "make_server",
     "negotiate",
+    "parse_range",
 ]
 
 JSON_CONTENT_TYPE = "application/vnd.pypi.simple.v1+json"
@@ -36,6 +38,9 @@ HTML_CONTENT_TYPE = "application/vnd.pypi.simple.v1+html"
 _TEXT_HTML = "text/html"
 _SIMPLE = "simple"
 _CHUNK = 64 * 1024
+
+UNSATISFIABLE = "unsatisfiable"
+"""What :func:`parse_range` returns for a range that lies wholly past the end of the file."""
 
 RequestLog = Callable[[str, str], None]
 """Called with the method and the raw request path of every request, before it is answered."""
@@ -81,6 +86,36 @@ def negotiate(accept: str | None) -> tuple[str, str] | None:
     if chosen is None:
         return None
     return chosen.filename, chosen.content_type
+
+
+def parse_range(header: str | None, size: int) -> tuple[int, int] | str | None:
+    """The byte range a ``Range`` header asks of a ``size``-byte file (RFC 9110, section 14).
+
+    ``(first, last)``, both inclusive, for one satisfiable range; :data:`UNSATISFIABLE`
+    when it starts past the end (or asks for a suffix of nothing); None for the
+    whole file: no header, another unit, a malformed header, or several ranges
+    (the RFC lets a server answer those with the whole file).
+    """
+    if header is None:
+        return None
+    unit, _, spec = header.partition("=")
+    if unit.strip().lower() != "bytes" or "," in spec:
+        return None
+    first_text, dash, last_text = spec.strip().partition("-")
+    first_text, last_text = first_text.strip(), last_text.strip()
+    if not dash or not (first_text + last_text).isdigit() or not (first_text or last_text):
+        return None
+    if not first_text:  # a suffix: the last N bytes
+        length = int(last_text)
+        if length == 0 or size == 0:
+            return UNSATISFIABLE
+        return max(0, size - length), size - 1
+    first = int(first_text)
+    if last_text and int(last_text) < first:
+        return None  # invalid: ignored, so the whole file
+    if first >= size:
+        return UNSATISFIABLE
+    return first, min(int(last_text), size - 1) if last_text else size - 1
 
 
 def _parse_accept(accept: str) -> list[tuple[str, float]]:
@@ -341,9 +376,21 @@ class _Handler(BaseHTTPRequestHandler):
             if not stat.S_ISREG(info.st_mode):
                 self._not_found(send_body)
                 return
-            self.send_response(HTTPStatus.OK)
+            size = info.st_size
+            # An If-Range validator is never matched (no ETags here): the whole file, as the
+            # RFC asks when it does not match.
+            wanted = None if "If-Range" in self.headers else self.headers.get("Range")
+            chosen = parse_range(wanted, size)
+            if chosen == UNSATISFIABLE:
+                self._unsatisfiable(size, send_body)
+                return
+            first, last = chosen if isinstance(chosen, tuple) else (0, size - 1)
+            self.send_response(HTTPStatus.OK if chosen is None else HTTPStatus.PARTIAL_CONTENT)
             self.send_header("Content-Type", content_type or _content_type(parts[-1]))
-            self.send_header("Content-Length", str(info.st_size))
+            self.send_header("Content-Length", str(last - first + 1))
+            self.send_header("Accept-Ranges", "bytes")
+            if chosen is not None:
+                self.send_header("Content-Range", f"bytes {first}-{last}/{size}")
             if parts[0] == _SIMPLE:
                 # Pages change whenever the index is rewritten; files never do.
                 self.send_header("Cache-Control", "no-cache")
@@ -351,7 +398,17 @@ class _Handler(BaseHTTPRequestHandler):
                     self.send_header("Vary", "Accept")
             self.end_headers()
             if send_body:
-                shutil.copyfileobj(stream, self.wfile, _CHUNK)
+                _copy_range(stream, self.wfile, first, last - first + 1)
+
+    def _unsatisfiable(self, size: int, send_body: bool) -> None:
+        body = b"416 Range Not Satisfiable\n"
+        self.send_response(HTTPStatus.REQUESTED_RANGE_NOT_SATISFIABLE)
+        self.send_header("Content-Type", "text/plain; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Content-Range", f"bytes */{size}")
+        self.end_headers()
+        if send_body:
+            self.wfile.write(body)
 
     def _redirect(self, location: str, query: str) -> None:
         if query:
@@ -372,6 +429,17 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if send_body:
             self.wfile.write(body)
+
+
+def _copy_range(source: BinaryIO, sink: io.BufferedIOBase, offset: int, length: int) -> None:
+    """Copy ``length`` bytes of ``source`` from ``offset`` on, in chunks."""
+    source.seek(offset)
+    while length > 0:
+        chunk = source.read(min(_CHUNK, length))
+        if not chunk:
+            break  # the file shrank under us: the client sees a short body, not garbage
+        sink.write(chunk)
+        length -= len(chunk)
 
 
 def _split_path(raw_path: str) -> list[str] | None:

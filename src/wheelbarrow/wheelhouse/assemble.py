@@ -8,7 +8,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -210,7 +210,11 @@ def _lay_out_wheelhouse(
     lock_sha256: str | None,
 ) -> None:
     """Lay out the wheelhouse in a scratch directory, then rename it into place whole."""
-    from wheelbarrow.wheelhouse.index import IndexFile, write_index  # not on the no-op path
+    from wheelbarrow.wheelhouse.index import (  # not on the no-op path
+        IndexFile,
+        write_index,
+        write_metadata_file,
+    )
 
     final = store.wheelhouse(key)
     with store.scratch(f"wheelhouse-{key[:16]}-") as work:
@@ -233,6 +237,8 @@ def _lay_out_wheelhouse(
         from wheelbarrow.environment.verify import check_linked_blobs
 
         check_linked_blobs(store, work, [(f.filename, f.sha256) for f in files])
+        # PEP 658 metadata beside each wheel: resolvers read it instead of the whole wheel.
+        files = [replace(f, metadata_sha256=write_metadata_file(work / f.filename)) for f in files]
         write_index(files, work / SIMPLE)
         manifest = {
             "version": 1,

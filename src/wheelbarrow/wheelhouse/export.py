@@ -175,7 +175,8 @@ def _replaceable(dest: Path) -> bool:
 
 
 def _unmarked_export(dest: Path, entries: set[str]) -> bool:
-    """An export made before markers existed: only its manifest's wheels, simple/ and manifest."""
+    """An export made before markers existed: only its manifest's wheels (and their metadata),
+    simple/ and manifest."""
     manifest = _read_json(dest / MANIFEST)
     if (
         manifest is None
@@ -184,7 +185,8 @@ def _unmarked_export(dest: Path, entries: set[str]) -> bool:
     ):
         return False
     wheels = {str(w.get("filename")) for w in manifest["wheels"] if isinstance(w, dict)}
-    return entries <= wheels | {SIMPLE, MANIFEST} and not (dest / SIMPLE).is_symlink()
+    metadata = {f"{w}.metadata" for w in wheels}
+    return entries <= wheels | metadata | {SIMPLE, MANIFEST} and not (dest / SIMPLE).is_symlink()
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
@@ -212,6 +214,9 @@ def _copy(source: Path, work: Path, manifest: dict[str, Any]) -> int:
                 hint="the store is damaged: run `wheelbarrow verify --repair`, then build again",
             )
         nbytes += _copy_checked(source / filename, work / filename, sha256)
+        # The pages name each wheel's PEP 658 metadata file: it goes with them.
+        if (metadata := source / f"{filename}.metadata").is_file():
+            shutil.copyfile(metadata, work / metadata.name)
     if (source / SIMPLE).is_dir():
         shutil.copytree(source / SIMPLE, work / SIMPLE, copy_function=shutil.copyfile)
     shutil.copyfile(source / MANIFEST, work / MANIFEST)

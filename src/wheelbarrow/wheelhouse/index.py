@@ -1,8 +1,9 @@
-"""Write a static PEP 503 (HTML) and PEP 691 (JSON) package index for distribution files."""
+"""Write a static PEP 503 (HTML) and PEP 691 (JSON) package index, with PEP 658 metadata files."""
 
 from __future__ import annotations
 
 import email.parser
+import hashlib
 import html
 import json
 import re
@@ -28,13 +29,16 @@ from packaging.version import Version
 
 from wheelbarrow._core.digests import file_sha256
 from wheelbarrow._core.errors import InputError
+from wheelbarrow._core.files import atomic_write_bytes
 
 __all__ = [
     "API_VERSION",
     "DISTRIBUTION_SUFFIXES",
+    "METADATA_SUFFIX",
     "IndexFile",
     "index_files_in",
     "write_index",
+    "write_metadata_file",
 ]
 
 API_VERSION = "1.1"
@@ -42,6 +46,9 @@ API_VERSION = "1.1"
 
 DISTRIBUTION_SUFFIXES = (".whl", ".tar.gz", ".zip")
 """File name endings that ``index_files_in`` treats as distributions."""
+
+METADATA_SUFFIX = ".metadata"
+"""What PEP 658 appends to a file's URL to name its core metadata file."""
 
 _SHA256_RE = re.compile(r"[0-9a-fA-F]{64}")
 # Files that mark a directory as an index this module wrote, so ``write_index``
@@ -55,7 +62,9 @@ class IndexFile:
 
     ``href`` is written as given (relative to the project page, or absolute);
     ``sha256`` is hex and stored lower-case. The project and version come from
-    the filename, which must be a valid wheel or sdist name.
+    the filename, which must be a valid wheel or sdist name. ``metadata_sha256``
+    (PEP 658/714), when set, says a file ``href + ".metadata"`` holds the
+    distribution's core metadata with that hash (see :func:`write_metadata_file`).
     """
 
     filename: str
@@ -63,17 +72,25 @@ class IndexFile:
     href: str
     requires_python: str | None = None
     size: int | None = None
+    metadata_sha256: str | None = None
 
     def __post_init__(self) -> None:
         if not _SHA256_RE.fullmatch(self.sha256):
             raise InputError(
                 f"{self.filename}: sha256 must be 64 hex digits, got {self.sha256!r}",
             )
+        if self.metadata_sha256 is not None and not _SHA256_RE.fullmatch(self.metadata_sha256):
+            raise InputError(
+                f"{self.filename}: metadata sha256 must be 64 hex digits, "
+                f"got {self.metadata_sha256!r}",
+            )
         if self.size is not None and self.size < 0:
             raise InputError(f"{self.filename}: size must not be negative, got {self.size}")
         _parse_filename(self.filename)  # raises InputError for a non-distribution name
         # Frozen: the only way to normalise a field is through object.__setattr__.
         object.__setattr__(self, "sha256", self.sha256.lower())
+        if self.metadata_sha256 is not None:
+            object.__setattr__(self, "metadata_sha256", self.metadata_sha256.lower())
 
     @property
     def project(self) -> NormalizedName:
@@ -110,13 +127,41 @@ def write_index(files: Iterable[IndexFile], root: Path) -> None:
         raise
 
 
-def index_files_in(directory: Path, *, href_prefix: str = "../../") -> list[IndexFile]:
+def write_metadata_file(path: Path) -> str | None:
+    """Write a wheel's ``*.dist-info/METADATA`` beside it as ``<wheel>.metadata``; its sha256.
+
+    The bytes are the archive's, unchanged (PEP 658), written under a temporary
+    name and renamed into place. A file that is not a wheel gets none: None.
+    """
+    path = Path(path)
+    if not path.name.endswith(".whl"):
+        return None
+    try:
+        metadata = _read_metadata_bytes(path)
+    except (OSError, zipfile.BadZipFile) as exc:
+        raise InputError(
+            f"{path}: cannot read the wheel's metadata: {exc}",
+            hint="the file is damaged or not a wheel: rebuild or re-download it",
+        ) from exc
+    if metadata is None:
+        raise InputError(
+            f"{path}: the wheel has no .dist-info/METADATA",
+            hint="the file is not a valid wheel: rebuild or re-download it",
+        )
+    atomic_write_bytes(path.with_name(path.name + METADATA_SUFFIX), metadata)
+    return hashlib.sha256(metadata).hexdigest()
+
+
+def index_files_in(
+    directory: Path, *, href_prefix: str = "../../", metadata: bool = False
+) -> list[IndexFile]:
     """Describe every distribution file directly inside ``directory``, sorted by name.
 
     Each file is hashed in chunks; its ``Requires-Python`` is read from the
     archive's metadata when present. ``href`` is ``href_prefix`` plus the
     URL-quoted filename: the default suits ``DIR/*.whl`` with the index written
-    to ``DIR/simple/`` (project pages live at ``DIR/simple/<project>/``).
+    to ``DIR/simple/`` (project pages live at ``DIR/simple/<project>/``). With
+    ``metadata``, each wheel's ``.metadata`` file is written beside it and listed.
     """
     directory = Path(directory)
     if not directory.is_dir():
@@ -137,6 +182,7 @@ def index_files_in(directory: Path, *, href_prefix: str = "../../") -> list[Inde
                 href=href_prefix + urllib.parse.quote(path.name),
                 requires_python=_read_requires_python(path),
                 size=path.stat().st_size,
+                metadata_sha256=write_metadata_file(path) if metadata else None,
             )
         )
     return found
@@ -265,6 +311,10 @@ def _project_html(name: NormalizedName, files: Iterable[IndexFile]) -> str:
         attributes = f'href="{href}"'
         if file.requires_python is not None:
             attributes += f' data-requires-python="{html.escape(file.requires_python)}"'
+        if file.metadata_sha256 is not None:
+            # PEP 714's name, and PEP 658's for clients that predate it (older pip).
+            value = f"sha256={file.metadata_sha256}"
+            attributes += f' data-core-metadata="{value}" data-dist-info-metadata="{value}"'
         links.append(f"<a {attributes}>{html.escape(file.filename)}</a>")
     return _html_page(f"Links for {name}", links)
 
@@ -288,6 +338,9 @@ def _project_json(name: NormalizedName, files: list[IndexFile]) -> dict[str, Any
             entry["requires-python"] = file.requires_python
         if file.size is not None:
             entry["size"] = file.size
+        if file.metadata_sha256 is not None:
+            entry["core-metadata"] = {"sha256": file.metadata_sha256}
+            entry["dist-info-metadata"] = {"sha256": file.metadata_sha256}
         entries.append(entry)
     versions = sorted({file.version for file in files})
     return {
