@@ -13,12 +13,13 @@ import subprocess
 import sys
 import threading
 import urllib.parse
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from support import LocalIndex, build_local_index, make_sdist, make_wheel
+from support.apps import build_ok, make_app
 
 from wheelbarrow._core.errors import InputError
 from wheelbarrow.share.serve import (
@@ -532,3 +533,68 @@ class TestRealClients:
         check = 'import mypkg, mydep; print(mypkg.__version__, mydep.__version__, end="")'
         assert _run([str(python), "-c", check], env).stdout == "1.0 1.5"
         assert set(app_index.downloads) == EXPECTED_DOWNLOADS
+
+
+@pytest.fixture
+def served_wheelhouse(tmp_path: Path, app_index: LocalIndex) -> Iterator[LocalIndex]:
+    """A wheelhouse `wheelbarrow build` made of mypkg, served as `wheelbarrow serve` serves it."""
+    app = make_app(tmp_path / "app", "mypkg\n")
+    report = build_ok(app, tmp_path / "store", app_index.url)
+    house = Path(report["wheelhouse"])
+    seen: list[tuple[str, str]] = []
+    with make_server(house, request_log=lambda method, path: seen.append((method, path))) as srv:
+        yield LocalIndex(url=srv.simple_url, base_url=srv.url, files_dir=house, requests=seen)
+
+
+def _metadata_gets(index: LocalIndex) -> set[str]:
+    return {
+        p.rsplit("/", 1)[-1] for m, p in index.requests if m == "GET" and p.endswith(".metadata")
+    }
+
+
+class TestCoreMetadataClients:
+    """PEP 658/714 against real resolvers: metadata is read from .metadata, not from wheels."""
+
+    def test_uv_locks_without_downloading_a_wheel(
+        self, tmp_path: Path, served_wheelhouse: LocalIndex
+    ) -> None:
+        """`uv lock` against the served wheelhouse reads each wheel's .metadata and no wheel."""
+        uv = shutil.which("uv")
+        assert uv is not None, "uv must be on PATH"
+        project = tmp_path / "project"
+        project.mkdir()
+        (project / "pyproject.toml").write_text(
+            '[project]\nname = "demo"\nversion = "0"\nrequires-python = ">=3.8"\n'
+            'dependencies = ["mypkg"]\n'
+        )
+        env = _client_env(tmp_path)
+
+        _run(
+            [uv, "lock", "--directory", str(project), "--default-index", served_wheelhouse.url], env
+        )
+
+        lock = (project / "uv.lock").read_text()
+        assert 'name = "mypkg"\nversion = "1.0"' in lock
+        assert 'name = "mydep"\nversion = "1.5"' in lock
+        assert served_wheelhouse.downloads == []
+        assert _metadata_gets(served_wheelhouse) == {f"{w}.metadata" for w in EXPECTED_DOWNLOADS}
+
+    def test_pip_resolves_from_metadata_and_downloads_only_what_it_installs(
+        self, tmp_path: Path, served_wheelhouse: LocalIndex
+    ) -> None:
+        """pip's dry run fetches no wheel; its install fetches each installed wheel once."""
+        env = _client_env(tmp_path)
+        pip = [sys.executable, "-m", "pip", "install", "--isolated", "--no-cache-dir"]
+        pip += ["--disable-pip-version-check", "--no-input", "--index-url", served_wheelhouse.url]
+
+        _run([*pip, "--dry-run", "mypkg"], env)
+        assert served_wheelhouse.downloads == []
+        assert _metadata_gets(served_wheelhouse) == {f"{w}.metadata" for w in EXPECTED_DOWNLOADS}
+
+        served_wheelhouse.requests.clear()
+        target = tmp_path / "target"
+        _run([*pip, "--target", str(target), "mypkg"], env)
+        check = 'import mypkg, mydep; print(mypkg.__version__, mydep.__version__, end="")'
+        result = _run([sys.executable, "-c", check], {**env, "PYTHONPATH": str(target)})
+        assert result.stdout == "1.0 1.5"
+        assert sorted(served_wheelhouse.downloads) == sorted(EXPECTED_DOWNLOADS)
