@@ -215,8 +215,7 @@ def remote_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--remote",
         metavar="URL",
-        help="a remote store shared by machines, s3://BUCKET/PREFIX (default: "
-        "$WHEELBARROW_REMOTE)",
+        help="a remote store shared by machines, s3://BUCKET/PREFIX (default: $WHEELBARROW_REMOTE)",
     )
 
 

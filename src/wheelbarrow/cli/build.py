@@ -7,8 +7,10 @@ import contextlib
 import os
 from pathlib import Path
 
+from wheelbarrow._core.errors import InputError
 from wheelbarrow._core.text import human_size, plural
 from wheelbarrow.cli import common, render
+from wheelbarrow.share.remotes import remote_from
 from wheelbarrow.wheelhouse.appbuild import build_app_wheelhouse
 from wheelbarrow.wheelhouse.assemble import BuildReport
 
@@ -23,6 +25,8 @@ def _build(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
     store = common.store(args)
     reporter = render.make_reporter(quiet=args.quiet, json_mode=args.json)
     plan = common.plan(args, reporter, may_lock=True)
+    if args.push and remote_from(args.remote, os.environ) is None:
+        raise InputError("--push needs a remote store", hint="add --remote s3://BUCKET/PREFIX")
     if plan.locked_because:
         first = plan.locked_because.startswith("no ")
         reporter.message("info", f"locked{'' if first else ' again'}: {plan.locked_because}")
@@ -38,10 +42,15 @@ def _build(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
         uv=common.host().uv,
         held=held,
         output=Path(args.output) if args.output else None,
+        remote=remote_from(args.remote, os.environ),
+        push=args.push,
     )
     if done.exported is not None:
         exported = done.exported
         reporter.message("info", f"exported {exported.wheels} wheel(s) to {exported.path}")
+    if done.pushed is not None:
+        pushed = done.pushed
+        reporter.message("info", f"pushed {len(pushed.moved)} file(s) to {pushed.url}")
     if args.json:
         render.emit_json(done.report.as_json())
     elif not args.quiet:

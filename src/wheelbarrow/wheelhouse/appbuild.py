@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,7 @@ from wheelbarrow.app.requirements import IndexOptions
 from wheelbarrow.lock.plan import Plan
 from wheelbarrow.store.store import Store
 from wheelbarrow.wheelhouse.assemble import (
+    MANIFEST,
     BuildReport,
     build_wheelhouse,
     manifest_of,
@@ -22,9 +24,10 @@ from wheelbarrow.wheelhouse.assemble import (
 
 if TYPE_CHECKING:
     from wheelbarrow.environment.interpreters import Interpreter
+    from wheelbarrow.store.remote import RemoteStore, Transfer
     from wheelbarrow.wheelhouse.export import ExportReport
 
-__all__ = ["AppBuild", "build_app_wheelhouse"]
+__all__ = ["AppBuild", "build_app_wheelhouse", "pull_app_wheelhouse"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -33,6 +36,7 @@ class AppBuild:
 
     report: BuildReport
     exported: ExportReport | None = None
+    pushed: Transfer | None = None
 
 
 def build_app_wheelhouse(
@@ -48,13 +52,65 @@ def build_app_wheelhouse(
     uv: str,
     held: contextlib.ExitStack,
     output: Path | None = None,
+    remote: RemoteStore | None = None,
+    push: bool = False,
 ) -> AppBuild:
     """Fetch only what the store lacks, build the sources on this machine, record the build.
 
     ``index`` is what the user gave (named by ``given_by``) over the app's own
     options. The leases that keep ``store gc`` off what is used go on ``held``.
-    ``interpreter`` is asked only when something is built from source.
+    ``interpreter`` is asked only when something is built from source. A ``remote``
+    is asked for the wheelhouse before anything else (a hit touches no package index);
+    with ``push`` the wheelhouse is uploaded to it afterwards.
     """
+    pulled = None
+    if remote is not None and manifest_of(store, plan.key) is None:
+        pulled = pull_app_wheelhouse(
+            plan, store=store, remote=remote, reporter=reporter, workers=jobs, held=held
+        )
+    if pulled is not None:
+        report = pulled
+    else:
+        report = _build_here(
+            plan,
+            store=store,
+            index=index,
+            given_by=given_by,
+            jobs=jobs,
+            interpreter=interpreter,
+            reporter=reporter,
+            environ=environ,
+            uv=uv,
+            held=held,
+        )
+    pushed = None
+    if push and remote is not None:
+        from wheelbarrow.store.remote import push_wheelhouse
+
+        reporter.message("step", f"Pushing wheelhouse {report.key} to {remote.url}")
+        pushed = push_wheelhouse(remote, store, report.key, report.path / MANIFEST, workers=jobs)
+    if output is None:
+        return AppBuild(report=report, pushed=pushed)
+    from wheelbarrow.wheelhouse.export import export_wheelhouse
+
+    exported = export_wheelhouse(report.path, output)
+    return AppBuild(report=report, exported=exported, pushed=pushed)
+
+
+def _build_here(
+    plan: Plan,
+    *,
+    store: Store,
+    index: IndexOptions,
+    given_by: str,
+    jobs: int,
+    interpreter: Callable[[], Interpreter],
+    reporter: Reporter,
+    environ: Mapping[str, str],
+    uv: str,
+    held: contextlib.ExitStack,
+) -> BuildReport:
+    """Fetch and build on this machine (what ``build`` does without a remote's hit)."""
     from wheelbarrow.store.fetch import Fetcher
     from wheelbarrow.wheelhouse.buildhost import build_index, source_builder
 
@@ -90,8 +146,48 @@ def build_app_wheelhouse(
     # Also when up to date: a build killed after its rename left only its scratch. One
     # listing of tmp/, and locks taken only for entries there.
     store.clean_stale_tmp()
-    if output is None:
-        return AppBuild(report=report)
-    from wheelbarrow.wheelhouse.export import export_wheelhouse
+    return report
 
-    return AppBuild(report=report, exported=export_wheelhouse(report.path, output))
+
+def pull_app_wheelhouse(
+    plan: Plan,
+    *,
+    store: Store,
+    remote: RemoteStore,
+    reporter: Reporter,
+    workers: int,
+    held: contextlib.ExitStack,
+) -> BuildReport | None:
+    """The plan's wheelhouse from ``remote`` when it has it (None when not): the blobs this
+    store lacks, downloaded in parallel and hash-checked, then laid out here. No package
+    index is asked."""
+    from wheelbarrow.store.remote import pull_blobs, remote_manifest
+    from wheelbarrow.wheelhouse.assemble import _lay_out_wheelhouse
+
+    start = time.monotonic()
+    manifest = remote_manifest(remote, plan.key)
+    if manifest is None:
+        return None
+    held.enter_context(store.use("wheelhouse", plan.key))
+    moved = None
+    # Its blobs are named by nothing here until the manifest is written: gc stays off them.
+    with store.building(), store.lock(f"wheelhouse-{plan.key}"):
+        if manifest_of(store, plan.key) is None:
+            reporter.message("step", f"Fetching wheelhouse {plan.key} from {remote.url}")
+            moved = pull_blobs(remote, store, manifest, workers=workers)
+            wheels, lock_sha256 = manifest["wheels"], manifest.get("lock-sha256")
+            _lay_out_wheelhouse(wheels, plan.target, plan.key, store, lock_sha256)
+    if previous_app_key(store, plan.app.root) != plan.key:
+        record_app_build(store, plan.app.root, plan.key)
+    fetched = moved.moved if moved else ()
+    return BuildReport(
+        key=plan.key,
+        path=store.wheelhouse(plan.key),
+        status="built" if moved is not None else "up-to-date",
+        target=plan.target,
+        packages=len(plan.artefacts),
+        fetched=fetched,
+        fetched_bytes=moved.nbytes if moved else 0,
+        reused=tuple(w["filename"] for w in manifest["wheels"] if w["filename"] not in fetched),
+        seconds=time.monotonic() - start,
+    )
