@@ -83,7 +83,8 @@ class TestCheckThroughBinCompile:
             "oldcelery.__main__:main fails with ModuleNotFoundError: No module named "
             "'pkg_resources_gone'",
             "Hint: pin a version of oldcelery that works with the rest of the app; or set the "
-            "config var WHEELBARROW_SKIP_SCRIPT_CHECK=1 to skip the script check",
+            "config var WHEELBARROW_SKIP_SCRIPT_CHECK=1 (or script-check = false in the build "
+            "settings) to skip the script check",
         ]
         assert "-----> Slug:" not in out
 
@@ -98,6 +99,26 @@ class TestCheckThroughBinCompile:
             "       3 packages' dependencies met "
             "(WHEELBARROW_SKIP_SCRIPT_CHECK is set: scripts not imported)\n"
         ) in out
+
+    def test_the_build_setting_turns_the_script_check_off(self, scripts_app):
+        """script-check = false in wheelbarrow.toml deploys the broken script, saying why."""
+        build, cache, env, slug_home = scripts_app
+        (build / "requirements.txt").write_text("webapp==1.0\noldcelery==4.4.7\n")
+        (build / "wheelbarrow.toml").write_text("script-check = false\n")
+        code, out = compile_(build, cache, env, slug_home)
+        assert code == 0, out
+        assert (
+            "       3 packages' dependencies met (script-check = false: scripts not imported)\n"
+        ) in out
+
+    def test_a_wrong_type_of_the_setting_names_the_file_and_key(self, tmp_path):
+        """script-check = "no" is an error naming wheelbarrow.toml and the key."""
+        from wheelbarrow._core.errors import InputError
+        from wheelbarrow.app.config import read_build_config
+
+        (tmp_path / "wheelbarrow.toml").write_text('script-check = "no"\n')
+        with pytest.raises(InputError, match=r"wheelbarrow\.toml.*script-check.*true or false"):
+            read_build_config(tmp_path)
 
     def test_a_dependency_the_lock_left_out_fails_the_build(self, scripts_app):
         """A pylock.toml edited by hand to drop alpha: webapp's unmet requirement is named."""

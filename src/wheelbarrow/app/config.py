@@ -28,7 +28,7 @@ BASELINES: tuple[Baseline, ...] = get_args(Baseline)
 DEFAULT_BASELINE: Baseline = "x86-64-v2"
 ALL = ":all:"
 _TOP_KEYS = ("no-binary", "only-binary", "repair", "build-jobs", "require-blas", "portable",
-             "cpu-baseline", "packages")  # fmt: skip
+             "cpu-baseline", "script-check", "packages")  # fmt: skip
 _PACKAGE_KEYS = ("env", "config-settings", "system", "patches", "exclusive", "require-blas",
                  "portable")  # fmt: skip
 
@@ -78,6 +78,9 @@ class BuildConfig:
     require_blas: bool = False
     portable: PortableMode = "warn"
     cpu_baseline: Baseline = DEFAULT_BASELINE
+    # After an install the buildpacks import every console script's module; false skips
+    # that (the dependency check stays). Not part of any key: it changes no wheel.
+    script_check: bool = True
     packages: Mapping[NormalizedName, PackageSettings] = field(
         default_factory=lambda: MappingProxyType({})
     )
@@ -223,6 +226,10 @@ def _parse(data: Mapping[str, Any], path: Path, *, prefix: str) -> BuildConfig:
         problems.append(f"{where('require-blas')}: must be true or false")
         require_blas = False
     portable = _portable(data.get("portable", "warn"), where("portable"), problems) or "warn"
+    script_check = data.get("script-check", True)
+    if not isinstance(script_check, bool):
+        problems.append(f"{where('script-check')}: must be true or false")
+        script_check = True
     cpu_baseline = data.get("cpu-baseline", DEFAULT_BASELINE)
     if cpu_baseline not in BASELINES:
         choices = ", ".join(f'"{b}"' for b in BASELINES)
@@ -258,6 +265,7 @@ def _parse(data: Mapping[str, Any], path: Path, *, prefix: str) -> BuildConfig:
         require_blas=require_blas,
         portable=portable,
         cpu_baseline=cpu_baseline,
+        script_check=script_check,
         packages=MappingProxyType(packages),
         source=path,
     )

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from wheelbarrow._core.runner import Runner
+from wheelbarrow.app.config import read_build_config
 from wheelbarrow.environment.envcheck import SKIP_SCRIPTS_VAR, check_environment, require_healthy
 from wheelbarrow.ship.heroku.django import collectstatic
 from wheelbarrow.ship.heroku.nltk import download_corpora
@@ -34,6 +35,7 @@ def app_env(venv: Path, *, environ: Mapping[str, str], config: Mapping[str, str]
 def check_installed(
     venv: Path,
     *,
+    app_dir: Path | None = None,
     config: Mapping[str, str],
     environ: Mapping[str, str],
     runner: Runner,
@@ -42,18 +44,20 @@ def check_installed(
     """Fail the build when the environment's dependencies are unmet or a script cannot start."""
     out.step("Checking the installed environment")
     skip = config.get(SKIP_SCRIPTS_VAR, environ.get(SKIP_SCRIPTS_VAR, "")) not in ("", "0")
+    setting = not read_build_config(app_dir).script_check if app_dir is not None else False
     check = check_environment(
         venv / "bin" / "python",
         runner=runner,
-        scripts=not skip,
+        scripts=not (skip or setting),
         env=app_env(venv, environ=environ, config=config),
     )
     require_healthy(
-        check, skip_hint=f"set the config var {SKIP_SCRIPTS_VAR}=1 to skip the script check"
+        check,
+        skip_hint=f"set the config var {SKIP_SCRIPTS_VAR}=1 (or script-check = false in the "
+        "build settings) to skip the script check",
     )
-    out.detail(
-        check.describe() + (f" ({SKIP_SCRIPTS_VAR} is set: scripts not imported)" if skip else "")
-    )
+    why = f"{SKIP_SCRIPTS_VAR} is set" if skip else "script-check = false"
+    out.detail(check.describe() + (f" ({why}: scripts not imported)" if skip or setting else ""))
 
 
 def after_install(
@@ -71,7 +75,7 @@ def after_install(
     Returns whether NLTK corpora were downloaded (the caller points
     ``NLTK_DATA`` at them).
     """
-    check_installed(venv, config=config, environ=environ, runner=runner, out=out)
+    check_installed(venv, app_dir=app_dir, config=config, environ=environ, runner=runner, out=out)
     env = app_env(venv, environ=environ, config=config)
     corpora = download_corpora(app_dir, venv, data_dir=nltk_dir, env=env, runner=runner, out=out)
     if corpora:

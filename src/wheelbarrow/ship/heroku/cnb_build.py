@@ -280,7 +280,12 @@ def _venv_layer(
         with contextlib.ExitStack() as held:  # leases on what is used, until it is cloned
             clone_env(store_env(held), path)
         check_installed(
-            path, config=ctx.config, environ=ctx.environ, runner=ctx.runner, out=ctx.out
+            path,
+            app_dir=ctx.app_dir,
+            config=ctx.config,
+            environ=ctx.environ,
+            runner=ctx.runner,
+            out=ctx.out,
         )
         write_env(path, venv_env(path))
 
