@@ -16,10 +16,13 @@ from wheelbarrow.build.blas import BlasFinding, check_built_wheel
 from wheelbarrow.build.context import Built, SourceContext, system_libraries
 from wheelbarrow.build.links import SystemLibraries, links_problem
 from wheelbarrow.lock.lockfile import Artefact
+from wheelbarrow.store.remote import BUILD_RECORD
 from wheelbarrow.store.store import Store
 
 if TYPE_CHECKING:
     from filelock import FileLock
+
+    from wheelbarrow.store.remote import RemoteStore
 
 
 # 2: the key is the part known before building; what a wheel links is checked apart.
@@ -93,6 +96,14 @@ class Candidate:
         """The candidate recorded in the build cache entry ``path``, or None if it is incomplete."""
         try:
             data = json.loads((path / "result.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return cls.from_record(data, path)
+
+    @classmethod
+    def from_record(cls, data: Any, path: Path) -> Candidate | None:
+        """The candidate a build's ``result.json`` (parsed) records, or None if it is incomplete."""
+        try:
             return cls(
                 entry=path.name,
                 key=str(data["key"]),
@@ -115,7 +126,12 @@ def entry_name(key: str, links: Mapping[str, Any]) -> str:
     Entries of one first part share their first 16 digits, so
     :func:`candidates` finds them by prefix.
     """
-    return key[:16] + json_sha256(links)[:16]
+    return key[:16] + links_digest(links)
+
+
+def links_digest(links: Mapping[str, Any]) -> str:
+    """The second part of a build's key: a digest of what its wheel links (16 hex digits)."""
+    return json_sha256(links)[:16]
 
 
 def candidates(store: Store, key: str) -> list[Candidate]:
@@ -152,6 +168,17 @@ def candidate_problem(
     """
     if not store.has(candidate.sha256):
         return "the cached wheel is missing"
+    return machine_problem(candidate, libraries, cpu, openblas)
+
+
+def machine_problem(
+    candidate: Candidate,
+    libraries: SystemLibraries,
+    cpu: frozenset[str] | None = None,
+    openblas: str | None = None,
+) -> str | None:
+    """:func:`candidate_problem` but for the wheel's presence: the second part of the key (what
+    it links) and what its code needs, checked against this machine."""
     then = candidate.without_blas
     if then is not None and openblas not in (None, "", "absent", then):
         return f"it was built without BLAS while OpenBLAS was {then}, and {openblas} is here now"
@@ -169,7 +196,21 @@ def _without_blas(recorded: object) -> str | None:
 
 
 def reusable(key: str, source: Artefact, ctx: SourceContext) -> tuple[Built | None, str | None]:
-    """A cached wheel for ``key`` that holds here, or None and why the newest one does not."""
+    """A cached wheel for ``key`` that holds here, or None and why the newest one does not.
+
+    The build cache is asked first, then the remote store, if there is one
+    (:func:`from_remote`): a wheel found there is in the build cache afterwards.
+    """
+    built, problem = _reusable_here(key, source, ctx)
+    if built is not None or ctx.remote is None:
+        return built, problem
+    built, remote_problem = from_remote(ctx.remote, key, source, ctx)
+    return built, problem or remote_problem
+
+
+def _reusable_here(
+    key: str, source: Artefact, ctx: SourceContext
+) -> tuple[Built | None, str | None]:
     first_problem = None
     libraries = system_libraries(ctx)
     for candidate in candidates(ctx.store, key):
@@ -189,6 +230,123 @@ def reusable(key: str, source: Artefact, ctx: SourceContext) -> tuple[Built | No
             return built, None
         first_problem = first_problem or problem
     return None, first_problem
+
+
+def from_remote(
+    remote: RemoteStore, key: str, source: Artefact, ctx: SourceContext
+) -> tuple[Built | None, str | None]:
+    """A wheel another machine built for ``key`` and pushed to ``remote`` that holds here, or
+    None and why the first one found does not.
+
+    Each record must be one of ``key`` (its inputs hash to it); what it links and
+    what its code needs are checked against this machine as a local
+    candidate's are (:func:`machine_problem`). The wheel is downloaded
+    hash-checked and the build recorded in the build cache, its log saying
+    where it came from.
+    """
+    first_problem = None
+    libraries = system_libraries(ctx)
+    for record, candidate in _remote_candidates(remote, key):
+        problem = machine_problem(
+            candidate, libraries, ctx.cpu_features, ctx.toolchain.get("openblas")
+        )
+        if problem is not None:
+            first_problem = first_problem or f"{problem} (in the build pushed to {remote.url})"
+            continue
+        ctx.reporter.message(
+            "info",
+            f"{source.label}: {candidate.wheel} from {remote.url}, "
+            "built by another machine with the same build key",
+        )
+        if not ctx.store.has(candidate.sha256):
+            remote.get_blob(candidate.sha256, ctx.store, filename=candidate.wheel)
+        entry = _record_fetched(ctx.store, key, record, remote.url, source.label)
+        built = Built(
+            source=source,
+            wheel=candidate.wheel,
+            sha256=candidate.sha256,
+            repair=candidate.repair,
+            reused=True,
+            why=None,
+            log=entry / "build.log",
+            remote=remote.url,
+        )
+        return built, None
+    return None, first_problem
+
+
+def _remote_candidates(remote: RemoteStore, key: str) -> list[tuple[dict[str, Any], Candidate]]:
+    """The build records of ``key`` in ``remote`` that are whole and truly of that key."""
+    found = []
+    for data in remote.get_builds(key):
+        record = _remote_record(data, key)
+        candidate = Candidate.from_record(record, Path(key)) if record is not None else None
+        if record is not None and candidate is not None and _plain_names(candidate):
+            found.append((record, candidate))
+    return found
+
+
+def _remote_record(data: bytes, key: str) -> dict[str, Any] | None:
+    """A build record read from the remote store, when it is one of ``key``'s."""
+    try:
+        record = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    if not isinstance(record, dict) or record.get("key") != key:
+        return None
+    inputs = record.get("inputs")
+    if not isinstance(inputs, dict) or build_key(inputs) != key:
+        return None
+    return record
+
+
+def _plain_names(candidate: Candidate) -> bool:
+    """Whether the record names its wheel by a plain file name and a sha256 (no path)."""
+    name, digest = candidate.wheel, candidate.sha256
+    return (
+        name.endswith(".whl")
+        and "/" not in name
+        and "\\" not in name
+        and not name.startswith(".")
+        and len(digest) == 64
+        and all(c in "0123456789abcdef" for c in digest)
+    )
+
+
+def _record_fetched(
+    store: Store, key: str, record: Mapping[str, Any], url: str, label: str
+) -> Path:
+    """Put a build fetched from ``url`` in the build cache; its log says where it came from."""
+    links = record.get("links") if isinstance(record.get("links"), dict) else {}
+    entry = entry_name(key, links or {})
+    (store.root / "built").mkdir(parents=True, exist_ok=True)
+    with store.scratch("fetched-build-") as work:
+        log = work / "log" / "build.log"
+        log.parent.mkdir()
+        log.write_text(
+            f"# {label}: not built here; {record['wheel']} came from the remote store {url},\n"
+            f"# built by another machine with the same build key ({key})\n",
+            encoding="utf-8",
+        )
+        try:
+            return record_build(store, work / "entry", entry, {**record, "fetched": url}, log)
+        except OSError:
+            # Another process of this store recorded the same build meanwhile.
+            final = store.root / "built" / entry
+            if Candidate.read(final) is None:
+                raise
+            return final
+
+
+def push_build(remote: RemoteStore, store: Store, built: Built) -> None:
+    """Upload a build made here: its wheel's blob (unless the remote has it), then its record,
+    last, so a reader never finds a record whose wheel is not there."""
+    entry = built.log.parent
+    data = (entry / BUILD_RECORD).read_bytes()
+    record = json.loads(data)
+    if not remote.has_blob(built.sha256):
+        remote.put_blob(built.sha256, store.blob(built.sha256))
+    remote.put_build(str(record["key"]), links_digest(record["links"]), data)
 
 
 def why_rebuilt(previous: Mapping[str, Any] | None, now: Mapping[str, Any]) -> str:

@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from packaging.utils import parse_wheel_filename
 
@@ -22,6 +23,9 @@ from wheelbarrow.environment.interpreters import Interpreter
 from wheelbarrow.lock.lockfile import Artefact
 from wheelbarrow.store.fetch import Fetches
 from wheelbarrow.store.store import Store
+
+if TYPE_CHECKING:
+    from wheelbarrow.store.remote import RemoteStore
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -51,6 +55,10 @@ class SourceContext:
     # The instruction set flags of this machine's CPU: a build asked for it (-march=native)
     # is keyed by them, and a cached wheel whose code needs more is not reused.
     cpu_features: frozenset[str] = field(default_factory=hostcpu.host_cpu_features)
+    # A store other machines share: a build missing from the build cache is looked up
+    # there by its key before it is built; with ``push`` what is built here is put there.
+    remote: RemoteStore | None = None
+    push: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -71,6 +79,7 @@ class Built:
     portability: portability.PortabilityFinding | None = None
     seconds: float = 0.0
     blas: BlasFinding | None = None  # what BLAS the wheel has (see blas.py)
+    remote: str | None = None  # the remote store it was fetched from, built on another machine
 
     @property
     def version(self) -> str:
@@ -79,7 +88,9 @@ class Built:
 
     @property
     def reason(self) -> str:
-        """Why it was built now, or that it was reused from the build cache."""
+        """Why it was built now, or that it was reused from the build cache or the remote store."""
+        if self.remote is not None:
+            return "reused from the remote store"
         return "reused from the build cache" if self.reused else (self.why or "built")
 
     def as_json(self) -> dict[str, object]:
@@ -97,6 +108,7 @@ class Built:
             "seconds": round(self.seconds, 3),
             "log": str(self.log),
             "blas": self.blas.as_json() if self.blas is not None else None,
+            "remote": self.remote,
         }
 
 

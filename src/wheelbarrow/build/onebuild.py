@@ -19,6 +19,7 @@ from wheelbarrow.build.buildcache import (
     entry_name,
     previous_inputs,
     previous_path,
+    push_build,
     record_build,
     reusable,
     why_rebuilt,
@@ -88,6 +89,9 @@ def _build_locked(node: SourceNode, results: Mapping[str, Built], ctx: SourceCon
         )
         raise
     ctx.reporter.build_finished(label, ok=True, seconds=built.seconds, result=built.repair)
+    if ctx.push and ctx.remote is not None:
+        ctx.reporter.message("info", f"{label}: pushing its build to {ctx.remote.url}")
+        push_build(ctx.remote, ctx.store, built)
     return built
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from wheelbarrow._core.errors import WheelbarrowError
-from wheelbarrow.store.remote import MANIFEST, RemoteError
+from wheelbarrow.store.remote import BUILD_RECORD, MANIFEST, RemoteError
 from wheelbarrow.store.store import Store
 
 __all__ = ["S3Remote"]
@@ -130,9 +130,29 @@ class S3Remote:
             return data
 
     def put_manifest(self, key: str, data: bytes) -> None:
-        """Write the manifest in one PUT."""
+        """Write the manifest in one PUT, then the bucket's static index (pages last)."""
         with self._errors(f"writing the manifest of wheelhouse {key}"):
             self.fs.pipe_file(self._path("wheelhouses", key, MANIFEST), data)
+        from wheelbarrow.share.bucket_index import publish_manifest
+
+        with self._errors(f"publishing the bucket's index of wheelhouse {key}"):
+            publish_manifest(self.fs, self._path(), data)
+
+    def get_builds(self, key: str) -> list[bytes]:
+        """The build records under ``builds/KEY/``: one listing, then the records read together."""
+        with self._errors(f"looking for builds of {key}"):
+            found = self.fs.find(self._path("builds", key))
+            records = sorted(p for p in found if p.endswith(f"/{BUILD_RECORD}"))
+            if not records:
+                self._check_bucket()
+                return []
+            data: dict[str, bytes] = self.fs.cat(records, on_error="omit")
+            return [data[p] for p in records if p in data]
+
+    def put_build(self, key: str, entry: str, data: bytes) -> None:
+        """Write one build record in one PUT."""
+        with self._errors(f"writing the build record {key}/{entry}"):
+            self.fs.pipe_file(self._path("builds", key, entry, BUILD_RECORD), data)
 
     def _check_bucket(self) -> None:
         # A missing object and a missing bucket both read as "not found"; only the

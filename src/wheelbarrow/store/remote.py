@@ -4,10 +4,14 @@ The remote's layout (under its URL's prefix) mirrors the local store's::
 
     blobs/sha256/ab/<sha256>           wheels, named by content
     wheelhouses/<key>/wheelhouse.json  a wheelhouse's manifest, written after all its blobs
+    builds/<part1>/<part2>/result.json a source build's record, written after its wheel's blob
 
 Readers trust nothing but a manifest and blobs that hash to what it names: an
 upload killed midway leaves blobs without a manifest (a miss for every reader),
-and a blob is checked against its sha256 as it enters the local store.
+and a blob is checked against its sha256 as it enters the local store. A build
+record is found by the first part of its build key (``<part1>``, known before
+building); the reader checks what it links (the second part, ``<part2>`` its
+digest) against its own machine (see :mod:`wheelbarrow.build.buildcache`).
 Every put is of content named by its own hash (or of the same manifest for the
 same key), so two machines pushing the same wheelhouse at once both succeed.
 """
@@ -36,6 +40,7 @@ __all__ = [
 
 REMOTE_ENV_VAR = "WHEELBARROW_REMOTE"
 MANIFEST = "wheelhouse.json"
+BUILD_RECORD = "result.json"
 T = TypeVar("T")
 
 
@@ -73,6 +78,15 @@ class RemoteStore(Protocol):
 
     def put_manifest(self, key: str, data: bytes) -> None:
         """Write the manifest under ``key``: call only once every blob it names is there."""
+        ...
+
+    def get_builds(self, key: str) -> list[bytes]:
+        """The records (``result.json``) of the source builds whose key's first part is ``key``."""
+        ...
+
+    def put_build(self, key: str, entry: str, data: bytes) -> None:
+        """Write one build record under ``key``/``entry``: call only once its wheel's blob is
+        there."""
         ...
 
 

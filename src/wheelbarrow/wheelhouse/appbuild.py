@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,6 +24,8 @@ from wheelbarrow.wheelhouse.assemble import (
 
 if TYPE_CHECKING:
     from wheelbarrow.environment.interpreters import Interpreter
+    from wheelbarrow.lock.lockfile import Artefact
+    from wheelbarrow.store.fetch import Fetched, Fetches
     from wheelbarrow.store.remote import RemoteStore, Transfer
     from wheelbarrow.wheelhouse.export import ExportReport
 
@@ -82,6 +84,8 @@ def build_app_wheelhouse(
             environ=environ,
             uv=uv,
             held=held,
+            remote=remote,
+            push=push,
         )
     pushed = None
     if push and remote is not None:
@@ -109,12 +113,17 @@ def _build_here(
     environ: Mapping[str, str],
     uv: str,
     held: contextlib.ExitStack,
+    remote: RemoteStore | None = None,
+    push: bool = False,
 ) -> BuildReport:
-    """Fetch and build on this machine (what ``build`` does without a remote's hit)."""
+    """Fetch and build on this machine (what ``build`` does without a remote's hit); a source
+    build is looked up in ``remote`` by its build key first, and pushed there with ``push``."""
     from wheelbarrow.store.fetch import Fetcher
     from wheelbarrow.wheelhouse.buildhost import build_index, source_builder
 
-    fetcher = Fetcher.for_app(plan.app, index, given_by=given_by, environ=environ, workers=jobs)
+    fetcher: Fetches = Fetcher.for_app(
+        plan.app, index, given_by=given_by, environ=environ, workers=jobs
+    )
     build_sources = source_builder(
         plan,
         store=store,
@@ -124,6 +133,8 @@ def _build_here(
         reporter=reporter,
         environ=environ,
         uv=uv,
+        remote=remote,
+        push=push,
     )
     held.enter_context(store.use("wheelhouse", plan.key))
     if manifest_of(store, plan.key) is None:
@@ -134,19 +145,37 @@ def _build_here(
         plan.artefacts,
         plan.target,
         store=store,
-        fetcher=fetcher,
+        # A source whose build the remote has is never downloaded: the build fetches it.
+        fetcher=fetcher if remote is None else _WheelsOnly(fetcher),
         reporter=reporter,
         settings=plan.settings,
         previous_key=previous,
         build_sources=build_sources,
         lock_sha256=plan.lock.sha256,
     )
+    if remote is not None:  # what was left to the source builds and never needed
+        kept = {a.filename for a in plan.artefacts if store.has(a.sha256)}
+        report = replace(report, fetched=tuple(f for f in report.fetched if f in kept))
     if previous != report.key:
         record_app_build(store, plan.app.root, report.key)
     # Also when up to date: a build killed after its rename left only its scratch. One
     # listing of tmp/, and locks taken only for entries there.
     store.clean_stale_tmp()
     return report
+
+
+@dataclass(frozen=True, slots=True)
+class _WheelsOnly:
+    """A fetcher of the wheels alone: each source is left to its build, which fetches it
+    only when it is built here."""
+
+    fetcher: Fetches
+
+    def fetch(
+        self, artefacts: Sequence[Artefact], store: Store, reporter: Reporter
+    ) -> Sequence[Fetched]:
+        wheels = [a for a in artefacts if a.kind == "wheel"]
+        return self.fetcher.fetch(wheels, store, reporter) if wheels else []
 
 
 def pull_app_wheelhouse(

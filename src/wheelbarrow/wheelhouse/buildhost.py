@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from wheelbarrow.lock.lockfile import Artefact
     from wheelbarrow.lock.plan import Plan
     from wheelbarrow.store.fetch import Fetches
+    from wheelbarrow.store.remote import RemoteStore
     from wheelbarrow.store.store import Store
 
 __all__ = ["build_index", "source_builder", "toolchain"]
@@ -55,12 +56,16 @@ def source_builder(
     uv: str,
     runner: Runner = run_subprocess,
     which: Callable[[str], str | None] = shutil.which,
+    remote: RemoteStore | None = None,
+    push: bool = False,
 ) -> Callable[[Sequence[Artefact]], Sequence[Built]]:
     """What :func:`wheelbarrow.wheelhouse.assemble.build_wheelhouse` calls to build sources.
 
     ``interpreter`` is asked only when something is built, so an app of
     wheels alone needs no interpreter of the target's version. ``environ`` is
-    what the resolver (credentials) and the backends start from.
+    what the resolver (credentials) and the backends start from. A ``remote`` is
+    asked for each build missing here (by its build key); with ``push`` each build
+    made here is uploaded to it.
     """
 
     def build(sources: Sequence[Artefact]) -> Sequence[Built]:
@@ -86,6 +91,8 @@ def source_builder(
                 **environ,
                 "PATH": os.pathsep.join([sysconfig.get_path("scripts"), environ.get("PATH", "")]),
             },
+            remote=remote,
+            push=push,
         )
         return build_sources(sources, context)
 
