@@ -291,12 +291,9 @@ class TestPoetryProject:
         assert (project / "pylock.toml").read_bytes() == lock_before
 
 
+# No [[source]]: Pipenv then locks against its default index (and the repository names no
+# registry host).
 PIPFILE = """
-    [[source]]
-    url = "https://pypi.org/simple"
-    verify_ssl = true
-    name = "pypi"
-
     [packages]
     requests = "==2.25.1"
     six = "==1.15.0"
