@@ -72,3 +72,21 @@ def _start(
             f"cannot run {args[0]!r}: not found",
             hint="install it, or put it on PATH",
         ) from exc
+
+
+def marked_report(stdout: str, mark: str) -> dict[str, Any] | None:
+    """The JSON object a child script printed last on a line starting with ``mark``.
+
+    Scripts run in another interpreter (the app's environment) report this way,
+    so their own output may come before it; None when there is no such line.
+    """
+    import json
+
+    for line in reversed(stdout.splitlines()):
+        if line.startswith(mark):
+            try:
+                parsed = json.loads(line.removeprefix(mark))
+            except json.JSONDecodeError:
+                return None
+            return parsed if isinstance(parsed, dict) else None
+    return None

@@ -12,7 +12,7 @@ from pathlib import Path
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
 from wheelbarrow._core.errors import InputError, TargetError
-from wheelbarrow.app.managers import PIPFILE_LOCK, Detected, detect_manager
+from wheelbarrow.app.managers import PIPFILE_LOCK, REQUIREMENT_LOOKALIKES, Detected, detect_manager
 from wheelbarrow.app.requirements import Requirements
 from wheelbarrow.app.requirements_file import parse_requirements_file, requirements_from_strings
 from wheelbarrow.app.target import PythonVersion
@@ -20,16 +20,6 @@ from wheelbarrow.app.target import PythonVersion
 REQUIREMENTS_TXT = "requirements.txt"
 PYPROJECT = "pyproject.toml"
 PYLOCK = "pylock.toml"
-# Names people write by mistake for requirements.txt; offered as a hint.
-_REQUIREMENT_LOOKALIKES = (
-    "requirement.txt",
-    "requirements.text",
-    "Requirements.txt",
-    "requirements.txt.txt",
-    "requirments.txt",
-    "requirements.in",
-    "requirements",
-)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -211,7 +201,7 @@ def _pipfile_lock_python(path: Path) -> tuple[PythonVersion | None, str | None]:
 def _lookalike_hint(root: Path) -> str | None:
     names = [p.name for p in root.iterdir()]
     close = difflib.get_close_matches(REQUIREMENTS_TXT, names, n=1, cutoff=0.75)
-    close += [n for n in _REQUIREMENT_LOOKALIKES if n in names]
+    close += [n for n in REQUIREMENT_LOOKALIKES if n in names]
     if close:
         return f"found {close[0]!r}: did you mean {REQUIREMENTS_TXT!r}? rename it"
     return None

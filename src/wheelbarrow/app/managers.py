@@ -30,6 +30,16 @@ POETRY_LOCK = "poetry.lock"
 PIPFILE = "Pipfile"
 PIPFILE_LOCK = "Pipfile.lock"
 PYPROJECT = "pyproject.toml"
+# Names people write by mistake for requirements.txt; offered as a hint (read_app, CNB detect).
+REQUIREMENT_LOOKALIKES = (
+    "requirement.txt",
+    "requirements.text",
+    "Requirements.txt",
+    "requirements.txt.txt",
+    "requirments.txt",
+    "requirements.in",
+    "requirements",
+)
 
 # How to tell each manager to deploy without the others' files, for the
 # several-managers error.

@@ -11,7 +11,6 @@ wheelbarrow's own environment is put on the checked one's ``sys.path``.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +22,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from wheelbarrow._core.errors import InstallError
-from wheelbarrow._core.runner import Runner
+from wheelbarrow._core.runner import Runner, marked_report
 from wheelbarrow._core.text import agree, plural
 
 # The config var that turns the import of console scripts off (the dependency check stays).
@@ -139,7 +138,7 @@ def check_environment(
     :func:`require_healthy` turns problems into an error.
     """
     done = runner([str(python), "-I", "-B", "-c", _PROBE, "1" if scripts else "0"], env=env)
-    report = _report_of(done.stdout)
+    report = marked_report(done.stdout, _MARK)
     if done.returncode != 0 or report is None:
         tail = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
         raise BrokenEnvironmentError(
@@ -208,17 +207,6 @@ def require_healthy(check: EnvCheck, *, skip_hint: str) -> None:
             f"or {skip_hint}"
         )
     raise BrokenEnvironmentError("\n".join(lines), hint="; ".join(hints))
-
-
-def _report_of(stdout: str) -> dict[str, Any] | None:
-    for line in reversed(stdout.splitlines()):
-        if line.startswith(_MARK):
-            try:
-                parsed = json.loads(line.removeprefix(_MARK))
-            except json.JSONDecodeError:
-                return None
-            return parsed if isinstance(parsed, dict) else None
-    return None
 
 
 def _unmet(

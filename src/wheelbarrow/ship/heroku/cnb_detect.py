@@ -19,24 +19,17 @@ from typing import IO, Final
 
 from wheelbarrow._core.errors import InputError, WheelbarrowError
 from wheelbarrow._core.files import atomic_write_text
-from wheelbarrow.app.managers import SeveralManagersError, detect_manager
+from wheelbarrow.app.managers import (
+    REQUIREMENT_LOOKALIKES,
+    SeveralManagersError,
+    detect_manager,
+)
 
 __all__ = ["DETECT_FAIL", "DETECT_PASS", "build_plan", "detect", "main"]
 
 DETECT_PASS: Final = 0
 DETECT_FAIL: Final = 100  # the spec's "fail": another buildpack group may still claim the app
 PLAN_ENTRY: Final = "python"
-
-# Names people write by mistake for requirements.txt.
-_LOOKALIKES: Final = (
-    "requirement.txt",
-    "requirements.text",
-    "Requirements.txt",
-    "requirements.txt.txt",
-    "requirments.txt",
-    "requirements.in",
-    "requirements",
-)
 
 
 def detect(app_dir: Path, *, plan_path: Path, err: IO[str] | None = None) -> int:
@@ -69,7 +62,7 @@ def why_not(app_dir: Path) -> str | None:
         return f"{exc.message} ({exc.hint})" if exc.hint else exc.message
     if manager is None:
         names = {p.name for p in app_dir.iterdir()} if app_dir.is_dir() else set()
-        lookalikes = [n for n in _LOOKALIKES if n in names]
+        lookalikes = [n for n in REQUIREMENT_LOOKALIKES if n in names]
         if lookalikes:
             return f"found {lookalikes[0]!r}: did you mean 'requirements.txt'? rename it"
         return ""

@@ -12,7 +12,6 @@ build naming ``nltk.txt`` and the line, before anything is downloaded.
 from __future__ import annotations
 
 import difflib
-import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ from typing import Any
 
 from wheelbarrow._core.errors import BuildpackError, InputError
 from wheelbarrow._core.files import atomic_write_text
-from wheelbarrow._core.runner import Completed, Runner
+from wheelbarrow._core.runner import Completed, Runner, marked_report
 from wheelbarrow._core.text import plural
 from wheelbarrow.ship.heroku.output import HerokuReporter
 
@@ -134,7 +133,7 @@ def download_corpora(
         cwd=app_dir,
         env=dict(env),
     )
-    result = _result_of(done.stdout)
+    result = marked_report(done.stdout, _MARK)
     log = [line for line in done.stdout.splitlines() if line and not line.startswith(_MARK)]
     if log:
         out.detail("\n".join(log))
@@ -196,14 +195,3 @@ def write_nltk_profile(build_dir: Path, data_rel: str = DATA_REL) -> Path:
         f'export NLTK_DATA="${{NLTK_DATA:-$HOME/{data_rel}}}"\n',
     )
     return path
-
-
-def _result_of(stdout: str) -> dict[str, Any] | None:
-    for line in reversed(stdout.splitlines()):
-        if line.startswith(_MARK):
-            try:
-                parsed = json.loads(line.removeprefix(_MARK))
-            except json.JSONDecodeError:
-                return None
-            return parsed if isinstance(parsed, dict) else None
-    return None
