@@ -27,7 +27,7 @@ def _image(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
             hint="--push uploads to the registry named by --tag",
         )
     if args.push:
-        from wheelbarrow.ship.oci.reference import ImageReference
+        from wheelbarrow.share.oci.reference import ImageReference
 
         ImageReference.parse(args.tag)  # a bad reference fails before anything is built
     start = time.monotonic()

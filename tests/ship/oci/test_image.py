@@ -281,7 +281,7 @@ class TestNothingHalfPushedIsTagged:
     def test_a_push_that_fails_midway_leaves_no_tag(self, env, monkeypatch):
         """When a blob upload fails, the manifest is never put: the tag does not exist."""
         from wheelbarrow._core.errors import RegistryError
-        from wheelbarrow.ship.oci.registry import RegistryClient
+        from wheelbarrow.share.oci.registry import RegistryClient
 
         directory = app(env, "halfway")
         calls = {"blobs": 0}

@@ -23,6 +23,14 @@ import pytest
 from support.containers import Podman, require
 
 from wheelbarrow._core.errors import BlobNotFoundError, ImageError, ImageFormatError
+from wheelbarrow.share.oci.mediatypes import (
+    DOCKER_CONFIG,
+    DOCKER_LAYER_GZIP,
+    DOCKER_MANIFEST,
+    OCI_CONFIG,
+    OCI_LAYER_GZIP,
+    OCI_MANIFEST,
+)
 from wheelbarrow.ship.oci.append import (
     ConfigChanges,
     ImageDocuments,
@@ -41,14 +49,6 @@ from wheelbarrow.ship.oci.layer import (
     write_layer,
 )
 from wheelbarrow.ship.oci.layout import REF_NAME, read_oci_layout, write_oci_layout
-from wheelbarrow.ship.oci.mediatypes import (
-    DOCKER_CONFIG,
-    DOCKER_LAYER_GZIP,
-    DOCKER_MANIFEST,
-    OCI_CONFIG,
-    OCI_LAYER_GZIP,
-    OCI_MANIFEST,
-)
 
 BASE_CONFIG: dict[str, Any] = {
     "architecture": "amd64",

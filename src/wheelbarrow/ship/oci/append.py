@@ -8,6 +8,14 @@ from typing import Any, NamedTuple
 
 from wheelbarrow._core.errors import ImageFormatError
 from wheelbarrow._core.text import plural
+from wheelbarrow.share.oci.mediatypes import (
+    DOCKER_CONFIG,
+    DOCKER_LAYER_GZIP,
+    DOCKER_MANIFEST,
+    OCI_CONFIG,
+    OCI_LAYER_GZIP,
+    OCI_MANIFEST,
+)
 from wheelbarrow.ship.oci.image import (
     ContainerConfig,
     Descriptor,
@@ -17,14 +25,6 @@ from wheelbarrow.ship.oci.image import (
     epoch_timestamp,
 )
 from wheelbarrow.ship.oci.layer import LayerBlob
-from wheelbarrow.ship.oci.mediatypes import (
-    DOCKER_CONFIG,
-    DOCKER_LAYER_GZIP,
-    DOCKER_MANIFEST,
-    OCI_CONFIG,
-    OCI_LAYER_GZIP,
-    OCI_MANIFEST,
-)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -15,10 +15,10 @@ from typing import BinaryIO
 
 from wheelbarrow._core.errors import ImageError, ImageFormatError
 from wheelbarrow._core.text import plural
+from wheelbarrow.share.oci.mediatypes import LAYER_COMPRESSION
+from wheelbarrow.share.oci.reference import ImageReference
 from wheelbarrow.ship.oci.blobs import CHUNK, Blobs, chain_blobs, check_config, verify_blob
 from wheelbarrow.ship.oci.image import Descriptor, ImageConfig, Manifest, canonical_json
-from wheelbarrow.ship.oci.mediatypes import LAYER_COMPRESSION
-from wheelbarrow.ship.oci.reference import ImageReference
 
 _TAR_BLOCK = 512
 _TAR_RECORD = 20 * _TAR_BLOCK

@@ -10,14 +10,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from wheelbarrow._core.errors import ImageFormatError, ImageReferenceError
-from wheelbarrow.ship.oci.mediatypes import (
+from wheelbarrow.share.oci.mediatypes import (
     DOCKER_MANIFEST,
     INDEX_TYPES,
     MANIFEST_TYPES,
     OCI_INDEX,
     OCI_MANIFEST,
 )
-from wheelbarrow.ship.oci.reference import check_digest
+from wheelbarrow.share.oci.reference import check_digest
 
 
 # Not _core.digests.json_sha256: these bytes are the document itself (its digest is

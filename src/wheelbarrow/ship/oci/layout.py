@@ -14,6 +14,7 @@ from typing import BinaryIO, NamedTuple
 from wheelbarrow._core.errors import BlobNotFoundError, ImageError, ImageFormatError
 from wheelbarrow._core.files import atomic_write_bytes
 from wheelbarrow._core.text import agree, plural
+from wheelbarrow.share.oci.mediatypes import INDEX_TYPES, MANIFEST_TYPES
 from wheelbarrow.ship.oci.blobs import (
     CHUNK,
     Blobs,
@@ -30,7 +31,6 @@ from wheelbarrow.ship.oci.image import (
     canonical_json,
     check_document_digest,
 )
-from wheelbarrow.ship.oci.mediatypes import INDEX_TYPES, MANIFEST_TYPES
 
 LAYOUT_VERSION = "1.0.0"
 REF_NAME = "org.opencontainers.image.ref.name"

@@ -24,8 +24,8 @@ from wheelbarrow.store.store import Store
 
 if TYPE_CHECKING:
     from wheelbarrow.environment.interpreters import Interpreter
-    from wheelbarrow.ship.oci.reference import ImageReference
-    from wheelbarrow.ship.oci.registry import RegistryClient
+    from wheelbarrow.share.oci.reference import ImageReference
+    from wheelbarrow.share.oci.registry import RegistryClient
 
 __all__ = ["ImageOutputs", "ShippedImage", "ship_image"]
 
@@ -152,8 +152,8 @@ def _write(
 
 
 def _client(environ: Mapping[str, str], home: Path) -> RegistryClient:
-    from wheelbarrow.ship.oci.auth import AuthSource
-    from wheelbarrow.ship.oci.registry import RegistryClient
+    from wheelbarrow.share.oci.auth import AuthSource
+    from wheelbarrow.share.oci.registry import RegistryClient
 
     return RegistryClient(auth=AuthSource.from_environment(environ, home))
 
@@ -168,8 +168,8 @@ def _load_base(text: str, store: Store, client: RegistryClient | None) -> BaseIm
         return BaseImage(
             name=text, manifest=image.manifest, config=image.config, open_blob=image.open_blob
         )
+    from wheelbarrow.share.oci.reference import ImageReference
     from wheelbarrow.ship.oci.image import Manifest
-    from wheelbarrow.ship.oci.reference import ImageReference
 
     if client is None:
         raise InputError(f"{text}: reading a base from a registry needs a registry client")
@@ -222,8 +222,8 @@ def _push(
 ) -> dict[str, object]:
     """Upload what the registry lacks, then tag: nothing half-pushed is ever tagged."""
     from wheelbarrow._core.errors import RegistryError
+    from wheelbarrow.share.oci.reference import ImageReference
     from wheelbarrow.ship.oci.image import Manifest
-    from wheelbarrow.ship.oci.reference import ImageReference
 
     target = ImageReference.parse(tag)
     manifest = Manifest.from_json(built.manifest)

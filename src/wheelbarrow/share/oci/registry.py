@@ -10,16 +10,16 @@ from pathlib import Path
 import httpx
 
 from wheelbarrow._core.errors import ImageNotFoundError, ImageReferenceError, RegistryError
-from wheelbarrow.ship.oci.auth import AuthSource
-from wheelbarrow.ship.oci.mediatypes import (
+from wheelbarrow.share.oci.auth import AuthSource
+from wheelbarrow.share.oci.mediatypes import (
     DOCKER_MANIFEST,
     DOCKER_MANIFEST_LIST,
     INDEX_TYPES,
     OCI_INDEX,
     OCI_MANIFEST,
 )
-from wheelbarrow.ship.oci.reference import ImageReference, check_digest
-from wheelbarrow.ship.oci.transport import (
+from wheelbarrow.share.oci.reference import ImageReference, check_digest
+from wheelbarrow.share.oci.transport import (
     RETRYABLE_STATUS,
     RegistryTransport,
     RequestHook,

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from wheelbarrow._core.errors import RegistryAuthError
-from wheelbarrow.ship.oci.reference import (
+from wheelbarrow.share.oci.reference import (
     DEFAULT_REGISTRY,
     DEFAULT_REGISTRY_API_HOST,
     LEGACY_DEFAULT_REGISTRY,

@@ -24,10 +24,14 @@ from wheelbarrow._core.errors import (
     RegistryAuthError,
     RegistryError,
 )
-from wheelbarrow.ship.oci.auth import AuthSource
-from wheelbarrow.ship.oci.mediatypes import OCI_INDEX, OCI_MANIFEST
-from wheelbarrow.ship.oci.reference import DEFAULT_REGISTRY, LEGACY_DEFAULT_REGISTRY, ImageReference
-from wheelbarrow.ship.oci.registry import RegistryClient
+from wheelbarrow.share.oci.auth import AuthSource
+from wheelbarrow.share.oci.mediatypes import OCI_INDEX, OCI_MANIFEST
+from wheelbarrow.share.oci.reference import (
+    DEFAULT_REGISTRY,
+    LEGACY_DEFAULT_REGISTRY,
+    ImageReference,
+)
+from wheelbarrow.share.oci.registry import RegistryClient
 
 HEX_A = "a" * 64
 USER, PASSWORD = "builder", "s3cret-pass"

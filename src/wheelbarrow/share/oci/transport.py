@@ -14,8 +14,8 @@ import httpx
 
 from wheelbarrow._core.errors import RegistryAuthError, RegistryError
 from wheelbarrow._core.text import plural
-from wheelbarrow.ship.oci.auth import AuthSource, Credentials
-from wheelbarrow.ship.oci.reference import ImageReference, is_loopback
+from wheelbarrow.share.oci.auth import AuthSource, Credentials
+from wheelbarrow.share.oci.reference import ImageReference, is_loopback
 
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 _MAX_SLEEP = 8.0
