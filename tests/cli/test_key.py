@@ -88,3 +88,27 @@ class TestKey:
             check=False,
         )
         assert (done.returncode, done.stdout, done.stderr) == (0, report["key"] + "\n", "")
+
+    def test_imports_only_what_reading_the_lock_needs(self, tmp_path, wheels, local_index):
+        """A fresh `key` process loads no other command, no store, network, TOML writer or rich."""
+        index = local_index(wheels)
+        app = make_app(tmp_path / "app", "beta==1.0\n")
+        report = build_ok(app, tmp_path / "store", index.url)
+        probe = (
+            "import sys\n"
+            "from wheelbarrow.cli import main\n"
+            f"code = main(['key', {str(app)!r}, '--platform', {PLATFORM!r}])\n"
+            "print(sorted(m for m in sys.modules if m in set(sys.argv[1:])))\n"
+        )
+        unwanted = [
+            *(f"wheelbarrow.cli.{c}" for c in ("build", "dockerfile", "store", "verify")),
+            *(f"wheelbarrow.{m}" for m in ("store.store", "environment.interpreters")),
+            *(f"wheelbarrow.{m}" for m in ("lock.managed", "_core.scratch")),
+            "wheelbarrow.wheelhouse.buildhost",
+            *("httpx", "filelock", "rich", "tomli_w", "platformdirs", "s3fs"),
+        ]
+        done = subprocess.run(
+            [sys.executable, "-c", probe, *unwanted], capture_output=True, text=True, check=False
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stdout == f"{report['key']}\n[]\n"

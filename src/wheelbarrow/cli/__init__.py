@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Callable, Sequence
 
@@ -13,13 +14,80 @@ EXIT_OK = 0
 EXIT_INTERRUPTED = 130
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of ``wheelbarrow``."""
-    from wheelbarrow.cli import arguments
-    from wheelbarrow.cli import dockerfile as dockerfile_command
-    from wheelbarrow.cli import store as store_command
-    from wheelbarrow.cli import verify as verify_command
+# Each command: its name (also its module, cli/<name>.py, holding ``run``), its help, and
+# where its options are added (cli/<module>.py, <function>).
+COMMANDS: tuple[tuple[str, str, str, str], ...] = (
+    (
+        "lock",
+        "resolve the app's requirements for a target into pylock.toml",
+        "arguments",
+        "lock_arguments",
+    ),
+    ("build", "fill the wheelhouse for the lock and target", "arguments", "build_arguments"),
+    (
+        "key",
+        "print the wheelhouse key, offline from local files (for CI cache keys)",
+        "arguments",
+        "key_arguments",
+    ),
+    (
+        "install",
+        "create a ready-to-run environment from the wheelhouse, offline",
+        "arguments",
+        "install_arguments",
+    ),
+    (
+        "image",
+        "write the app's OCI image on a base image, no daemon needed",
+        "arguments",
+        "image_arguments",
+    ),
+    (
+        "dockerfile",
+        "write a two-stage Dockerfile: a builder fills /wheelhouse, the app installs offline",
+        "dockerfile",
+        "add_arguments",
+    ),
+    (
+        "verify",
+        "check the whole store (blobs, wheelhouses, environments); --repair mends it",
+        "verify",
+        "add_arguments",
+    ),
+    (
+        "store",
+        "what the store holds (du) and removing what is unused (gc)",
+        "store",
+        "add_arguments",
+    ),
+    (
+        "serve",
+        "serve the app's wheelhouse as a package index on 127.0.0.1",
+        "arguments",
+        "serve_arguments",
+    ),
+    (
+        "push",
+        "upload the app's wheelhouse to a remote store (blobs first, manifest last)",
+        "arguments",
+        "transfer_arguments",
+    ),
+    (
+        "pull",
+        "fill the store with the app's wheelhouse from a remote store",
+        "arguments",
+        "transfer_arguments",
+    ),
+)
 
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser of ``wheelbarrow``: every command, or only ``command`` when named.
+
+    A command named on the command line is the only one parsed, so the others are
+    not added and their modules not imported: ``wheelbarrow key`` runs in a CI
+    job before anything else, so its start-up counts (bench/key.py).
+    """
     parser = argparse.ArgumentParser(
         prog="wheelbarrow",
         description="Lock, build and install wheelhouses for Python apps: fast, offline, "
@@ -27,92 +95,32 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"wheelbarrow {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    commands: list[tuple[str, str, Callable[[argparse.ArgumentParser], None]]] = [
-        (
-            "lock",
-            "resolve the app's requirements for a target into pylock.toml",
-            arguments.lock_arguments,
-        ),
-        ("build", "fill the wheelhouse for the lock and target", arguments.build_arguments),
-        (
-            "key",
-            "print the wheelhouse key, offline from local files (for CI cache keys)",
-            arguments.key_arguments,
-        ),
-        (
-            "install",
-            "create a ready-to-run environment from the wheelhouse, offline",
-            arguments.install_arguments,
-        ),
-        (
-            "image",
-            "write the app's OCI image on a base image, no daemon needed",
-            arguments.image_arguments,
-        ),
-        (
-            "dockerfile",
-            "write a two-stage Dockerfile: a builder fills /wheelhouse, the app installs offline",
-            dockerfile_command.add_arguments,
-        ),
-        (
-            "verify",
-            "check the whole store (blobs, wheelhouses, environments); --repair mends it",
-            verify_command.add_arguments,
-        ),
-        (
-            "store",
-            "what the store holds (du) and removing what is unused (gc)",
-            store_command.add_arguments,
-        ),
-        (
-            "serve",
-            "serve the app's wheelhouse as a package index on 127.0.0.1",
-            arguments.serve_arguments,
-        ),
-        (
-            "push",
-            "upload the app's wheelhouse to a remote store (blobs first, manifest last)",
-            arguments.transfer_arguments,
-        ),
-        (
-            "pull",
-            "fill the store with the app's wheelhouse from a remote store",
-            arguments.transfer_arguments,
-        ),
-    ]
-    for name, help_text, add_arguments in commands:
-        add_arguments(sub.add_parser(name, help=help_text))
+    for name, help_text, module, function in COMMANDS:
+        if command is None or command == name:
+            add_arguments: Callable[[argparse.ArgumentParser], None] = getattr(
+                importlib.import_module(f"wheelbarrow.cli.{module}"), function
+            )
+            add_arguments(sub.add_parser(name, help=help_text))
     return parser
+
+
+def _command_in(argv: Sequence[str]) -> str | None:
+    """The command ``argv`` names, if it is one (``wheelbarrow`` has no options before it but
+    ``--help`` and ``--version``)."""
+    names = {name for name, *_ in COMMANDS}
+    return argv[0] if argv and argv[0] in names else None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``wheelbarrow``; returns the exit code."""
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(_command_in(argv)).parse_args(argv)
     from wheelbarrow.cli import render
 
     try:
-        if args.command == "lock":
-            from wheelbarrow.cli.lock import run
-        elif args.command == "build":
-            from wheelbarrow.cli.build import run
-        elif args.command == "key":
-            from wheelbarrow.cli.key import run
-        elif args.command == "install":
-            from wheelbarrow.cli.install import run
-        elif args.command == "image":
-            from wheelbarrow.cli.image import run
-        elif args.command == "dockerfile":
-            from wheelbarrow.cli.dockerfile import run
-        elif args.command == "verify":
-            from wheelbarrow.cli.verify import run
-        elif args.command == "store":
-            from wheelbarrow.cli.store import run
-        elif args.command == "push":
-            from wheelbarrow.cli.push import run
-        elif args.command == "pull":
-            from wheelbarrow.cli.pull import run
-        else:
-            from wheelbarrow.cli.serve import run
+        run: Callable[[argparse.Namespace], int] = importlib.import_module(
+            f"wheelbarrow.cli.{args.command}"
+        ).run
         return run(args)
     except (WheelbarrowError, OSError) as exc:
         # A full disk is said as such, even where the library wrapped it in

@@ -4,22 +4,24 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from wheelbarrow._core.errors import StoreError
-from wheelbarrow._core.report import Reporter
 from wheelbarrow._core.runner import run_subprocess
 from wheelbarrow.app.directory import App, read_app
 from wheelbarrow.app.managers import Groups
 from wheelbarrow.app.requirements import IndexOptions
 from wheelbarrow.app.target import PythonVersion, host_platform
-from wheelbarrow.environment.interpreters import Interpreter, find_interpreter
 from wheelbarrow.lock.options import Host, Options
 from wheelbarrow.lock.plan import Plan, make_plan
-from wheelbarrow.store.store import STORE_ENV_VAR, Store
+
+# What only some commands use is imported where it is used: `wheelbarrow key` runs in a CI
+# job before anything else, so its start-up counts (bench/key.py).
+if TYPE_CHECKING:
+    from wheelbarrow._core.report import Reporter
+    from wheelbarrow.environment.interpreters import Interpreter
+    from wheelbarrow.store.store import Store
 
 
 def host() -> Host:
@@ -72,6 +74,10 @@ def _toolchain() -> dict[str, str]:
 
 def interpreter_for(plan: Plan, args: argparse.Namespace) -> Interpreter:
     """The interpreter of the target's version: --python-executable, this one, or on PATH."""
+    import shutil
+
+    from wheelbarrow.environment.interpreters import find_interpreter
+
     running = running_interpreter()
     explicit = getattr(args, "python_executable", None)
     return find_interpreter(
@@ -87,6 +93,8 @@ def interpreter_for(plan: Plan, args: argparse.Namespace) -> Interpreter:
 
 def running_interpreter() -> Interpreter:
     """The interpreter running wheelbarrow, by its base executable."""
+    from wheelbarrow.environment.interpreters import Interpreter
+
     base = getattr(sys, "_base_executable", sys.executable)
     return Interpreter(
         executable=Path(os.path.realpath(base)), version=".".join(map(str, sys.version_info[:3]))
@@ -119,6 +127,9 @@ def _uv_binary() -> str:
 
 def store(args: argparse.Namespace) -> Store:
     """The store from ``--store``, ``$WHEELBARROW_STORE`` or the user cache directory."""
+    from wheelbarrow._core.errors import StoreError
+    from wheelbarrow.store.store import STORE_ENV_VAR, Store
+
     if args.store:
         root, given = Path(args.store).expanduser().absolute(), "--store"
     elif os.environ.get(STORE_ENV_VAR):

@@ -13,7 +13,6 @@ from wheelbarrow.app.managers import Groups
 from wheelbarrow.app.target import Target
 from wheelbarrow.lock.key import wheelhouse_key
 from wheelbarrow.lock.lockfile import Artefact, Lock, read_lock, select_artefacts
-from wheelbarrow.lock.managed import managed_lock
 from wheelbarrow.lock.options import Host, Options
 from wheelbarrow.lock.requirements_lock import requirements_lock
 from wheelbarrow.lock.target_choice import lock_path_for, resolve_target
@@ -74,6 +73,9 @@ def make_plan(
     locked_because: str | None = None
     _note_inputs(app, options, reporter)
     if app.manager is not None and app.locked_by_manager:
+        # Imported here: only a package manager's lock needs it (`key` starts faster).
+        from wheelbarrow.lock.managed import managed_lock
+
         current, locked_because = managed_lock(
             app,
             app.manager, target, options, host, lock_path,

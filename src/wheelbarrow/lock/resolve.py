@@ -3,23 +3,18 @@
 from __future__ import annotations
 
 import re
-import shutil
-import tempfile
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-import tomli_w
 from packaging.utils import canonicalize_name
 
 from wheelbarrow._core.digests import json_sha256
 from wheelbarrow._core.errors import LockError
-from wheelbarrow._core.files import atomic_write_text
 from wheelbarrow._core.redact import redact, strip_credentials
 from wheelbarrow._core.report import Reporter
 from wheelbarrow._core.runner import Runner
-from wheelbarrow._core.scratch import clean_stale, scratch
 from wheelbarrow._core.text import plural
 from wheelbarrow.app.credentials import split_userinfo
 from wheelbarrow.app.requirements import IndexOptions, RequirementLine, Requirements
@@ -126,6 +121,13 @@ def lock(
     An existing lock at ``output`` is handed to uv as preferences, so packages
     whose requirements did not change keep their locked versions.
     """
+    # Imported here: checking a lock (`wheelbarrow key`) writes nothing, and starts faster.
+    import shutil
+    import tempfile
+
+    from wheelbarrow._core.files import atomic_write_text
+    from wheelbarrow._core.scratch import clean_stale, scratch
+
     reqs = request.requirements
     count = request.what or plural(len(reqs.requirements), "requirement")
     reporter.message("step", f"Locking {count} for {request.target}")
@@ -295,6 +297,8 @@ def keep_hashed_files(lock_text: str, reqs: Requirements) -> str:
     A package manager's lock lists the files it accepted; the index may hold
     more (a wheel uploaded since), which its own installer would refuse too.
     """
+    import tomli_w  # only a package manager's lock is rewritten
+
     wanted = {
         canonicalize_name(line.requirement.name): {h.split(":", 1)[1] for h in line.hashes}
         for line in reqs.requirements
