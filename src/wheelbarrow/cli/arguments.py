@@ -215,7 +215,8 @@ def remote_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--remote",
         metavar="URL",
-        help="a remote store shared by machines, s3://BUCKET/PREFIX (default: $WHEELBARROW_REMOTE)",
+        help="a remote store shared by machines, s3://BUCKET/PREFIX or oci://REGISTRY/REPOSITORY "
+        "(default: $WHEELBARROW_REMOTE)",
     )
 
 

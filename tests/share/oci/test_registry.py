@@ -379,6 +379,44 @@ class TestPushAndPull:
         assert (seen["Os"], seen["Architecture"]) == ("linux", "amd64")
         assert seen["Layers"] == [image.layer_digest]
 
+    def test_tags_are_listed(self, registry: LocalRegistry, client: RegistryClient) -> None:
+        """A repository's tags are listed, a blob's size is read from HEAD, and a repository
+        nobody pushed to has no tags."""
+        image = make_image("tagged")
+        ref = ImageReference.parse(f"{registry.host}/tags:v0")
+        push_image(client, ref, image)
+        for n in range(1, 5):
+            client.put_manifest(ref.with_tag(f"v{n}"), image.manifest, OCI_MANIFEST)
+        assert sorted(client.list_tags(ref)) == [f"v{n}" for n in range(5)]
+        assert client.blob_size(ref, image.layer_digest) == len(image.layer)
+        assert client.blob_size(ref, sha256(b"absent")) is None
+        assert client.list_tags(ImageReference.parse(f"{registry.host}/nobody:v1")) == []
+
+    def test_tags_are_listed_page_by_page(self) -> None:
+        """Every page of tags is read, following each ``Link: <...>; rel="next"`` (the spec's
+        ``n`` and ``last``; docker-registry 2.8 answers in one page, so this one is a fake)."""
+        tags = [f"t{n}" for n in range(5)]
+        seen: list[str] = []
+
+        def handler(request: httpx.Request) -> httpx.Response:
+            seen.append(str(request.url))
+            n = int(request.url.params["n"])
+            last = request.url.params.get("last")
+            start = tags.index(last) + 1 if last else 0
+            page = tags[start : start + n]
+            headers = {}
+            if start + n < len(tags):
+                headers["Link"] = f'</v2/app/tags/list?n={n}&last={page[-1]}>; rel="next"'
+            return httpx.Response(200, json={"name": "app", "tags": page}, headers=headers)
+
+        with mock_client(handler) as client:
+            assert client.list_tags(ImageReference.parse("registry.test/app:v1"), page=2) == tags
+        assert seen == [
+            "https://registry.test/v2/app/tags/list?n=2",
+            "https://registry.test/v2/app/tags/list?n=2&last=t1",
+            "https://registry.test/v2/app/tags/list?n=2&last=t3",
+        ]
+
     def test_pushing_a_blob_again_is_skipped(
         self, registry: LocalRegistry, client: RegistryClient, requests: Requests
     ) -> None:

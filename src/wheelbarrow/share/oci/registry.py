@@ -30,6 +30,7 @@ DEFAULT_ACCEPT = (OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST
 
 CHUNK = 1 << 20
 _MAX_INDEX_DEPTH = 3
+_MAX_TAG_PAGES = 1000
 
 
 def digest_of(data: bytes, algorithm: str = "sha256") -> str:
@@ -204,6 +205,54 @@ class RegistryClient:
         if response.status_code == 200 or response.is_redirect:
             return True
         return self._transport.fail(response, ref, f"HEAD blob {digest}")
+
+    def blob_size(self, ref: ImageReference, digest: str) -> int | None:
+        """The size of a blob of ``ref``'s repository (``HEAD``), or None when it has none."""
+        check_digest(digest)
+        response = self._transport.request(
+            "HEAD", ref, self._blob_url(ref, digest), follow_redirects=True
+        )
+        if response.status_code == 404:
+            return None
+        if response.status_code != 200:
+            self._transport.fail(response, ref, f"HEAD blob {digest}")
+        try:
+            return int(response.headers["Content-Length"])
+        except (KeyError, ValueError) as exc:
+            raise RegistryError(
+                f"{ref.registry} answered HEAD blob {digest} without a Content-Length",
+                hint="the registry does not follow the OCI distribution spec",
+            ) from exc
+
+    def list_tags(self, ref: ImageReference, *, page: int = 1000) -> list[str]:
+        """Every tag of ``ref``'s repository, following the ``Link`` header page by page
+        (``n`` and ``last``); a repository the registry does not know has none."""
+        url: httpx.URL | str = f"{ref.api_base}/{ref.repository}/tags/list"
+        params: dict[str, str] | None = {"n": str(page)}
+        tags: list[str] = []
+        for _ in range(_MAX_TAG_PAGES):
+            response = self._transport.request("GET", ref, url, params=params)
+            if response.status_code == 404:
+                return tags
+            if response.status_code != 200:
+                self._transport.fail(response, ref, "list the tags")
+            try:
+                found = response.json().get("tags") or []
+            except (ValueError, AttributeError) as exc:
+                raise RegistryError(
+                    f"{ref.registry} listed the tags of {ref.repository} in a body that is "
+                    "not a JSON object",
+                    hint="the registry does not follow the OCI distribution spec",
+                ) from exc
+            tags.extend(str(t) for t in found)
+            following = response.links.get("next", {}).get("url")
+            if not following:
+                return tags
+            url, params = response.url.join(following), None
+        raise RegistryError(
+            f"{ref.name} lists more than {_MAX_TAG_PAGES} pages of tags",
+            hint="delete tags the repository no longer needs",
+        )
 
     # -- pushing ------------------------------------------------------------
 
