@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -120,6 +121,31 @@ class TestWheelhouseInARegistry:
         missing = _run(env, "pull", root, "--store", tmp_path / "s3", "--remote",
                        f"oci://{registry.host}/team/empty")  # fmt: skip
         assert missing.returncode != 0 and "has no wheelhouse" in missing.stderr
+
+    def test_oras_pulls_the_wheelhouse_and_pip_installs_it(
+        self, registry: LocalRegistry, app: tuple[Path, Path], tmp_path: Path
+    ) -> None:
+        """ORAS's own client pulls a pushed wheelhouse as its wheels under their file names (and
+        wheelhouse.json), and pip installs the app's packages from them with no index."""
+        import oras.client
+
+        root, dists = app
+        remote = f"oci://{registry.host}/team/for-oras"
+        env = _env(tmp_path)
+        with serve_local_index(dists) as index:
+            built = _ok(env, "build", root, "--store", tmp_path / "store", "-i", index.url,
+                        "--platform", PLATFORM, "--remote", remote, "--push")  # fmt: skip
+        client = oras.client.OrasClient(hostname=registry.host, insecure=True)
+        pulled = tmp_path / "pulled"
+        target = f"{registry.host}/team/for-oras:{wheelhouse_tag(built['key'])}"
+        files = client.pull(target=target, outdir=str(pulled))
+        assert sorted(Path(f).name for f in files) == [*WHEELS, "wheelhouse.json"]
+        subprocess.run(
+            [sys.executable, "-m", "pip", "install", "--quiet", "--no-index", "--find-links",
+             pulled, "--target", tmp_path / "site", "gamma"],
+            check=True, capture_output=True, timeout=120,
+        )  # fmt: skip
+        assert (tmp_path / "site" / "alpha" / "__init__.py").is_file()
 
 
 class TestSourceBuildsInARegistry:
