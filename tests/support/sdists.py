@@ -79,6 +79,8 @@ pyproject.toml:
 
 Every wheel gets ``<package>/_build_info.py`` with GREETING (from the
 FIXTURE_GREETING environment variable), CONFIG_SETTINGS, DEFINES and BUILD_VALUE.
+``FIXTURE_BUILD_SECONDS`` in the build's environment makes ``build_wheel`` take
+that long (a slow build, for tests of what runs while it builds).
 """
 
 import base64
@@ -94,6 +96,7 @@ import sys
 import sysconfig
 import tarfile
 import tempfile
+import time
 import zipfile
 from pathlib import Path
 
@@ -106,6 +109,7 @@ except ModuleNotFoundError:  # Python < 3.11
 DYNAMIC_BUILD_REQUIRES = __FIXTURE_DYNAMIC_BUILD_REQUIRES__
 
 GREETING_VARIABLE = "FIXTURE_GREETING"
+SECONDS_VARIABLE = "FIXTURE_BUILD_SECONDS"
 DEFAULT_GREETING = "hello"
 DEFINE_SETTING = "define"
 ZIP_DATE = (2020, 1, 1, 0, 0, 0)
@@ -297,6 +301,9 @@ def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
     name, version = project["name"], project["version"]
     tag = _tag(fixture)
     _log(f"building {name} {version} ({tag}) with config_settings={settings!r}")
+    if os.environ.get(SECONDS_VARIABLE):
+        _log(f"taking {os.environ[SECONDS_VARIABLE]}s, as {SECONDS_VARIABLE} says")
+        time.sleep(float(os.environ[SECONDS_VARIABLE]))
     greeting = os.environ.get(GREETING_VARIABLE, DEFAULT_GREETING)
     _log(f"{GREETING_VARIABLE}={greeting!r}")
     build_value = _call_build_requirement(project, fixture)

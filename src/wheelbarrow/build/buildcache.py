@@ -260,7 +260,7 @@ def from_remote(
         )
         if not ctx.store.has(candidate.sha256):
             remote.get_blob(candidate.sha256, ctx.store, filename=candidate.wheel)
-        entry = _record_fetched(ctx.store, key, record, remote.url, source.label)
+        entry = record_fetched(ctx.store, key, record, remote.url, source.label)
         built = Built(
             source=source,
             wheel=candidate.wheel,
@@ -279,14 +279,14 @@ def _remote_candidates(remote: RemoteStore, key: str) -> list[tuple[dict[str, An
     """The build records of ``key`` in ``remote`` that are whole and truly of that key."""
     found = []
     for data in remote.get_builds(key):
-        record = _remote_record(data, key)
+        record = remote_record(data, key)
         candidate = Candidate.from_record(record, Path(key)) if record is not None else None
         if record is not None and candidate is not None and _plain_names(candidate):
             found.append((record, candidate))
     return found
 
 
-def _remote_record(data: bytes, key: str) -> dict[str, Any] | None:
+def remote_record(data: bytes, key: str) -> dict[str, Any] | None:
     """A build record read from the remote store, when it is one of ``key``'s."""
     try:
         record = json.loads(data)
@@ -313,7 +313,7 @@ def _plain_names(candidate: Candidate) -> bool:
     )
 
 
-def _record_fetched(
+def record_fetched(
     store: Store, key: str, record: Mapping[str, Any], url: str, label: str
 ) -> Path:
     """Put a build fetched from ``url`` in the build cache; its log says where it came from."""

@@ -25,6 +25,7 @@ from wheelbarrow.store.fetch import Fetches
 from wheelbarrow.store.store import Store
 
 if TYPE_CHECKING:
+    from wheelbarrow.build.remotebuild import ClusterBuilds
     from wheelbarrow.store.remote import RemoteStore
 
 
@@ -59,6 +60,9 @@ class SourceContext:
     # there by its key before it is built; with ``push`` what is built here is put there.
     remote: RemoteStore | None = None
     push: bool = False
+    # Where the builds run when not here: workers that share their inputs and wheels
+    # through ``remote`` (see remotebuild.py); None builds on this machine.
+    cluster: ClusterBuilds | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -80,6 +84,8 @@ class Built:
     seconds: float = 0.0
     blas: BlasFinding | None = None  # what BLAS the wheel has (see blas.py)
     remote: str | None = None  # the remote store it was fetched from, built on another machine
+    worker: str | None = None  # the cluster worker that built it for this run (--cluster)
+    span: tuple[float, float] | None = None  # when it ran there (wall-clock, the worker's)
 
     @property
     def version(self) -> str:
@@ -109,6 +115,8 @@ class Built:
             "log": str(self.log),
             "blas": self.blas.as_json() if self.blas is not None else None,
             "remote": self.remote,
+            "worker": self.worker,
+            "span": list(self.span) if self.span is not None else None,
         }
 
 

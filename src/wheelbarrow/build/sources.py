@@ -23,6 +23,7 @@ from wheelbarrow.build.builder import BuildFailure
 from wheelbarrow.build.buildrequires import lock_build_requirements, source_pins
 from wheelbarrow.build.context import Built, SourceContext, available_cpus, system_libraries
 from wheelbarrow.build.onebuild import SourceNode, build_node
+from wheelbarrow.build.remotebuild import ClusterBuildError
 from wheelbarrow.lock.lockfile import Artefact, select_artefacts
 
 
@@ -186,9 +187,16 @@ def _run_graph(nodes: dict[str, SourceNode], results: dict[str, Built], ctx: Sou
     # pypa/build re-emits what a backend warns as Python warnings; the backend's
     # own output already holds them, in the package's log. Filters are global,
     # so this is set here, around all the worker threads.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", BuildBackendWarning)
-        outcome = run_graph(graph, job, workers=workers, on_event=on_event)
+    if ctx.cluster is not None:
+        from wheelbarrow.build.remotebuild import run_elsewhere
+
+        outcome = run_elsewhere(ctx.cluster, graph, nodes, results, ctx)
+        for key in outcome.skipped:
+            on_event(key, "skipped")
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", BuildBackendWarning)
+            outcome = run_graph(graph, job, workers=workers, on_event=on_event)
     if outcome.failed or outcome.skipped:
         raise _failure(nodes, outcome.failed, outcome.skipped, logs=ctx.store.root / "built")
 
@@ -213,7 +221,7 @@ def _failure(
     hints = []
     for key, exc in failed.items():
         label = nodes[key].source.label
-        if isinstance(exc, BuildFailure):
+        if isinstance(exc, BuildFailure) or (isinstance(exc, ClusterBuildError) and exc.tail):
             lines.append(f"  - {exc.message}")
             lines += ["      | " + line for line in exc.tail.splitlines()]
             if exc.hint:

@@ -126,6 +126,12 @@ def build_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--push", action="store_true", help="upload the wheelhouse to --remote afterwards"
     )
+    parser.add_argument(
+        "--cluster",
+        metavar="URL",
+        help="run the source builds on a Dask cluster, tcp://SCHEDULER:8786, sharing their "
+        "inputs and wheels through --remote (default: $WHEELBARROW_CLUSTER; none: build here)",
+    )
 
 
 def binary_options(parser: argparse.ArgumentParser) -> None:

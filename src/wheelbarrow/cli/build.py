@@ -6,13 +6,16 @@ import argparse
 import contextlib
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from wheelbarrow._core.errors import InputError
 from wheelbarrow._core.text import human_size, plural
 from wheelbarrow.cli import common, render
-from wheelbarrow.share.remotes import remote_from
 from wheelbarrow.wheelhouse.appbuild import build_app_wheelhouse
 from wheelbarrow.wheelhouse.assemble import BuildReport
+
+if TYPE_CHECKING:
+    from wheelbarrow.build.remotebuild import ClusterBuilds
 
 
 def run(args: argparse.Namespace) -> int:
@@ -25,8 +28,7 @@ def _build(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
     store = common.store(args)
     reporter = render.make_reporter(quiet=args.quiet, json_mode=args.json)
     plan = common.plan(args, reporter, may_lock=True)
-    if args.push and remote_from(args.remote, os.environ) is None:
-        raise InputError("--push needs a remote store", hint="add --remote s3://BUCKET/PREFIX")
+    remote, push = common.remote_and_push(args)  # the command line, the environment, settings
     if plan.locked_because:
         first = plan.locked_because.startswith("no ")
         reporter.message("info", f"locked{'' if first else ' again'}: {plan.locked_because}")
@@ -42,8 +44,9 @@ def _build(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
         uv=common.host().uv,
         held=held,
         output=Path(args.output) if args.output else None,
-        remote=remote_from(args.remote, os.environ),
-        push=args.push,
+        remote=remote,
+        push=push,
+        cluster=_cluster(args),
     )
     if done.exported is not None:
         exported = done.exported
@@ -56,6 +59,23 @@ def _build(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
     elif not args.quiet:
         _print(done.report)
     return 0
+
+
+def _cluster(args: argparse.Namespace) -> ClusterBuilds | None:
+    """The Dask cluster of ``--cluster`` or ``$WHEELBARROW_CLUSTER``, which needs a remote store."""
+    from wheelbarrow.share.cluster import CLUSTER_ENV_VAR, DaskCluster
+
+    address = args.cluster or os.environ.get(CLUSTER_ENV_VAR)
+    if not address:
+        return None
+    remote = common.remote(args)
+    if remote is None:
+        raise InputError(
+            f"--cluster {address} needs a remote store: the workers take their inputs from it "
+            "and put their wheels there",
+            hint="add --remote s3://BUCKET/PREFIX, one that the workers reach too",
+        )
+    return DaskCluster(address, remote_url=remote.url)
 
 
 def _print(report: BuildReport) -> None:
@@ -74,5 +94,7 @@ def _print(report: BuildReport) -> None:
         )
         for b in report.built:
             how = b.reason if b.reused else f"built ({b.reason}) in {b.seconds:.1f}s"
+            if b.worker is not None:
+                how += f" on {b.worker}"
             render.out(f"  {b.source.name} {b.version}: {how}; {b.repair}")
     render.out(f"  {report.path}")

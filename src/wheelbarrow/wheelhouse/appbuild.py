@@ -23,6 +23,7 @@ from wheelbarrow.wheelhouse.assemble import (
 )
 
 if TYPE_CHECKING:
+    from wheelbarrow.build.remotebuild import ClusterBuilds
     from wheelbarrow.environment.interpreters import Interpreter
     from wheelbarrow.lock.lockfile import Artefact
     from wheelbarrow.store.fetch import Fetched, Fetches
@@ -56,6 +57,7 @@ def build_app_wheelhouse(
     output: Path | None = None,
     remote: RemoteStore | None = None,
     push: bool = False,
+    cluster: ClusterBuilds | None = None,
 ) -> AppBuild:
     """Fetch only what the store lacks, build the sources on this machine, record the build.
 
@@ -63,7 +65,8 @@ def build_app_wheelhouse(
     options. The leases that keep ``store gc`` off what is used go on ``held``.
     ``interpreter`` is asked only when something is built from source. A ``remote``
     is asked for the wheelhouse before anything else (a hit touches no package index);
-    with ``push`` the wheelhouse is uploaded to it afterwards.
+    with ``push`` the wheelhouse is uploaded to it afterwards. With a ``cluster`` the
+    source builds run on its workers, sharing their inputs and wheels through ``remote``.
     """
     pulled = None
     if remote is not None and manifest_of(store, plan.key) is None:
@@ -86,6 +89,7 @@ def build_app_wheelhouse(
             held=held,
             remote=remote,
             push=push,
+            cluster=cluster,
         )
     pushed = None
     if push and remote is not None:
@@ -115,6 +119,7 @@ def _build_here(
     held: contextlib.ExitStack,
     remote: RemoteStore | None = None,
     push: bool = False,
+    cluster: ClusterBuilds | None = None,
 ) -> BuildReport:
     """Fetch and build on this machine (what ``build`` does without a remote's hit); a source
     build is looked up in ``remote`` by its build key first, and pushed there with ``push``."""
@@ -135,6 +140,7 @@ def _build_here(
         uv=uv,
         remote=remote,
         push=push,
+        cluster=cluster,
     )
     held.enter_context(store.use("wheelhouse", plan.key))
     if manifest_of(store, plan.key) is None:
