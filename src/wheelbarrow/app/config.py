@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import tomllib
+import urllib.parse
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -14,6 +15,7 @@ from packaging.utils import InvalidName, NormalizedName, canonicalize_name
 
 from wheelbarrow._core.digests import file_sha256, json_sha256
 from wheelbarrow._core.errors import InputError
+from wheelbarrow._core.redact import redact_urls
 
 CONFIG_FILE = "wheelbarrow.toml"
 RepairMode = Literal["auto", "never"]
@@ -28,11 +30,15 @@ BASELINES: tuple[Baseline, ...] = get_args(Baseline)
 DEFAULT_BASELINE: Baseline = "x86-64-v2"
 ALL = ":all:"
 _TOP_KEYS = ("no-binary", "only-binary", "repair", "build-jobs", "require-blas", "portable",
-             "cpu-baseline", "script-check", "packages")  # fmt: skip
+             "cpu-baseline", "script-check", "remote", "push", "packages")  # fmt: skip
 _PACKAGE_KEYS = ("env", "config-settings", "system", "patches", "exclusive", "require-blas",
                  "portable")  # fmt: skip
 
 ConfigValue = str | tuple[str, ...]
+# `push = true` as an environment variable (or buildpack config var): 1 or 0.
+PUSH_ENV_VAR = "WHEELBARROW_PUSH"
+_YES, _NO = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+_REMOTE_FORMS = "s3://BUCKET/PREFIX or oci://REGISTRY/REPOSITORY"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -81,6 +87,10 @@ class BuildConfig:
     # After an install the buildpacks import every console script's module; false skips
     # that (the dependency check stays). Not part of any key: it changes no wheel.
     script_check: bool = True
+    # The remote store shared by machines, and whether builds upload to it. Not part of any
+    # key: where a wheelhouse is kept changes none of its bytes.
+    remote: str | None = None
+    push: bool = False
     packages: Mapping[NormalizedName, PackageSettings] = field(
         default_factory=lambda: MappingProxyType({})
     )
@@ -230,6 +240,11 @@ def _parse(data: Mapping[str, Any], path: Path, *, prefix: str) -> BuildConfig:
     if not isinstance(script_check, bool):
         problems.append(f"{where('script-check')}: must be true or false")
         script_check = True
+    remote = _remote(data.get("remote"), where("remote"), problems)
+    push = data.get("push", False)
+    if not isinstance(push, bool):
+        problems.append(f"{where('push')}: must be true or false")
+        push = False
     cpu_baseline = data.get("cpu-baseline", DEFAULT_BASELINE)
     if cpu_baseline not in BASELINES:
         choices = ", ".join(f'"{b}"' for b in BASELINES)
@@ -266,6 +281,8 @@ def _parse(data: Mapping[str, Any], path: Path, *, prefix: str) -> BuildConfig:
         portable=portable,
         cpu_baseline=cpu_baseline,
         script_check=script_check,
+        remote=remote,
+        push=push,
         packages=MappingProxyType(packages),
         source=path,
     )
@@ -322,6 +339,53 @@ def _package(
         exclusive=exclusive,
         require_blas=require_blas,
         portable=portable,
+    )
+
+
+def _remote(value: object, where: str, problems: list[str]) -> str | None:
+    """The ``remote`` setting: an s3:// URL naming a bucket or an oci:// URL naming a registry
+    and repository, without credentials (a settings file is committed); None with a problem
+    noted."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        problems.append(f"{where}: must be {_REMOTE_FORMS}, not {value!r}")
+        return None
+    try:
+        parts = urllib.parse.urlsplit(value)
+        host = parts.hostname
+    except ValueError:  # a malformed [IPv6] host or port
+        host = None
+    if (
+        host is None
+        or parts.scheme not in ("s3", "oci")
+        or (parts.scheme == "oci" and not parts.path.strip("/"))
+    ):
+        problems.append(f"{where}: must be {_REMOTE_FORMS}, not {redact_urls(value)!r}")
+        return None
+    if "@" in parts.netloc:
+        problems.append(
+            f"{where}: holds credentials, which a settings file (committed with the app) "
+            "must not: give them as AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or in "
+            "~/.aws/credentials), or in the registry's auth file"
+        )
+        return None
+    return value
+
+
+def push_from_environ(environ: Mapping[str, str], name: str = PUSH_ENV_VAR) -> bool | None:
+    """``$WHEELBARROW_PUSH`` as a yes (1, true, yes) or no (0, false, no); None when it is unset
+    or empty, leaving the choice to the settings. Another value is an error naming it."""
+    value = environ.get(name, "").strip()
+    if not value:
+        return None
+    if value.lower() in _YES:
+        return True
+    if value.lower() in _NO:
+        return False
+    raise InputError(
+        f"{name}={value!r}: must be 1 or 0 (push the wheelhouse to the remote store, or not)",
+        hint=f"set {name}=1 to push, or unset it",
     )
 
 

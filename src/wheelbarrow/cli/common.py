@@ -20,7 +20,9 @@ from wheelbarrow.lock.plan import Plan, make_plan
 # job before anything else, so its start-up counts (bench/key.py).
 if TYPE_CHECKING:
     from wheelbarrow._core.report import Reporter
+    from wheelbarrow.app.config import BuildConfig
     from wheelbarrow.environment.interpreters import Interpreter
+    from wheelbarrow.store.remote import RemoteStore
     from wheelbarrow.store.store import Store
 
 
@@ -200,3 +202,46 @@ def plan(
         may_lock=may_lock,
         force_lock=force_lock,
     )
+
+
+def remote(args: argparse.Namespace) -> RemoteStore | None:
+    """The remote store: ``--remote``, else ``$WHEELBARROW_REMOTE``, else the app's ``remote``
+    setting; None when none names one."""
+    from wheelbarrow.share.remotes import remote_for, remote_from
+
+    given = remote_from(getattr(args, "remote", None), os.environ)
+    if given is not None:
+        return given
+    url = _settings(args).remote
+    return remote_for(url, os.environ) if url else None
+
+
+def remote_and_push(args: argparse.Namespace) -> tuple[RemoteStore | None, bool]:
+    """:func:`remote`, and whether to push to it: ``--push``, else ``$WHEELBARROW_PUSH``, else
+    the app's ``push`` setting. Pushing without a remote is an error naming who asked."""
+    from wheelbarrow._core.errors import InputError
+    from wheelbarrow.app.config import PUSH_ENV_VAR, push_from_environ
+
+    found = remote(args)
+    if getattr(args, "push", False):
+        push, asked = True, "--push"
+    elif (from_environ := push_from_environ(os.environ)) is not None:
+        push, asked = from_environ, f"{PUSH_ENV_VAR}={os.environ[PUSH_ENV_VAR]}"
+    else:
+        settings = _settings(args)
+        push, asked = settings.push, f"push = true in {settings.source}"
+    if push and found is None:
+        raise InputError(
+            f"{asked} needs a remote store",
+            hint="add --remote s3://BUCKET/PREFIX, set WHEELBARROW_REMOTE, or write "
+            'remote = "s3://BUCKET/PREFIX" in the app\'s settings ([tool.wheelbarrow])',
+        )
+    return found, push
+
+
+def _settings(args: argparse.Namespace) -> BuildConfig:
+    """The app's settings file (what the plan reads too), for what the command line and the
+    environment leave open."""
+    from wheelbarrow.app.config import read_build_config
+
+    return read_build_config(Path(args.app).absolute())

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 
 from wheelbarrow._core.text import human_size, plural
 from wheelbarrow.cli import common, render
-from wheelbarrow.share.remotes import remote_from
-from wheelbarrow.store.remote import RemoteStore, Transfer, push_wheelhouse
-from wheelbarrow.wheelhouse.assemble import MANIFEST, require_wheelhouse
+from wheelbarrow.store.remote import RemoteStore, Transfer
+from wheelbarrow.wheelhouse.appbuild import push_app_wheelhouse
+from wheelbarrow.wheelhouse.assemble import require_wheelhouse
 
 
 def run(args: argparse.Namespace) -> int:
@@ -22,22 +21,22 @@ def run(args: argparse.Namespace) -> int:
     with contextlib.ExitStack() as held:
         key, _ = store.hold(held, "wheelhouse", lambda: require_wheelhouse(store, plan))
         reporter.message("step", f"Pushing wheelhouse {key} to {remote.url}")
-        done = push_wheelhouse(
-            remote, store, key, store.wheelhouse(key) / MANIFEST, workers=args.jobs
-        )
+        done = push_app_wheelhouse(remote, store, key, workers=args.jobs)
     show(done, "pushed", args)
     return 0
 
 
 def require_remote(args: argparse.Namespace) -> RemoteStore:
-    """The remote from ``--remote`` or ``$WHEELBARROW_REMOTE``, which must be given."""
+    """The remote from ``--remote``, ``$WHEELBARROW_REMOTE`` or the app's ``remote`` setting,
+    which must be given."""
     from wheelbarrow._core.errors import InputError
 
-    remote = remote_from(args.remote, os.environ)
+    remote = common.remote(args)
     if remote is None:
         raise InputError(
             f"`wheelbarrow {args.command}` needs a remote store",
-            hint="give --remote s3://BUCKET/PREFIX, or set WHEELBARROW_REMOTE",
+            hint="give --remote s3://BUCKET/PREFIX, set WHEELBARROW_REMOTE, or write "
+            'remote = "s3://BUCKET/PREFIX" in the app\'s settings ([tool.wheelbarrow])',
         )
     return remote
 
@@ -49,5 +48,7 @@ def show(done: Transfer, verb: str, args: argparse.Namespace) -> None:
     elif not args.quiet:
         render.out(
             f"Wheelhouse {done.key} {verb}: {plural(len(done.moved), 'file')} "
-            f"({human_size(done.nbytes)}), {done.present} already there; {done.url}"
+            f"({human_size(done.nbytes)}), {done.present} already there"
+            + (f", {plural(done.builds, 'source build record')}" if done.builds else "")
+            + f"; {done.url}"
         )
