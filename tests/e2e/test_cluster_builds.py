@@ -272,3 +272,34 @@ class TestClusterErrors:
                         "--platform", PLATFORM, "--cluster", "tcp://127.0.0.1:9")  # fmt: skip
         assert done.returncode != 0
         assert "needs a remote store" in done.stderr and "--remote" in done.stderr
+
+
+@pytest.mark.network
+class TestRealPackageOnTheCluster:
+    def test_a_real_sdist_with_its_backend_from_the_index_builds_on_a_worker(
+        self, s3: S3Server, remote: str, cluster: LocalDaskCluster, tmp_path: Path
+    ) -> None:
+        """mmh3 from its sdist, for an app with no Python pin: setuptools comes from the index
+        to the head, through the remote store to the worker, which compiles mmh3 with gcc; the
+        repaired wheel installs and hashes."""
+        app = tmp_path / "app"
+        app.mkdir()
+        (app / "requirements.txt").write_text("mmh3==5.3.1\n", encoding="utf-8")
+        store = tmp_path / "head"
+        env = _env(s3)
+        report = _ok(env, "build", app, "--store", store, "--no-binary", "mmh3",
+                     "--remote", remote, "--cluster", cluster.address)  # fmt: skip
+        (built,) = report["built"]
+        assert built["worker"] and not built["reused"]
+        assert built["repair"].startswith("repaired to manylinux"), built["repair"]
+        worker = cluster.worker_of(built["worker"])
+        assert [n for n in _records(worker.store) if n.startswith("mmh3-")] == [built["wheel"]]
+        logs = [p.read_text() for p in (worker.store / "built").glob("*/build.log")]
+        assert any("gcc" in text and "mmh3" in text for text in logs), logs
+        env_dir = tmp_path / "env"
+        _ok(env, "install", app, "--store", store, "--into", env_dir)
+        done = subprocess.run(
+            [env_dir / "bin" / "python", "-c", "import mmh3; print(mmh3.hash('foo'))"],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        assert done.stdout.strip() == "-156908512"
