@@ -228,6 +228,41 @@ class TestClusterBuilds:
         assert "needsbroken 1.0: not built, it needs broken 1.0, which failed" in done.stderr
         assert not list((store / "wheelhouses").glob("*/wheelhouse.json"))
 
+    def test_a_local_package_is_built_on_a_worker_and_rebuilt_there_after_an_edit(
+        self, s3: S3Server, remote: str, cluster: LocalDaskCluster, tmp_path: Path
+    ) -> None:
+        """A directory in requirements.txt reaches the worker as an archive of its tree; an edit
+        is a new source, built again on the cluster, and the new wheel is the one installed."""
+        import tarfile
+
+        sdist = make_c_extension_sdist(tmp_path / "d", "localpkg", "1.0")
+        app = make_app(tmp_path / "app", "./localpkg-1.0\n")
+        with tarfile.open(sdist) as tar:
+            tar.extractall(app, filter="data")
+        tree = [p.relative_to(app).as_posix() for p in app.rglob("*")]
+        store = tmp_path / "head"
+        env = _env(s3)
+        args = ("--store", store, "--platform", PLATFORM, "--no-index", "--remote", remote,
+                "--cluster", cluster.address)  # fmt: skip
+        (first,) = _ok(env, "build", app, *args)["built"]
+        assert first["worker"] and first["why"] == "first build for this target"
+        init = app / "localpkg-1.0" / "localpkg" / "__init__.py"
+        init.write_text(init.read_text() + "\nEDITED = 'yes'\n")
+        (second,) = _ok(env, "build", app, *args)["built"]
+        assert second["worker"] and not second["reused"]
+        assert second["wheel"] == first["wheel"]  # the same name, other bytes
+        env_dir = tmp_path / "env"
+        _ok(env, "install", app, "--store", store, "--into", env_dir)
+        done = subprocess.run(
+            [env_dir / "bin" / "python", "-c", "import localpkg; print(localpkg.EDITED)"],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        assert done.stdout.strip() == "yes"
+        # The app's directory holds only what the user put there, and the lock.
+        assert sorted(p.relative_to(app).as_posix() for p in app.rglob("*")) == sorted(
+            [*tree, "pylock.toml"]
+        )
+
 
 class TestExclusiveBuilds:
     def test_an_exclusive_build_never_overlaps_another_on_its_worker(
