@@ -174,3 +174,34 @@ class TestSharedSourceBuilds:
         assert again["remote"] is None and not again["reused"]
         assert "libfixture.so.1" in again["reason"] and remote in again["reason"]
         assert COMPILED in Path(again["log"]).read_text()
+
+    def test_a_build_made_before_without_push_is_shared_by_a_later_push(
+        self, s3: S3Server, remote: str, tmp_path: Path
+    ) -> None:
+        """`wheelbarrow push` of a wheelhouse built earlier with no remote uploads its source
+        builds' records too, so another app with the same package reuses the build by key."""
+        dists = tmp_path / "dists"
+        make_c_extension_sdist(dists)
+        first = make_app(tmp_path / "app", "cext==1.0\n")
+        env = _env(s3)
+        with serve_local_index(dists) as index:
+            built = _ok(env, "build", first, "--store", tmp_path / "storeA", "-i", index.url,
+                        "--platform", PLATFORM)  # fmt: skip
+        made = _only_build(built)
+        pushed = _ok(env, "push", first, "--store", tmp_path / "storeA", "--remote", remote)
+        assert pushed["builds"] == 1
+        _, record = _pushed_record(_client(s3), remote)
+        assert record["wheel"] == made["wheel"]
+        again = _ok(env, "push", first, "--store", tmp_path / "storeA", "--remote", remote)
+        assert again["moved"] == [] and again["builds"] == 1  # the same record, put again
+
+        other = tmp_path / "machine2" / "app"
+        shutil.copytree(first, other)
+        (other / "wheelbarrow.toml").write_text('[packages.unrelated]\nenv = { X = "1" }\n')
+        fetched = _ok(env, "build", other, "--store", tmp_path / "storeB", "-i", index.url,
+                      "--platform", PLATFORM, "--remote", remote)  # fmt: skip
+        reused = _only_build(fetched)
+        assert reused["reason"] == "reused from the remote store"
+        assert _wheel_sha256(tmp_path / "storeB", fetched["key"]) == _wheel_sha256(
+            tmp_path / "storeA", built["key"]
+        )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -341,12 +341,36 @@ def record_fetched(
 def push_build(remote: RemoteStore, store: Store, built: Built) -> None:
     """Upload a build made here: its wheel's blob (unless the remote has it), then its record,
     last, so a reader never finds a record whose wheel is not there."""
-    entry = built.log.parent
-    data = (entry / BUILD_RECORD).read_bytes()
+    _push_record(remote, store, built.sha256, (built.log.parent / BUILD_RECORD).read_bytes())
+
+
+def _push_record(remote: RemoteStore, store: Store, sha256: str, data: bytes) -> None:
     record = json.loads(data)
-    if not remote.has_blob(built.sha256):
-        remote.put_blob(built.sha256, store.blob(built.sha256))
+    if not remote.has_blob(sha256):
+        remote.put_blob(sha256, store.blob(sha256))
     remote.put_build(str(record["key"]), links_digest(record["links"]), data)
+
+
+def push_builds_of(remote: RemoteStore, store: Store, sha256s: Iterable[str]) -> int:
+    """Upload the records of the builds made in ``store`` whose wheels are among ``sha256s``
+    (wheels built here before, pushed now with a wheelhouse that holds them); how many.
+
+    Builds fetched from a remote store are not pushed again; each record goes
+    after its wheel's blob, as :func:`push_build` does.
+    """
+    wanted = set(sha256s)
+    pushed = 0
+    for result in sorted((store.root / "built").glob("*/" + BUILD_RECORD)):
+        candidate = Candidate.read(result.parent)
+        if candidate is None or candidate.sha256 not in wanted or not store.has(candidate.sha256):
+            continue
+        data = result.read_bytes()
+        record = json.loads(data)
+        if record.get("fetched") or not isinstance(record.get("links"), dict):
+            continue
+        _push_record(remote, store, candidate.sha256, data)
+        pushed += 1
+    return pushed
 
 
 def why_rebuilt(previous: Mapping[str, Any] | None, now: Mapping[str, Any]) -> str:

@@ -99,6 +99,7 @@ class Transfer:
     moved: tuple[str, ...] = ()
     nbytes: int = 0
     present: int = 0
+    builds: int = 0  # source builds' records pushed with it (see build/buildcache.py)
 
     def as_json(self) -> dict[str, object]:
         """For ``--json``."""
@@ -109,6 +110,7 @@ class Transfer:
             "moved": list(self.moved),
             "bytes": self.nbytes,
             "present": self.present,
+            "builds": self.builds,
         }
 
 

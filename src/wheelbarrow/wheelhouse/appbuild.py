@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from wheelbarrow._core.report import Reporter
+from wheelbarrow._core.runner import Runner, run_subprocess
 from wheelbarrow.app.requirements import IndexOptions
 from wheelbarrow.lock.plan import Plan
 from wheelbarrow.store.store import Store
@@ -30,7 +32,7 @@ if TYPE_CHECKING:
     from wheelbarrow.store.remote import RemoteStore, Transfer
     from wheelbarrow.wheelhouse.export import ExportReport
 
-__all__ = ["AppBuild", "build_app_wheelhouse", "pull_app_wheelhouse"]
+__all__ = ["AppBuild", "build_app_wheelhouse", "pull_app_wheelhouse", "push_app_wheelhouse"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -40,6 +42,7 @@ class AppBuild:
     report: BuildReport
     exported: ExportReport | None = None
     pushed: Transfer | None = None
+    pulled: bool = False  # the wheelhouse came whole from the remote store
 
 
 def build_app_wheelhouse(
@@ -58,6 +61,8 @@ def build_app_wheelhouse(
     remote: RemoteStore | None = None,
     push: bool = False,
     cluster: ClusterBuilds | None = None,
+    runner: Runner = run_subprocess,
+    which: Callable[[str], str | None] = shutil.which,
 ) -> AppBuild:
     """Fetch only what the store lacks, build the sources on this machine, record the build.
 
@@ -67,6 +72,7 @@ def build_app_wheelhouse(
     is asked for the wheelhouse before anything else (a hit touches no package index);
     with ``push`` the wheelhouse is uploaded to it afterwards. With a ``cluster`` the
     source builds run on its workers, sharing their inputs and wheels through ``remote``.
+    ``runner`` and ``which`` are what source builds run programs with and find them by.
     """
     pulled = None
     if remote is not None and manifest_of(store, plan.key) is None:
@@ -90,19 +96,19 @@ def build_app_wheelhouse(
             remote=remote,
             push=push,
             cluster=cluster,
+            runner=runner,
+            which=which,
         )
     pushed = None
     if push and remote is not None:
-        from wheelbarrow.store.remote import push_wheelhouse
-
         reporter.message("step", f"Pushing wheelhouse {report.key} to {remote.url}")
-        pushed = push_wheelhouse(remote, store, report.key, report.path / MANIFEST, workers=jobs)
+        pushed = push_app_wheelhouse(remote, store, report.key, workers=jobs)
     if output is None:
-        return AppBuild(report=report, pushed=pushed)
+        return AppBuild(report=report, pushed=pushed, pulled=pulled is not None)
     from wheelbarrow.wheelhouse.export import export_wheelhouse
 
     exported = export_wheelhouse(report.path, output)
-    return AppBuild(report=report, exported=exported, pushed=pushed)
+    return AppBuild(report=report, exported=exported, pushed=pushed, pulled=pulled is not None)
 
 
 def _build_here(
@@ -120,6 +126,8 @@ def _build_here(
     remote: RemoteStore | None = None,
     push: bool = False,
     cluster: ClusterBuilds | None = None,
+    runner: Runner = run_subprocess,
+    which: Callable[[str], str | None] = shutil.which,
 ) -> BuildReport:
     """Fetch and build on this machine (what ``build`` does without a remote's hit); a source
     build is looked up in ``remote`` by its build key first, and pushed there with ``push``."""
@@ -141,6 +149,8 @@ def _build_here(
         remote=remote,
         push=push,
         cluster=cluster,
+        runner=runner,
+        which=which,
     )
     held.enter_context(store.use("wheelhouse", plan.key))
     if manifest_of(store, plan.key) is None:
@@ -226,3 +236,18 @@ def pull_app_wheelhouse(
         reused=tuple(w["filename"] for w in manifest["wheels"] if w["filename"] not in fetched),
         seconds=time.monotonic() - start,
     )
+
+
+def push_app_wheelhouse(remote: RemoteStore, store: Store, key: str, *, workers: int) -> Transfer:
+    """Upload the wheelhouse ``key`` (its blobs, then its manifest), and the records of the
+    source builds made here whose wheels it holds, so other machines find them by build key."""
+    import json
+
+    from wheelbarrow.build.buildcache import push_builds_of
+    from wheelbarrow.store.remote import push_wheelhouse
+
+    manifest = store.wheelhouse(key) / MANIFEST
+    pushed = push_wheelhouse(remote, store, key, manifest, workers=workers)
+    wheels = json.loads(manifest.read_text(encoding="utf-8")).get("wheels", [])
+    builds = push_builds_of(remote, store, (str(w["sha256"]) for w in wheels))
+    return replace(pushed, builds=builds)
