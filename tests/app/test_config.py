@@ -109,3 +109,32 @@ class TestPushFromEnviron:
         """WHEELBARROW_PUSH=sometimes is an error naming the variable and what it may be."""
         with pytest.raises(InputError, match=r"WHEELBARROW_PUSH='sometimes': must be 1 or 0"):
             push_from_environ({"WHEELBARROW_PUSH": "sometimes"})
+
+
+class TestClusterSetting:
+    def test_read_from_pyproject(self, tmp_path):
+        """`cluster` under [tool.wheelbarrow] is the Dask scheduler's address."""
+        _pyproject(tmp_path, 'cluster = "tcp://scheduler.internal:8786"\n')
+        assert read_build_config(tmp_path).cluster == "tcp://scheduler.internal:8786"
+
+    def test_none_by_default(self, tmp_path):
+        """Without the setting, builds run here."""
+        _pyproject(tmp_path, "build-jobs = 2\n")
+        assert read_build_config(tmp_path).cluster is None
+
+    @pytest.mark.parametrize(
+        "value", ['"scheduler:8786"', '"http://scheduler:8786"', '"tcp://scheduler"', "8786"]
+    )
+    def test_not_a_scheduler_address_names_the_file_key_and_form(self, tmp_path, value):
+        """A value that is not tcp://HOST:PORT is refused, naming the file, the key and the form."""
+        path = _pyproject(tmp_path, f"cluster = {value}\n")
+        message = _error(tmp_path)
+        assert f"{path}: tool.wheelbarrow.cluster: must be" in message
+        assert "tcp://HOST:PORT" in message
+
+    def test_not_part_of_the_wheelhouse_key(self, tmp_path):
+        """Where builds run changes no wheel: the cluster setting is in no key."""
+        _pyproject(tmp_path / "a", "build-jobs = 2\n")
+        _pyproject(tmp_path / "b", 'build-jobs = 2\ncluster = "tcp://s:8786"\n')
+        plain, clustered = (read_build_config(tmp_path / n) for n in "ab")
+        assert clustered.cluster and plain.key_data() == clustered.key_data()

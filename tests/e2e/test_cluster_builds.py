@@ -308,6 +308,23 @@ class TestClusterErrors:
         assert done.returncode != 0
         assert "needs a remote store" in done.stderr and "--remote" in done.stderr
 
+    def test_the_cluster_setting_without_a_remote_names_the_settings_file(
+        self, tmp_path: Path
+    ) -> None:
+        """`cluster = ...` in wheelbarrow.toml is used like --cluster: without a remote store the
+        error names the setting and its file."""
+        d = tmp_path / "dists"
+        make_c_extension_sdist(d, "cext")
+        app = make_app(tmp_path / "app", "cext\n")
+        (app / "wheelbarrow.toml").write_text('cluster = "tcp://127.0.0.1:9"\n', encoding="utf-8")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("WHEELBARROW_")}
+        with serve_local_index(d) as index:
+            done = _run(env, "build", app, "--store", tmp_path / "s", "-i", index.url,
+                        "--platform", PLATFORM)  # fmt: skip
+        assert done.returncode != 0
+        assert f"cluster = 'tcp://127.0.0.1:9' in {app / 'wheelbarrow.toml'}" in done.stderr
+        assert "needs a remote store" in done.stderr
+
 
 @pytest.mark.network
 class TestRealPackageOnTheCluster:

@@ -30,7 +30,8 @@ BASELINES: tuple[Baseline, ...] = get_args(Baseline)
 DEFAULT_BASELINE: Baseline = "x86-64-v2"
 ALL = ":all:"
 _TOP_KEYS = ("no-binary", "only-binary", "repair", "build-jobs", "require-blas", "portable",
-             "cpu-baseline", "script-check", "remote", "push", "packages")  # fmt: skip
+             "cpu-baseline", "script-check", "remote", "push", "cluster",
+             "packages")  # fmt: skip
 _PACKAGE_KEYS = ("env", "config-settings", "system", "patches", "exclusive", "require-blas",
                  "portable")  # fmt: skip
 
@@ -91,6 +92,9 @@ class BuildConfig:
     # key: where a wheelhouse is kept changes none of its bytes.
     remote: str | None = None
     push: bool = False
+    # The Dask scheduler that runs the source builds (tcp://HOST:PORT); None builds here.
+    # Not part of any key either: a worker refuses a build whose key is not the head's.
+    cluster: str | None = None
     packages: Mapping[NormalizedName, PackageSettings] = field(
         default_factory=lambda: MappingProxyType({})
     )
@@ -245,6 +249,7 @@ def _parse(data: Mapping[str, Any], path: Path, *, prefix: str) -> BuildConfig:
     if not isinstance(push, bool):
         problems.append(f"{where('push')}: must be true or false")
         push = False
+    cluster = _cluster(data.get("cluster"), where("cluster"), problems)
     cpu_baseline = data.get("cpu-baseline", DEFAULT_BASELINE)
     if cpu_baseline not in BASELINES:
         choices = ", ".join(f'"{b}"' for b in BASELINES)
@@ -283,6 +288,7 @@ def _parse(data: Mapping[str, Any], path: Path, *, prefix: str) -> BuildConfig:
         script_check=script_check,
         remote=remote,
         push=push,
+        cluster=cluster,
         packages=MappingProxyType(packages),
         source=path,
     )
@@ -371,6 +377,25 @@ def _remote(value: object, where: str, problems: list[str]) -> str | None:
         )
         return None
     return value
+
+
+def _cluster(value: object, where: str, problems: list[str]) -> str | None:
+    """The ``cluster`` setting: a Dask scheduler's address, ``tcp://HOST:PORT`` (or ``tls://``);
+    None with a problem noted."""
+    if value is None:
+        return None
+    try:
+        parts = urllib.parse.urlsplit(value) if isinstance(value, str) else None
+        port = parts.port if parts is not None else None
+    except ValueError:  # a port that is not a number
+        parts, port = None, None
+    if parts is None or parts.scheme not in ("tcp", "tls") or not parts.hostname or not port:
+        problems.append(
+            f"{where}: must be a Dask scheduler's address, tcp://HOST:PORT (the scheduler's "
+            f"port is 8786 by default), not {value!r}"
+        )
+        return None
+    return str(value)
 
 
 def push_from_environ(environ: Mapping[str, str], name: str = PUSH_ENV_VAR) -> bool | None:

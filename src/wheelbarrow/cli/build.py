@@ -16,6 +16,7 @@ from wheelbarrow.wheelhouse.assemble import BuildReport
 
 if TYPE_CHECKING:
     from wheelbarrow.build.remotebuild import ClusterBuilds
+    from wheelbarrow.store.remote import RemoteStore
 
 
 def run(args: argparse.Namespace) -> int:
@@ -46,7 +47,7 @@ def _build(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
         output=Path(args.output) if args.output else None,
         remote=remote,
         push=push,
-        cluster=_cluster(args),
+        cluster=_cluster(args, remote),
     )
     if done.exported is not None:
         exported = done.exported
@@ -61,19 +62,27 @@ def _build(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
     return 0
 
 
-def _cluster(args: argparse.Namespace) -> ClusterBuilds | None:
-    """The Dask cluster of ``--cluster`` or ``$WHEELBARROW_CLUSTER``, which needs a remote store."""
+def _cluster(args: argparse.Namespace, remote: RemoteStore | None) -> ClusterBuilds | None:
+    """The Dask cluster of ``--cluster``, ``$WHEELBARROW_CLUSTER`` or the app's ``cluster``
+    setting, which needs a remote store."""
     from wheelbarrow.share.cluster import CLUSTER_ENV_VAR, DaskCluster
 
-    address = args.cluster or os.environ.get(CLUSTER_ENV_VAR)
+    if args.cluster:
+        address, asked = args.cluster, f"--cluster {args.cluster}"
+    elif os.environ.get(CLUSTER_ENV_VAR):
+        address = os.environ[CLUSTER_ENV_VAR]
+        asked = f"{CLUSTER_ENV_VAR}={address}"
+    else:
+        own = common.settings(args)
+        address, asked = own.cluster, f"cluster = {own.cluster!r} in {own.source}"
     if not address:
         return None
-    remote = common.remote(args)
     if remote is None:
         raise InputError(
-            f"--cluster {address} needs a remote store: the workers take their inputs from it "
+            f"{asked} needs a remote store: the workers take their inputs from it "
             "and put their wheels there",
-            hint="add --remote s3://BUCKET/PREFIX, one that the workers reach too",
+            hint="add --remote s3://BUCKET/PREFIX (or remote = ... in the app's settings), "
+            "one that the workers reach too",
         )
     return DaskCluster(address, remote_url=remote.url)
 

@@ -212,7 +212,7 @@ def remote(args: argparse.Namespace) -> RemoteStore | None:
     given = remote_from(getattr(args, "remote", None), os.environ)
     if given is not None:
         return given
-    url = _settings(args).remote
+    url = settings(args).remote
     return remote_for(url, os.environ) if url else None
 
 
@@ -228,8 +228,8 @@ def remote_and_push(args: argparse.Namespace) -> tuple[RemoteStore | None, bool]
     elif (from_environ := push_from_environ(os.environ)) is not None:
         push, asked = from_environ, f"{PUSH_ENV_VAR}={os.environ[PUSH_ENV_VAR]}"
     else:
-        settings = _settings(args)
-        push, asked = settings.push, f"push = true in {settings.source}"
+        own = settings(args)
+        push, asked = own.push, f"push = true in {own.source}"
     if push and found is None:
         raise InputError(
             f"{asked} needs a remote store",
@@ -239,7 +239,7 @@ def remote_and_push(args: argparse.Namespace) -> tuple[RemoteStore | None, bool]
     return found, push
 
 
-def _settings(args: argparse.Namespace) -> BuildConfig:
+def settings(args: argparse.Namespace) -> BuildConfig:
     """The app's settings file (what the plan reads too), for what the command line and the
     environment leave open."""
     from wheelbarrow.app.config import read_build_config
