@@ -22,6 +22,11 @@ from wheelbarrow.store.store import Store
 __all__ = ["S3Remote"]
 
 CHUNK = 1 << 20
+_KEY_VARS = (
+    ("key", "AWS_ACCESS_KEY_ID"),
+    ("secret", "AWS_SECRET_ACCESS_KEY"),
+    ("token", "AWS_SESSION_TOKEN"),
+)
 _CREDENTIALS_HINT = (
     "check the credentials: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE "
     "and ~/.aws/credentials, and that they may read and write the bucket"
@@ -42,6 +47,10 @@ class S3Remote:
         # Never the URL as given: a user:secret@ part, if any, stays out of every message.
         self.url = f"s3://{self.bucket}/{self.prefix}".rstrip("/")
         self.endpoint = environ.get("AWS_ENDPOINT_URL_S3") or environ.get("AWS_ENDPOINT_URL")
+        # Keys in ``environ`` (the buildpacks' config vars too) are used; without them,
+        # botocore's chain finds them (the process environment, ~/.aws, instance roles).
+        given = environ.get("AWS_ACCESS_KEY_ID") and environ.get("AWS_SECRET_ACCESS_KEY")
+        self._keys = {arg: environ[name] for arg, name in _KEY_VARS if given and environ.get(name)}
         self._fs: Any = None  # an s3fs.S3FileSystem (s3fs has no type hints)
 
     def _where(self) -> str:
@@ -60,6 +69,7 @@ class S3Remote:
                 ) from exc
 
             self._fs = S3FileSystem(
+                **self._keys,
                 endpoint_url=self.endpoint,
                 skip_instance_cache=True,
                 # One attempt per request, a short connect: a wrong endpoint is said in seconds.

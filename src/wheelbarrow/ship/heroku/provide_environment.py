@@ -7,11 +7,12 @@ import json
 import shutil
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from packaging.tags import platform_tags
 
 from wheelbarrow._core.runner import Runner
-from wheelbarrow._core.text import plural
+from wheelbarrow._core.text import human_size, plural
 from wheelbarrow.app.directory import App
 from wheelbarrow.app.requirements import IndexOptions
 from wheelbarrow.app.target import PythonVersion, host_platform
@@ -21,16 +22,18 @@ from wheelbarrow.lock.options import Host, Options
 from wheelbarrow.lock.plan import make_plan
 from wheelbarrow.ship.heroku.output import HerokuReporter
 from wheelbarrow.store.store import Store
-from wheelbarrow.wheelhouse.assemble import (
-    BuildReport,
-    build_wheelhouse,
-    manifest_of,
-    previous_app_key,
-    record_app_build,
-)
+from wheelbarrow.wheelhouse.appbuild import AppBuild, build_app_wheelhouse
+
+if TYPE_CHECKING:
+    from wheelbarrow.app.config import BuildConfig
+    from wheelbarrow.store.remote import RemoteStore
+    from wheelbarrow.wheelhouse.assemble import BuildReport
 
 # Config vars that steer the build itself; everything else in ENV_DIR is the app's.
 INDEX_VARS = ("WHEELBARROW_INDEX_URL", "WHEELBARROW_EXTRA_INDEX_URL", "WHEELBARROW_FIND_LINKS")
+# The config vars the remote store's client reads: S3's keys, region and endpoint; a
+# registry's auth file.
+_REMOTE_CLIENT_VARS = ("AWS_", "REGISTRY_AUTH_FILE", "DOCKER_CONFIG")
 
 
 def prepare_environment(
@@ -56,7 +59,7 @@ def prepare_environment(
     wants it; the leases that keep ``store gc`` off the wheelhouse and
     environment go on ``held``, for the caller to keep until the clone is made.
     """
-    report = _fill_wheelhouse(
+    done = _fill_wheelhouse(
         app,
         version,
         interpreter,
@@ -69,10 +72,11 @@ def prepare_environment(
         held=held,
         which=which,
     )
-    record_app_build(store, app.root, report.key)
-    _describe_wheelhouse(report, out)
+    _describe_wheelhouse(done, out)
     out.step("Installing the environment")
-    return _store_environment(report, interpreter, store=store, runner=runner, out=out, held=held)
+    return _store_environment(
+        done.report, interpreter, store=store, runner=runner, out=out, held=held
+    )
 
 
 def _fill_wheelhouse(
@@ -88,11 +92,12 @@ def _fill_wheelhouse(
     out: HerokuReporter,
     held: contextlib.ExitStack,
     which: Callable[[str], str | None],
-) -> BuildReport:
-    """Plan (locking if needed) and fill the app's wheelhouse, leased on ``held``."""
+) -> AppBuild:
+    """Plan (locking if needed) and fill the app's wheelhouse as ``wheelbarrow build`` does,
+    leased on ``held``: from the remote store of the config vars or the app's settings first
+    (touching no package index when it has the wheelhouse), pushed there when asked."""
     from wheelbarrow.ship.heroku.ci import ci_groups
-    from wheelbarrow.store.fetch import Fetcher
-    from wheelbarrow.wheelhouse.buildhost import build_index, source_builder
+    from wheelbarrow.store.fetch import DEFAULT_WORKERS
 
     host = buildpack_host(version, environ=environ, config=config, uv=uv)
     options = Options(python=str(version), index=index_options(config), groups=ci_groups(environ))
@@ -100,50 +105,82 @@ def _fill_wheelhouse(
     plan = make_plan(app, options, host, runner=runner, reporter=out, may_lock=True)
     if plan.locked_because:
         out.detail(f"locked: {plan.locked_because}")
-    held.enter_context(store.use("wheelhouse", plan.key))
-    if manifest_of(store, plan.key) is None:
-        # What it fetches or builds is referenced by nothing until the manifest is written.
-        held.enter_context(store.building())
-    previous = previous_app_key(store, app.root)
-    fetcher = Fetcher.for_app(
-        app, options.index, given_by="the WHEELBARROW_* config vars", environ=host.environ
-    )
-    return build_wheelhouse(
-        plan.artefacts,
-        plan.target,
+    remote, push = remote_and_push(plan.config, config=config, environ=environ)
+    return build_app_wheelhouse(
+        plan,
         store=store,
-        fetcher=fetcher,
+        index=options.index,
+        given_by="the WHEELBARROW_* config vars",
+        jobs=DEFAULT_WORKERS,
+        interpreter=lambda: interpreter,
         reporter=out,
-        settings=plan.settings,
-        previous_key=previous,
-        build_sources=source_builder(
-            plan,
-            store=store,
-            interpreter=lambda: interpreter,
-            index=build_index(plan, options.index),
-            fetcher=fetcher,
-            reporter=out,
-            environ=host.environ,
-            uv=uv,
-            runner=runner,
-            which=which,
-        ),
-        lock_sha256=plan.lock.sha256,
+        environ=host.environ,
+        uv=uv,
+        held=held,
+        remote=remote,
+        push=push,
+        runner=runner,
+        which=which,
     )
 
 
-def _describe_wheelhouse(report: BuildReport, out: HerokuReporter) -> None:
-    """One line: the cached wheelhouse, or what was fetched, reused and built for it."""
-    if report.status == "up-to-date":
+def remote_and_push(
+    settings: BuildConfig, *, config: Mapping[str, str], environ: Mapping[str, str]
+) -> tuple[RemoteStore | None, bool]:
+    """The remote store of the config var ``WHEELBARROW_REMOTE``, else of the app's ``remote``
+    setting, and whether to push to it: ``WHEELBARROW_PUSH`` (1 or 0), else the ``push``
+    setting. Its client reads its credentials from the config vars too."""
+    from wheelbarrow._core.errors import InputError
+    from wheelbarrow.app.config import PUSH_ENV_VAR, push_from_environ
+    from wheelbarrow.share.remotes import remote_for
+    from wheelbarrow.store.remote import REMOTE_ENV_VAR
+
+    url = config.get(REMOTE_ENV_VAR, "").strip() or settings.remote
+    client = {k: v for k, v in config.items() if k.startswith(_REMOTE_CLIENT_VARS)}
+    remote = remote_for(url, {**environ, **client}) if url else None
+    push = push_from_environ(config)
+    if push is None:
+        push, asked = settings.push, f"push = true in {settings.source}"
+    else:
+        asked = f"the config var {PUSH_ENV_VAR}={config[PUSH_ENV_VAR]}"
+    if push and remote is None:
+        raise InputError(
+            f"{asked} needs a remote store",
+            hint=f"set the config var {REMOTE_ENV_VAR} to s3://BUCKET/PREFIX or "
+            "oci://REGISTRY/REPOSITORY",
+        )
+    return remote, push
+
+
+def _describe_wheelhouse(done: AppBuild, out: HerokuReporter) -> None:
+    """One line: the cached wheelhouse, or what was pulled, fetched, reused and built for it;
+    then what was pushed."""
+    out.detail(_wheelhouse_line(done))
+    if done.pushed is not None:
+        pushed = done.pushed
         out.detail(
+            f"pushed {plural(len(pushed.moved), 'file')} ({human_size(pushed.nbytes)}) to "
+            f"{pushed.url}, {pushed.present} already there"
+        )
+
+
+def _wheelhouse_line(done: AppBuild) -> str:
+    report = done.report
+    if done.pulled:
+        return (
+            f"wheelhouse {report.key}: {len(report.fetched)} pulled from the remote store "
+            f"({human_size(report.fetched_bytes)}), {len(report.reused)} from the cache; "
+            "no package index asked"
+        )
+    if report.status == "up-to-date":
+        return (
             f"wheelhouse {report.key} is in the cache ({plural(report.packages, 'package')}): "
             "nothing to download"
         )
-        return
     changes = ", ".join(str(c) for c in report.changes)
     built = sum(1 for b in report.built if not b.reused)
     cached = len(report.built) - built
-    out.detail(
+    return (
         f"wheelhouse {report.key}: {len(report.fetched)} fetched, "
         f"{len(report.reused)} from the cache"
         + (f", {built} built from source" if built else "")
