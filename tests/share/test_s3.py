@@ -79,6 +79,17 @@ class TestS3Remote:
         remote.put_manifest("k1", b'{"key": "k1"}')
         assert remote.get_manifest("k1") == b'{"key": "k1"}'
 
+    @pytest.mark.parametrize("name", ["my-bucket", "wheels-bucket-2"])
+    def test_a_bucket_named_bucket_misses_like_any_other(self, s3: S3Server, name: str) -> None:
+        """A bucket whose name holds the word "bucket" (as the README's example) answers a missing
+        manifest with a miss, not with "the bucket does not exist"."""
+        bucket = f"{name}-{next(_buckets)}"
+        s3.make_bucket(bucket)
+        remote = S3Remote(f"s3://{bucket}/team", environ=s3.env())
+        assert remote.get_manifest("k1") is None
+        assert remote.get_builds("ab" * 16) == []
+        assert not remote.has_blob("0" * 64)
+
 
 class TestErrors:
     def test_wrong_credentials(

@@ -96,7 +96,7 @@ class S3Remote:
                 f"{self._where()}: access denied while {doing}", hint=_CREDENTIALS_HINT
             ) from exc
         except FileNotFoundError as exc:
-            if "bucket" in str(exc).lower():
+            if _no_bucket(exc):
                 raise RemoteError(
                     f"{self._where()}: the bucket {self.bucket} does not exist",
                     hint="create it (e.g. `aws s3 mb s3://BUCKET`), or fix the remote's URL",
@@ -133,7 +133,7 @@ class S3Remote:
             try:
                 data: bytes = self.fs.cat_file(self._path("wheelhouses", key, MANIFEST))
             except FileNotFoundError as exc:
-                if "bucket" in str(exc).lower():
+                if _no_bucket(exc):
                     raise
                 self._check_bucket()
                 return None
@@ -168,7 +168,7 @@ class S3Remote:
         # A missing object and a missing bucket both read as "not found"; only the
         # bucket's absence is an error.
         if not self.fs.exists(self.bucket):
-            raise FileNotFoundError(f"The specified bucket {self.bucket} does not exist")
+            raise FileNotFoundError(f"The specified bucket does not exist: {self.bucket}")
 
 
 def _client_error(exc: Exception, where: str, doing: str) -> RemoteError:
@@ -196,3 +196,16 @@ def _error_code(exc: Exception) -> str:
     if isinstance(response, dict):
         return str(response.get("Error", {}).get("Code", ""))
     return ""
+
+
+def _no_bucket(exc: FileNotFoundError) -> bool:
+    """Whether "not found" is the bucket's absence (S3's ``NoSuchBucket``), not an object's.
+
+    A path names the bucket, whose name may hold the word "bucket": only the error's
+    code (or S3's message for that code) tells.
+    """
+    cause = exc.__cause__
+    response = getattr(cause, "response", None)
+    if isinstance(response, dict) and response.get("Error", {}).get("Code") == "NoSuchBucket":
+        return True
+    return "specified bucket does not exist" in str(exc).lower()
