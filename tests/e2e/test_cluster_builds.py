@@ -139,6 +139,8 @@ class TestClusterBuilds:
                          "--cluster", cluster.address)  # fmt: skip
         built = _built(report)
         assert set(built) == {"dep-one", "dep-two", "cext"}  # buildhelper is built for them
+        assert len(report["fetched"]) == 3  # the sdists, with their true sizes
+        assert report["fetched_bytes"] == sum((d / f).stat().st_size for f in report["fetched"])
         helpers = [
             (w.name, r) for w in cluster.workers for n, r in _records(w.store).items()
             if n.startswith("buildhelper-")

@@ -169,9 +169,11 @@ def _build_here(
         build_sources=build_sources,
         lock_sha256=plan.lock.sha256,
     )
-    if remote is not None:  # what was left to the source builds and never needed
-        kept = {a.filename for a in plan.artefacts if store.has(a.sha256)}
-        report = replace(report, fetched=tuple(f for f in report.fetched if f in kept))
+    if remote is not None:  # what was left to the source builds: fetched by them, or not needed
+        kept = {a.filename: a for a in plan.artefacts if store.has(a.sha256)}
+        fetched = tuple(f for f in report.fetched if f in kept)
+        nbytes = sum(store.blob(kept[f].sha256).stat().st_size for f in fetched)
+        report = replace(report, fetched=fetched, fetched_bytes=nbytes)
     if previous != report.key:
         record_app_build(store, plan.app.root, report.key)
     # Also when up to date: a build killed after its rename left only its scratch. One
