@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from support import LocalIndex, serve_local_index
 from support.containers import Podman, base_image, require
+from support.s3server import S3Server, new_remote, session_s3_server
 
 StartIndex = Callable[[Path | Iterable[Path]], LocalIndex]
 
@@ -33,6 +34,18 @@ def local_index(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StartIndex
             return stack.enter_context(serve_local_index(files_dir, source))
 
         yield start
+
+
+@pytest.fixture
+def s3(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> S3Server:
+    """The session's real S3-compatible server on 127.0.0.1 (started on first use)."""
+    return session_s3_server(request.config, tmp_path_factory.mktemp("s3"))
+
+
+@pytest.fixture
+def remote(s3: S3Server) -> str:
+    """The URL of an empty remote store in a new bucket of the session's S3 server."""
+    return new_remote(s3)
 
 
 @pytest.fixture(scope="session")

@@ -19,18 +19,12 @@ from pathlib import Path
 import pytest
 from support import make_wheel, serve_local_index
 from support.apps import PLATFORM, make_app
-from support.s3server import S3Server, session_s3_server
+from support.s3server import S3Server
 
 pytestmark = pytest.mark.slow
 _buckets = itertools.count()
 WHEELBARROW = (sys.executable, "-m", "wheelbarrow")
 _FORWARDED = ("Content-Type", "Content-Length", "Content-Range", "ETag", "Last-Modified")
-
-
-@pytest.fixture
-def s3(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> S3Server:
-    """The session's S3-compatible server."""
-    return session_s3_server(request.config, tmp_path_factory.mktemp("s3"))
 
 
 @contextlib.contextmanager

@@ -7,11 +7,9 @@ remote store on a real S3-compatible server; the machine that runs ``build
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -27,37 +25,15 @@ from support import (
     make_failing_sdist,
     serve_local_index,
 )
-from support.apps import PLATFORM, make_app
+from support.apps import PLATFORM, make_app, run, run_ok
 from support.dask_cluster import LocalDaskCluster, run_dask_cluster
-from support.s3server import S3Server, session_s3_server
+from support.s3server import S3Server, client_env
 from support.sdists import build_helper_stamp
 
 from wheelbarrow.store.store import Store
 
 pytestmark = pytest.mark.slow
-_buckets = itertools.count()
-WHEELBARROW = (sys.executable, "-m", "wheelbarrow")
 MANIFEST = "wheelhouse.json"
-
-
-@pytest.fixture
-def s3(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> S3Server:
-    """The session's S3-compatible server."""
-    return session_s3_server(request.config, tmp_path_factory.mktemp("s3"))
-
-
-@pytest.fixture
-def remote(s3: S3Server) -> str:
-    """The URL of an empty remote store in a new bucket."""
-    bucket = f"cluster-{next(_buckets)}"
-    s3.make_bucket(bucket)
-    return f"s3://{bucket}/team/wheels"
-
-
-def _env(s3: S3Server, **changes: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "WHEELBARROW_"))}
-    env.update(s3.env(), **changes)
-    return env
 
 
 @pytest.fixture
@@ -65,20 +41,6 @@ def cluster(tmp_path: Path, s3: S3Server) -> Iterator[LocalDaskCluster]:
     """Two one-thread workers, each with its own empty store and the remote's credentials."""
     with run_dask_cluster(tmp_path / "cluster", workers=2, env=s3.env()) as running:
         yield running
-
-
-def _run(env: dict[str, str], *args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*WHEELBARROW, *map(str, args), "--json"],
-        capture_output=True, text=True, env=env, timeout=300,
-    )  # fmt: skip
-
-
-def _ok(env: dict[str, str], *args: str | Path) -> dict[str, Any]:
-    done = _run(env, *args)
-    assert done.returncode == 0, f"{args}\n{done.stdout}\n{done.stderr}"
-    report: dict[str, Any] = json.loads(done.stdout)
-    return report
 
 
 def _settings(app: Path, packages: dict[str, dict[str, Any]]) -> None:
@@ -132,9 +94,9 @@ class TestClusterBuilds:
         app = make_app(tmp_path / "app", "dep-one\ndep-two\ncext\n")
         _settings(app, {n: _slow(1.5) for n in ("dep-one", "dep-two", "cext")})
         store = tmp_path / "head-store"
-        env = _env(s3)
+        env = client_env(s3)
         with serve_local_index(d) as index:
-            report = _ok(env, "build", app, "--store", store, "-i", index.url,
+            report = run_ok(env, "build", app, "--store", store, "-i", index.url,
                          "--platform", PLATFORM, "--remote", remote,
                          "--cluster", cluster.address)  # fmt: skip
         built = _built(report)
@@ -158,7 +120,7 @@ class TestClusterBuilds:
             assert _records(worker.store)[b["wheel"]]["sha256"] == sha256, name
             assert _remote_sha256(s3, remote, sha256) == sha256, name
         env_dir = tmp_path / "env"
-        _ok(env, "install", app, "--store", store, "--into", env_dir)
+        run_ok(env, "install", app, "--store", store, "--into", env_dir)
         done = subprocess.run(
             [env_dir / "bin" / "python", "-c",
              "import dep_one, cext; print(dep_one._build_info.BUILD_VALUE, cext.add(2, 3))"],
@@ -166,7 +128,7 @@ class TestClusterBuilds:
         )  # fmt: skip
         assert done.stdout.split("\n")[0] == f"{build_helper_stamp('dep-one')} 5"
         # Built again from an empty head store: every build is found by its key, none runs.
-        again = _ok(env, "build", app, "--store", tmp_path / "head2", "--platform", PLATFORM,
+        again = run_ok(env, "build", app, "--store", tmp_path / "head2", "--platform", PLATFORM,
                     "--remote", remote, "--cluster", cluster.address)  # fmt: skip
         assert again["key"] == report["key"]
         assert {b["reason"] for b in again["built"]} == {"reused from the remote store"}
@@ -196,9 +158,9 @@ class TestClusterBuilds:
         watcher = threading.Thread(target=kill_the_builder, daemon=True)
         watcher.start()
         with serve_local_index(d) as index:
-            report = _ok(_env(s3), "build", app, "--store", tmp_path / "head", "-i", index.url,
-                         "--platform", PLATFORM, "--remote", remote,
-                         "--cluster", cluster.address)  # fmt: skip
+            report = run_ok(client_env(s3), "build", app, "--store", tmp_path / "head",
+                            "-i", index.url, "--platform", PLATFORM, "--remote", remote,
+                            "--cluster", cluster.address)  # fmt: skip
         watcher.join(timeout=5)
         assert killed, "no worker started the build"
         (built,) = report["built"]
@@ -222,7 +184,7 @@ class TestClusterBuilds:
         app = make_app(tmp_path / "app", "needsbroken\nfine\n")
         store = tmp_path / "head"
         with serve_local_index(d) as index:
-            done = _run(_env(s3), "build", app, "--store", store, "-i", index.url,
+            done = run(client_env(s3), "build", app, "--store", store, "-i", index.url,
                         "--platform", PLATFORM, "--remote", remote,
                         "--cluster", cluster.address)  # fmt: skip
         assert done.returncode != 0
@@ -243,18 +205,18 @@ class TestClusterBuilds:
             tar.extractall(app, filter="data")
         tree = [p.relative_to(app).as_posix() for p in app.rglob("*")]
         store = tmp_path / "head"
-        env = _env(s3)
+        env = client_env(s3)
         args = ("--store", store, "--platform", PLATFORM, "--no-index", "--remote", remote,
                 "--cluster", cluster.address)  # fmt: skip
-        (first,) = _ok(env, "build", app, *args)["built"]
+        (first,) = run_ok(env, "build", app, *args)["built"]
         assert first["worker"] and first["why"] == "first build for this target"
         init = app / "localpkg-1.0" / "localpkg" / "__init__.py"
         init.write_text(init.read_text() + "\nEDITED = 'yes'\n")
-        (second,) = _ok(env, "build", app, *args)["built"]
+        (second,) = run_ok(env, "build", app, *args)["built"]
         assert second["worker"] and not second["reused"]
         assert second["wheel"] == first["wheel"]  # the same name, other bytes
         env_dir = tmp_path / "env"
-        _ok(env, "install", app, "--store", store, "--into", env_dir)
+        run_ok(env, "install", app, "--store", store, "--into", env_dir)
         done = subprocess.run(
             [env_dir / "bin" / "python", "-c", "import localpkg; print(localpkg.EDITED)"],
             capture_output=True, text=True, check=True,
@@ -281,7 +243,7 @@ class TestExclusiveBuilds:
             _settings(app, {"big": {**_slow(3), "exclusive": True},
                             **{n: _slow(1.5) for n in names[1:]}})  # fmt: skip
             with serve_local_index(d) as index:
-                report = _ok(_env(s3), "build", app, "--store", tmp_path / "head",
+                report = run_ok(client_env(s3), "build", app, "--store", tmp_path / "head",
                              "-i", index.url, "--platform", PLATFORM, "--remote", remote,
                              "--cluster", c.address)  # fmt: skip
         built = _built(report)
@@ -305,7 +267,7 @@ class TestClusterErrors:
         app = make_app(tmp_path / "app", "cext\n")
         env = {k: v for k, v in os.environ.items() if not k.startswith("WHEELBARROW_")}
         with serve_local_index(d) as index:
-            done = _run(env, "build", app, "--store", tmp_path / "s", "-i", index.url,
+            done = run(env, "build", app, "--store", tmp_path / "s", "-i", index.url,
                         "--platform", PLATFORM, "--cluster", "tcp://127.0.0.1:9")  # fmt: skip
         assert done.returncode != 0
         assert "needs a remote store" in done.stderr and "--remote" in done.stderr
@@ -321,7 +283,7 @@ class TestClusterErrors:
         (app / "wheelbarrow.toml").write_text('cluster = "tcp://127.0.0.1:9"\n', encoding="utf-8")
         env = {k: v for k, v in os.environ.items() if not k.startswith("WHEELBARROW_")}
         with serve_local_index(d) as index:
-            done = _run(env, "build", app, "--store", tmp_path / "s", "-i", index.url,
+            done = run(env, "build", app, "--store", tmp_path / "s", "-i", index.url,
                         "--platform", PLATFORM)  # fmt: skip
         assert done.returncode != 0
         assert f"cluster = 'tcp://127.0.0.1:9' in {app / 'wheelbarrow.toml'}" in done.stderr
@@ -340,8 +302,8 @@ class TestRealPackageOnTheCluster:
         app.mkdir()
         (app / "requirements.txt").write_text("mmh3==5.3.1\n", encoding="utf-8")
         store = tmp_path / "head"
-        env = _env(s3)
-        report = _ok(env, "build", app, "--store", store, "--no-binary", "mmh3",
+        env = client_env(s3)
+        report = run_ok(env, "build", app, "--store", store, "--no-binary", "mmh3",
                      "--remote", remote, "--cluster", cluster.address)  # fmt: skip
         (built,) = report["built"]
         assert built["worker"] and not built["reused"]
@@ -351,7 +313,7 @@ class TestRealPackageOnTheCluster:
         logs = [p.read_text() for p in (worker.store / "built").glob("*/build.log")]
         assert any("gcc" in text and "mmh3" in text for text in logs), logs
         env_dir = tmp_path / "env"
-        _ok(env, "install", app, "--store", store, "--into", env_dir)
+        run_ok(env, "install", app, "--store", store, "--into", env_dir)
         done = subprocess.run(
             [env_dir / "bin" / "python", "-c", "import mmh3; print(mmh3.hash('foo'))"],
             capture_output=True, text=True, check=True,

@@ -11,10 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from e2e import test_remote_store
-from e2e.test_remote_store import _ok, _run
 from support import make_c_extension_sdist, serve_local_index
-from support.apps import PLATFORM, make_app
+from support.apps import PLATFORM, make_app, run, run_ok
 from support.containers import require
 from support.registry import LocalRegistry, serve_registry
 
@@ -23,7 +21,6 @@ from wheelbarrow.store.store import Store
 
 pytestmark = pytest.mark.slow
 WHEELS = sorted(f"{n}-1.0-py3-none-any.whl" for n in ("alpha", "beta", "gamma"))
-app = test_remote_store.app  # the S3 tests' app (gamma needs beta needs alpha), a fixture here
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +58,7 @@ class TestWheelhouseInARegistry:
         env = _env(tmp_path)
         first = tmp_path / "store1"
         with serve_local_index(dists) as index:
-            built = _ok(env, "build", root, "--store", first, "-i", index.url,
+            built = run_ok(env, "build", root, "--store", first, "-i", index.url,
                         "--platform", PLATFORM, "--remote", remote, "--push")  # fmt: skip
         assert built["status"] == "built"
         other = tmp_path / "machine2" / "app"
@@ -69,11 +66,11 @@ class TestWheelhouseInARegistry:
         second = tmp_path / "store2"
         env2 = _env(tmp_path, WHEELBARROW_REMOTE=remote)
         # The same index URL, its port closed now: any request to it would fail the build.
-        pulled = _ok(env2, "build", other, "--store", second, "-i", index.url,
+        pulled = run_ok(env2, "build", other, "--store", second, "-i", index.url,
                      "--platform", PLATFORM)  # fmt: skip
         assert pulled["key"] == built["key"] and sorted(pulled["fetched"]) == WHEELS
         env_dir = tmp_path / "env"
-        _ok(env2, "install", other, "--store", second, "--into", env_dir)
+        run_ok(env2, "install", other, "--store", second, "--into", env_dir)
         done = subprocess.run(
             [env_dir / "bin" / "python", "-c", "import alpha, beta, gamma; print(alpha.VALUE)"],
             capture_output=True, text=True, check=True,
@@ -110,15 +107,15 @@ class TestWheelhouseInARegistry:
         env = _env(tmp_path)
         first = tmp_path / "store1"
         with serve_local_index(dists) as index:
-            _ok(env, "build", root, "--store", first, "-i", index.url, "--platform", PLATFORM)
-        pushed = _ok(env, "push", root, "--store", first, "--remote", remote)
+            run_ok(env, "build", root, "--store", first, "-i", index.url, "--platform", PLATFORM)
+        pushed = run_ok(env, "push", root, "--store", first, "--remote", remote)
         assert sorted(pushed["moved"]) == WHEELS and pushed["remote"] == remote
-        again = _ok(env, "push", root, "--store", first, "--remote", remote)
+        again = run_ok(env, "push", root, "--store", first, "--remote", remote)
         assert again["moved"] == [] and again["present"] == 3
         second = tmp_path / "store2"
-        pulled = _ok(env, "pull", root, "--store", second, "--remote", remote)
+        pulled = run_ok(env, "pull", root, "--store", second, "--remote", remote)
         assert sorted(pulled["moved"]) == WHEELS and pulled["key"] == pushed["key"]
-        missing = _run(env, "pull", root, "--store", tmp_path / "s3", "--remote",
+        missing = run(env, "pull", root, "--store", tmp_path / "s3", "--remote",
                        f"oci://{registry.host}/team/empty")  # fmt: skip
         assert missing.returncode != 0 and "has no wheelhouse" in missing.stderr
 
@@ -133,7 +130,7 @@ class TestWheelhouseInARegistry:
         remote = f"oci://{registry.host}/team/for-oras"
         env = _env(tmp_path)
         with serve_local_index(dists) as index:
-            built = _ok(env, "build", root, "--store", tmp_path / "store", "-i", index.url,
+            built = run_ok(env, "build", root, "--store", tmp_path / "store", "-i", index.url,
                         "--platform", PLATFORM, "--remote", remote, "--push")  # fmt: skip
         client = oras.client.OrasClient(hostname=registry.host, insecure=True)
         pulled = tmp_path / "pulled"
@@ -161,14 +158,14 @@ class TestSourceBuildsInARegistry:
         first = make_app(tmp_path / "app", "cext==1.0\n")
         env = _env(tmp_path)
         with serve_local_index(dists) as index:
-            built = _ok(env, "build", first, "--store", tmp_path / "storeA", "-i", index.url,
+            built = run_ok(env, "build", first, "--store", tmp_path / "storeA", "-i", index.url,
                         "--platform", PLATFORM, "--remote", remote, "--push")  # fmt: skip
         (made,) = built["built"]
         # Another app with the same package (so another wheelhouse key), on an empty store.
         other = tmp_path / "machine2" / "app"
         shutil.copytree(first, other)
         (other / "wheelbarrow.toml").write_text('[packages.unrelated]\nenv = { X = "1" }\n')
-        fetched = _ok(_env(tmp_path, WHEELBARROW_REMOTE=remote), "build", other, "--store",
+        fetched = run_ok(_env(tmp_path, WHEELBARROW_REMOTE=remote), "build", other, "--store",
                       tmp_path / "storeB", "-i", index.url, "--platform", PLATFORM)  # fmt: skip
         assert fetched["key"] != built["key"]
         (reused,) = fetched["built"]

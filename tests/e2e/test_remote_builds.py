@@ -2,59 +2,24 @@
 
 from __future__ import annotations
 
-import itertools
 import json
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import s3fs  # type: ignore[import-untyped]
 from support import make_c_extension_sdist, serve_local_index
-from support.apps import PLATFORM, make_app
-from support.s3server import S3Server, session_s3_server
+from support.apps import PLATFORM, make_app, run_ok
+from support.s3server import S3Server, client_env
 
 from wheelbarrow.build.buildcache import links_digest
 from wheelbarrow.share.s3 import S3Remote
 from wheelbarrow.store.store import Store
 
 pytestmark = pytest.mark.slow
-_buckets = itertools.count()
-WHEELBARROW = (sys.executable, "-m", "wheelbarrow")
 COMPILED = "[fixture-backend] + "  # the fixture backend's log line of each command it runs
-
-
-@pytest.fixture
-def s3(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> S3Server:
-    """The session's S3-compatible server."""
-    return session_s3_server(request.config, tmp_path_factory.mktemp("s3"))
-
-
-@pytest.fixture
-def remote(s3: S3Server) -> str:
-    """The URL of an empty remote store in a new bucket."""
-    bucket = f"builds-{next(_buckets)}"
-    s3.make_bucket(bucket)
-    return f"s3://{bucket}/team/wheels"
-
-
-def _env(s3: S3Server, **changes: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "WHEELBARROW_"))}
-    env.update(s3.env(), **changes)
-    return env
-
-
-def _ok(env: dict[str, str], *args: str | Path) -> dict[str, Any]:
-    done = subprocess.run(
-        [*WHEELBARROW, *map(str, args), "--json"],
-        capture_output=True, text=True, env=env, timeout=180,
-    )  # fmt: skip
-    assert done.returncode == 0, f"{args}\n{done.stdout}\n{done.stderr}"
-    report: dict[str, Any] = json.loads(done.stdout)
-    return report
 
 
 def _only_build(report: dict[str, Any]) -> dict[str, Any]:
@@ -119,9 +84,9 @@ class TestSharedSourceBuilds:
         dists = tmp_path / "dists"
         make_c_extension_sdist(dists)
         first = make_app(tmp_path / "app", "cext==1.0\n")
-        env = _env(s3)
+        env = client_env(s3)
         with serve_local_index(dists) as index:
-            built = _ok(env, "build", first, "--store", tmp_path / "storeA", "-i", index.url,
+            built = run_ok(env, "build", first, "--store", tmp_path / "storeA", "-i", index.url,
                         "--platform", PLATFORM, "--remote", remote, "--push")  # fmt: skip
         made = _only_build(built)
         assert made["reason"] == "first build for this target" and made["remote"] is None
@@ -138,8 +103,8 @@ class TestSharedSourceBuilds:
         shutil.copytree(first, other)
         (other / "wheelbarrow.toml").write_text('[packages.unrelated]\nenv = { X = "1" }\n')
         second = tmp_path / "storeB"
-        env2 = _env(s3, WHEELBARROW_REMOTE=remote)
-        fetched = _ok(env2, "build", other, "--store", second, "-i", index.url,
+        env2 = client_env(s3, WHEELBARROW_REMOTE=remote)
+        fetched = run_ok(env2, "build", other, "--store", second, "-i", index.url,
                       "--platform", PLATFORM)  # fmt: skip
         assert fetched["key"] != built["key"]
         reused = _only_build(fetched)
@@ -151,7 +116,7 @@ class TestSharedSourceBuilds:
         log = Path(reused["log"]).read_text()
         assert COMPILED not in log and f"came from the remote store {remote}" in log
         env_dir = tmp_path / "env"
-        _ok(env2, "install", other, "--store", second, "--into", env_dir)
+        run_ok(env2, "install", other, "--store", second, "--into", env_dir)
         done = subprocess.run(
             [env_dir / "bin" / "python", "-c", "import cext; print(cext.add(2, 3))"],
             capture_output=True, text=True, check=True,
@@ -168,7 +133,7 @@ class TestSharedSourceBuilds:
         third = tmp_path / "machine3" / "app"
         shutil.copytree(other, third)
         with serve_local_index(dists) as index:
-            rebuilt = _ok(env2, "build", third, "--store", tmp_path / "storeC", "-i", index.url,
+            rebuilt = run_ok(env2, "build", third, "--store", tmp_path / "storeC", "-i", index.url,
                           "--platform", PLATFORM)  # fmt: skip
         again = _only_build(rebuilt)
         assert again["remote"] is None and not again["reused"]
@@ -183,22 +148,22 @@ class TestSharedSourceBuilds:
         dists = tmp_path / "dists"
         make_c_extension_sdist(dists)
         first = make_app(tmp_path / "app", "cext==1.0\n")
-        env = _env(s3)
+        env = client_env(s3)
         with serve_local_index(dists) as index:
-            built = _ok(env, "build", first, "--store", tmp_path / "storeA", "-i", index.url,
+            built = run_ok(env, "build", first, "--store", tmp_path / "storeA", "-i", index.url,
                         "--platform", PLATFORM)  # fmt: skip
         made = _only_build(built)
-        pushed = _ok(env, "push", first, "--store", tmp_path / "storeA", "--remote", remote)
+        pushed = run_ok(env, "push", first, "--store", tmp_path / "storeA", "--remote", remote)
         assert pushed["builds"] == 1
         _, record = _pushed_record(_client(s3), remote)
         assert record["wheel"] == made["wheel"]
-        again = _ok(env, "push", first, "--store", tmp_path / "storeA", "--remote", remote)
+        again = run_ok(env, "push", first, "--store", tmp_path / "storeA", "--remote", remote)
         assert again["moved"] == [] and again["builds"] == 1  # the same record, put again
 
         other = tmp_path / "machine2" / "app"
         shutil.copytree(first, other)
         (other / "wheelbarrow.toml").write_text('[packages.unrelated]\nenv = { X = "1" }\n')
-        fetched = _ok(env, "build", other, "--store", tmp_path / "storeB", "-i", index.url,
+        fetched = run_ok(env, "build", other, "--store", tmp_path / "storeB", "-i", index.url,
                       "--platform", PLATFORM, "--remote", remote)  # fmt: skip
         reused = _only_build(fetched)
         assert reused["reason"] == "reused from the remote store"

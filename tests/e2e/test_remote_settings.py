@@ -2,37 +2,17 @@
 
 from __future__ import annotations
 
-import itertools
-import json
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 from support import make_wheel, serve_local_index
-from support.apps import PLATFORM, make_app
-from support.s3server import S3Server, session_s3_server
+from support.apps import PLATFORM, make_app, run_ok
+from support.s3server import S3Server
 
 pytestmark = pytest.mark.slow
-_buckets = itertools.count()
 WHEELS = sorted(f"{n}-1.0-py3-none-any.whl" for n in ("alpha", "beta", "gamma"))
-
-
-@pytest.fixture
-def s3(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> S3Server:
-    """The session's S3-compatible server."""
-    return session_s3_server(request.config, tmp_path_factory.mktemp("s3"))
-
-
-@pytest.fixture
-def remote(s3: S3Server) -> str:
-    """The URL of an empty remote store in a new bucket."""
-    bucket = f"settings-{next(_buckets)}"
-    s3.make_bucket(bucket)
-    return f"s3://{bucket}/team/wheels"
 
 
 def _app(tmp_path: Path, settings: str) -> tuple[Path, Path]:
@@ -52,16 +32,6 @@ def _env(s3: S3Server, store: Path) -> dict[str, str]:
     return env | s3.env() | {"WHEELBARROW_STORE": str(store)}
 
 
-def _ok(env: dict[str, str], *args: str | Path) -> dict[str, Any]:
-    done = subprocess.run(
-        [sys.executable, "-m", "wheelbarrow", *map(str, args), "--json"],
-        capture_output=True, text=True, env=env, timeout=180,
-    )  # fmt: skip
-    assert done.returncode == 0, f"{args}\n{done.stdout}\n{done.stderr}"
-    report: dict[str, Any] = json.loads(done.stdout)
-    return report
-
-
 class TestRemoteInTheSettings:
     def test_a_plain_build_elsewhere_pulls_from_it_without_an_index(
         self, s3: S3Server, remote: str, tmp_path: Path
@@ -70,13 +40,13 @@ class TestRemoteInTheSettings:
         empty store and no index reachable, a plain `wheelbarrow build APP` pulls from it."""
         root, dists = _app(tmp_path, f'remote = "{remote}"\n')
         with serve_local_index(dists) as index:
-            built = _ok(_env(s3, tmp_path / "store1"), "build", root, "-i", index.url,
+            built = run_ok(_env(s3, tmp_path / "store1"), "build", root, "-i", index.url,
                         "--platform", PLATFORM, "--push")  # fmt: skip
         assert built["status"] == "built"
         other = tmp_path / "machine2" / "app"
         shutil.copytree(root, other)
         # The index's port is closed now: asking it anything would fail the build.
-        pulled = _ok(_env(s3, tmp_path / "store2"), "build", other)
+        pulled = run_ok(_env(s3, tmp_path / "store2"), "build", other)
         assert pulled["key"] == built["key"]
         assert sorted(pulled["fetched"]) == WHEELS
 
@@ -87,14 +57,14 @@ class TestRemoteInTheSettings:
         `wheelbarrow pull APP` finds the remote in the settings too."""
         root, dists = _app(tmp_path, f'remote = "{remote}"\npush = true\n')
         with serve_local_index(dists) as index:
-            built = _ok(_env(s3, tmp_path / "store1"), "build", root, "-i", index.url,
+            built = run_ok(_env(s3, tmp_path / "store1"), "build", root, "-i", index.url,
                         "--platform", PLATFORM)  # fmt: skip
-        keyed = _ok(_env(s3, tmp_path / "store1"), "key", root)
+        keyed = run_ok(_env(s3, tmp_path / "store1"), "key", root)
         (root / "pyproject.toml").write_text("[tool.wheelbarrow]\n", encoding="utf-8")
-        assert _ok(_env(s3, tmp_path / "store1"), "key", root)["key"] == keyed["key"]
+        assert run_ok(_env(s3, tmp_path / "store1"), "key", root)["key"] == keyed["key"]
         assert keyed["key"] == built["key"]
         (root / "pyproject.toml").write_text(
             f'[tool.wheelbarrow]\nremote = "{remote}"\n', encoding="utf-8"
         )
-        pulled = _ok(_env(s3, tmp_path / "store2"), "pull", root)
+        pulled = run_ok(_env(s3, tmp_path / "store2"), "pull", root)
         assert pulled["key"] == built["key"] and len(pulled["moved"]) == 3

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import itertools
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -13,65 +11,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import make_wheel, serve_local_index
-from support.apps import PLATFORM, make_app
+from support import serve_local_index
+from support.apps import PLATFORM, run, run_ok
 from support.net import free_port
-from support.s3server import S3Server, session_s3_server
+from support.s3server import S3Server, client_env
 
 from wheelbarrow.store.store import Store
 
 pytestmark = pytest.mark.slow
-_buckets = itertools.count()
 WHEELBARROW = (sys.executable, "-m", "wheelbarrow")
-
-
-@pytest.fixture
-def s3(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> S3Server:
-    """The session's S3-compatible server."""
-    return session_s3_server(request.config, tmp_path_factory.mktemp("s3"))
-
-
-@pytest.fixture
-def remote(s3: S3Server) -> str:
-    """The URL of an empty remote store in a new bucket."""
-    bucket = f"e2e-{next(_buckets)}"
-    s3.make_bucket(bucket)
-    return f"s3://{bucket}/team/wheels"
-
-
-@pytest.fixture
-def app(tmp_path: Path) -> tuple[Path, Path]:
-    """An app needing gamma (which needs beta, which needs alpha): (app, its wheels' directory)."""
-    d = tmp_path / "dists"
-    make_wheel(d, "alpha", "1.0", files={"alpha/__init__.py": "VALUE = 'alpha'\n"})
-    make_wheel(d, "beta", "1.0", requires=["alpha"])
-    make_wheel(d, "gamma", "1.0", requires=["beta"])
-    return make_app(tmp_path / "app", "gamma\n"), d
 
 
 @pytest.fixture
 def index_url(app: tuple[Path, Path], local_index: Any) -> str:
     """The app's wheels served as an index on 127.0.0.1."""
     return str(local_index(app[1]).url)
-
-
-def _run(env: dict[str, str], *args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*WHEELBARROW, *map(str, args)], capture_output=True, text=True, env=env, timeout=180
-    )
-
-
-def _ok(env: dict[str, str], *args: str | Path) -> dict[str, Any]:
-    done = _run(env, *args, "--json")
-    assert done.returncode == 0, f"{args}\n{done.stdout}\n{done.stderr}"
-    report: dict[str, Any] = json.loads(done.stdout)
-    return report
-
-
-def _env(s3: S3Server, **changes: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "WHEELBARROW_"))}
-    env.update(s3.env(), **changes)
-    return env
 
 
 class TestSharedWheelhouse:
@@ -81,33 +35,33 @@ class TestSharedWheelhouse:
         """A wheelhouse pushed from one store builds a second, empty one with no index reachable,
         and that machine installs and imports it."""
         root, dists = app
-        env = _env(s3)
+        env = client_env(s3)
         first = tmp_path / "store1"
         with serve_local_index(dists) as index:
-            built = _ok(env, "build", root, "--store", first, "-i", index.url,
+            built = run_ok(env, "build", root, "--store", first, "-i", index.url,
                         "--platform", PLATFORM, "--remote", remote, "--push")  # fmt: skip
         assert built["status"] == "built"
         # Another machine: the same app (its lock) and an empty store.
         other = tmp_path / "machine2" / "app"
         shutil.copytree(root, other)
         second = tmp_path / "store2"
-        env2 = _env(s3, WHEELBARROW_REMOTE=remote)
+        env2 = client_env(s3, WHEELBARROW_REMOTE=remote)
         # The same index URL, its port closed now: any request to it would fail the build.
-        pulled = _ok(env2, "build", other, "--store", second, "-i", index.url,
+        pulled = run_ok(env2, "build", other, "--store", second, "-i", index.url,
                      "--platform", PLATFORM)  # fmt: skip
         assert pulled["key"] == built["key"]
         assert sorted(pulled["fetched"]) == sorted(
             f"{n}-1.0-py3-none-any.whl" for n in ("alpha", "beta", "gamma")
         )
         env_dir = tmp_path / "env"
-        _ok(env2, "install", other, "--store", second, "--into", env_dir)
+        run_ok(env2, "install", other, "--store", second, "--into", env_dir)
         done = subprocess.run(
             [env_dir / "bin" / "python", "-c", "import alpha, beta, gamma; print(alpha.VALUE)"],
             capture_output=True, text=True, check=True,
         )  # fmt: skip
         assert done.stdout.strip() == "alpha"
         # Pulled again, nothing moves.
-        again = _ok(env2, "pull", other, "--store", second)
+        again = run_ok(env2, "pull", other, "--store", second)
         assert again["moved"] == [] and again["key"] == built["key"]
 
     def test_two_concurrent_pushers(
@@ -115,10 +69,10 @@ class TestSharedWheelhouse:
     ) -> None:
         """Two machines pushing one wheelhouse at once both succeed, and a third pulls it whole."""
         root, index = app[0], index_url
-        env = _env(s3)
+        env = client_env(s3)
         stores = [tmp_path / "s1", tmp_path / "s2"]
         for store in stores:
-            _ok(env, "build", root, "--store", store, "-i", index, "--platform", PLATFORM)
+            run_ok(env, "build", root, "--store", store, "-i", index, "--platform", PLATFORM)
         pushers = [
             subprocess.Popen(
                 [*WHEELBARROW, "push", str(root), "--store", str(s), "--remote", remote, "--json"],
@@ -134,7 +88,7 @@ class TestSharedWheelhouse:
         keys = {json.loads(out)["key"] for out, _ in results}
         assert len(keys) == 1
         third = tmp_path / "s3"
-        pulled = _ok(env, "pull", root, "--store", third, "--remote", remote)
+        pulled = run_ok(env, "pull", root, "--store", third, "--remote", remote)
         assert pulled["key"] in keys and len(pulled["moved"]) == 3
         manifest = json.loads(
             (Store(third).wheelhouse(pulled["key"]) / "wheelhouse.json").read_text()
@@ -148,9 +102,9 @@ class TestSharedWheelhouse:
         """A push killed after its first blob leaves no wheelhouse a reader trusts: another
         machine's build misses and builds from the index, and pulling says it is not there."""
         root, index = app[0], index_url
-        env = _env(s3)
+        env = client_env(s3)
         first = tmp_path / "store1"
-        built = _ok(env, "build", root, "--store", first, "-i", index, "--platform", PLATFORM)
+        built = run_ok(env, "build", root, "--store", first, "-i", index, "--platform", PLATFORM)
         killer = textwrap.dedent(
             """
             import os, signal, sys
@@ -175,13 +129,13 @@ class TestSharedWheelhouse:
             env=env, capture_output=True, text=True, timeout=120,
         )  # fmt: skip
         assert done.returncode == -9, done.stderr
-        missing = _run(env, "pull", root, "--store", tmp_path / "empty", "--remote", remote)
+        missing = run(env, "pull", root, "--store", tmp_path / "empty", "--remote", remote)
         assert missing.returncode != 0 and "has no wheelhouse" in missing.stderr
         second = tmp_path / "store2"
-        clean = _ok(env, "build", root, "--store", second, "-i", index, "--platform", PLATFORM,
+        clean = run_ok(env, "build", root, "--store", second, "-i", index, "--platform", PLATFORM,
                     "--remote", remote, "--push")  # fmt: skip
         assert clean["key"] == built["key"] and len(clean["fetched"]) == 3
-        third = _ok(env, "pull", root, "--store", tmp_path / "store3", "--remote", remote)
+        third = run_ok(env, "pull", root, "--store", tmp_path / "store3", "--remote", remote)
         assert len(third["moved"]) == 3
 
 
@@ -191,8 +145,8 @@ class TestRemoteErrors:
     ) -> None:
         """A refused secret fails the build with the remote's URL and what to check, no secret."""
         root, index = app[0], index_url
-        env = _env(s3, AWS_SECRET_ACCESS_KEY="wrong-secret-7b1f")  # noqa: S106 (a test secret)
-        done = _run(env, "build", root, "--store", tmp_path / "s", "-i", index,
+        env = client_env(s3, AWS_SECRET_ACCESS_KEY="wrong-secret-7b1f")  # noqa: S106 (a test secret)
+        done = run(env, "build", root, "--store", tmp_path / "s", "-i", index,
                     "--platform", PLATFORM, "--remote", remote)  # fmt: skip
         assert done.returncode == 1
         assert f"error: {remote}" in done.stderr and "access denied" in done.stderr
@@ -205,8 +159,8 @@ class TestRemoteErrors:
         """An endpoint nothing listens on fails the build, naming it and what to check."""
         root, index = app[0], index_url
         closed = f"http://127.0.0.1:{free_port()}"
-        env = _env(s3, AWS_ENDPOINT_URL=closed)
-        done = _run(env, "build", root, "--store", tmp_path / "s", "-i", index,
+        env = client_env(s3, AWS_ENDPOINT_URL=closed)
+        done = run(env, "build", root, "--store", tmp_path / "s", "-i", index,
                     "--platform", PLATFORM, "--remote", remote)  # fmt: skip
         assert done.returncode == 1
         assert "cannot reach the S3 endpoint" in done.stderr and closed in done.stderr

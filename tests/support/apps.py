@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Any
 from wheelbarrow.cli import main
 
 HOST_PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
+WHEELBARROW = (sys.executable, "-m", "wheelbarrow")  # a run in a process of its own
 PLATFORM = "manylinux_2_28_x86_64"
 
 
@@ -60,4 +62,19 @@ def build_ok(app: Path, store: Path, index_url: str, *extra: str | Path) -> dict
     result = build_cli(app, store, index_url, "--json", *extra)
     assert result.code == 0, result.err
     report: dict[str, Any] = result.json()
+    return report
+
+
+def run(env: dict[str, str], *args: str | Path) -> subprocess.CompletedProcess[str]:
+    """``wheelbarrow ARGS`` in a process of its own with ``env`` (as on another machine)."""
+    return subprocess.run(
+        [*WHEELBARROW, *map(str, args)], capture_output=True, text=True, env=env, timeout=300
+    )
+
+
+def run_ok(env: dict[str, str], *args: str | Path) -> dict[str, Any]:
+    """:func:`run` with ``--json`` that must succeed; its JSON report."""
+    done = run(env, *args, "--json")
+    assert done.returncode == 0, f"{args}\n{done.stdout}\n{done.stderr}"
+    report: dict[str, Any] = json.loads(done.stdout)
     return report

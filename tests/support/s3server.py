@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import random
@@ -17,7 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["S3Server", "run_s3_server", "session_s3_server"]
+__all__ = ["S3Server", "client_env", "new_remote", "run_s3_server", "session_s3_server"]
 
 ACCESS_KEY = "wheelbarrow-test"
 SECRET_KEY = "wheelbarrow-test-secret-4f1c"  # noqa: S105 (the test server's only)
@@ -171,3 +172,21 @@ def session_s3_server(config: object, workdir: Path) -> S3Server:
         config.add_cleanup(stack.close)  # type: ignore[attr-defined]
         config._wheelbarrow_s3_server = started  # type: ignore[attr-defined]
     return started
+
+
+_buckets = itertools.count()
+
+
+def new_remote(s3: S3Server, name: str = "remote") -> str:
+    """The URL of an empty remote store in a new bucket (``NAME-N``) of ``s3``."""
+    bucket = f"{name}-{next(_buckets)}"
+    s3.make_bucket(bucket)
+    return f"s3://{bucket}/team/wheels"
+
+
+def client_env(s3: S3Server, **changes: str) -> dict[str, str]:
+    """This process's environment with none of its AWS or wheelbarrow settings, then the
+    server's endpoint and credentials, then ``changes``: what a wheelbarrow run gets."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "WHEELBARROW_"))}
+    env.update(s3.env(), **changes)
+    return env

@@ -10,16 +10,10 @@ import pytest
 from support import make_wheel, serve_local_index
 from support.apps import cli
 from support.heroku import HOST_PYTHON, compile_, run_cnb_build
-from support.s3server import S3Server, session_s3_server
+from support.s3server import S3Server
 
 pytestmark = pytest.mark.slow
 _buckets = itertools.count()
-
-
-@pytest.fixture
-def s3(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> S3Server:
-    """The session's S3-compatible server."""
-    return session_s3_server(request.config, tmp_path_factory.mktemp("s3"))
 
 
 @pytest.fixture
