@@ -313,9 +313,7 @@ def _plain_names(candidate: Candidate) -> bool:
     )
 
 
-def record_fetched(
-    store: Store, key: str, record: Mapping[str, Any], url: str, label: str
-) -> Path:
+def record_fetched(store: Store, key: str, record: Mapping[str, Any], url: str, label: str) -> Path:
     """Put a build fetched from ``url`` in the build cache; its log says where it came from."""
     links = record.get("links") if isinstance(record.get("links"), dict) else {}
     entry = entry_name(key, links or {})
