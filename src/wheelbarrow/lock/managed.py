@@ -30,6 +30,7 @@ from wheelbarrow.app.requirements_file import parse_requirements_text
 from wheelbarrow.app.target import Target, check_known
 from wheelbarrow.lock.lockfile import Lock, lock_admits, read_lock
 from wheelbarrow.lock.options import Host, Options, python_source
+from wheelbarrow.lock.requirements_lock import build_command
 from wheelbarrow.lock.resolve import LockRequest, digest_of, index_key, lock, tool_table
 
 __all__ = ["managed_lock", "read_managed"]
@@ -87,7 +88,7 @@ def managed_lock(
     if not may_lock:
         raise InputError(
             f"{lock_path}: out of date ({reason})",
-            hint=f"run `wheelbarrow build {app.root}` to lock and build again",
+            hint=f"run `{build_command(app, target, lock_path)}` to lock and build again",
         )
     check_known(target.python, host.known_pythons(), source=python_source(app, options))
     _write_from_manager(

@@ -23,7 +23,7 @@ from wheelbarrow.lock.lockfile import (
 from wheelbarrow.lock.options import Host, Options, python_source
 from wheelbarrow.lock.resolve import LockRequest, lock
 
-__all__ = ["requirements_lock"]
+__all__ = ["build_command", "requirements_lock"]
 
 
 def requirements_lock(
@@ -70,7 +70,7 @@ def requirements_lock(
     if not may_lock:
         raise InputError(
             f"{lock_path}: out of date ({reason})",
-            hint=f"run `wheelbarrow build {app.root}` to lock and build again",
+            hint=f"run `{build_command(app, target, lock_path)}` to lock and build again",
         )
     # Before anything is written: a lock for a Python that does not exist
     # would break every later build.
@@ -180,3 +180,11 @@ def _check_covers(app: App, lock: Lock, target: Target) -> None:
             hint=f"lock again with {lock.pylock.created_by}, or let wheelbarrow lock "
             f"(`wheelbarrow lock --force {app.root}` replaces {lock.path.name})",
         )
+
+
+def build_command(app: App, target: Target, lock_path: Path) -> str:
+    """The ``wheelbarrow build`` that locks and builds for ``target`` into ``lock_path``: a
+    side-by-side lock's target is named, as plain ``build`` would lock the default target."""
+    if lock_path == app.lock_path:
+        return f"wheelbarrow build {app.root}"
+    return f"wheelbarrow build {app.root} --python {target.python} --platform {target.platform}"
