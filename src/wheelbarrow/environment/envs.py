@@ -34,11 +34,9 @@ from wheelbarrow.environment.seal import (
 )
 from wheelbarrow.environment.site import (
     Wheel,
-    compile_files,
     install_wheels,
     relocate,
     run_checked,
-    site_files,
     site_packages,
     uninstall,
 )
@@ -173,7 +171,7 @@ def ensure_store_env(
                 if seal is None:
                     shutil.rmtree(work, ignore_errors=True)
             if seal is None:
-                _fresh(wanted, work, final, interpreter, runner, reporter, compile_bytecode)
+                seal = _fresh(wanted, work, final, interpreter, runner, reporter, compile_bytecode)
             _write_marker(work, key, wheelhouse_key, interpreter, wanted, compile_bytecode)
             # Sealed before it is renamed into place: a stored environment always has its seal.
             make_seal(work, known=seal).write(work)
@@ -360,7 +358,8 @@ def _fresh(
     runner: Runner,
     reporter: Reporter,
     compile_bytecode: bool,
-) -> None:
+) -> Seal:
+    """Make ``work`` from nothing; returns the seal of what was unpacked (to seal it cheaply)."""
     reporter.message("step", f"Creating the environment with Python {interpreter.version}")
     run_checked(
         runner,
@@ -368,12 +367,19 @@ def _fresh(
         "create the virtual environment",
     )
     site = site_packages(work, interpreter)
-    reporter.message("step", f"Installing {plural(len(wheels), 'wheel')}")
-    install_wheels(wheels, work, site, final_root=final, short=interpreter.short)
-    if compile_bytecode:
-        reporter.message("step", "Compiling bytecode")
-        compile_files(runner, work / "bin" / "python", [site], reporter)
+    with_bytecode = ", with bytecode" if compile_bytecode else ""
+    reporter.message("step", f"Installing {plural(len(wheels), 'wheel')}{with_bytecode}")
+    files = install_wheels(
+        wheels,
+        work,
+        site,
+        final_root=final,
+        interpreter=interpreter,
+        compile_bytecode=compile_bytecode,
+        reporter=reporter,
+    )
     relocate(work, old=str(work), new=str(final))
+    return Seal(files=files, links={})
 
 
 def _marker_wheels(marker: Mapping[str, object]) -> set[tuple[str, str]] | None:
@@ -456,9 +462,14 @@ def _derive(
         uninstall(site, filename)
     relocate(work, old=str(base), new=str(final))
     if add:
-        before = site_files(site)
-        install_wheels(add, work, site, final_root=final, short=interpreter.short)
-        new_files = sorted(str(p) for p in site_files(site) - before if p.suffix == ".py")
-        if new_files:
-            compile_files(runner, work / "bin" / "python", [Path(f) for f in new_files], reporter)
+        files = install_wheels(
+            add,
+            work,
+            site,
+            final_root=final,
+            interpreter=interpreter,
+            compile_bytecode=True,
+            reporter=reporter,
+        )
+        return Seal(files={**seal.files, **files}, links=seal.links)
     return seal

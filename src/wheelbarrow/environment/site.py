@@ -1,34 +1,22 @@
-"""Filling an environment's site-packages: wheels unpacked (checked), uninstalled by RECORD,
-bytecode compiled, scripts pointed at the environment's home."""
+"""Filling an environment's site-packages: wheels unpacked (checked) with their bytecode,
+uninstalled by RECORD, scripts pointed at the environment's home."""
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
 import os
 import shutil
-import tempfile
-import warnings
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from wheelbarrow._core.errors import (
-    InstallError,
-    MalformedWheelError,
-    StoreError,
-)
+from wheelbarrow._core.errors import InstallError
 from wheelbarrow._core.report import Reporter
 from wheelbarrow._core.runner import Runner
 from wheelbarrow._core.text import agree, plural
 from wheelbarrow.environment.interpreters import Interpreter
-from wheelbarrow.environment.seal import sha256_file
-
-if TYPE_CHECKING:
-    from installer.destinations import SchemeDictionaryDestination
+from wheelbarrow.environment.seal import SealedFile, sha256_file
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -94,48 +82,21 @@ def uninstall(site: Path, wheel_filename: str) -> None:
             directory.rmdir()  # only when empty
 
 
-def compile_files(
-    runner: Runner, python: Path, targets: Sequence[Path], reporter: Reporter
-) -> None:
-    """Compile directories or files; files that do not compile are reported, not fatal.
+def report_uncompiled(files: Sequence[str], site: Path, reporter: Reporter) -> None:
+    """Warn about sources that have no bytecode because they do not compile.
 
     Some wheels ship sources for other Python versions (templates, test
     fixtures); Python skips those at import too, so they cannot stop an install.
     """
-    args = [str(python), "-m", "compileall", "-q", "-j", "0"]
-    # unchecked-hash: the .pyc stays valid whatever the sources' mtimes become
-    # (hard links, copies, image layers with mtime 0).
-    args += ["--invalidation-mode", "unchecked-hash"]
-    with tempfile.TemporaryDirectory(prefix="wheelbarrow-compile-") as tmp:
-        if len(targets) > 50:  # a long file list goes through a file, not argv
-            listing = Path(tmp) / "files"
-            listing.write_text("".join(f"{t}\n" for t in targets), encoding="utf-8")
-            args += ["-i", str(listing)]
-        else:
-            args += [str(t) for t in targets]
-        result = runner(args)
-    if result.returncode == 0:
+    if not files:
         return
-    failed = [
-        line.split(" ", 3)[-1].strip("'. ")
-        for line in result.stdout.splitlines()
-        if line.startswith("*** Error compiling")
-    ]
-    if not failed:
-        raise InstallError(
-            f"could not compile bytecode: {python} exited with {result.returncode}:\n"
-            f"{(result.stderr or result.stdout).strip()}"
-        )
-    prefix = str(targets[0].parent if targets[0].is_file() else targets[0]) + "/"
-    shown = ", ".join(
-        f.split("site-packages/")[-1] if "site-packages/" in f else f.removeprefix(prefix)
-        for f in failed[:3]
-    )
-    more = f" and {len(failed) - 3} more" if len(failed) > 3 else ""
+    prefix = str(site) + os.sep
+    shown = ", ".join(f.removeprefix(prefix) for f in files[:3])
+    more = f" and {len(files) - 3} more" if len(files) > 3 else ""
     reporter.message(
         "warning",
-        f"{plural(len(failed), 'file')} {agree(len(failed), 'has', 'have')} no bytecode as "
-        f"{agree(len(failed), 'it does', 'they do')} not compile for this Python: "
+        f"{plural(len(files), 'file')} {agree(len(files), 'has', 'have')} no bytecode as "
+        f"{agree(len(files), 'it does', 'they do')} not compile for this Python: "
         f"{shown}{more}",
     )
 
@@ -149,19 +110,31 @@ def run_checked(runner: Runner, args: list[str], what: str) -> None:
 
 
 def install_wheels(
-    wheels: Sequence[Wheel], root: Path, site: Path, *, final_root: Path, short: str
-) -> None:
-    """Unpack ``wheels`` into the environment at ``root``, each checked against its sha256.
+    wheels: Sequence[Wheel],
+    root: Path,
+    site: Path,
+    *,
+    final_root: Path,
+    interpreter: Interpreter,
+    compile_bytecode: bool,
+    reporter: Reporter,
+) -> dict[str, SealedFile]:
+    """Unpack ``wheels`` into the environment at ``root``, each checked against its sha256,
+    with bytecode when ``compile_bytecode``; returns each file written, by relative path.
 
-    Only a wheel that cannot be read as one is reported as malformed; errors of
-    the filesystem (a full disk above all) propagate as they are.
+    Unpacking and compiling run in worker processes of ``interpreter`` (see
+    :mod:`wheelbarrow.environment.unpack`). Only a wheel that cannot be read as
+    one is reported as malformed; errors of the filesystem (a full disk above
+    all) propagate as they are.
     """
     from installer.destinations import SchemeDictionaryDestination
+
+    from wheelbarrow.environment.unpack import unpack_wheels
 
     scheme = {
         "purelib": str(site),
         "platlib": str(site),
-        "headers": str(root / "include" / "site" / f"python{short}"),
+        "headers": str(root / "include" / "site" / f"python{interpreter.short}"),
         "scripts": str(root / "bin"),
         "data": str(root),
     }
@@ -172,15 +145,16 @@ def install_wheels(
         script_kind="posix",
         bytecode_optimization_levels=(),
     )
-
-    # Unpacking is zlib and file writes, which release the GIL. installer skips
-    # __pycache__ entries shipped in wheels (numpy has some) and warns; we compile
-    # our own bytecode anyway. The filter is set once, outside the threads, as
-    # catch_warnings is not thread-safe.
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", "Skip installing .*__pycache__", RuntimeWarning)
-        with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 2) * 2)) as pool:
-            list(pool.map(functools.partial(_install_one, destination=destination), wheels))
+    installed = unpack_wheels(
+        wheels,
+        destination,
+        python=interpreter.executable,
+        root=root,
+        final_root=final_root,
+        compile_bytecode=compile_bytecode,
+    )
+    report_uncompiled(installed.uncompiled, site, reporter)
+    return installed.files
 
 
 def relocate(root: Path, *, old: str, new: str) -> dict[str, str]:
@@ -207,46 +181,3 @@ def relocate(root: Path, *, old: str, new: str) -> dict[str, str]:
         os.replace(tmp, path)
         rewritten[path.relative_to(root).as_posix()] = hashlib.sha256(data).hexdigest()
     return rewritten
-
-
-def _install_one(wheel: Wheel, *, destination: SchemeDictionaryDestination) -> None:
-    """Unpack one wheel, hashed and unpacked from one open file."""
-    import zipfile
-    import zlib
-
-    from installer import install
-    from installer.exceptions import InstallerError
-    from installer.sources import WheelFile
-
-    with wheel.path.open("rb") as f:
-        # Hashed and unpacked from one open file: what is installed is what was checked.
-        digest = hashlib.file_digest(f, "sha256").hexdigest()
-        if digest != wheel.sha256:
-            raise StoreError(
-                f"{wheel.path}: sha256 is {digest}, the wheelhouse says {wheel.sha256}",
-                hint="the store was damaged: run `wheelbarrow verify --repair`, "
-                "then build and install again",
-            )
-        f.seek(0)
-        try:
-            with zipfile.ZipFile(f) as archive:
-                install(WheelFile(archive), destination, {"INSTALLER": b"wheelbarrow\n"})
-        except FileExistsError as exc:
-            raise InstallError(
-                f"{wheel.name}: cannot be installed: {exc}",
-                hint="two packages of the lock ship the same file: drop one of them",
-            ) from exc
-        except (
-            InstallerError,
-            zipfile.BadZipFile,
-            zlib.error,
-            EOFError,
-            ValueError,
-            KeyError,
-        ) as exc:
-            raise MalformedWheelError(
-                f"{wheel.name}: cannot be installed: {type(exc).__name__}: {exc}",
-                path=str(wheel.path),
-                hint="the wheel is malformed (RECORD, entry_points.txt or paths): "
-                "report it to its maintainers, or pin another version",
-            ) from exc

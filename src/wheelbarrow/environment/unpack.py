@@ -1,0 +1,457 @@
+"""Unpacking wheels into an environment, and compiling their bytecode, across processes.
+
+This process reads each wheel's metadata (from the file it hashed), writes its
+scripts and RECORD, and cuts its other members into tasks; workers running the
+environment's own interpreter (:mod:`wheelbarrow.environment.unpack_worker`)
+write the members and compile the Python sources among them as they go, the
+biggest tasks first. Every written file comes back with its size, stat and
+sha256, so the environment's seal need not read them again.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import json
+import os
+import posixpath
+import stat
+import subprocess
+import tempfile
+import threading
+import zipfile
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, BinaryIO, cast
+
+from wheelbarrow._core.errors import InstallError, MalformedWheelError, StoreError
+from wheelbarrow.environment.seal import SealedFile
+
+if TYPE_CHECKING:
+    from installer.destinations import SchemeDictionaryDestination
+    from installer.records import RecordEntry
+    from installer.sources import WheelFile
+    from installer.utils import Scheme
+
+    from wheelbarrow.environment.site import Wheel
+
+_WORKER = Path(__file__).with_name("unpack_worker.py")
+# Compiling a byte of Python source costs about as much as unpacking twenty of anything.
+_SOURCE_WEIGHT = 20
+_FILE_WEIGHT = 4096  # a file's own cost (open, write, close), in bytes unpacked
+_MIN_TASK = 1 << 20
+_SCHEMES = ("purelib", "platlib", "headers", "scripts", "data")
+_DAMAGED_HINT = (
+    "the store was damaged: run `wheelbarrow verify --repair`, then build and install again"
+)
+_MALFORMED_HINT = (
+    "the wheel is malformed (RECORD, entry_points.txt or paths): "
+    "report it to its maintainers, or pin another version"
+)
+_CLASH_HINT = "two packages of the lock ship the same file: drop one of them"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Installed:
+    """What unpacking wrote: every file by path relative to the root, and the sources that
+    did not compile (absolute paths)."""
+
+    files: dict[str, SealedFile]
+    uncompiled: list[str]
+
+
+@dataclass(slots=True, kw_only=True)
+class _Member:
+    name: str  # in the archive
+    scheme: str
+    path: str  # within its scheme, as RECORD lists it
+    dest: str  # absolute
+    size: int  # uncompressed
+    executable: bool
+    record: RecordEntry | None = None  # once written
+
+
+@dataclass(slots=True, kw_only=True)
+class _Plan:
+    """One wheel: the members for workers, and the records of what this process wrote."""
+
+    wheel: Wheel
+    root_scheme: Scheme
+    record_path: str
+    head: list[tuple[Scheme, RecordEntry]] = field(default_factory=list)  # entry-point scripts
+    members: list[_Member] = field(default_factory=list)  # in archive order
+    tail: list[tuple[Scheme, RecordEntry]] = field(default_factory=list)  # INSTALLER
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Task:
+    plan: _Plan
+    members: tuple[_Member, ...]
+    weight: int
+
+
+def unpack_wheels(
+    wheels: Sequence[Wheel],
+    destination: SchemeDictionaryDestination,
+    *,
+    python: Path,
+    root: Path,
+    final_root: Path,
+    compile_bytecode: bool,
+    workers: int | None = None,
+) -> Installed:
+    """Unpack ``wheels`` through ``destination`` (its scheme under ``root``), with ``python``'s
+    bytecode for every source under purelib and platlib when ``compile_bytecode``.
+
+    The bytecode records each source under ``final_root``, where the
+    environment will be, instead of ``root``. Errors: a wheel whose bytes are
+    not its sha256 is a :class:`StoreError`; one that cannot be read as a
+    wheel a :class:`MalformedWheelError`; two wheels writing one file an
+    :class:`InstallError`; the filesystem's own (a full disk) propagate.
+    """
+    count = workers or _cpus()
+    with _Workers(python, max(1, count)) as pool:
+        plans = [_plan(wheel, destination) for wheel in wheels]
+        site_dirs = {destination.scheme_dict["purelib"], destination.scheme_dict["platlib"]}
+        tasks = _tasks(plans, count, compile_bytecode)
+        answers = pool.run(
+            [_task_json(t, site_dirs, root, final_root, compile_bytecode) for t in tasks]
+        )
+    files: dict[str, SealedFile] = {}
+    uncompiled: list[str] = []
+    base = os.fspath(root) + os.sep
+    for task, answer in zip(tasks, answers, strict=True):
+        if answer.get("error") not in (None, "skipped"):
+            _raise_for(answer, task.plan.wheel)
+    for task, answer in zip(tasks, answers, strict=True):
+        written = {row[0]: row for row in answer["files"]}
+        for member in task.members:
+            size, sha256 = written[member.dest][1], written[member.dest][4]
+            member.record = _record_entry(member.path, sha256, size)
+        for dest, size, mtime_ns, inode, sha256 in answer["files"]:
+            files[dest.removeprefix(base)] = SealedFile(size, mtime_ns, inode, sha256)
+        uncompiled += answer["failed"]
+    for plan in plans:
+        _finalize(plan, destination)
+    return Installed(files=files, uncompiled=sorted(uncompiled))
+
+
+def _cpus() -> int:
+    """The CPUs this process may use (Linux tells; elsewhere, all of them)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def _record_entry(path: str, sha256: str, size: int) -> RecordEntry:
+    from installer.records import Hash, RecordEntry
+
+    value = base64.urlsafe_b64encode(bytes.fromhex(sha256)).decode("ascii").rstrip("=")
+    return RecordEntry(path, Hash("sha256", value), size)
+
+
+def _plan(wheel: Wheel, destination: SchemeDictionaryDestination) -> _Plan:
+    """Read ``wheel``'s metadata from the file it was hashed from, and write its scripts."""
+    from installer.exceptions import InstallerError
+
+    with wheel.path.open("rb") as f:
+        digest = hashlib.file_digest(f, "sha256").hexdigest()
+        if digest != wheel.sha256:
+            raise StoreError(
+                f"{wheel.path}: sha256 is {digest}, the wheelhouse says {wheel.sha256}",
+                hint=_DAMAGED_HINT,
+            )
+        f.seek(0)
+        try:
+            with zipfile.ZipFile(f) as archive:
+                return _plan_archive(wheel, archive, destination)
+        except FileExistsError as exc:
+            raise InstallError(
+                f"{wheel.name}: cannot be installed: {exc}", hint=_CLASH_HINT
+            ) from exc
+        except (
+            InstallerError,
+            zipfile.BadZipFile,
+            zlib.error,
+            EOFError,
+            ValueError,
+            KeyError,
+        ) as exc:
+            raise _malformed(wheel, f"{type(exc).__name__}: {exc}") from exc
+
+
+def _plan_archive(
+    wheel: Wheel, archive: zipfile.ZipFile, destination: SchemeDictionaryDestination
+) -> _Plan:
+    from installer.sources import WheelFile
+    from installer.utils import parse_entrypoints
+
+    source = WheelFile(archive)
+    dist_info = source.dist_info_dir
+    plan = _Plan(
+        wheel=wheel,
+        root_scheme=_root_scheme(source),
+        record_path=posixpath.join(dist_info, "RECORD"),
+    )
+    if "entry_points.txt" in source.dist_info_filenames:
+        for name, module, attr, section in parse_entrypoints(
+            source.read_dist_info("entry_points.txt")
+        ):
+            record = destination.write_script(name=name, module=module, attr=attr, section=section)
+            plan.head.append((cast("Scheme", "scripts"), record))
+    data_dir = source.data_dir
+    for info in archive.infolist():
+        name = info.filename
+        # Directories, RECORD (written at the end), and bytecode shipped in the wheel
+        # (installer skips it too: we compile our own).
+        if name.endswith("/") or name == plan.record_path or "__pycache__" in name.split("/")[:-1]:
+            continue
+        scheme, path = _scheme_of(name, data_dir, plan.root_scheme, wheel)
+        mode = info.external_attr >> 16
+        executable = bool(mode and stat.S_ISREG(mode) and mode & 0o111)
+        member = _Member(
+            name=name,
+            scheme=scheme,
+            path=path,
+            dest=_dest(destination, scheme, path),
+            size=info.file_size,
+            executable=executable,
+        )
+        if scheme == "scripts":  # few, and their shebang is rewritten: written here
+            with archive.open(info) as stream:
+                member.record = destination.write_file(
+                    scheme=cast("Scheme", scheme),
+                    path=path,
+                    stream=cast("BinaryIO", stream),
+                    is_executable=executable,
+                )
+        plan.members.append(member)
+    with_installer = posixpath.join(dist_info, "INSTALLER")
+    import io
+
+    record = destination.write_file(
+        scheme=plan.root_scheme,
+        path=with_installer,
+        stream=io.BytesIO(b"wheelbarrow\n"),
+        is_executable=False,
+    )
+    plan.tail.append((plan.root_scheme, record))
+    return plan
+
+
+def _root_scheme(source: WheelFile) -> Scheme:
+    """Where the archive's root goes, by its WHEEL file."""
+    from installer.exceptions import InvalidWheelSource
+    from installer.utils import parse_metadata_file
+
+    metadata = parse_metadata_file(source.read_dist_info("WHEEL"))
+    version = metadata["Wheel-Version"]
+    if not (version and version.startswith("1.")):
+        raise InvalidWheelSource(source, f"Incompatible Wheel-Version {version}, only 1.x")
+    return cast("Scheme", "purelib" if metadata["Root-Is-Purelib"] == "true" else "platlib")
+
+
+def _scheme_of(name: str, data_dir: str, root_scheme: str, wheel: Wheel) -> tuple[str, str]:
+    """The scheme a member goes to, and its path within it."""
+    first, _, rest = name.partition("/")
+    if first != data_dir:
+        return root_scheme, name
+    scheme, _, path = rest.partition("/")
+    if scheme not in _SCHEMES or not path:
+        raise _malformed(wheel, f"{name} is not in a valid .data subdirectory")
+    return scheme, path
+
+
+def _dest(destination: SchemeDictionaryDestination, scheme: str, path: str) -> str:
+    """The absolute path of a member, refused when it would land outside its scheme."""
+    base = os.path.abspath(destination.scheme_dict[scheme])  # noqa: PTH100 - no symlinks resolved
+    dest = os.path.abspath(os.path.join(base, path))  # noqa: PTH100, PTH118
+    if not dest.startswith(base + os.sep):
+        raise ValueError(f"Attempting to write {path} outside of the target directory")
+    return dest
+
+
+def _malformed(wheel: Wheel, why: str) -> MalformedWheelError:
+    return MalformedWheelError(
+        f"{wheel.name}: cannot be installed: {why}", path=str(wheel.path), hint=_MALFORMED_HINT
+    )
+
+
+def _weight(member: _Member, compile_bytecode: bool) -> int:
+    source = compile_bytecode and member.dest.endswith(".py")
+    return member.size * (_SOURCE_WEIGHT if source else 1) + _FILE_WEIGHT
+
+
+def _tasks(plans: Sequence[_Plan], workers: int, compile_bytecode: bool) -> list[_Task]:
+    """The members for workers, cut into tasks of about equal cost, the costliest first.
+
+    Small enough that the last ones even out the workers; big enough that
+    each costs far more than sending it.
+    """
+    todo = [(p, [m for m in p.members if m.record is None]) for p in plans]
+    total = sum(_weight(m, compile_bytecode) for _, ms in todo for m in ms)
+    target = max(_MIN_TASK, total // (workers * 8))
+    tasks: list[_Task] = []
+    for plan, members in todo:
+        chunk: list[_Member] = []
+        weight = 0
+        for member in members:
+            chunk.append(member)
+            weight += _weight(member, compile_bytecode)
+            if weight >= target:
+                tasks.append(_Task(plan=plan, members=tuple(chunk), weight=weight))
+                chunk, weight = [], 0
+        if chunk:
+            tasks.append(_Task(plan=plan, members=tuple(chunk), weight=weight))
+    tasks.sort(key=lambda t: -t.weight)
+    return tasks
+
+
+def _task_json(
+    task: _Task, site_dirs: set[str], root: Path, final_root: Path, compile_bytecode: bool
+) -> str:
+    old, new = os.fspath(root), os.fspath(final_root)
+    sites = tuple(os.path.abspath(d) + os.sep for d in site_dirs)  # noqa: PTH100
+    members = []
+    for m in task.members:
+        source = compile_bytecode and m.dest.endswith(".py") and m.dest.startswith(sites)
+        dfile = new + m.dest[len(old) :] if source else None
+        members.append([m.name, m.dest, m.executable, dfile])
+    wheel = task.plan.wheel
+    return json.dumps({"wheel": str(wheel.path), "sha256": wheel.sha256, "members": members})
+
+
+def _raise_for(answer: dict[str, Any], wheel: Wheel) -> None:
+    """Raise the error a worker answered for a task of ``wheel``, if any."""
+    kind = answer.get("error")
+    if kind is None:
+        return
+    message = str(answer.get("message"))
+    if kind == "mismatch":
+        raise StoreError(message, hint=_DAMAGED_HINT)
+    if kind == "malformed":
+        raise _malformed(wheel, message)
+    code = int(answer.get("errno") or 0)
+    if code == 17:  # EEXIST
+        raise InstallError(f"{wheel.name}: cannot be installed: {message}", hint=_CLASH_HINT)
+    raise OSError(code, os.strerror(code), answer.get("filename"))
+
+
+def _finalize(plan: _Plan, destination: SchemeDictionaryDestination) -> None:
+    """Write the RECORD of one wheel, listing what was written in installer's order."""
+    from installer.records import RecordEntry
+
+    records = list(plan.head)
+    records += [(cast("Scheme", m.scheme), m.record) for m in plan.members if m.record]
+    records += plan.tail
+    records.append((plan.root_scheme, RecordEntry(plan.record_path, None, None)))
+    destination.finalize_installation(
+        scheme=plan.root_scheme, record_file_path=plan.record_path, records=records
+    )
+
+
+class _Workers:
+    """Worker processes of one interpreter, each answering one task at a time."""
+
+    def __init__(self, python: Path, count: int) -> None:
+        self._python = python
+        self._source = _WORKER.read_text(encoding="utf-8")
+        self._procs: list[tuple[subprocess.Popen[str], IO[bytes]]] = []
+        try:
+            for _ in range(count):
+                log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in close()
+                try:
+                    proc = subprocess.Popen(
+                        [str(python), "-I", "-S", "-c", self._source],
+                        stdin=subprocess.PIPE,
+                        stdout=subprocess.PIPE,
+                        stderr=log,
+                        text=True,
+                        encoding="utf-8",
+                    )
+                except OSError:
+                    log.close()
+                    raise
+                self._procs.append((proc, log))
+        except OSError as exc:
+            self.close()
+            raise InstallError(f"could not start {python} to unpack wheels: {exc}") from exc
+
+    def __enter__(self) -> _Workers:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def run(self, tasks: Sequence[str]) -> list[dict[str, Any]]:
+        """The answer to each task, in order; stops handing out tasks after an error."""
+        answers: list[dict[str, Any] | None] = [None] * len(tasks)
+        lock = threading.Lock()
+        pending = iter(range(len(tasks)))
+        failed: list[BaseException] = []
+
+        def serve(proc: subprocess.Popen[str], log: IO[bytes]) -> None:
+            stdin, stdout = cast("IO[str]", proc.stdin), cast("IO[str]", proc.stdout)
+            while True:
+                with lock:
+                    index = None if failed else next(pending, None)
+                if index is None:
+                    return
+                try:
+                    stdin.write(tasks[index] + "\n")
+                    stdin.flush()
+                    line = stdout.readline()
+                except OSError:
+                    line = ""
+                if not line:
+                    with lock:
+                        failed.append(self._died(proc, log))
+                    return
+                answer = json.loads(line)
+                answers[index] = answer
+                if "error" in answer:
+                    with lock:
+                        failed.append(Exception(answer))
+                    return
+
+        threads = [
+            threading.Thread(target=serve, args=proc_log, daemon=True) for proc_log in self._procs
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        died = [e for e in failed if isinstance(e, InstallError)]
+        if died and not any(a and "error" in a for a in answers):
+            raise died[0]
+        # An error answer is raised by the caller, naming its wheel; tasks not run have none.
+        return [a if a is not None else {"error": "skipped"} for a in answers]
+
+    def _died(self, proc: subprocess.Popen[str], log: IO[bytes]) -> InstallError:
+        code = proc.wait()
+        log.seek(0)
+        tail = log.read().decode("utf-8", "replace").strip().splitlines()[-10:]
+        return InstallError(
+            f"could not unpack the wheels: {self._python} exited with {code}"
+            + (":\n" + "\n".join(tail) if tail else ""),
+            hint="check that this interpreter runs, and that the disk is not full",
+        )
+
+    def close(self) -> None:
+        """Let the workers finish (their input closed), then release them."""
+        for proc, log in self._procs:
+            if proc.stdin is not None:
+                with contextlib.suppress(OSError):  # a worker that died
+                    proc.stdin.close()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            if proc.stdout is not None:
+                proc.stdout.close()
+            log.close()
+        self._procs = []
