@@ -203,6 +203,13 @@ def image_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--source", metavar="URL", help="the image's source label")
     parser.add_argument(
+        "--compression",
+        choices=("gzip", "zstd"),
+        default="gzip",
+        help="how the new layers are compressed: gzip (default, read by every runtime) or zstd "
+        "(smaller, faster; needs containerd 1.5+, podman 3+ or Docker 23+)",
+    )
+    parser.add_argument(
         "--python-executable",
         metavar="PATH",
         help="the interpreter to build the environment with (default: found on PATH)",

@@ -11,6 +11,7 @@ from pathlib import Path
 from wheelbarrow._core.errors import InputError
 from wheelbarrow._core.runner import run_subprocess
 from wheelbarrow.cli import common, render
+from wheelbarrow.ship.oci.compression import layer_compression
 from wheelbarrow.ship.oci.pipeline import ImageOutputs, ship_image
 
 
@@ -30,6 +31,7 @@ def _image(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
         from wheelbarrow.share.oci.reference import ImageReference
 
         ImageReference.parse(args.tag)  # a bad reference fails before anything is built
+    compression = layer_compression(args.compression)  # a missing library fails first too
     start = time.monotonic()
     store = common.store(args)
     reporter = render.make_reporter(quiet=args.quiet, json_mode=args.json)
@@ -47,6 +49,7 @@ def _image(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
         environ=os.environ,
         home=Path.home(),
         held=held,
+        compression=compression,
     )
     built = shipped.built
     seconds = time.monotonic() - start
@@ -62,6 +65,12 @@ def _image(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
                     "size": built.env_layer.size,
                 },
                 "app_layer": {"digest": built.app_layer.digest, "size": built.app_layer.size},
+                "compression": {
+                    "media_type": compression.media_type,
+                    "library": compression.library,
+                    "version": compression.version,
+                    "level": compression.level,
+                },
                 "python": built.python.executable,
                 "outputs": shipped.outputs,
                 "seconds": round(seconds, 3),

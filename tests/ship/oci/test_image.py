@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import urllib.error
 import urllib.request
@@ -18,6 +19,8 @@ from support.net import free_port, wait_for_json
 from support.registry import serve_registry
 
 pytestmark = [pytest.mark.container, pytest.mark.slow]
+
+ZSTD_LAYER = "application/vnd.oci.image.layer.v1.tar+zstd"
 
 # A web app with no dependency beyond the standard library, in a wheel of its own,
 # so that these tests need no package index beyond the one they serve.
@@ -146,6 +149,59 @@ class TestImage:
         assert first["app_layer"]["digest"] != second["app_layer"]["digest"]  # type: ignore[index]
         assert first["digest"] != second["digest"]
 
+    def test_zstd_image_runs_and_skopeo_shows_zstd_layers(self, env):
+        """--compression zstd: skopeo shows both new layers as tar+zstd; podman runs the image."""
+        directory = app(env, "zstd")
+        out = env.root / "zstd-oci"
+        report = image(
+            env, directory, "--tag", "localhost/z:1", "--oci", f"{out}:z", "--compression", "zstd"
+        )
+        assert report["compression"]["media_type"] == ZSTD_LAYER  # type: ignore[index]
+        raw = json.loads(
+            subprocess.run(
+                ["skopeo", "inspect", "--raw", f"oci:{out}:z"],
+                env=env.podman.env,
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout
+        )
+        types = [layer["mediaType"] for layer in raw["layers"]]
+        assert types[-2:] == [ZSTD_LAYER, ZSTD_LAYER]
+        assert types[0] != ZSTD_LAYER  # the base's layer, untouched
+        assert serve_and_get(env.podman, f"oci:{out}:z")["hello"] == "world"
+
+    @pytest.mark.parametrize("compression", ["gzip", "zstd"])
+    def test_two_cold_builds_give_the_same_digest(self, env, compression):
+        """Built twice from an empty store, the image is the same to the byte (gzip and zstd)."""
+        directory = app(env, f"cold-{compression}")
+        store = env.root / f"cold-store-{compression}"
+        digests = []
+        for run in ("a", "b"):
+            shutil.rmtree(store, ignore_errors=True)
+            assert build_cli(directory, store, env.index_url).code == 0
+            result = cli(
+                "image", directory, "--store", store, "--base", env.base, "--json",
+                "--tag", "localhost/cold:1", "--oci", f"{env.root}/cold-{compression}-{run}:c",
+                "--compression", compression,
+            )  # fmt: skip
+            assert result.code == 0, result.err
+            assert result.json()["env_layer"]["reused"] is False
+            digests.append(result.json()["digest"])
+        assert digests[0] == digests[1]
+
+    def test_layout_shares_the_layers_files(self, env):
+        """The OCI layout's layer files are the store's (linked, not copied) where they can be."""
+        directory = app(env, "linked")
+        out = env.root / "linked-oci"
+        report = image(env, directory, "--tag", "localhost/l:1", "--oci", f"{out}:l")
+        digest = report["env_layer"]["digest"].removeprefix("sha256:")  # type: ignore[index]
+        in_layout = out / "blobs" / "sha256" / digest
+        in_store = env.store / "blobs" / "sha256" / digest[:2] / digest
+        assert in_layout.read_bytes() == in_store.read_bytes()
+        # A hard link where the filesystem has no reflinks (ext4, tmpfs, overlayfs).
+        assert in_layout.samefile(in_store) or reflinks(out)
+
     def test_docker_archive_loads_into_podman(self, env):
         """The docker-archive output is what `podman load` and skopeo accept."""
         directory = app(env, "archive")
@@ -181,6 +237,23 @@ class TestImage:
             again = second["outputs"]["push"]  # type: ignore[index]
             assert again["uploaded"] == [second["app_layer"]["digest"]]  # type: ignore[index]
             assert len(again["skipped"]) == 2
+
+
+def reflinks(directory: Path) -> bool:
+    """Whether the filesystem of ``directory`` clones files (FICLONE), as Btrfs and XFS do."""
+    import fcntl
+
+    source, clone = directory / ".reflink-probe", directory / ".reflink-clone"
+    source.write_bytes(b"probe")
+    try:
+        with source.open("rb") as src, clone.open("wb") as dst:
+            fcntl.ioctl(dst.fileno(), 0x40049409, src.fileno())
+        return True
+    except OSError:
+        return False
+    finally:
+        source.unlink()
+        clone.unlink(missing_ok=True)
 
 
 def fake_base(directory: Path, files: list[str]) -> str:

@@ -38,6 +38,7 @@ from wheelbarrow.ship.oci.append import (
     scratch_config,
 )
 from wheelbarrow.ship.oci.blobs import chain_blobs
+from wheelbarrow.ship.oci.compression import layer_compression
 from wheelbarrow.ship.oci.docker_archive import write_docker_archive
 from wheelbarrow.ship.oci.image import Descriptor, ImageConfig, Manifest, sha256_digest
 from wheelbarrow.ship.oci.layer import (
@@ -242,6 +243,33 @@ class TestAppendLayers:
         assert manifest["mediaType"] == DOCKER_MANIFEST
         assert manifest["config"]["mediaType"] == DOCKER_CONFIG
         assert [layer["mediaType"] for layer in manifest["layers"]] == [DOCKER_LAYER_GZIP] * 2
+
+    def test_zstd_layers_keep_their_media_type(self, tmp_path: Path) -> None:
+        """A zstd layer is listed as tar+zstd in an OCI manifest, next to the base's gzip one."""
+        make_base(tmp_path / "layout")
+        base = read_oci_layout(tmp_path / "layout", "base")
+        source = tmp_path / "main.py"
+        source.write_text("print('hello')\n")
+        layer = write_layer(
+            [RegularFile(path="/app/main.py", source=source)],
+            tmp_path / "blobs",
+            compression=layer_compression("zstd"),
+        )
+        docs = append_layers(json.loads(base.config), Manifest.from_json(base.manifest), [layer])
+        types = [d.media_type for d in Manifest.from_json(docs.manifest).layers]
+        assert types == [OCI_LAYER_GZIP, "application/vnd.oci.image.layer.v1.tar+zstd"]
+
+    def test_zstd_layers_on_a_docker_base_are_refused(self, tmp_path: Path) -> None:
+        """Docker v2 manifests have no zstd layer type: the error says what to use instead."""
+        layer = write_layer(
+            [RegularFile(path="/a", data=b"a")], tmp_path, compression=layer_compression("zstd")
+        )
+        base_manifest = Manifest(
+            media_type=DOCKER_MANIFEST, config=Descriptor.of(b"{}", DOCKER_CONFIG)
+        )
+        with pytest.raises(ImageFormatError, match="Docker v2 manifest has no media type") as e:
+            append_layers(BASE_CONFIG, base_manifest, [layer])
+        assert e.value.hint is not None and "--compression gzip" in e.value.hint
 
     def test_from_scratch(self, tmp_path: Path) -> None:
         """With no base manifest the image is the new layers alone, an OCI image."""
@@ -677,6 +705,31 @@ class TestWithRealTools:
         assert inspected["Layers"] == [base.layers[0].digest, layer.digest]
         assert inspected["Labels"] == {"org.opencontainers.image.title": "hello"}
         assert "GREETING=hi" in inspected["Env"]
+
+    def test_zstd_layer_is_inspected_and_run(
+        self, tools: Tools, layout: Any, tmp_path: Path
+    ) -> None:
+        """skopeo shows a zstd layer's media type and podman runs the image that has it."""
+        path, _, _ = layout
+        base = read_oci_layout(path, "base")
+        layer = write_layer(
+            [RegularFile(path="/opt/hello", source=tools.hello, mode=0o755)],
+            path / "blobs",
+            compression=layer_compression("zstd"),
+        )
+        docs = append_layers(
+            json.loads(base.config),
+            Manifest.from_json(base.manifest),
+            [layer],
+            config_changes=ConfigChanges(cmd=["/opt/hello"]),
+        )
+        write_oci_layout(path, manifest=docs.manifest, config=docs.config, ref_name="zstd")
+        raw = json.loads(tools.skopeo("inspect", "--raw", f"oci:{path}:zstd"))
+        assert raw["layers"][-1]["mediaType"] == "application/vnd.oci.image.layer.v1.tar+zstd"
+        inspected = json.loads(tools.skopeo("inspect", f"oci:{path}:zstd"))
+        assert inspected["Layers"][-1] == layer.digest
+        done = tools.podman.run(["run", "--rm", "--network=none", f"oci:{path}:zstd"], timeout=60)
+        assert done.stdout == "hello\n"
 
     def test_podman_runs_the_layout(self, tools: Tools, layout: Any) -> None:
         """podman runs the image straight from the layout, through our symlink, and by its Cmd."""

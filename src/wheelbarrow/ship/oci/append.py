@@ -172,17 +172,33 @@ def _appended_manifest(
     docker: bool,
 ) -> Manifest:
     """The manifest of the new config over the base's layers and the new ones, in its format."""
-    layer_type = DOCKER_LAYER_GZIP if docker else OCI_LAYER_GZIP
     return Manifest(
         media_type=DOCKER_MANIFEST if docker else OCI_MANIFEST,
         config=Descriptor.of(config_bytes, DOCKER_CONFIG if docker else OCI_CONFIG),
         layers=(
             *base_layers,
             *(
-                Descriptor(media_type=layer_type, digest=layer.digest, size=layer.size)
+                Descriptor(
+                    media_type=manifest_layer_type(layer.media_type, docker=docker),
+                    digest=layer.digest,
+                    size=layer.size,
+                )
                 for layer in new_layers
             ),
         ),
         annotations=base_manifest.annotations if base_manifest is not None else {},
         extra=base_manifest.extra if base_manifest is not None else {},
     )
+
+
+def manifest_layer_type(media_type: str, *, docker: bool) -> str:
+    """A new layer's media type in a manifest: Docker v2 has a gzip type, and no zstd one."""
+    if not docker:
+        return media_type
+    if media_type != OCI_LAYER_GZIP:
+        raise ImageFormatError(
+            f"a Docker v2 manifest has no media type for {media_type} layers",
+            hint="use gzip layers (--compression gzip) on this base, or a base with an OCI "
+            "manifest (skopeo copy --format oci)",
+        )
+    return DOCKER_LAYER_GZIP

@@ -17,9 +17,11 @@ from wheelbarrow.app.procfile import read_procfile
 from wheelbarrow.app.webentry import detect_entry
 from wheelbarrow.ship.oci.append import ConfigChanges, append_layers
 from wheelbarrow.ship.oci.basepython import BasePython, from_config, from_layers, require_match
+from wheelbarrow.ship.oci.compression import Compression, layer_compression
 from wheelbarrow.ship.oci.image import ImageConfig, Manifest
 from wheelbarrow.ship.oci.layer import (
     LayerBlob,
+    LayerEntry,
     RegularFile,
     Symlink,
     entries_from_tree,
@@ -31,7 +33,7 @@ from wheelbarrow.store.store import Store
 VENV = "/opt/venv"
 APP = "/app"
 USER = "10001:10001"  # non-root, numeric: needs no passwd entry in the base
-ENV_LAYER_FORMAT = 2
+ENV_LAYER_FORMAT = 3
 # What never goes into the app layer.
 _APP_EXCLUDED_DIRS = {
     ".git",
@@ -120,28 +122,72 @@ def base_python(base: BaseImage, store: Store) -> BasePython | None:
 
 
 def environment_layer(
-    env: Path, *, env_key: str, python: BasePython, store: Store, mtime: int
+    env: Path | Callable[[], Path],
+    *,
+    env_key: str,
+    python: BasePython,
+    store: Store,
+    mtime: int,
+    compression: Compression | None = None,
 ) -> tuple[LayerBlob, bool]:
     """The environment at ``/opt/venv`` for the base's Python; made once per key, then reused.
 
     The store's environment is mapped into the image: its own path becomes
     ``/opt/venv`` in scripts, and ``pyvenv.cfg`` and the ``python`` links name
     the base's interpreter. Its digest depends on the environment (the
-    wheelhouse key) and the base's Python only, so it is reused byte for byte
-    while the requirements stay the same.
+    wheelhouse key), the base's Python and the compression (algorithm, library
+    and its version, level, chunk size) only, so it is reused byte for byte
+    while those stay the same; another compression is another layer. ``env``
+    may be a function giving the environment's path, called only when the
+    layer is not already made.
     """
-    key_data = f"{ENV_LAYER_FORMAT}\0{env_key}\0{python.executable}\0{python.version}\0{mtime}"
+    compression = compression or layer_compression()
+    key_data = (
+        f"{ENV_LAYER_FORMAT}\0{env_key}\0{python.executable}\0{python.version}\0{mtime}"
+        f"\0{compression.key}"
+    )
     key = hashlib.sha256(key_data.encode()).hexdigest()[:32]
     record = store.root / "oci" / "env-layers" / f"{key}.json"
+    cached = _recorded_layer(record, store, compression)
+    if cached is not None:
+        return cached, True
+    entries = _env_entries(env() if callable(env) else env, python)
+    with store.scratch("layer-") as out:
+        layer = _into_store(write_layer(entries, out, mtime=mtime, compression=compression), store)
+    atomic_write_text(
+        record,
+        json.dumps(
+            {
+                "digest": layer.digest,
+                "diff_id": layer.diff_id,
+                "size": layer.size,
+                "compression": compression.key,
+            }
+        ),
+    )
+    return layer, False
+
+
+def _recorded_layer(record: Path, store: Store, compression: Compression) -> LayerBlob | None:
+    """The layer ``record`` names, when the record and its blob are in the store."""
     try:
         data = json.loads(record.read_text(encoding="utf-8"))
         blob = store.blob(data["digest"].split(":")[1])
         if blob.is_file():
             return LayerBlob(
-                path=blob, digest=data["digest"], diff_id=data["diff_id"], size=data["size"]
-            ), True
+                path=blob,
+                digest=data["digest"],
+                diff_id=data["diff_id"],
+                size=data["size"],
+                media_type=compression.media_type,
+            )
     except (FileNotFoundError, json.JSONDecodeError, KeyError):
         pass
+    return None
+
+
+def _env_entries(env: Path, python: BasePython) -> list[LayerEntry]:
+    """The entries of the stored environment ``env`` at ``/opt/venv``, for the base's Python."""
     old = str(env).encode()
 
     def rewrite(path: Path, data: bytes) -> bytes:
@@ -149,9 +195,11 @@ def environment_layer(
             return _pyvenv_cfg(python)
         return data.replace(old, VENV.encode())
 
-    entries = []
+    entries: list[LayerEntry] = []
+    # wheelbarrow's own records at the top (the marker, the seal of the stored tree with its
+    # inodes and mtimes): no part of the environment, and they would make every layer differ.
     for entry in entries_from_tree(
-        env, prefix=VENV, exclude=lambda rel: rel == ".wheelbarrow-env.json"
+        env, prefix=VENV, exclude=lambda rel: "/" not in rel and rel.startswith(".wheelbarrow-")
     ):
         # Entry paths are stored without the leading slash (image_path).
         if isinstance(entry, RegularFile) and (
@@ -163,12 +211,7 @@ def environment_layer(
             # bin/python points at the interpreter the environment was made with.
             entry = dataclasses.replace(entry, target=python.executable)
         entries.append(entry)
-    with store.scratch("layer-") as out:
-        layer = _into_store(write_layer(entries, out, mtime=mtime), store)
-    atomic_write_text(
-        record, json.dumps({"digest": layer.digest, "diff_id": layer.diff_id, "size": layer.size})
-    )
-    return layer, False
+    return entries
 
 
 def _into_store(layer: LayerBlob, store: Store) -> LayerBlob:
@@ -188,7 +231,9 @@ def _pyvenv_cfg(python: BasePython) -> bytes:
     ).encode()
 
 
-def app_layer(app_dir: Path, *, out_dir: Path, mtime: int) -> LayerBlob:
+def app_layer(
+    app_dir: Path, *, out_dir: Path, mtime: int, compression: Compression | None = None
+) -> LayerBlob:
     """The app's files at ``/app``, without caches, VCS data or local environments."""
 
     def excluded(rel: str) -> bool:
@@ -196,7 +241,10 @@ def app_layer(app_dir: Path, *, out_dir: Path, mtime: int) -> LayerBlob:
         return bool(_APP_EXCLUDED_DIRS & set(parts)) or rel.endswith((".pyc", ".pyo"))
 
     return write_layer(
-        entries_from_tree(app_dir, prefix=APP, exclude=excluded), out_dir, mtime=mtime
+        entries_from_tree(app_dir, prefix=APP, exclude=excluded),
+        out_dir,
+        mtime=mtime,
+        compression=compression,
     )
 
 
@@ -213,20 +261,28 @@ def build_image(
     app_dir: Path,
     *,
     base: BaseImage,
-    env: Path,
+    env: Path | Callable[[], Path],
     env_key: str,
     target_python: str,
     labels: Mapping[str, str],
     store: Store,
     mtime: int,
+    compression: Compression | None = None,
 ) -> BuiltImage:
-    """Append the environment and app layers to ``base`` and set the run settings."""
+    """Append the environment and app layers to ``base`` and set the run settings.
+
+    ``env`` may be a function giving the stored environment's path: it is
+    called only when the environment layer is not already made.
+    """
     python = require_match(base_python(base, store), target=target_python, image=base.name)
+    compression = compression or layer_compression()
     env_blob, reused = environment_layer(
-        env, env_key=env_key, python=python, store=store, mtime=mtime
+        env, env_key=env_key, python=python, store=store, mtime=mtime, compression=compression
     )
     with store.scratch("layer-") as out:
-        app_blob = _into_store(app_layer(app_dir, out_dir=out, mtime=mtime), store)
+        app_blob = _into_store(
+            app_layer(app_dir, out_dir=out, mtime=mtime, compression=compression), store
+        )
     config = ImageConfig.from_json(base.config, where=f"{base.name} config")
     path = next(
         (e.partition("=")[2] for e in config.config.env if e.startswith("PATH=")),

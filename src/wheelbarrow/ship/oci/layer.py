@@ -1,9 +1,8 @@
-"""Image layers as gzipped tars that are byte-for-byte the same for the same input."""
+"""Image layers as compressed tars that are byte-for-byte the same for the same input."""
 
 from __future__ import annotations
 
 import contextlib
-import gzip
 import hashlib
 import io
 import os
@@ -16,10 +15,14 @@ from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
 from wheelbarrow._core.errors import ImageError, ImageFormatError
+from wheelbarrow.ship.oci.compression import (
+    Compression,
+    Compressor,
+    compressing,
+    layer_compression,
+)
 
 LAYER_MEDIA_TYPE = "application/vnd.oci.image.layer.v1.tar+gzip"
-# Fixed so that the same tar always compresses to the same bytes (with one zlib).
-GZIP_LEVEL = 6
 DIRECTORY_MODE = 0o755
 _COPY_CHUNK = 1 << 20
 
@@ -100,11 +103,12 @@ LayerEntry = RegularFile | Directory | Symlink | HardLink
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LayerBlob:
-    """A written layer: the gzipped tar at ``path``, named by its digest.
+    """A written layer: the compressed tar at ``path``, named by its digest.
 
-    ``digest`` is the sha256 of the gzip bytes (the manifest's layer digest),
-    ``diff_id`` the sha256 of the uncompressed tar (the config's rootfs entry),
-    ``size`` the gzip size in bytes.
+    ``digest`` is the sha256 of the compressed bytes (the manifest's layer
+    digest), ``diff_id`` the sha256 of the uncompressed tar (the config's rootfs
+    entry), ``size`` the compressed size in bytes, ``media_type`` says how it is
+    compressed (gzip or zstd).
     """
 
     path: Path
@@ -137,7 +141,7 @@ def _sort_key(path: str) -> tuple[str, ...]:
 class _HashingWriter:
     """A write-only file that hashes and counts what passes through to ``sink``."""
 
-    def __init__(self, sink: BinaryIO | gzip.GzipFile) -> None:
+    def __init__(self, sink: BinaryIO | Compressor) -> None:
         self._sink = sink
         self.hash = hashlib.sha256()
         self.size = 0
@@ -155,26 +159,34 @@ class _HashingWriter:
         self._sink.flush()
 
 
-def write_layer(entries: Iterable[LayerEntry], out_dir: Path, *, mtime: int = 0) -> LayerBlob:
-    """Write ``entries`` as a gzipped tar at ``out_dir/sha256/<hex of its digest>``.
+def write_layer(
+    entries: Iterable[LayerEntry],
+    out_dir: Path,
+    *,
+    mtime: int = 0,
+    compression: Compression | None = None,
+    threads: int | None = None,
+) -> LayerBlob:
+    """Write ``entries`` as a compressed tar at ``out_dir/sha256/<hex of its digest>``.
 
     Members are sorted by path with every parent directory before its children
     (missing parents are added, root-owned with mode 0755); every member gets
     ``mtime`` (the caller's SOURCE_DATE_EPOCH), empty user and group names, and
-    the gzip header has no name and mtime 0. So the same entries and ``mtime``
-    always give the same bytes. Both digests are computed while writing. The tar
-    is written to a temporary name in ``out_dir`` and renamed into place.
+    a gzip header has no name and mtime 0. So the same entries, ``mtime`` and
+    ``compression`` (default: gzip by the best library installed) always give
+    the same bytes, with any number of ``threads`` (default: one per CPU). Both
+    digests are computed while writing. The tar is written to a temporary name
+    in ``out_dir`` and renamed into place.
     """
     members = _plan(entries)
+    compression = compression or layer_compression()
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp = out_dir / f".layer.{os.getpid()}.{secrets.token_hex(4)}.tmp"
     try:
         with tmp.open("xb") as raw:
             compressed = _HashingWriter(raw)
-            with gzip.GzipFile(
-                filename="", mode="wb", compresslevel=GZIP_LEVEL, fileobj=compressed, mtime=0
-            ) as gz:
-                uncompressed = _HashingWriter(gz)
+            with compressing(compression, compressed, threads=threads) as stream:
+                uncompressed = _HashingWriter(stream)
                 with tarfile.TarFile(
                     fileobj=uncompressed,  # type: ignore[arg-type]
                     mode="w",
@@ -200,6 +212,7 @@ def write_layer(entries: Iterable[LayerEntry], out_dir: Path, *, mtime: int = 0)
         digest=f"sha256:{digest}",
         diff_id=f"sha256:{uncompressed.hash.hexdigest()}",
         size=compressed.size,
+        media_type=compression.media_type,
     )
 
 

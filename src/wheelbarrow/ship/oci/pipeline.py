@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
+import os
+import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +24,7 @@ from wheelbarrow.ship.oci.build import (
     labels_for,
     source_date_epoch,
 )
+from wheelbarrow.ship.oci.compression import Compression, layer_compression
 from wheelbarrow.store.store import Store
 
 if TYPE_CHECKING:
@@ -41,10 +46,11 @@ class ImageOutputs:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ShippedImage:
-    """The image built, and what was written where (by output kind, for the report)."""
+    """The image built, how its layers are compressed, and what was written where (by kind)."""
 
     built: BuiltImage
     outputs: dict[str, object]
+    compression: Compression
 
 
 def ship_image(
@@ -61,34 +67,45 @@ def ship_image(
     environ: Mapping[str, str],
     home: Path,
     held: contextlib.ExitStack,
+    compression: Compression | None = None,
 ) -> ShippedImage:
     """Build the app's image on ``base`` from the store's wheelhouse and environment, write it.
 
     Never downloads a package: the plan's wheelhouse must have been built.
-    ``interpreter`` is asked once the wheelhouse is found. The leases that
+    ``interpreter`` is asked once the wheelhouse is found; the stored
+    environment is made (or checked) only when its layer is not already made.
+    Layers are compressed with ``compression`` (default: gzip). The leases that
     keep ``store gc`` off what is used go on ``held``.
     """
     from wheelbarrow.environment.envs import ensure_wheelhouse_env, env_key
+    from wheelbarrow.ship.oci.append import manifest_layer_type
     from wheelbarrow.wheelhouse.assemble import require_wheelhouse
 
+    compression = compression or layer_compression()
     house_key, manifest = store.hold(held, "wheelhouse", lambda: require_wheelhouse(store, plan))
     python = interpreter()
-    held.enter_context(store.use("env", env_key(house_key, python)))
+    key = env_key(house_key, python)
     # Layers and pulled base blobs are referenced by nothing until their records are written.
     held.enter_context(store.building())
-    env_key_, made = ensure_wheelhouse_env(
-        store, house_key, manifest, python, runner=runner, reporter=reporter
-    )
+
+    def environment() -> Path:
+        held.enter_context(store.use("env", key))
+        return ensure_wheelhouse_env(
+            store, house_key, manifest, python, runner=runner, reporter=reporter
+        )[1].path
+
     mtime = source_date_epoch(environ)
     client = _client(environ, home) if (outputs.push or not base.startswith("oci:")) else None
     try:
         base_image = _load_base(base, store, client)
+        # A Docker v2 base cannot take zstd layers: say so before any layer is made.
+        manifest_layer_type(compression.media_type, docker=base_image.parsed_manifest.is_docker)
         reporter.message("step", f"Building {tag} on {base_image.name}")
         built = build_image(
             plan.app.root,
             base=base_image,
-            env=made.path,
-            env_key=env_key_,
+            env=environment,
+            env_key=key,
             target_python=plan.target.python.short,
             labels=labels_for(
                 plan.app.root,
@@ -99,6 +116,7 @@ def ship_image(
             ),
             store=store,
             mtime=mtime,
+            compression=compression,
         )
         reporter.message(
             "info",
@@ -109,7 +127,7 @@ def ship_image(
     finally:
         if client is not None:
             client.close()
-    return ShippedImage(built=built, outputs=written)
+    return ShippedImage(built=built, outputs=written, compression=compression)
 
 
 def _write(
@@ -129,6 +147,7 @@ def _write(
     written: dict[str, object] = {}
     if outputs.oci:
         directory, _, ref = outputs.oci.partition(":")
+        _link_blobs(Path(directory), _local_blobs(built, base, store))
         write_oci_layout(
             Path(directory),
             manifest=built.manifest,
@@ -149,6 +168,72 @@ def _write(
     if outputs.push and client is not None:
         written["push"] = _push(tag, built, blobs, base, client, store)
     return written
+
+
+def _local_blobs(built: BuiltImage, base: BaseImage, store: Store) -> dict[str, Path]:
+    """The image's layers that are files here (in the store, or the base's OCI layout)."""
+    from wheelbarrow.ship.oci.image import Manifest
+
+    files = {d: p for d, p in built.blobs().items() if isinstance(p, Path)}
+    layout = Path(base.name.removeprefix("oci:").partition(":")[0])
+    for layer in Manifest.from_json(built.manifest).layers:
+        algorithm, _, hexdigest = layer.digest.partition(":")
+        if layer.digest in files or algorithm != "sha256":
+            continue
+        candidates = [store.blob(hexdigest)]
+        if base.name.startswith("oci:"):
+            candidates.insert(0, layout / "blobs" / algorithm / hexdigest)
+        found = next((c for c in candidates if c.is_file()), None)
+        if found is not None and found.stat().st_size == layer.size:
+            files[layer.digest] = found
+    return files
+
+
+def _link_blobs(directory: Path, files: Mapping[str, Path]) -> None:
+    """Put each blob into the layout ``directory`` as a reflink, else a hard link of its file.
+
+    Blobs are named by their digest and never written in place (here, in the
+    store or in a base's layout), so sharing their blocks or their inode is as
+    good as a copy and takes no time. Where neither is possible (another
+    filesystem), the blob is left for :func:`write_oci_layout` to copy and check.
+    """
+    for digest, source in files.items():
+        target = directory / "blobs" / "sha256" / digest.removeprefix("sha256:")
+        if target.exists():
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.link")
+        if _reflink(source, tmp) or _hardlink(source, tmp):
+            tmp.replace(target)
+
+
+# Linux's FICLONE ioctl: _IOW(0x94, 9, int).
+_FICLONE = 0x40049409
+_CANNOT_LINK = {errno.EXDEV, errno.EPERM, errno.EMLINK, errno.EACCES, errno.EOPNOTSUPP}
+_CANNOT_REFLINK = _CANNOT_LINK | {errno.ENOTSUP, errno.EINVAL, errno.ENOTTY, errno.ENOSYS}
+
+
+def _reflink(source: Path, target: Path) -> bool:
+    """Clone ``source`` to the new file ``target`` sharing its blocks (Btrfs, XFS)."""
+    with source.open("rb") as src, target.open("xb") as dst:
+        try:
+            fcntl.ioctl(dst.fileno(), _FICLONE, src.fileno())
+            return True
+        except OSError as exc:
+            if exc.errno not in _CANNOT_REFLINK:
+                raise
+    target.unlink()
+    return False
+
+
+def _hardlink(source: Path, target: Path) -> bool:
+    try:
+        target.hardlink_to(source)
+    except OSError as exc:
+        if exc.errno not in _CANNOT_LINK:
+            raise
+        return False
+    return True
 
 
 def _client(environ: Mapping[str, str], home: Path) -> RegistryClient:
