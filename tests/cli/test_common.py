@@ -89,3 +89,24 @@ class TestPush:
             common.remote_and_push(_args("build", app))
         with pytest.raises(InputError, match="--push needs a remote"):
             common.remote_and_push(_args("build", app, "--push"))
+
+
+class TestLazyReporter:
+    def test_made_at_the_first_report_and_counting_them(self, tmp_path):
+        """Nothing reported: no reporter made (no terminal display imported); then one is made
+        once, gets every call, and the calls are counted."""
+        from wheelbarrow._core.report import RecordingReporter
+
+        made: list[RecordingReporter] = []
+
+        def make() -> RecordingReporter:
+            made.append(RecordingReporter())
+            return made[-1]
+
+        lazy = common.LazyReporter(make)
+        assert (made, lazy.calls) == ([], 0)
+        lazy.message("info", "one")
+        lazy.download_started(1, None)
+        lazy.message("warning", "two")
+        assert len(made) == 1 and lazy.calls == 3
+        assert [text for _, text in made[0].messages] == ["one", "two"]

@@ -115,8 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run ``wheelbarrow``; returns the exit code."""
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser(_command_in(argv)).parse_args(argv)
-    from wheelbarrow.cli import render
-
+    # The renderer is imported when it is needed, not before: a no-op build prints one line.
     try:
         run: Callable[[argparse.Namespace], int] = importlib.import_module(
             f"wheelbarrow.cli.{args.command}"
@@ -125,7 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (WheelbarrowError, OSError) as exc:
         # A full disk is said as such, even where the library wrapped it in
         # another error (whose hint would then be wrong).
-        from wheelbarrow.cli import diskfull
+        from wheelbarrow.cli import diskfull, render
 
         if (full := diskfull.disk_full_cause(exc)) is not None:
             exc = diskfull.disk_full_error(full, diskfull.places(args))
@@ -134,6 +133,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         render.error(exc, json_mode=args.json)
         return exc.exit_code
     except KeyboardInterrupt:
+        from wheelbarrow.cli import render
+
         render.interrupted()
         return EXIT_INTERRUPTED
 

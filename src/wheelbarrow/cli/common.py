@@ -5,46 +5,61 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from wheelbarrow._core.runner import run_subprocess
-from wheelbarrow.app.directory import App, read_app
-from wheelbarrow.app.managers import Groups
-from wheelbarrow.app.requirements import IndexOptions
-from wheelbarrow.app.target import PythonVersion, host_platform
-from wheelbarrow.lock.options import Host, Options
-from wheelbarrow.lock.plan import Plan, make_plan
-
-# What only some commands use is imported where it is used: `wheelbarrow key` runs in a CI
-# job before anything else, so its start-up counts (bench/key.py).
+# Everything is imported where it is used: `wheelbarrow key` runs in a CI job before anything
+# else, and a no-op build reads only the store's record of its inputs (cli/noop.py), so
+# their start-up counts (bench/key.py, bench/bench_noop.py).
 if TYPE_CHECKING:
-    from wheelbarrow._core.report import Reporter
+    from wheelbarrow._core.report import Level, Reporter
     from wheelbarrow.app.config import BuildConfig
+    from wheelbarrow.app.directory import App
     from wheelbarrow.environment.interpreters import Interpreter
+    from wheelbarrow.lock.options import Host, Options
+    from wheelbarrow.lock.plan import Plan
     from wheelbarrow.store.remote import RemoteStore
     from wheelbarrow.store.store import Store
 
+STORE_ENV_VAR = "WHEELBARROW_STORE"  # store.store's, which imports the store's machinery
 
-def host() -> Host:
-    """Defaults from this machine: the running Python, its platform, the uv binary, the env."""
-    from packaging.tags import platform_tags
+
+def host(environ: Mapping[str, str] | None = None) -> Host:
+    """Defaults from this machine: the running Python, its platform, the uv binary, the env
+    (``environ``, else a copy of this process's).
+
+    The platform tags and the uv binary are found only when a plan asks for them: a no-op
+    build reads its platform from the lock and runs no uv.
+    """
+    from wheelbarrow.app.target import PythonVersion
+    from wheelbarrow.lock.options import Host
 
     return Host(
         python=PythonVersion(
             major=sys.version_info.major, minor=sys.version_info.minor, micro=sys.version_info.micro
         ),
-        platform=host_platform(list(platform_tags())),
-        uv=_uv_binary(),
-        environ=dict(os.environ),
+        platform=_host_platform,
+        uv=_uv_binary,
+        environ=dict(os.environ) if environ is None else environ,
         toolchain=_toolchain,
         known_pythons=_known_pythons,
     )
 
 
+def _host_platform() -> str:
+    from packaging.tags import platform_tags
+
+    from wheelbarrow.app.target import host_platform
+
+    return host_platform(list(platform_tags()))
+
+
 def _known_pythons() -> list[str]:
     """The CPython versions uv knows (its download list: no network, no interpreter probes)."""
     import json
+
+    from wheelbarrow._core.runner import run_subprocess
 
     result = run_subprocess(
         [
@@ -78,6 +93,7 @@ def interpreter_for(plan: Plan, args: argparse.Namespace) -> Interpreter:
     """The interpreter of the target's version: --python-executable, this one, or on PATH."""
     import shutil
 
+    from wheelbarrow._core.runner import run_subprocess
     from wheelbarrow.environment.interpreters import find_interpreter
 
     running = running_interpreter()
@@ -107,6 +123,7 @@ def check_wheels_run_on(interpreter: Interpreter, manifest: dict[str, Any]) -> N
     """Refuse a wheelhouse with wheels that ``interpreter`` does not accept (its own tags)."""
     from packaging.tags import sys_tags
 
+    from wheelbarrow._core.runner import run_subprocess
     from wheelbarrow.environment.interpreters import check_wheels_accepted, interpreter_tags
 
     tags = interpreter_tags(
@@ -127,19 +144,24 @@ def _uv_binary() -> str:
         return "uv"
 
 
+def store_root(args: argparse.Namespace) -> tuple[Path, str]:
+    """Where the store is, and who said so: ``--store``, ``$WHEELBARROW_STORE`` or the user
+    cache directory."""
+    if args.store:
+        return Path(args.store).expanduser().absolute(), "--store"
+    if os.environ.get(STORE_ENV_VAR):
+        return Path(os.environ[STORE_ENV_VAR]).expanduser().absolute(), f"${STORE_ENV_VAR}"
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("wheelbarrow", appauthor=False)), "the default"
+
+
 def store(args: argparse.Namespace) -> Store:
     """The store from ``--store``, ``$WHEELBARROW_STORE`` or the user cache directory."""
     from wheelbarrow._core.errors import StoreError
-    from wheelbarrow.store.store import STORE_ENV_VAR, Store
+    from wheelbarrow.store.store import Store
 
-    if args.store:
-        root, given = Path(args.store).expanduser().absolute(), "--store"
-    elif os.environ.get(STORE_ENV_VAR):
-        root, given = Path(os.environ[STORE_ENV_VAR]).expanduser().absolute(), f"${STORE_ENV_VAR}"
-    else:
-        from platformdirs import user_cache_dir
-
-        root, given = Path(user_cache_dir("wheelbarrow", appauthor=False)), "the default"
+    root, given = store_root(args)
     # The store, or the nearest part of its path that exists, must be a directory.
     existing = next((p for p in (root, *root.parents) if p.exists()), root)
     if existing.exists() and not existing.is_dir():
@@ -150,13 +172,20 @@ def store(args: argparse.Namespace) -> Store:
     return Store(root)
 
 
-def app(args: argparse.Namespace) -> App:
-    """The app directory named on the command line."""
-    return read_app(Path(args.app).absolute(), environ=os.environ)
+def app(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> App:
+    """The app directory named on the command line (its requirements read with ``environ``,
+    else this process's environment)."""
+    from wheelbarrow.app.directory import read_app
+
+    return read_app(Path(args.app).absolute(), environ=os.environ if environ is None else environ)
 
 
 def options(args: argparse.Namespace) -> Options:
     """Target and index options from the command line."""
+    from wheelbarrow.app.managers import Groups
+    from wheelbarrow.app.requirements import IndexOptions
+    from wheelbarrow.lock.options import Options
+
     index = IndexOptions(
         index_url=getattr(args, "index_url", None),
         extra_index_urls=tuple(getattr(args, "extra_index_url", ())),
@@ -191,17 +220,63 @@ def plan(
     may_lock: bool,
     force_lock: bool = False,
     the_app: App | None = None,
+    the_host: Host | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> Plan:
-    """The plan for the app on the command line, with this machine's defaults."""
+    """The plan for the app on the command line, with this machine's defaults (``environ``
+    being the environment it reads, else this process's)."""
+    from wheelbarrow._core.runner import run_subprocess
+    from wheelbarrow.lock.plan import make_plan
+
     return make_plan(
-        the_app or app(args),
+        the_app or app(args, environ),
         options(args),
-        host(),
+        the_host or host(environ),
         runner=run_subprocess,
         reporter=reporter,
         may_lock=may_lock,
         force_lock=force_lock,
     )
+
+
+class LazyReporter:
+    """The run's reporter, made when something is first reported (never, in a no-op build:
+    the terminal's rich display is not even imported). ``calls`` counts what was reported."""
+
+    def __init__(self, make: Callable[[], Reporter]) -> None:
+        self._make = make
+        self._made: Reporter | None = None
+        self.calls = 0
+
+    def _reporter(self) -> Reporter:
+        self.calls += 1
+        if self._made is None:
+            self._made = self._make()
+        return self._made
+
+    def message(self, level: Level, text: str) -> None:
+        self._reporter().message(level, text)
+
+    def download_started(self, files: int, total_bytes: int | None) -> None:
+        self._reporter().download_started(files, total_bytes)
+
+    def download_expected(self, nbytes: int) -> None:
+        self._reporter().download_expected(nbytes)
+
+    def download_advanced(self, nbytes: int) -> None:
+        self._reporter().download_advanced(nbytes)
+
+    def download_file_done(self, filename: str, nbytes: int) -> None:
+        self._reporter().download_file_done(filename, nbytes)
+
+    def download_finished(self) -> None:
+        self._reporter().download_finished()
+
+    def build_started(self, label: str, log: Path) -> None:
+        self._reporter().build_started(label, log)
+
+    def build_finished(self, label: str, *, ok: bool, seconds: float, result: str) -> None:
+        self._reporter().build_finished(label, ok=ok, seconds=seconds, result=result)
 
 
 def remote(args: argparse.Namespace) -> RemoteStore | None:

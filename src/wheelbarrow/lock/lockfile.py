@@ -84,11 +84,31 @@ class Lock:
     sha256: str = ""  # of the file's bytes
 
 
+# The last parse of each lock file, by its bytes: choosing the target reads the lock's
+# [tool.wheelbarrow] table and planning then reads the whole lock, and a lock is parsed
+# once for both (a changed file is parsed again).
+_PARSED: dict[Path, tuple[bytes, dict[str, Any]]] = {}
+
+
+def lock_data(path: Path) -> tuple[bytes, dict[str, Any]]:
+    """The bytes of the TOML file ``path`` and what they parse to (not to be changed: it is
+    shared with the next reader of the same bytes).
+
+    Raises FileNotFoundError, UnicodeDecodeError and TOMLDecodeError as reading does.
+    """
+    raw = path.read_bytes()
+    cached = _PARSED.get(path)
+    if cached is not None and cached[0] == raw:
+        return cached
+    data = tomllib.loads(raw.decode("utf-8"))
+    _PARSED[path] = (raw, data)
+    return raw, data
+
+
 def read_lock(path: Path) -> Lock:
     """Parse and validate ``path``; errors name the file and what is wrong."""
     try:
-        raw = path.read_bytes()
-        data = tomllib.loads(raw.decode("utf-8"))
+        raw, data = lock_data(path)
     except FileNotFoundError as exc:
         raise InputError(f"{path}: no such lock file", hint="run `wheelbarrow lock` first") from exc
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:

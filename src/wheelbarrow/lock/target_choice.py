@@ -10,7 +10,7 @@ from pathlib import Path
 from wheelbarrow._core.errors import InputError
 from wheelbarrow.app.directory import App
 from wheelbarrow.app.target import PythonVersion, Target
-from wheelbarrow.lock.lockfile import wheelbarrow_table
+from wheelbarrow.lock.lockfile import lock_data, wheelbarrow_table
 from wheelbarrow.lock.options import Host, Options
 
 __all__ = ["lock_name", "lock_path_for", "recorded_target", "resolve_target"]
@@ -19,7 +19,7 @@ __all__ = ["lock_name", "lock_path_for", "recorded_target", "resolve_target"]
 def recorded_target(lock_path: Path) -> Mapping[str, str]:
     """The target a wheelbarrow lock was written for ({} if none)."""
     try:
-        data = tomllib.loads(lock_path.read_text(encoding="utf-8"))
+        data = lock_data(lock_path)[1]
     except (FileNotFoundError, tomllib.TOMLDecodeError, UnicodeDecodeError):
         return {}
     tool = wheelbarrow_table(data)

@@ -225,7 +225,7 @@ def buildpack_host(
 
     return Host(
         python=version,
-        platform=host_platform(list(platform_tags())),
+        platform=lambda: host_platform(list(platform_tags())),  # only if the lock lacks it
         uv=uv,
         environ={**environ, **_tool_config(config)},
         toolchain=toolchain,

@@ -1,0 +1,315 @@
+"""The unchanged app's ``build``, answered from a record of what its last plan read.
+
+Planning parses the requirements and the lock with ``packaging``, whose import alone takes
+most of the 0.1 s a no-op build may cost. So a build whose plan depends only on what it
+read leaves, in the app's record in the store, the list of those inputs and one digest of
+them: the files the plan opened (their bytes), the directories it listed and the app
+directory's own entries (their names: a file added or removed there counts), the
+environment variables it looked up, the command line, this Python, and wheelbarrow's and
+``packaging``'s modules (their sizes and times: an upgrade counts). The next build reads,
+hashes and lists the same inputs, parsing nothing, and when the digest is the same and the
+wheelhouse is still in the store it answers as the full build would; anything else takes
+the full build, which records afresh.
+
+What the plan reads is seen through Python's audit hooks (PEP 578: ``open``, ``os.listdir``,
+``os.scandir``) on the planning thread, leaving out the files imports read. A plan that
+started a process, wrote a file, reported anything, locked, asked for this machine's
+platform or uv, or has sources to build is not recorded: its outcome rests on more than
+what it read. Only the standard library is imported here before the shortcut is known.
+"""
+
+# Paths stay str and go through os.*: the audit hook sees every file the process opens, and
+# abspath, unlike Path.resolve, follows no links (the path as opened is what was read).
+# ruff: noqa: PTH100, PTH116, PTH123
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import json
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from wheelbarrow import __version__
+
+FORMAT = 1
+RECORD_KEY = "noop"  # the app record's field (the record itself is the store's apps/<hash>.json)
+MANIFEST = "wheelhouse.json"  # wheelhouse.assemble's, which imports the build machinery
+# What does not change the answer, only how it is shown (or how many downloads run at once).
+NOT_INPUTS = frozenset({"json", "quiet", "jobs"})
+# Settings that turn a remote store or a cluster on; a record is made only with neither.
+ALWAYS_READ = ("WHEELBARROW_REMOTE", "WHEELBARROW_PUSH", "WHEELBARROW_CLUSTER")
+# Whose modules' sizes and times count: an upgrade of either may plan differently.
+CODE = ("wheelbarrow", "packaging")
+SPAWNS = frozenset({"subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "os.spawn"})
+SPAWNS |= frozenset({"os.fork", "os.forkpty"})
+_WRITES = os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC
+
+
+class RecordingEnviron(Mapping[str, str]):
+    """An environment that remembers which variables were looked up (``*``: all of them)."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self._environ = environ
+        self.read: set[str] = set()
+
+    def __getitem__(self, name: str) -> str:
+        self.read.add(name)
+        return self._environ[name]
+
+    def __iter__(self) -> Iterator[str]:
+        self.read.add("*")
+        return iter(self._environ)
+
+    def __len__(self) -> int:
+        self.read.add("*")
+        return len(self._environ)
+
+
+# Plain classes, not dataclasses: the dataclasses module alone is a tenth of the shortcut.
+class Watch:
+    """What the planning thread read, and whether it did anything that is not reading."""
+
+    __slots__ = ("acted", "dirs", "environ", "files", "thread")
+
+    def __init__(self, thread: int, environ: RecordingEnviron) -> None:
+        self.thread = thread
+        self.environ = environ
+        self.files: set[str] = set()
+        self.dirs: set[str] = set()
+        self.acted: list[str] = []  # processes started, files written
+
+
+_active: Watch | None = None
+_hooked = False
+
+
+def _audit(event: str, args: tuple[Any, ...]) -> None:
+    watch = _active
+    if watch is None or threading.get_ident() != watch.thread:
+        return
+    if event == "open":
+        path, mode, flags = args
+        if isinstance(path, int) or path is None:
+            return
+        if any(c in str(mode) for c in "wax+") or int(flags or 0) & _WRITES:
+            watch.acted.append(f"wrote {os.fsdecode(path)}")
+        watch.files.add(os.path.abspath(os.fsdecode(path)))
+    elif event in ("os.listdir", "os.scandir"):
+        path = args[0] if args else None
+        if not isinstance(path, int):
+            watch.dirs.add(os.path.abspath(os.fsdecode(path if path is not None else ".")))
+    elif event in SPAWNS:
+        watch.acted.append(f"ran {event}")
+
+
+@contextlib.contextmanager
+def watching(environ: Mapping[str, str]) -> Iterator[Watch]:
+    """Record what this thread reads until the block ends (one watch at a time)."""
+    global _active, _hooked
+    if not _hooked:  # an audit hook stays for the process's life: one, idle between watches
+        sys.addaudithook(_audit)
+        _hooked = True
+    watch = Watch(threading.get_ident(), RecordingEnviron(environ))
+    previous, _active = _active, watch
+    try:
+        yield watch
+    finally:
+        _active = previous
+
+
+class Inputs(NamedTuple):
+    """What a plan read, and the digest of their content when it was planned."""
+
+    files: tuple[str, ...]
+    dirs: tuple[str, ...]
+    env: tuple[str, ...]
+    code: tuple[str, ...]
+    digest: str
+
+
+def inputs_of(watch: Watch, args: argparse.Namespace) -> Inputs | None:
+    """The inputs a finished watch saw, digested now (right after the plan, before anything
+    can change them); None when the plan did more than read."""
+    if watch.acted:
+        return None
+    imported = {
+        os.path.abspath(p)
+        for m in list(sys.modules.values())
+        for p in (getattr(m, "__file__", None), getattr(m, "__cached__", None))
+        if isinstance(p, str)
+    }
+    searched = {os.path.abspath(p or ".") for p in sys.path}
+    for m in list(sys.modules.values()):
+        searched.update(os.path.abspath(p) for p in getattr(m, "__path__", None) or ())
+    root = _app_root(args)
+    code = sorted(
+        os.path.abspath(path)
+        for name, m in list(sys.modules.items())
+        if name.split(".")[0] in CODE and isinstance(path := getattr(m, "__file__", None), str)
+    )
+    files = tuple(sorted(watch.files - imported))
+    dirs = tuple(sorted((watch.dirs - searched) | {str(root)}))
+    env = tuple(sorted(watch.environ.read | set(ALWAYS_READ)))
+    digest = _digest(args, files=files, dirs=dirs, env=env, code=code)
+    return Inputs(files=files, dirs=dirs, env=env, code=tuple(code), digest=digest)
+
+
+def remember(
+    record: Path,
+    inputs: Inputs,
+    *,
+    key: str,
+    packages: int,
+    target: Mapping[str, object],
+) -> None:
+    """Add the inputs of the build of ``key`` to the app's record, if the record names ``key``
+    (else another build finished since, and its record stays as it is)."""
+    from wheelbarrow._core.files import atomic_write_text
+
+    data = _read_json(record)
+    if data is None or data.get("key") != key:
+        return
+    data[RECORD_KEY] = {
+        "format": FORMAT,
+        "key": key,
+        "packages": packages,
+        "target": dict(target),
+        "files": list(inputs.files),
+        "dirs": list(inputs.dirs),
+        "env": list(inputs.env),
+        "code": list(inputs.code),
+        "digest": inputs.digest,
+    }
+    atomic_write_text(record, json.dumps(data) + "\n")
+
+
+class Answer(NamedTuple):
+    """An up-to-date build, as the record tells it."""
+
+    key: str
+    packages: int
+    target: dict[str, object]
+    wheelhouse: Path
+    seconds: float
+
+
+def answer(args: argparse.Namespace, store_root: Path, say: Callable[[Answer], None]) -> bool:
+    """Say ``build``'s answer for an app whose inputs are those recorded and whose wheelhouse
+    is in the store (under its lease, as the full build holds it); False when it cannot."""
+    start = time.monotonic()
+    if any(getattr(args, name, None) for name in ("output", "remote", "push", "cluster")):
+        return False
+    if not store_root.is_dir():
+        return False
+    from wheelbarrow.store.store import Store
+
+    store = Store(store_root)
+    found = _recorded(store.app_state(_app_root(args)))
+    if found is None:
+        return False
+    key, noop = found
+    strings = [noop.get(k) for k in ("files", "dirs", "env", "code")]
+    if not all(isinstance(s, list) and all(isinstance(x, str) for x in s) for s in strings):
+        return False
+    files, dirs, env, code = (tuple(s) for s in strings)  # type: ignore[arg-type]
+    if _digest(args, files=files, dirs=dirs, env=env, code=code) != noop.get("digest"):
+        return False
+    with store.use("wheelhouse", key):
+        if _read_json(store.wheelhouse(key) / MANIFEST) is None:
+            return False  # gone (gc): the full build makes it again
+        store.clean_stale_tmp()  # as the full build does, also when up to date
+        say(
+            Answer(
+                key=key,
+                packages=int(noop.get("packages", 0)),
+                target=dict(noop.get("target") or {}),
+                wheelhouse=store.wheelhouse(key),
+                seconds=time.monotonic() - start,
+            )
+        )
+    return True
+
+
+def _recorded(record: Path) -> tuple[str, dict[str, Any]] | None:
+    """The key and the inputs the app's record holds, if it holds inputs for its key."""
+    data = _read_json(record)
+    noop = data.get(RECORD_KEY) if data is not None else None
+    if not isinstance(noop, dict) or noop.get("format") != FORMAT:
+        return None
+    key = noop.get("key")
+    if not isinstance(key, str) or data is None or data.get("key") != key:
+        return None
+    return key, noop
+
+
+def _app_root(args: argparse.Namespace) -> Path:
+    return Path(args.app).absolute()
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _digest(
+    args: argparse.Namespace,
+    *,
+    files: tuple[str, ...],
+    dirs: tuple[str, ...],
+    env: tuple[str, ...],
+    code: list[str] | tuple[str, ...],
+) -> str:
+    """One sha256 of everything the plan's outcome rests on, as it is now."""
+    environ = os.environ
+    options = {k: v for k, v in vars(args).items() if k not in NOT_INPUTS}
+    options["app"] = str(_app_root(args))
+    content = {
+        "format": FORMAT,
+        "wheelbarrow": __version__,
+        "python": [sys.version, sys.executable],
+        "options": options,
+        "files": {p: _file_digest(p) for p in files},
+        "dirs": {p: _listing(p) for p in dirs},
+        "env": dict(environ) if "*" in env else {n: environ.get(n) for n in env},
+        "code": {p: _stamp(p) for p in code},
+    }
+    text = json.dumps(content, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def _file_digest(path: str) -> str | None:
+    try:
+        with open(path, "rb") as f:
+            return hashlib.sha256(f.read()).hexdigest()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:  # a directory, unreadable: differs from any content
+        return f"error {exc.errno}"
+
+
+def _listing(path: str) -> list[list[str]] | str | None:
+    try:
+        with os.scandir(path) as entries:
+            return sorted([e.name, "d" if e.is_dir() else "f"] for e in entries)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return f"error {exc.errno}"
+
+
+def _stamp(path: str) -> list[int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return [st.st_size, st.st_mtime_ns]
