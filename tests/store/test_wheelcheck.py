@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import struct
 import zipfile
 from pathlib import Path
 
@@ -92,6 +94,114 @@ class TestCheckWheel:
         check_wheel(scratch, filename="alpha-1.0-py3-none-any.whl")
         with pytest.raises(MalformedWheelError):
             check_wheel(scratch, filename="alpha-3.0-py3-none-any.whl")
+
+
+def rebuilt(wheel: Path, member: str, data: bytes, *, compress_type: int) -> Path:
+    """The wheel with ``member`` set to ``data``, stored with ``compress_type``, and its RECORD
+    rewritten to match (a sound wheel)."""
+    with zipfile.ZipFile(wheel) as src:
+        members = {info.filename: src.read(info) for info in src.infolist()}
+    members[member] = data
+    record = next(name for name in members if name.endswith(".dist-info/RECORD"))
+    rows = [
+        f"{name},sha256={_b64(hashlib.sha256(content).digest())},{len(content)}"
+        for name, content in members.items()
+        if name != record
+    ]
+    members[record] = ("\n".join([*rows, f"{record},,"]) + "\n").encode()
+    with zipfile.ZipFile(wheel, "w") as dst:
+        for name, content in members.items():
+            kind = compress_type if name == member else zipfile.ZIP_DEFLATED
+            dst.writestr(name, content, compress_type=kind)
+    return wheel
+
+
+def _b64(digest: bytes) -> str:
+    import base64
+
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+def flip_byte(path: Path, offset: int) -> None:
+    with path.open("r+b") as f:
+        f.seek(offset)
+        byte = f.read(1)
+        f.seek(offset)
+        f.write(bytes([byte[0] ^ 0xFF]))
+
+
+def member_data_offset(wheel: Path, member: str) -> int:
+    """Where ``member``'s (compressed) bytes start in the archive."""
+    with zipfile.ZipFile(wheel) as archive:
+        info = archive.getinfo(member)
+    with wheel.open("rb") as f:
+        f.seek(info.header_offset + 26)
+        name_length, extra_length = struct.unpack("<HH", f.read(4))
+    return info.header_offset + 30 + name_length + extra_length
+
+
+BIG = 3 << 20  # past the check's 1 MiB chunks
+
+
+class TestContents:
+    @pytest.mark.parametrize(
+        "compress_type", [zipfile.ZIP_DEFLATED, zipfile.ZIP_STORED, zipfile.ZIP_BZIP2]
+    )
+    def test_a_sound_member_passes_in_any_compression(self, tmp_path, compress_type):
+        """Big members deflated, stored or bzip2-compressed pass when RECORD matches."""
+        wheel = make_wheel(tmp_path, "alpha", "1.0")
+        check_wheel(rebuilt(wheel, "alpha/big.bin", os.urandom(BIG), compress_type=compress_type))
+
+    def test_a_changed_byte_past_the_first_chunk_is_named(self, tmp_path):
+        """A stored member edited after its first MiB fails its RECORD hash, named."""
+        wheel = rebuilt(
+            make_wheel(tmp_path, "alpha", "1.0"),
+            "alpha/big.bin",
+            bytes(BIG),
+            compress_type=zipfile.ZIP_STORED,
+        )
+        flip_byte(wheel, member_data_offset(wheel, "alpha/big.bin") + BIG - 10)
+        with pytest.raises(MalformedWheelError) as info:
+            check_wheel(wheel)
+        # The CRC-32 fails first: zipfile would refuse the member when installing too.
+        assert "alpha/big.bin" in info.value.message
+
+    def test_a_corrupt_deflate_stream_is_refused(self, tmp_path):
+        """Deflated bytes that do not inflate make the wheel unreadable, named."""
+        wheel = rebuilt(
+            make_wheel(tmp_path, "alpha", "1.0"),
+            "alpha/big.bin",
+            os.urandom(BIG),
+            compress_type=zipfile.ZIP_DEFLATED,
+        )
+        start = member_data_offset(wheel, "alpha/big.bin")
+        with wheel.open("r+b") as f:
+            f.seek(start)
+            f.write(b"\xff" * 64)
+        with pytest.raises(MalformedWheelError) as info:
+            check_wheel(wheel)
+        assert info.value.message.startswith("alpha-1.0-py3-none-any.whl: ")
+
+    def test_a_member_bigger_than_record_says_is_refused(self, tmp_path):
+        """A member that inflates past its RECORD size (a zip bomb) is refused as a mismatch."""
+        wheel = make_wheel(tmp_path, "alpha", "1.0")
+        wheel = rebuilt(
+            wheel, "alpha/zeros.bin", bytes(64 << 20), compress_type=zipfile.ZIP_DEFLATED
+        )
+        with zipfile.ZipFile(wheel) as src:
+            members = {info.filename: src.read(info) for info in src.infolist()}
+        record = "alpha-1.0.dist-info/RECORD"
+        members[record] = b"".join(
+            (line.rsplit(b",", 1)[0] + b",10" if line.startswith(b"alpha/zeros.bin,") else line)
+            + b"\n"
+            for line in members[record].splitlines()
+        )
+        with zipfile.ZipFile(wheel, "w") as dst:
+            for name, content in members.items():
+                dst.writestr(name, content, compress_type=zipfile.ZIP_DEFLATED)
+        with pytest.raises(MalformedWheelError) as info:
+            check_wheel(wheel)
+        assert "hash / size of alpha/zeros.bin didn't match RECORD" in info.value.message
 
 
 def artefact_for(path: Path) -> Artefact:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 from wheelbarrow._core.errors import MalformedWheelError
 
+_CHUNK = 1 << 20
+
 if TYPE_CHECKING:
+    import zipfile
     from email.message import Message
 
     from packaging.utils import NormalizedName
@@ -55,19 +58,23 @@ def _checked_metadata(path: Path, filename: str) -> Message:
         with zipfile.ZipFile(path) as archive:
             archive.filename = filename  # installer parses the name; a scratch file has none
             source = WheelFile(archive)
+            issues = []
             try:
-                source.validate_record(validate_contents=True)
+                # Names and entries by installer (cheap); the contents below, faster.
+                source.validate_record(validate_contents=False)
             except source.validation_error as exc:
                 issues = [
                     str(issue).removeprefix(f"In {filename}, ")
                     for issue in getattr(exc, "issues", [exc])
                 ]
+            issues += check_contents(path, archive, source.read_dist_info("RECORD"))
+            if issues:
                 shown = "\n".join(f"  - {issue}" for issue in issues[:10])
                 more = f"\n  - and {len(issues) - 10} more" if len(issues) > 10 else ""
                 raise MalformedWheelError(
                     f"{filename}: its RECORD does not match its contents:\n{shown}{more}",
                     path=filename,
-                ) from exc
+                )
             return HeaderParser().parsestr(source.read_dist_info("METADATA"))
     except zipfile.BadZipFile as exc:
         raise MalformedWheelError(f"{filename}: not a zip archive ({exc})", path=filename) from exc
@@ -105,3 +112,100 @@ def _check_name_and_version(
             f"{filename}: the file name says {name}, its METADATA says {meta_name}",
             path=filename,
         )
+
+
+def check_contents(path: Path, archive: zipfile.ZipFile, record_text: str) -> list[str]:
+    """The members whose size or hash is not what ``record_text`` (the RECORD) says.
+
+    Each member is inflated in bounded chunks straight from the archive's file
+    (ISA-L's inflate where installed, about twice zlib's speed, without the GIL),
+    its size, CRC-32 and RECORD hash checked: what installs later is what was checked.
+    """
+    import base64
+    import csv
+    import hashlib
+
+    issues = []
+    records = {row[0]: row for row in csv.reader(record_text.splitlines()) if row}
+    with path.open("rb") as f:
+        for info in archive.infolist():
+            row = records.get(info.filename)
+            if info.filename.endswith("/") or row is None or len(row) < 3 or "=" not in row[1]:
+                continue  # directories; what RECORD does not hash was reported above
+            algorithm, _, value = row[1].partition("=")
+            if algorithm not in hashlib.algorithms_guaranteed or not row[2].isdigit():
+                continue  # reported above as an invalid entry
+            digest = hashlib.new(algorithm)
+            size = _inflate_into(f, archive, info, digest, int(row[2]))
+            b64 = base64.urlsafe_b64encode(digest.digest()).decode("ascii").rstrip("=")
+            if size != int(row[2]) or b64 != value:
+                issues.append(f"hash / size of {info.filename} didn't match RECORD")
+    return issues
+
+
+def _inflate_into(
+    f: BinaryIO, archive: zipfile.ZipFile, info: zipfile.ZipInfo, digest: Any, limit: int
+) -> int:
+    """Feed a member's bytes to ``digest``; returns its size (stopping once past ``limit``).
+
+    Raises :class:`zipfile.BadZipFile` for a member whose CRC-32 is not its header's.
+    """
+    import struct
+    import zipfile
+    import zlib
+
+    if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED) or info.flag_bits & 1:
+        with archive.open(info) as stream:  # other compressions, encryption: zipfile's way
+            size = 0
+            while chunk := stream.read(_CHUNK):
+                digest.update(chunk)
+                size += len(chunk)
+            return size
+    f.seek(info.header_offset)
+    header = f.read(30)
+    if len(header) < 30 or header[:4] != b"PK\x03\x04":
+        raise zipfile.BadZipFile(f"{info.filename}: bad local file header")
+    name_length, extra_length = struct.unpack("<HH", header[26:30])
+    f.seek(info.header_offset + 30 + name_length + extra_length)
+    inflate, error = (
+        _inflater() if info.compress_type == zipfile.ZIP_DEFLATED else (None, zlib.error)
+    )
+    left, size, crc = info.compress_size, 0, 0
+    pending = b""
+    while size <= limit:
+        if not pending:
+            if not left:
+                break
+            pending = f.read(min(_CHUNK, left))
+            if not pending:
+                raise EOFError(f"{info.filename}: the archive ends inside it")
+            left -= len(pending)
+        if inflate is None:
+            out, pending = pending, b""
+        else:
+            try:
+                out = inflate.decompress(pending, _CHUNK)
+            except error as exc:  # ISA-L's own error class: told as zlib's
+                raise zlib.error(f"{info.filename}: {exc}") from exc
+            pending = inflate.unconsumed_tail
+            if inflate.eof and not pending and left:
+                break
+        digest.update(out)
+        crc = zlib.crc32(out, crc)
+        size += len(out)
+        if inflate is not None and inflate.eof:
+            break
+    if size <= limit and crc != info.CRC:
+        raise zipfile.BadZipFile(f"Bad CRC-32 for file {info.filename!r}")
+    return size
+
+
+def _inflater() -> tuple[Any, type[Exception]]:
+    """A raw-deflate decompressor and its error: ISA-L's where installed, else zlib's."""
+    try:
+        from isal import isal_zlib
+    except ImportError:  # pragma: no cover - isal is a dependency; another platform may lack it
+        import zlib
+
+        return zlib.decompressobj(-15), zlib.error
+    return isal_zlib.decompressobj(-15), cast("type[Exception]", isal_zlib.error)
