@@ -173,6 +173,34 @@ class TestFetch:
         assert store.blob(a.sha256).read_bytes() == PAYLOAD
 
 
+class TestOrder:
+    def test_the_biggest_files_are_fetched_first(self, tmp_path):
+        """With one worker, files go largest first (the lock's order aside), unsized last."""
+        files = []
+        for name, size in (("small", 10), ("unsized", 5), ("big", 3000), ("mid", 200)):
+            path = tmp_path / f"{name}-1.0.tar.gz"
+            path.write_bytes(name.encode() * size)
+            files.append(
+                Artefact(
+                    name=canonicalize_name(name),
+                    version="1.0",
+                    filename=path.name,
+                    url=None,
+                    path=path,
+                    sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
+                    size=None if name == "unsized" else path.stat().st_size,
+                )
+            )
+        reporter = RecordingReporter()
+        Fetcher(workers=1).fetch(files, Store(tmp_path / "store"), reporter)
+        assert reporter.files_done == [
+            "big-1.0.tar.gz",
+            "mid-1.0.tar.gz",
+            "small-1.0.tar.gz",
+            "unsized-1.0.tar.gz",
+        ]
+
+
 def tmp_entries(store: Store) -> list[str]:
     return sorted(p.name for p in store.tmp_dir().iterdir())
 

@@ -181,10 +181,13 @@ class Fetcher:
             self._client_factory() if any(a.url and _is_http(a.url) for a in artefacts) else None
         )
         try:
+            # The biggest first: the longest download, then the longest check of a wheel
+            # as it enters the store, start at once instead of last.
+            ordered = sorted(artefacts, key=lambda a: -(a.size or 0))
             with ThreadPoolExecutor(max_workers=self._workers, thread_name_prefix="fetch") as pool:
                 futures = {
                     pool.submit(self._fetch_one, a, store, reporter, client, cancel): a
-                    for a in artefacts
+                    for a in ordered
                 }
                 try:
                     for future in as_completed(futures):
