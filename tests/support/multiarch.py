@@ -135,6 +135,21 @@ def layer_files(layout: Path, digest: str) -> dict[str, tuple[tarfile.TarInfo, b
     return members
 
 
+def elf_machines(layout: Path, digest: str) -> dict[str, int]:
+    """The ``e_machine`` of every extension module (``*.so*``) of a gzipped layer, streamed."""
+    machines: dict[str, int] = {}
+    with (
+        gzip.open(layout / "blobs" / "sha256" / digest.split(":", 1)[1]) as stream,
+        tarfile.open(fileobj=stream, mode="r|") as tar,
+    ):
+        for member in tar:
+            if member.isfile() and ".so" in member.name.rsplit("/", 1)[-1]:
+                extracted = tar.extractfile(member)
+                assert extracted is not None
+                machines[member.name] = e_machine(extracted.read(64))
+    return machines
+
+
 def arm64_base_image(podman: Podman, work: Path) -> str:
     """A bookworm arm64 image with python3, made on any machine without running arm64 code.
 
@@ -165,6 +180,11 @@ def arm64_base_image(podman: Podman, work: Path) -> str:
                 capture_output=True,
             )
     shutil.rmtree(rootfs / "debootstrap")
+    # Inside a container the first stage links /proc to the host's: a runtime mounts it.
+    for mount_point in ("proc", "sys"):
+        if (rootfs / mount_point).is_symlink():
+            (rootfs / mount_point).unlink()
+            (rootfs / mount_point).mkdir()
     for deb in (rootfs / "var" / "cache" / "apt" / "archives").glob("*.deb"):
         deb.unlink()
     with subprocess.Popen(

@@ -7,12 +7,23 @@ import contextlib
 import os
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from wheelbarrow._core.errors import InputError
 from wheelbarrow._core.runner import run_subprocess
 from wheelbarrow.cli import common, render
 from wheelbarrow.ship.oci.compression import layer_compression
 from wheelbarrow.ship.oci.pipeline import ImageOutputs, ship_image
+from wheelbarrow.ship.oci.platforms import is_image_platforms
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from wheelbarrow._core.report import Reporter
+    from wheelbarrow.environment.interpreters import Interpreter
+    from wheelbarrow.ship.oci.compression import Compression
+    from wheelbarrow.ship.oci.multiarch import BuildMachine, ShippedImages
+    from wheelbarrow.store.store import Store
 
 
 def run(args: argparse.Namespace) -> int:
@@ -35,6 +46,8 @@ def _image(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
     start = time.monotonic()
     store = common.store(args)
     reporter = render.make_reporter(quiet=args.quiet, json_mode=args.json)
+    if is_image_platforms(args.platform):
+        return _platform_images(args, held, store, reporter, start, compression)
     plan = common.plan(args, reporter, may_lock=False)
     shipped = ship_image(
         plan,
@@ -81,3 +94,112 @@ def _image(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
         for kind, where in shipped.outputs.items():
             render.out(f"  {kind}: {where}")
     return 0
+
+
+def _platform_images(
+    args: argparse.Namespace,
+    held: contextlib.ExitStack,
+    store: Store,
+    reporter: Reporter,
+    start: float,
+    compression: Compression,
+) -> int:
+    """``--platform linux/amd64,linux/arm64``: an image per platform, in an index."""
+    import dataclasses
+
+    from wheelbarrow.ship.oci.multiarch import plan_platforms, ship_platform_images
+    from wheelbarrow.ship.oci.platforms import parse_platforms
+
+    platforms = parse_platforms(args.platform)
+    options = dataclasses.replace(common.options(args), platform=None, side_by_side=False)
+    plans = plan_platforms(
+        common.app(args),
+        options,
+        common.host(),
+        platforms,
+        runner=run_subprocess,
+        reporter=reporter,
+    )
+    shipped = ship_platform_images(
+        plans,
+        base=args.base,
+        tag=args.tag,
+        outputs=ImageOutputs(oci=args.oci, docker_archive=args.docker_archive, push=args.push),
+        source=args.source,
+        store=store,
+        machine=_this_machine(lambda: common.interpreter_for(plans[0].plan, args)),
+        runner=run_subprocess,
+        reporter=reporter,
+        environ=os.environ,
+        home=Path.home(),
+        held=held,
+        compression=compression,
+    )
+    seconds = time.monotonic() - start
+    if args.json:
+        render.emit_json(_platforms_report(args.tag, shipped, compression, seconds))
+    elif not args.quiet:
+        what = f"index of {len(shipped.images)}" if shipped.index is not None else "image"
+        render.out(f"Image {args.tag} ({what}) {shipped.digest} in {seconds:.1f}s")
+        for image in shipped.images:
+            reused = " (environment layer reused)" if image.built.env_layer_reused else ""
+            render.out(f"  {image.platform}: {image.built.digest}{reused}")
+        for kind, where in shipped.outputs.items():
+            render.out(f"  {kind}: {where}")
+    return 0
+
+
+def _this_machine(python: Callable[[], Interpreter]) -> BuildMachine:
+    """What of this machine the images are built with: ``python`` (found when first asked),
+    and the one architecture it compiles sources for, on Linux only."""
+    import platform
+    import sys
+
+    from wheelbarrow.ship.oci.multiarch import BuildMachine
+
+    machine = platform.machine().lower()
+    native = {_WHEEL_ARCH.get(machine, machine)} if sys.platform == "linux" else set()
+    return BuildMachine(python=python, native_arches=frozenset(native))
+
+
+def _platforms_report(
+    tag: str, shipped: ShippedImages, compression: Compression, seconds: float
+) -> dict[str, object]:
+    """The ``--json`` report of an image per platform."""
+    return {
+        "version": 1,
+        "image": tag,
+        "digest": shipped.digest,
+        "index": shipped.index is not None,
+        "compression": {
+            "media_type": compression.media_type,
+            "library": compression.library,
+            "version": compression.version,
+            "level": compression.level,
+        },
+        "platforms": [
+            {
+                "platform": str(image.platform),
+                "target": image.plan.target.as_dict(),
+                "lock": image.plan.lock.path.name,
+                "digest": image.built.digest,
+                "env_layer": {
+                    "digest": image.built.env_layer.digest,
+                    "reused": image.built.env_layer_reused,
+                    "size": image.built.env_layer.size,
+                },
+                "app_layer": {
+                    "digest": image.built.app_layer.digest,
+                    "size": image.built.app_layer.size,
+                },
+                "python": image.built.python.executable,
+            }
+            for image in shipped.images
+        ],
+        "outputs": shipped.outputs,
+        "seconds": round(seconds, 3),
+    }
+
+
+# What platform.machine() says, as wheel tags spell it (arm64 is a Mac's and Windows' aarch64).
+_WHEEL_ARCH = {"amd64": "x86_64", "arm64": "aarch64"}

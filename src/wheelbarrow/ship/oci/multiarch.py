@@ -29,6 +29,7 @@ from wheelbarrow._core.report import Reporter
 from wheelbarrow._core.runner import Runner
 from wheelbarrow._core.text import agree, plural
 from wheelbarrow.app.directory import App
+from wheelbarrow.environment.envs import env_key
 from wheelbarrow.lock.options import Host, Options
 from wheelbarrow.lock.plan import Plan, make_plan
 from wheelbarrow.lock.requirements_lock import build_command
@@ -41,6 +42,7 @@ from wheelbarrow.store.store import Store
 if TYPE_CHECKING:
     from wheelbarrow.environment.interpreters import Interpreter
     from wheelbarrow.share.oci.registry import RegistryClient
+    from wheelbarrow.ship.oci.compression import Compression
     from wheelbarrow.ship.oci.pipeline import ImageOutputs
 
 __all__ = [
@@ -157,17 +159,23 @@ def ship_platform_images(
     environ: Mapping[str, str],
     home: Path,
     held: contextlib.ExitStack,
+    compression: Compression | None = None,
 ) -> ShippedImages:
     """Build each platform's image on ``base``'s image for it, then write them (and with
     several platforms, the index naming them) where ``outputs`` says.
 
     Never downloads a package: every platform's wheelhouse must have been built.
     Every wheelhouse and every platform's base are found before anything is
-    built. The leases that keep ``store gc`` off what is used go on ``held``.
+    built; a stored environment is made (or checked) only when its layer is not
+    made yet. Layers are compressed with ``compression`` (default: gzip). The
+    leases that keep ``store gc`` off what is used go on ``held``.
     """
+    from wheelbarrow.ship.oci.append import manifest_layer_type
     from wheelbarrow.ship.oci.build import source_date_epoch
+    from wheelbarrow.ship.oci.compression import layer_compression
     from wheelbarrow.ship.oci.pipeline import _client
 
+    compression = compression or layer_compression()
     if outputs.docker_archive and len(plans) > 1:
         raise InputError(
             "a docker-archive holds one platform's image, not an index of "
@@ -180,64 +188,90 @@ def ship_platform_images(
     ]
     # Layers and pulled base blobs are referenced by nothing until their records are written.
     held.enter_context(store.building())
-    mtime = source_date_epoch(environ)
     client = _client(environ, home) if (outputs.push or not base.startswith("oci:")) else None
     try:
         bases = load_platform_bases(base, [p.platform for p in plans], store, client)
-        python = machine.python()
-        images = []
-        for item, (house_key, manifest), base_image in zip(plans, houses, bases, strict=True):
-            env_key, env = _stored_env(
-                store, house_key, manifest, python, held=held, runner=runner, reporter=reporter
-            )
-            reporter.message("step", f"Building {tag} for {item.platform} on {base_image.name}")
-            built = build_image(
-                item.plan.app.root,
-                base=base_image,
-                env=env,
-                env_key=env_key,
-                target_python=item.plan.target.python.short,
-                labels=labels_for(
-                    item.plan.app.root,
-                    lock_sha256=item.plan.lock.sha256,
-                    wheelhouse=house_key,
-                    source=source,
-                    mtime=mtime,
-                ),
-                store=store,
-                mtime=mtime,
-            )
-            reporter.message(
-                "info",
-                f"{item.platform}: environment layer {built.env_layer.digest[:19]}… "
-                + ("(reused)" if built.env_layer_reused else "(new)"),
-            )
-            images.append(PlatformImage(platform=item.platform, plan=item.plan, built=built))
-        return _write(tuple(images), tag, outputs, client, store)
+        for base_image in bases:
+            # A Docker v2 base cannot take zstd layers: say so before any layer is made.
+            manifest_layer_type(compression.media_type, docker=base_image.parsed_manifest.is_docker)
+        run = _Run(
+            store=store,
+            python=machine.python(),
+            held=held,
+            runner=runner,
+            reporter=reporter,
+            tag=tag,
+            source=source,
+            mtime=source_date_epoch(environ),
+            compression=compression,
+        )
+        images = tuple(
+            _build_one(run, item, house, base_image)
+            for item, house, base_image in zip(plans, houses, bases, strict=True)
+        )
+        return _write(images, tag, outputs, client, store)
     finally:
         if client is not None:
             client.close()
 
 
-def _stored_env(
-    store: Store,
-    house_key: str,
-    manifest: Mapping[str, Any],
-    python: Interpreter,
-    *,
-    held: contextlib.ExitStack,
-    runner: Runner,
-    reporter: Reporter,
-) -> tuple[str, Path]:
-    """The store's environment of a wheelhouse, made with this machine's ``python`` (which
-    unpacks and compiles, and runs nothing of the wheels), leased on ``held``."""
-    from wheelbarrow.environment.envs import ensure_wheelhouse_env, env_key
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Run:
+    """What every platform's image of one ``wheelbarrow image`` is built with."""
 
-    held.enter_context(store.use("env", env_key(house_key, python)))
-    key, made = ensure_wheelhouse_env(
-        store, house_key, manifest, python, runner=runner, reporter=reporter
+    store: Store
+    python: Interpreter
+    held: contextlib.ExitStack
+    runner: Runner
+    reporter: Reporter
+    tag: str
+    source: str | None
+    mtime: int
+    compression: Compression
+
+
+def _build_one(
+    run: _Run, item: PlatformPlan, house: tuple[str, dict[str, Any]], base: BaseImage
+) -> PlatformImage:
+    """One platform's image: its environment layer (the stored environment made only when
+    the layer is not), the app layer, on the base's image for that platform."""
+    house_key, manifest = house
+    run.reporter.message("step", f"Building {run.tag} for {item.platform} on {base.name}")
+    built = build_image(
+        item.plan.app.root,
+        base=base,
+        env=functools.partial(_stored_env, run, house_key, manifest),
+        env_key=env_key(house_key, run.python),
+        target_python=item.plan.target.python.short,
+        labels=labels_for(
+            item.plan.app.root,
+            lock_sha256=item.plan.lock.sha256,
+            wheelhouse=house_key,
+            source=run.source,
+            mtime=run.mtime,
+        ),
+        store=run.store,
+        mtime=run.mtime,
+        compression=run.compression,
     )
-    return key, made.path
+    run.reporter.message(
+        "info",
+        f"{item.platform}: environment layer {built.env_layer.digest[:19]}… "
+        + ("(reused)" if built.env_layer_reused else "(new)"),
+    )
+    return PlatformImage(platform=item.platform, plan=item.plan, built=built)
+
+
+def _stored_env(run: _Run, house_key: str, manifest: Mapping[str, Any]) -> Path:
+    """The store's environment of a wheelhouse, made with this machine's Python (which
+    unpacks and compiles, and runs nothing of the wheels), leased while the run lasts."""
+    from wheelbarrow.environment.envs import ensure_wheelhouse_env
+
+    run.held.enter_context(run.store.use("env", env_key(house_key, run.python)))
+    _, made = ensure_wheelhouse_env(
+        run.store, house_key, manifest, run.python, runner=run.runner, reporter=run.reporter
+    )
+    return made.path
 
 
 def _require_wheelhouse(
@@ -365,6 +399,7 @@ def _write(
     """One platform: its image, written as ``wheelbarrow image`` writes one. Several: each
     image, then the index naming them, into the layout and the registry."""
     from wheelbarrow.ship.oci.image_index import image_index, push_index, write_index_layout
+    from wheelbarrow.ship.oci.pipeline import _link_blobs, _local_blobs
     from wheelbarrow.ship.oci.pipeline import _write as write_one
 
     if len(images) == 1:
@@ -375,6 +410,8 @@ def _write(
     written: dict[str, object] = {}
     if outputs.oci:
         directory, _, ref = outputs.oci.partition(":")
+        for one in images:  # layers as reflinks or hard links of their files, where they can be
+            _link_blobs(Path(directory), _local_blobs(one.built, one.built.base, store))
         write_index_layout(
             Path(directory), index=index, images=[i.built for i in images], ref_name=ref or "latest"
         )
