@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import posixpath
+import queue
 import stat
 import subprocess
 import tempfile
@@ -43,6 +44,7 @@ _WORKER = Path(__file__).with_name("unpack_worker.py")
 _SOURCE_WEIGHT = 20
 _FILE_WEIGHT = 4096  # a file's own cost (open, write, close), in bytes unpacked
 _MIN_TASK = 1 << 20
+_SIZE_TO_WEIGHT = 10  # a wheel's size on disk to its members' weight, about, for cutting tasks
 _SCHEMES = ("purelib", "platlib", "headers", "scripts", "data")
 _DAMAGED_HINT = (
     "the store was damaged: run `wheelbarrow verify --repair`, then build and install again"
@@ -112,14 +114,24 @@ def unpack_wheels(
     wheel a :class:`MalformedWheelError`; two wheels writing one file an
     :class:`InstallError`; the filesystem's own (a full disk) propagate.
     """
-    count = workers or _cpus()
-    with _Workers(python, max(1, count)) as pool:
-        plans = [_plan(wheel, destination) for wheel in wheels]
-        site_dirs = {destination.scheme_dict["purelib"], destination.scheme_dict["platlib"]}
-        tasks = _tasks(plans, count, compile_bytecode)
-        answers = pool.run(
-            [_task_json(t, site_dirs, root, final_root, compile_bytecode) for t in tasks]
-        )
+    count = max(1, workers or _cpus())
+    site_dirs = {destination.scheme_dict["purelib"], destination.scheme_dict["platlib"]}
+    # The biggest wheels are read and sent first: the workers start on them while the
+    # rest are read, and the small ones even out the end.
+    ordered = sorted(wheels, key=lambda w: -w.path.stat().st_size)
+    estimate = sum(w.path.stat().st_size for w in ordered) * _SIZE_TO_WEIGHT
+    target = max(_MIN_TASK, estimate // (count * 8))
+    plans: list[_Plan] = []
+    tasks: list[_Task] = []
+    with _Workers(python, count) as pool:
+        for wheel in ordered:
+            if pool.failed:
+                break
+            plans.append(_plan(wheel, destination))
+            for task in _tasks(plans[-1], target, compile_bytecode):
+                pool.submit(_task_json(task, site_dirs, root, final_root, compile_bytecode))
+                tasks.append(task)
+        answers = pool.answers()
     files: dict[str, SealedFile] = {}
     uncompiled: list[str] = []
     base = os.fspath(root) + os.sep
@@ -285,28 +297,25 @@ def _weight(member: _Member, compile_bytecode: bool) -> int:
     return member.size * (_SOURCE_WEIGHT if source else 1) + _FILE_WEIGHT
 
 
-def _tasks(plans: Sequence[_Plan], workers: int, compile_bytecode: bool) -> list[_Task]:
-    """The members for workers, cut into tasks of about equal cost, the costliest first.
+def _tasks(plan: _Plan, target: int, compile_bytecode: bool) -> list[_Task]:
+    """The members of ``plan`` for workers, cut into tasks of about ``target`` cost.
 
     Small enough that the last ones even out the workers; big enough that
     each costs far more than sending it.
     """
-    todo = [(p, [m for m in p.members if m.record is None]) for p in plans]
-    total = sum(_weight(m, compile_bytecode) for _, ms in todo for m in ms)
-    target = max(_MIN_TASK, total // (workers * 8))
     tasks: list[_Task] = []
-    for plan, members in todo:
-        chunk: list[_Member] = []
-        weight = 0
-        for member in members:
-            chunk.append(member)
-            weight += _weight(member, compile_bytecode)
-            if weight >= target:
-                tasks.append(_Task(plan=plan, members=tuple(chunk), weight=weight))
-                chunk, weight = [], 0
-        if chunk:
+    chunk: list[_Member] = []
+    weight = 0
+    for member in plan.members:
+        if member.record is not None:  # written here
+            continue
+        chunk.append(member)
+        weight += _weight(member, compile_bytecode)
+        if weight >= target:
             tasks.append(_Task(plan=plan, members=tuple(chunk), weight=weight))
-    tasks.sort(key=lambda t: -t.weight)
+            chunk, weight = [], 0
+    if chunk:
+        tasks.append(_Task(plan=plan, members=tuple(chunk), weight=weight))
     return tasks
 
 
@@ -354,83 +363,92 @@ def _finalize(plan: _Plan, destination: SchemeDictionaryDestination) -> None:
 
 
 class _Workers:
-    """Worker processes of one interpreter, each answering one task at a time."""
+    """Worker processes of one interpreter, each answering one task at a time, in the order
+    the tasks are submitted; after an error, no further task is handed out."""
 
     def __init__(self, python: Path, count: int) -> None:
         self._python = python
         self._source = _WORKER.read_text(encoding="utf-8")
         self._procs: list[tuple[subprocess.Popen[str], IO[bytes]]] = []
+        self._queue: queue.SimpleQueue[tuple[int, str] | None] = queue.SimpleQueue()
+        self._answers: dict[int, dict[str, Any]] = {}
+        self._died: list[InstallError] = []
+        self._submitted = 0
+        self.failed = False  # an error answer, or a worker gone: stop submitting
         try:
             for _ in range(count):
-                log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in close()
-                try:
-                    proc = subprocess.Popen(
-                        [str(python), "-I", "-S", "-c", self._source],
-                        stdin=subprocess.PIPE,
-                        stdout=subprocess.PIPE,
-                        stderr=log,
-                        text=True,
-                        encoding="utf-8",
-                    )
-                except OSError:
-                    log.close()
-                    raise
-                self._procs.append((proc, log))
+                self._procs.append(self._start())
         except OSError as exc:
             self.close()
             raise InstallError(f"could not start {python} to unpack wheels: {exc}") from exc
+        self._threads = [
+            threading.Thread(target=self._serve, args=proc_log, daemon=True)
+            for proc_log in self._procs
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def _start(self) -> tuple[subprocess.Popen[str], IO[bytes]]:
+        log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in close()
+        try:
+            proc = subprocess.Popen(
+                [str(self._python), "-I", "-S", "-c", self._source],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                text=True,
+                encoding="utf-8",
+            )
+        except OSError:
+            log.close()
+            raise
+        return proc, log
 
     def __enter__(self) -> _Workers:
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, kind: object, *_: object) -> None:
+        if kind is not None:
+            self.failed = True  # the tasks queued are not run
         self.close()
 
-    def run(self, tasks: Sequence[str]) -> list[dict[str, Any]]:
-        """The answer to each task, in order; stops handing out tasks after an error."""
-        answers: list[dict[str, Any] | None] = [None] * len(tasks)
-        lock = threading.Lock()
-        pending = iter(range(len(tasks)))
-        failed: list[BaseException] = []
+    def submit(self, task: str) -> None:
+        """Queue one task (a JSON line) for the next free worker."""
+        self._queue.put((self._submitted, task))
+        self._submitted += 1
 
-        def serve(proc: subprocess.Popen[str], log: IO[bytes]) -> None:
-            stdin, stdout = cast("IO[str]", proc.stdin), cast("IO[str]", proc.stdout)
-            while True:
-                with lock:
-                    index = None if failed else next(pending, None)
-                if index is None:
-                    return
-                try:
-                    stdin.write(tasks[index] + "\n")
-                    stdin.flush()
-                    line = stdout.readline()
-                except OSError:
-                    line = ""
-                if not line:
-                    with lock:
-                        failed.append(self._died(proc, log))
-                    return
-                answer = json.loads(line)
-                answers[index] = answer
-                if "error" in answer:
-                    with lock:
-                        failed.append(Exception(answer))
-                    return
+    def answers(self) -> list[dict[str, Any]]:
+        """The answer to each task submitted, in order, once all are done (or skipped after
+        an error: ``{"error": "skipped"}``); raises when a worker died and none answered
+        an error."""
+        self._stop()
+        if self._died and not any("error" in a for a in self._answers.values()):
+            raise self._died[0]
+        skipped = {"error": "skipped"}
+        return [self._answers.get(i, skipped) for i in range(self._submitted)]
 
-        threads = [
-            threading.Thread(target=serve, args=proc_log, daemon=True) for proc_log in self._procs
-        ]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        died = [e for e in failed if isinstance(e, InstallError)]
-        if died and not any(a and "error" in a for a in answers):
-            raise died[0]
-        # An error answer is raised by the caller, naming its wheel; tasks not run have none.
-        return [a if a is not None else {"error": "skipped"} for a in answers]
+    def _serve(self, proc: subprocess.Popen[str], log: IO[bytes]) -> None:
+        stdin, stdout = cast("IO[str]", proc.stdin), cast("IO[str]", proc.stdout)
+        while (item := self._queue.get()) is not None:
+            if self.failed:
+                continue  # drain: the rest are skipped
+            index, task = item
+            try:
+                stdin.write(task + "\n")
+                stdin.flush()
+                line = stdout.readline()
+            except OSError:
+                line = ""
+            if not line:
+                self._died.append(self._gone(proc, log))
+                self.failed = True
+                continue
+            answer = json.loads(line)
+            self._answers[index] = answer
+            if "error" in answer:
+                self.failed = True
 
-    def _died(self, proc: subprocess.Popen[str], log: IO[bytes]) -> InstallError:
+    def _gone(self, proc: subprocess.Popen[str], log: IO[bytes]) -> InstallError:
         code = proc.wait()
         log.seek(0)
         tail = log.read().decode("utf-8", "replace").strip().splitlines()[-10:]
@@ -440,8 +458,17 @@ class _Workers:
             hint="check that this interpreter runs, and that the disk is not full",
         )
 
+    def _stop(self) -> None:
+        """Let every thread take the tasks left, then end."""
+        for _ in getattr(self, "_threads", ()):
+            self._queue.put(None)
+        for thread in getattr(self, "_threads", ()):
+            thread.join()
+        self._threads = []
+
     def close(self) -> None:
         """Let the workers finish (their input closed), then release them."""
+        self._stop()
         for proc, log in self._procs:
             if proc.stdin is not None:
                 with contextlib.suppress(OSError):  # a worker that died
