@@ -40,6 +40,12 @@ if TYPE_CHECKING:
     from wheelbarrow.environment.site import Wheel
 
 _WORKER = Path(__file__).with_name("unpack_worker.py")
+# The worker's file run as __main__, without its directory on sys.path (where this
+# package's site.py would be found first on a Python before 3.11, whose -I keeps it).
+_BOOTSTRAP = (
+    "import sys; p = sys.argv[1]; "
+    "exec(compile(open(p, 'rb').read(), p, 'exec'), {'__name__': '__main__'})"
+)
 # Compiling a byte of Python source costs about as much as unpacking twenty of anything.
 _SOURCE_WEIGHT = 20
 _FILE_WEIGHT = 4096  # a file's own cost (open, write, close), in bytes unpacked
@@ -368,7 +374,6 @@ class _Workers:
 
     def __init__(self, python: Path, count: int) -> None:
         self._python = python
-        self._source = _WORKER.read_text(encoding="utf-8")
         self._procs: list[tuple[subprocess.Popen[str], IO[bytes]]] = []
         self._queue: queue.SimpleQueue[tuple[int, str] | None] = queue.SimpleQueue()
         self._answers: dict[int, dict[str, Any]] = {}
@@ -392,7 +397,7 @@ class _Workers:
         log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in close()
         try:
             proc = subprocess.Popen(
-                [str(self._python), "-I", "-S", "-c", self._source],
+                [str(self._python), "-I", "-S", "-c", _BOOTSTRAP, str(_WORKER)],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=log,

@@ -1,9 +1,9 @@
 """The worker that unpacks wheel members and compiles their bytecode, run by the target's Python.
 
-Started as ``python -I -S -c SOURCE`` (standard library only, and kept to the
-syntax of Python 3.8: it runs under the environment's interpreter, not
-wheelbarrow's). It reads one JSON task per line on stdin and answers one JSON
-line per task on stdout:
+Run by ``python -I -S`` as ``__main__`` (standard library only, and kept to
+the syntax of Python 3.8: it runs under the environment's interpreter, not
+wheelbarrow's; tried with 3.8 to 3.13). It reads one JSON task per line on
+stdin and answers one JSON line per task on stdout:
 
     task:   {"wheel": PATH, "sha256": HEX, "members": [[NAME, DEST, EXECUTABLE, DFILE], ...]}
     answer: {"files": [[DEST, SIZE, MTIME_NS, INODE, SHA256], ...], "failed": [DEST, ...]}
