@@ -237,6 +237,34 @@ class TestMultiarchImage:
         assert report["index"] is False and (env.root / "alone.tar").is_file()
 
 
+class TestOnePlatformFromItsLock:
+    def test_an_arm64_lock_takes_the_base_indexs_arm64_image(self, env):
+        """Without image platforms the image is for the lock's architecture: an aarch64 lock
+        builds on the base index's arm64 image."""
+        app = make_app(env.root / "armlock", "native==1.0\n", python=HOST_PYTHON)
+        built = cli("build", app, "--store", env.store, "--index-url", env.index_url,
+                    "--platform", ARM64)  # fmt: skip
+        assert built.code == 0, built.err
+        out = env.root / "armlock-oci"
+        image(env, app, "--oci", f"{out}:v1")
+        manifest = blob_json(out, tagged(out, "v1")["digest"])
+        assert blob_json(out, manifest["config"]["digest"])["architecture"] == "arm64"
+
+    def test_a_single_platform_base_of_another_architecture_is_refused(self, env, tmp_path):
+        """An aarch64 lock on an amd64 image is an error naming both, not a broken image."""
+        app = make_app(env.root / "armonamd", "native==1.0\n", python=HOST_PYTHON)
+        built = cli("build", app, "--store", env.store, "--index-url", env.index_url,
+                    "--platform", ARM64)  # fmt: skip
+        assert built.code == 0, built.err
+        result = cli(
+            "image", app, "--store", env.store, "--base", f"oci:{env.layout}:amd64",
+            "--tag", "localhost/x:1", "--oci", tmp_path / "out",
+        )  # fmt: skip
+        assert result.code != 0
+        assert "single-platform image (linux/amd64), so it is no base for linux/arm64" in result.err
+        assert not (tmp_path / "out").exists()
+
+
 class TestMultiarchErrors:
     def test_a_single_platform_base_for_two_platforms_is_refused(self, env):
         """A base that is one image, given for two platforms, is named; nothing is written."""
@@ -247,7 +275,10 @@ class TestMultiarchErrors:
             "--tag", "localhost/x:1", "--platform", "linux/amd64,linux/arm64", "--oci", out,
         )  # fmt: skip
         assert result.code != 0
-        assert f"oci:{env.layout}:amd64 is a single-platform image (linux/amd64)" in result.err
+        assert (
+            f"oci:{env.layout}:amd64 is a single-platform image (linux/amd64), "
+            "so it is no base for linux/arm64"
+        ) in result.err
         assert "multi-architecture base" in result.err
         assert not out.exists()
 

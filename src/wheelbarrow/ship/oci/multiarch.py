@@ -338,8 +338,7 @@ def load_platform_bases(
         has = ImagePlatform.describe(config)
         if distinct == 1:
             raise ImageError(
-                f"{text} is a single-platform image ({has}), not an index with an image "
-                f"for {platform}",
+                f"{text} is a single-platform image ({has}), so it is no base for {platform}",
                 hint="give a multi-architecture base, an OCI image index or a Docker "
                 "manifest list with an image for "
                 + ", ".join(str(p) for p in platforms)

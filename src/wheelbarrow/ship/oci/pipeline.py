@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
-from wheelbarrow._core.errors import InputError
 from wheelbarrow._core.report import Reporter
 from wheelbarrow._core.runner import Runner
 from wheelbarrow.lock.plan import Plan
@@ -28,6 +27,7 @@ from wheelbarrow.ship.oci.compression import Compression, layer_compression
 from wheelbarrow.store.store import Store
 
 if TYPE_CHECKING:
+    from wheelbarrow.app.target import Target
     from wheelbarrow.environment.interpreters import Interpreter
     from wheelbarrow.share.oci.reference import ImageReference
     from wheelbarrow.share.oci.registry import RegistryClient
@@ -97,7 +97,7 @@ def ship_image(
     mtime = source_date_epoch(environ)
     client = _client(environ, home) if (outputs.push or not base.startswith("oci:")) else None
     try:
-        base_image = _load_base(base, store, client)
+        base_image = _load_base(base, plan.target, store, client)
         # A Docker v2 base cannot take zstd layers: say so before any layer is made.
         manifest_layer_type(compression.media_type, docker=base_image.parsed_manifest.is_docker)
         reporter.message("step", f"Building {tag} on {base_image.name}")
@@ -243,31 +243,14 @@ def _client(environ: Mapping[str, str], home: Path) -> RegistryClient:
     return RegistryClient(auth=AuthSource.from_environment(environ, home))
 
 
-def _load_base(text: str, store: Store, client: RegistryClient | None) -> BaseImage:
-    """``oci:DIR:TAG`` (an OCI layout), else an image reference in a registry."""
-    if text.startswith("oci:"):
-        from wheelbarrow.ship.oci.layout import read_oci_layout
+def _load_base(text: str, target: Target, store: Store, client: RegistryClient | None) -> BaseImage:
+    """The base's image for the target's architecture: ``oci:DIR:TAG`` (an OCI layout), else
+    an image reference in a registry; from an index its image for that platform, else the
+    one image it is, which must be for that platform."""
+    from wheelbarrow.ship.oci.multiarch import load_platform_bases
+    from wheelbarrow.ship.oci.platforms import ImagePlatform
 
-        directory, _, ref = text.removeprefix("oci:").partition(":")
-        image = read_oci_layout(Path(directory), ref or "latest")
-        return BaseImage(
-            name=text, manifest=image.manifest, config=image.config, open_blob=image.open_blob
-        )
-    from wheelbarrow.share.oci.reference import ImageReference
-    from wheelbarrow.ship.oci.image import Manifest
-
-    if client is None:
-        raise InputError(f"{text}: reading a base from a registry needs a registry client")
-    reference = ImageReference.parse(text)
-    body, _media_type, _digest = client.resolve_manifest(reference)
-    manifest = Manifest.from_json(body, where=f"{text} manifest")
-    config = client.get_blob(reference, manifest.config.digest)
-    return BaseImage(
-        name=text,
-        manifest=body,
-        config=config,
-        open_blob=_cached_registry_blobs(client, reference, store),
-    )
+    return load_platform_bases(text, [ImagePlatform.of_target(target)], store, client)[0]
 
 
 def _cached_registry_blobs(
