@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from support import make_sdist, make_wheel, serve_local_index
+from support import make_sdist, make_wheel, serve_local_index, sha256_of
 from support.apps import HOST_PYTHON, cli, make_app
 from support.containers import require
 from support.multiarch import (
@@ -337,6 +337,30 @@ class TestMultiarchErrors:
         assert "1 package has no wheel for linux/arm64 (manylinux_2_28_aarch64)" in result.err
         assert "x86only 1.0 (sdist)" in result.err
         assert "source builds for a foreign architecture are out of scope" in result.err
+        assert not (tmp_path / "out").exists()
+
+    def test_a_package_with_no_arm64_file_in_a_users_lock_is_named_with_the_platform(
+        self, env, tmp_path
+    ):
+        """A pylock.toml of another tool listing only an x86_64 wheel: the package is named,
+        and the platform, before anything is built."""
+        app = tmp_path / "userlock"
+        wheel = make_wheel(app / "wheels", "onlyx86", "1.0", tag=f"{CP}-{CP}-manylinux_2_17_x86_64")
+        (app / ".python-version").write_text(HOST_PYTHON + "\n")
+        (app / "pylock.toml").write_text(
+            'lock-version = "1.0"\ncreated-by = "hand"\n\n[[packages]]\nname = "onlyx86"\n'
+            f'version = "1.0"\nwheels = [{{ name = "{wheel.name}", path = "wheels/{wheel.name}", '
+            f'hashes = {{ sha256 = "{sha256_of(wheel)}" }} }}]\n'
+        )
+        built = cli("build", app, "--store", env.store)
+        assert built.code == 0, built.err
+        result = cli(
+            "image", app, "--store", env.store, "--base", env.base, "--tag", "localhost/x:1",
+            "--platform", "linux/amd64,linux/arm64", "--oci", tmp_path / "out",
+        )  # fmt: skip
+        assert result.code != 0
+        assert "1 package has no compatible wheel for linux/arm64 (CPython" in result.err
+        assert "onlyx86 1.0 (has wheels for other targets; no source)" in result.err
         assert not (tmp_path / "out").exists()
 
 
