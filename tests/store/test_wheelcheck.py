@@ -140,6 +140,23 @@ def member_data_offset(wheel: Path, member: str) -> int:
     return info.header_offset + 30 + name_length + extra_length
 
 
+def rehashed(wheel: Path, members: set[str]) -> Path:
+    """The wheel with the RECORD hashes of ``members`` replaced by another file's."""
+    wrong = _b64(hashlib.sha256(b"another file").digest())
+    with zipfile.ZipFile(wheel) as src:
+        contents = {info.filename: src.read(info) for info in src.infolist()}
+    record = next(name for name in contents if name.endswith(".dist-info/RECORD"))
+    lines = []
+    for line in contents[record].decode().splitlines():
+        name, _, size = line.split(",")
+        lines.append(f"{name},sha256={wrong},{size}" if name in members else line)
+    contents[record] = ("\n".join(lines) + "\n").encode()
+    with zipfile.ZipFile(wheel, "w") as dst:
+        for name, content in contents.items():
+            dst.writestr(name, content, compress_type=zipfile.ZIP_STORED)
+    return wheel
+
+
 BIG = 3 << 20  # past the check's 1 MiB chunks
 
 
@@ -181,6 +198,20 @@ class TestContents:
         with pytest.raises(MalformedWheelError) as info:
             check_wheel(wheel)
         assert info.value.message.startswith("alpha-1.0-py3-none-any.whl: ")
+
+    def test_a_big_wheels_members_are_all_checked_and_named_in_order(self, tmp_path):
+        """A wheel past 4 MB (checked by several threads) names each bad member, in the
+        archive's order."""
+        wheel = make_wheel(tmp_path, "alpha", "1.0")
+        for i in range(8):
+            wheel = rebuilt(
+                wheel, f"alpha/part{i}.bin", os.urandom(1 << 20), compress_type=zipfile.ZIP_STORED
+            )
+        wheel = rehashed(wheel, {f"alpha/part{i}.bin" for i in (6, 1, 4)})
+        with pytest.raises(MalformedWheelError) as info:
+            check_wheel(wheel)
+        assert info.value.message.index("part1.bin") < info.value.message.index("part4.bin")
+        assert info.value.message.index("part4.bin") < info.value.message.index("part6.bin")
 
     def test_a_member_bigger_than_record_says_is_refused(self, tmp_path):
         """A member that inflates past its RECORD size (a zip bomb) is refused as a mismatch."""
