@@ -213,6 +213,31 @@ class TestCompileErrors:
         assert " !     " in out and "no-such-package" in out
 
 
+class TestCompileCheck:
+    def test_a_console_script_that_cannot_start_fails_the_compile(self, tmp_path, local_index):
+        """The environment's check, made on the stored environment while the slug's is cloned,
+        fails the compile after its step line, naming the script, as it did after the clone;
+        so does the next compile, from the cache."""
+        d = tmp_path / "dists"
+        make_wheel(d, "tool", "1.0", entry_points={"tool": "tool.missing:main"})
+        index = local_index(d)
+        build = tmp_path / "build_1234"
+        build.mkdir()
+        (build / "requirements.txt").write_text("tool==1.0\n")
+        (build / ".python-version").write_text(HOST_PYTHON + "\n")
+        (build / "Procfile").write_text("worker: tool\n")
+        env = tmp_path / "env"
+        env.mkdir()
+        (env / "WHEELBARROW_INDEX_URL").write_text(index.url)
+        for _ in range(2):
+            shutil.rmtree(build / ".heroku", ignore_errors=True)
+            code, out = compile_(build, tmp_path / "cache", env, tmp_path / "app")
+            assert code != 0
+            step = out.index("-----> Checking the installed environment")
+            assert out.index("tool.missing") > step
+            assert "1 console script of the installed packages cannot start" in out
+
+
 class TestCompileWebServer:
     def test_a_detected_web_app_without_gunicorn_fails_naming_it(self, platform):
         """bin/release would offer gunicorn for app.py: without it in the requirements the

@@ -8,13 +8,19 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from wheelbarrow._core.runner import Runner
 from wheelbarrow.app.config import read_build_config
-from wheelbarrow.environment.envcheck import SKIP_SCRIPTS_VAR, check_environment, require_healthy
+from wheelbarrow.environment.envcheck import (
+    SKIP_SCRIPTS_VAR,
+    EnvCheck,
+    check_environment,
+    require_healthy,
+)
 from wheelbarrow.ship.heroku.django import collectstatic
 from wheelbarrow.ship.heroku.nltk import download_corpora
 from wheelbarrow.ship.heroku.output import HerokuReporter
@@ -32,6 +38,64 @@ def app_env(venv: Path, *, environ: Mapping[str, str], config: Mapping[str, str]
     return env
 
 
+class StartedCheck:
+    """The environment check running on a thread while the caller does something else (the
+    classic buildpack clones the slug's environment meanwhile); :meth:`result` waits for it
+    and raises what it raised."""
+
+    def __init__(self, python: Path, *, scripts: bool, env: Mapping[str, str], runner: Runner):
+        self._outcome: EnvCheck | BaseException | None = None
+        self._thread = threading.Thread(
+            target=self._run, args=(python, scripts, env, runner), daemon=True
+        )
+        self._thread.start()
+
+    def _run(self, python: Path, scripts: bool, env: Mapping[str, str], runner: Runner) -> None:
+        try:
+            self._outcome = check_environment(python, runner=runner, scripts=scripts, env=env)
+        except BaseException as exc:  # noqa: BLE001 - raised again by result()
+            self._outcome = exc
+
+    def wait(self) -> None:
+        """Until the check has finished (it uses the store's environment: the caller holds the
+        lease on it until then)."""
+        self._thread.join()
+
+    def result(self) -> EnvCheck:
+        """The check's finding, once it has finished."""
+        self._thread.join()
+        if isinstance(self._outcome, BaseException):
+            raise self._outcome
+        if self._outcome is None:
+            raise RuntimeError("the environment check ended without a finding")
+        return self._outcome
+
+
+def start_check(
+    python: Path,
+    venv: Path,
+    *,
+    app_dir: Path | None = None,
+    config: Mapping[str, str],
+    environ: Mapping[str, str],
+    runner: Runner,
+) -> StartedCheck:
+    """Start the check :func:`check_installed` makes of ``venv``, on ``python`` (the store's
+    environment ``venv`` is a clone of: the same files, so the same finding)."""
+    skip, setting = _script_settings(app_dir, config=config, environ=environ)
+    env = app_env(venv, environ=environ, config=config)
+    return StartedCheck(python, scripts=not (skip or setting), env=env, runner=runner)
+
+
+def _script_settings(
+    app_dir: Path | None, *, config: Mapping[str, str], environ: Mapping[str, str]
+) -> tuple[bool, bool]:
+    """Whether the config var, and whether the build settings, turn the script check off."""
+    skip = config.get(SKIP_SCRIPTS_VAR, environ.get(SKIP_SCRIPTS_VAR, "")) not in ("", "0")
+    setting = not read_build_config(app_dir).script_check if app_dir is not None else False
+    return skip, setting
+
+
 def check_installed(
     venv: Path,
     *,
@@ -40,17 +104,21 @@ def check_installed(
     environ: Mapping[str, str],
     runner: Runner,
     out: HerokuReporter,
+    started: StartedCheck | None = None,
 ) -> None:
-    """Fail the build when the environment's dependencies are unmet or a script cannot start."""
+    """Fail the build when the environment's dependencies are unmet or a script cannot start
+    (``started``: the check already under way, see :func:`start_check`)."""
     out.step("Checking the installed environment")
-    skip = config.get(SKIP_SCRIPTS_VAR, environ.get(SKIP_SCRIPTS_VAR, "")) not in ("", "0")
-    setting = not read_build_config(app_dir).script_check if app_dir is not None else False
-    check = check_environment(
-        venv / "bin" / "python",
-        runner=runner,
-        scripts=not (skip or setting),
-        env=app_env(venv, environ=environ, config=config),
-    )
+    skip, setting = _script_settings(app_dir, config=config, environ=environ)
+    if started is not None:
+        check = started.result()
+    else:
+        check = check_environment(
+            venv / "bin" / "python",
+            runner=runner,
+            scripts=not (skip or setting),
+            env=app_env(venv, environ=environ, config=config),
+        )
     require_healthy(
         check,
         skip_hint=f"set the config var {SKIP_SCRIPTS_VAR}=1 (or script-check = false in the "
@@ -69,13 +137,23 @@ def after_install(
     environ: Mapping[str, str],
     runner: Runner,
     out: HerokuReporter,
+    started: StartedCheck | None = None,
 ) -> bool:
-    """Check the environment, fetch NLTK corpora into ``nltk_dir``, collect static files.
+    """Check the environment (``started``: the check under way), fetch NLTK corpora into
+    ``nltk_dir``, collect static files.
 
     Returns whether NLTK corpora were downloaded (the caller points
     ``NLTK_DATA`` at them).
     """
-    check_installed(venv, app_dir=app_dir, config=config, environ=environ, runner=runner, out=out)
+    check_installed(
+        venv,
+        app_dir=app_dir,
+        config=config,
+        environ=environ,
+        runner=runner,
+        out=out,
+        started=started,
+    )
     env = app_env(venv, environ=environ, config=config)
     corpora = download_corpora(app_dir, venv, data_dir=nltk_dir, env=env, runner=runner, out=out)
     if corpora:

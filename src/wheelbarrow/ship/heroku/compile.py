@@ -25,6 +25,7 @@ from wheelbarrow.ship.heroku.provide_environment import prepare_environment
 from wheelbarrow.store.store import Store
 
 if TYPE_CHECKING:
+    from wheelbarrow.ship.heroku.afterinstall import StartedCheck
     from wheelbarrow.ship.heroku.python_version import PythonChoice
     from wheelbarrow.ship.heroku.runtime import Runtime
 
@@ -70,16 +71,16 @@ def compile_app(ctx: CompileContext, out: HerokuReporter) -> None:
     )
     _record_cache(cache, stack=ctx.stack, python=str(choice.version))
 
-    dest = _install_environment(
+    dest, env, started = _install_environment(
         ctx, app, choice.version, interpreter, cache=cache, config=config, out=out
     )
-    _after_install(ctx, dest, slug_home=slug_home, config=config, out=out)
+    _after_install(ctx, dest, slug_home=slug_home, config=config, out=out, started=started)
     profile = write_profile(
         ctx.build_dir, venv_rel=VENV, runtime_rel=RUNTIME if runtime.home is not None else None
     )
     out.detail(f"wrote {profile.relative_to(ctx.build_dir)}")
     _hook(ctx, "post_compile", config, out)
-    _finish_slug(ctx, out)
+    _finish_slug(ctx, out, known_tests=_known_tests(cache, env))
 
 
 def _python_and_app(
@@ -139,11 +140,13 @@ def _install_environment(
     cache: Path,
     config: Mapping[str, str],
     out: HerokuReporter,
-) -> Path:
-    """The app's environment at BUILD_DIR/.heroku/venv, cloned from the cached store.
+) -> tuple[Path, Path, StartedCheck]:
+    """The app's environment at BUILD_DIR/.heroku/venv, cloned from the cached store; the
+    store's environment it is a clone of; and the check of it, made while it is cloned.
 
     The last lock comes from the build cache first, and the lock used goes back there.
     """
+    from wheelbarrow.ship.heroku.afterinstall import start_check
     from wheelbarrow.ship.heroku.lockcache import keep_lock, restore_lock
 
     dest = ctx.build_dir / VENV
@@ -163,9 +166,22 @@ def _install_environment(
             held=held,
             which=ctx.which,
         )
-        clone_env(env, dest)
+        # The check imports every console script: it runs on the stored environment, the
+        # same files, while they are cloned (two cores instead of one after the other).
+        started = start_check(
+            env / "bin" / "python",
+            dest,
+            app_dir=ctx.build_dir,
+            config=config,
+            environ=ctx.environ,
+            runner=ctx.runner,
+        )
+        try:
+            clone_env(env, dest)
+        finally:
+            started.wait()  # the store's environment stays leased until the check is done
     keep_lock(app.lock_path, cache)
-    return dest
+    return dest, env, started
 
 
 def _after_install(
@@ -175,8 +191,10 @@ def _after_install(
     slug_home: Path,
     config: Mapping[str, str],
     out: HerokuReporter,
+    started: StartedCheck,
 ) -> None:
-    """Check the web servers, point the environment at SLUG_HOME, then collectstatic and NLTK."""
+    """Check the web servers, point the environment at SLUG_HOME, report the environment's
+    check (``started``), then collectstatic and NLTK."""
     from wheelbarrow.ship.heroku.afterinstall import after_install
     from wheelbarrow.ship.heroku.nltk import DATA_REL, write_nltk_profile
     from wheelbarrow.ship.heroku.release import check_web_servers, installed_distributions
@@ -192,6 +210,7 @@ def _after_install(
         environ=ctx.environ,
         runner=ctx.runner,
         out=out,
+        started=started,
     ):
         write_nltk_profile(ctx.build_dir)
 
@@ -303,14 +322,25 @@ def _hook(ctx: CompileContext, name: str, config: Mapping[str, str], out: Heroku
         )
 
 
-def _finish_slug(ctx: CompileContext, out: HerokuReporter) -> None:
+def _known_tests(cache: Path, env: Path) -> Path:
+    """Where the test packages of the store's environment ``env`` are kept (see strip_slug);
+    those of other environments go, the cache keeping only the last one's."""
+    known = cache / "slug-tests"
+    with contextlib.suppress(OSError):  # none yet; a file that cannot go is merely kept
+        for old in known.iterdir():
+            if old.name != f"{env.name}.json":
+                old.unlink()
+    return known / f"{env.name}.json"
+
+
+def _finish_slug(ctx: CompileContext, out: HerokuReporter, *, known_tests: Path) -> None:
     from wheelbarrow.ship.heroku.slug import apply_slugignore, slug_size, strip_slug
 
     removed = apply_slugignore(ctx.build_dir)
     if removed:
         out.detail(f".slugignore removed {plural(len(removed), 'path')}")
     sites = sorted((ctx.build_dir / VENV).glob("lib/python*/site-packages"))
-    stripped = strip_slug(ctx.build_dir, site_packages=sites)
+    stripped = strip_slug(ctx.build_dir, site_packages=sites, known=known_tests)
     out.step(f"Slug: {human_size(slug_size(ctx.build_dir))}")
     out.detail(f"stripped {stripped.describe()}")
 

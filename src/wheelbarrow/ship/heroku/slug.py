@@ -176,7 +176,9 @@ class StripReport:
         )
 
 
-def strip_slug(build_dir: Path, *, site_packages: Sequence[Path]) -> StripReport:
+def strip_slug(
+    build_dir: Path, *, site_packages: Sequence[Path], known: Path | None = None
+) -> StripReport:
     """Remove test suites and caches that would only make the slug bigger.
 
     In each ``site_packages``: directories named ``tests`` or ``test`` inside
@@ -191,10 +193,13 @@ def strip_slug(build_dir: Path, *, site_packages: Sequence[Path]) -> StripReport
     environments, Python installations, ``.heroku/``): ``__pycache__``,
     ``.pytest_cache``, ``.mypy_cache``, ``.ruff_cache``, stray ``*.pyc`` and
     pip's and uv's caches under ``.cache/``.
+
+    ``known`` is a file that keeps which test packages the site-packages hold, for the next
+    build of the same environment (the caller names it by the environment's key): finding
+    them reads every module of the packages that have some, and an unchanged environment
+    has the same ones.
     """
-    targets: list[str] = []
-    for sp in site_packages:
-        targets.extend(_test_packages(sp))
+    targets = _known_test_packages(build_dir, site_packages, known)
     for name in INSTALLER_CACHES:
         candidate = build_dir / name
         if candidate.is_dir() and not candidate.is_symlink():
@@ -213,6 +218,33 @@ def strip_slug(build_dir: Path, *, site_packages: Sequence[Path]) -> StripReport
     if cache.is_dir() and not cache.is_symlink() and not any(cache.iterdir()):
         cache.rmdir()
     return StripReport(paths=tuple(paths), files_removed=files, bytes_removed=size)
+
+
+def _known_test_packages(
+    build_dir: Path, site_packages: Sequence[Path], known: Path | None
+) -> list[str]:
+    """The test packages of ``site_packages`` (absolute paths), from ``known`` when it lists
+    them for these site-packages and each is still a directory there, else found and kept."""
+    import json
+
+    from wheelbarrow._core.files import atomic_write_text
+
+    sites = [_relative(str(sp), build_dir) for sp in site_packages]
+    try:
+        data = json.loads(known.read_text(encoding="utf-8")) if known is not None else None
+    except (OSError, ValueError):
+        data = None
+    if isinstance(data, dict) and data.get("site-packages") == sites:
+        listed = data.get("tests")
+        if isinstance(listed, list) and all(isinstance(t, str) for t in listed):
+            found = [os.path.join(build_dir, t) for t in listed]
+            if all(os.path.isdir(t) and not os.path.islink(t) for t in found):
+                return found
+    targets = [t for sp in site_packages for t in _test_packages(sp)]
+    if known is not None:
+        tests = [_relative(t, build_dir) for t in targets]
+        atomic_write_text(known, json.dumps({"site-packages": sites, "tests": tests}) + "\n")
+    return targets
 
 
 def _relative(path: str, root: Path) -> str:
