@@ -339,6 +339,59 @@ class TestMultiarchErrors:
         assert "source builds for a foreign architecture are out of scope" in result.err
         assert not (tmp_path / "out").exists()
 
+    def test_on_a_machine_that_builds_aarch64_sources_the_source_is_no_error(self, env, tmp_path):
+        """What a source build is foreign to is the machine's (BuildMachine.native_arches): where
+        aarch64 sources build, the same lock only lacks its arm64 wheelhouse."""
+        import contextlib
+
+        from wheelbarrow._core.errors import StoreError
+        from wheelbarrow._core.report import NullReporter
+        from wheelbarrow._core.runner import run_subprocess
+        from wheelbarrow.app.directory import read_app
+        from wheelbarrow.cli.common import host, running_interpreter
+        from wheelbarrow.lock.options import Options
+        from wheelbarrow.ship.oci.multiarch import (
+            BuildMachine,
+            plan_platforms,
+            ship_platform_images,
+        )
+        from wheelbarrow.ship.oci.pipeline import ImageOutputs
+        from wheelbarrow.ship.oci.platforms import parse_platforms
+        from wheelbarrow.store.store import Store
+
+        app = make_app(env.root / "armhost", "native==1.0\nx86only==1.0\n", python=HOST_PYTHON)
+        for platform in (AMD64, ARM64):
+            locked = cli("lock", app, "--index-url", env.index_url, "--platform", platform)
+            assert locked.code == 0, locked.err
+        assert cli("build", app, "--store", env.store, "--index-url", env.index_url).code == 0
+        plans = plan_platforms(
+            read_app(app, environ={}),
+            Options(),
+            host(),
+            parse_platforms("linux/amd64,linux/arm64"),
+            runner=run_subprocess,
+            reporter=NullReporter(),
+        )
+        with contextlib.ExitStack() as held, pytest.raises(StoreError) as caught:
+            ship_platform_images(
+                plans,
+                base=env.base,
+                tag="localhost/x:1",
+                outputs=ImageOutputs(oci=str(tmp_path / "out")),
+                source=None,
+                store=Store(env.store),
+                machine=BuildMachine(
+                    python=running_interpreter, native_arches=frozenset({"aarch64"})
+                ),
+                runner=run_subprocess,
+                reporter=NullReporter(),
+                environ={},
+                home=tmp_path,
+                held=held,
+            )
+        assert "no wheelhouse for linux/arm64" in caught.value.message
+        assert f"--platform {ARM64}" in (caught.value.hint or "")
+
     def test_a_package_with_no_arm64_file_in_a_users_lock_is_named_with_the_platform(
         self, env, tmp_path
     ):
