@@ -1,10 +1,10 @@
 """Multi-architecture images: one image per platform from one app, and the index naming them.
 
 Nothing of a target platform runs on the machine that builds them. Its wheels are
-unpacked by wheelbarrow's own installer code, scripts are written for the image's
-interpreter (``/opt/venv/bin/python``, a link to the base's), and bytecode is
-compiled by a CPython of the target's X.Y on this machine: the bytecode of a minor
-version is the same on every architecture. So an x86_64 machine builds the
+unpacked by wheelbarrow's own code under a CPython of the target's X.Y on this
+machine, which also compiles the bytecode (the bytecode of a minor version is the
+same on every architecture), and scripts are written for the image's interpreter
+(``/opt/venv/bin/python``, a link to the base's). So an x86_64 machine builds the
 linux/arm64 image, and an arm64 laptop the linux/amd64 one, without emulation.
 What is taken from the building machine is a :class:`BuildMachine`, passed in.
 
@@ -62,8 +62,9 @@ class BuildMachine:
 
     ``python`` is asked once the wheelhouses are found: a CPython of the target's
     X.Y on this machine, which lays out each platform's environment (``python -m
-    venv``, whose links the image points at the base's interpreter) and compiles
-    its bytecode; it never imports a wheel's code. ``native_arches`` are the wheel
+    venv``, whose links the image points at the base's interpreter), runs
+    wheelbarrow's unpacking and compiles the bytecode; it never imports a wheel's
+    code. ``native_arches`` are the wheel
     architectures whose sources ``wheelbarrow build`` can compile here (on Linux
     the machine's own; elsewhere none: a Mac's compilers make no manylinux wheels);
     another platform's wheelhouse is made of wheels only. The store's environments
