@@ -9,12 +9,14 @@ package index), with the peak memory of the largest process of each command:
   ``pip download`` of the lock's pins; and with no lock (lock + fetch) against ``pip
   download -r requirements.txt``.
 
-Then the rows of the other benchmarks, each run as a subprocess with ``--json FILE`` when
-its script is there (``--skip NAME`` leaves one out): warm install and its constant-time
-rows (bench_install_scaling.py / bench_warm_install.py), no-op build and Heroku compiles
-(bench_noop.py), image cold and app-only against buildah (bench_image.py: 10+ minutes,
-needs podman and buildah). A script that is missing or fails gives its rows as "not run"
-with the reason. Prints one Markdown table on stdout; progress goes to stderr.
+Then the rows of the other benchmarks, each run as a subprocess with its own defaults and
+``--json FILE`` when its script is there (``--skip NAME`` leaves one out), read from the
+report's ``speed_rows`` (a list of this script's Row fields): warm install and its
+constant-time rows (bench_install_scaling.py / bench_warm_install.py), no-op build and
+Heroku compiles (bench_noop.py), image cold and app-only against buildah (bench_image.py:
+10+ minutes, needs podman and buildah). A script that is missing, fails or gives no rows
+has them as "not run" with the reason. Prints one Markdown table on stdout; progress goes
+to stderr.
 
     python bench/bench_speed.py [--repeat N] [--workdir DIR] [--json FILE] [--skip NAME,...]
 
@@ -29,6 +31,7 @@ import json
 import os
 import shlex
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -137,26 +140,41 @@ class External:
 
 
 def image_rows(report: dict[str, Any]) -> list[Row]:
-    """bench_image.py: the cold image and the app-only rebuild against buildah."""
-    import bench_image as image
+    """bench_image.py: the cold image and the app-only rebuild against buildah, for each
+    compression it measured (its own ``speed_rows`` when it gives them)."""
+    if "speed_rows" in report:
+        return speed_rows(report)
+    import image_report as image
 
-    medians = report["medians"]
+    seconds, peaks = report["seconds"], report.get("peak_rss_bytes", {})
+
+    def median(row: str, series: str) -> float | None:
+        values = seconds.get(row, {}).get(series)
+        return statistics.median(values) if values else None
+
+    def peak(row: str, series: str) -> float | None:
+        values = peaks.get(row, {}).get(series)
+        return max(values) / 2**20 if values else None
+
     rows = []
     for key, figure, limit in (
         (image.COLD_TOTAL, "image, cold (build + image, empty stores and caches)", 0.3),
         (image.APP_ONLY, "image, app-only rebuild", 0.2),
     ):
-        wb, peer = medians[key].get(image.WB), medians[key].get(image.DF)
-        rows.append(
-            Row(
-                figure=figure,
-                wb=wb,
-                peer="buildah on the generated Dockerfile",
-                peer_value=peer,
-                target=f"≤ {limit:g}x",
-                met=at_most_ratio(limit)(wb, peer),
+        for series in sorted(s for s in seconds.get(key, {}) if s.startswith(image.WB)):
+            wb, peer = median(key, series), median(key, image.DF)
+            rows.append(
+                Row(
+                    figure=f"{figure}, {series.removeprefix(image.WB).strip() or 'gzip'}",
+                    wb=wb,
+                    peer="buildah on the generated Dockerfile",
+                    peer_value=peer,
+                    target=f"≤ {limit:g}x",
+                    met=at_most_ratio(limit)(wb, peer),
+                    wb_peak=peak(key, series),
+                    peer_peak=peak(key, image.DF),
+                )
             )
-        )
     return rows
 
 
@@ -185,7 +203,7 @@ EXTERNALS = (
     External(
         name="image",
         scripts=("bench_image.py",),
-        args=("--repeat", "3", "--cold", "1"),
+        args=(),
         rows=image_rows,
         figures=("image, cold", "image, app-only rebuild"),
     ),
@@ -235,8 +253,8 @@ def table(rows: Sequence[Row], header: str) -> str:
         ratio = f"{r.wb / r.peer_value:.2f}x" if r.wb is not None and r.peer_value else ""
         met = {True: "yes", False: "**no**", None: r.note or "n/a"}[r.met]
         peaks = (
-            f"{r.wb_peak:.0f} / {r.peer_peak:.0f}"
-            if r.wb_peak is not None and r.peer_peak is not None
+            " / ".join("—" if p is None else f"{p:.0f}" for p in (r.wb_peak, r.peer_peak))
+            if r.wb_peak is not None or r.peer_peak is not None
             else ""
         )
         cells = [r.figure, cell(r.wb, r.unit), r.peer, cell(r.peer_value, r.unit), ratio]
@@ -245,7 +263,14 @@ def table(rows: Sequence[Row], header: str) -> str:
 
 
 def peak_note(rows: Sequence[Row]) -> str:
-    measured = [r for r in rows if r.wb_peak is not None]
+    """Target 7: the peak memory of `build` and `install` (not the image or Heroku rows)."""
+    measured = [
+        r
+        for r in rows
+        if r.wb_peak is not None
+        and ("build" in r.figure or "install" in r.figure)
+        and not r.figure.startswith(("image", "Heroku"))
+    ]
     worst = max(measured, key=lambda r: r.wb_peak or 0.0, default=None)
     if worst is None or worst.wb_peak is None:
         return "Peak memory: not measured."
