@@ -49,7 +49,12 @@ from wheelbarrow.ship.oci.layer import (
     Symlink,
     write_layer,
 )
-from wheelbarrow.ship.oci.layout import REF_NAME, read_oci_layout, write_oci_layout
+from wheelbarrow.ship.oci.layout import (
+    REF_NAME,
+    layout_blobs,
+    read_oci_layout,
+    write_oci_layout,
+)
 
 BASE_CONFIG: dict[str, Any] = {
     "architecture": "amd64",
@@ -559,6 +564,30 @@ class TestDockerArchive:
             with tarfile.open(fileobj=io.BytesIO(layer_tar)) as tar:
                 assert tar.getmembers()
         assert {(i.uid, i.gid, i.mtime, i.uname) for i in infos} == {(0, 0, 0, "")}
+
+    def test_zstd_layers_are_unpacked_into_the_archive(self, tmp_path: Path) -> None:
+        """A zstd layer goes into the archive as its plain tar, checked against its diff_id."""
+        layout = tmp_path / "layout"
+        make_base(layout)
+        base = read_oci_layout(layout, "base")
+        layer = write_layer(
+            [RegularFile(path="/app/main.py", data=b"print('zstd')\n")],
+            layout / "blobs",
+            compression=layer_compression("zstd"),
+        )
+        docs = append_layers(json.loads(base.config), Manifest.from_json(base.manifest), [layer])
+        archive = tmp_path / "app.tar"
+        write_docker_archive(
+            archive,
+            manifest=docs.manifest,
+            config=docs.config,
+            blob_source=layout_blobs(layout),
+            repo_tag="app:zstd",
+        )
+        layer_tar = read_archive(archive)[1][f"{layer.diff_id.removeprefix('sha256:')}/layer.tar"]
+        with tarfile.open(fileobj=io.BytesIO(layer_tar)) as tar:
+            member = tar.extractfile("app/main.py")
+            assert member is not None and member.read() == b"print('zstd')\n"
 
     def test_the_same_image_gives_the_same_file(self, tmp_path: Path, image: Any) -> None:
         """Two archives of one image are byte-identical."""

@@ -16,12 +16,14 @@ import os
 import struct
 import zlib
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from wheelbarrow._core.errors import ImageError
 from wheelbarrow.share.oci.mediatypes import OCI_LAYER_GZIP, OCI_LAYER_ZSTD
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future, ThreadPoolExecutor
 
 GZIP, ZSTD = "gzip", "zstd"
 ALGORITHMS = (GZIP, ZSTD)
@@ -153,6 +155,8 @@ def compressing(
         yield zstd
         zstd.finish()
         return
+    from concurrent.futures import ThreadPoolExecutor
+
     with ThreadPoolExecutor(workers, thread_name_prefix="gzip") as pool:
         gzip = _ParallelGzip(compression, sink, pool if workers > 1 else None, workers)
         try:

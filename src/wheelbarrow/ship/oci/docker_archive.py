@@ -11,7 +11,7 @@ import secrets
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from wheelbarrow._core.errors import ImageError, ImageFormatError
 from wheelbarrow._core.text import plural
@@ -19,6 +19,9 @@ from wheelbarrow.share.oci.mediatypes import LAYER_COMPRESSION
 from wheelbarrow.share.oci.reference import ImageReference
 from wheelbarrow.ship.oci.blobs import CHUNK, Blobs, chain_blobs, check_config, verify_blob
 from wheelbarrow.ship.oci.image import Descriptor, ImageConfig, Manifest, canonical_json
+
+if TYPE_CHECKING:
+    import zstandard
 
 _TAR_BLOCK = 512
 _TAR_RECORD = 20 * _TAR_BLOCK
@@ -105,17 +108,23 @@ class _HashingReader:
 def _uncompressed(blob: BinaryIO, layer: Descriptor, diff_id: str) -> Iterator[bytes]:
     """The layer's tar bytes, checked against the layer digest and the diff_id at the end."""
     compression = LAYER_COMPRESSION.get(layer.media_type)
-    if compression not in ("gzip", "none"):
+    if compression not in ("gzip", "zstd", "none"):
         raise ImageFormatError(
             f"layer {layer.digest} has the media type {layer.media_type!r}, which cannot be "
-            "written to a docker archive (only plain and gzipped tars can)",
+            "written to a docker archive (only plain, gzip and zstd tars can)",
             hint="rebuild the base image with gzip layers",
         )
     raw = _HashingReader(blob, layer.digest.partition(":")[0])
     tar_hash = hashlib.new(diff_id.partition(":")[0])
-    stream: _HashingReader | gzip.GzipFile = raw
+    stream: _HashingReader | gzip.GzipFile | zstandard.ZstdDecompressionReader = raw
     if compression == "gzip":
         stream = gzip.GzipFile(fileobj=raw, mode="rb")
+    elif compression == "zstd":
+        import zstandard
+
+        # Any object with read() will do, as for GzipFile's fileobj.
+        reader = zstandard.ZstdDecompressor().stream_reader
+        stream = reader(raw, read_across_frames=True)  # type: ignore[arg-type]
     while chunk := stream.read(CHUNK):
         tar_hash.update(chunk)
         yield chunk
