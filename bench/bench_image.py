@@ -3,10 +3,11 @@
 Measures, in one run, for examples/textsim (numpy + scipy + scikit-learn + flask +
 gunicorn) on a debootstrapped Debian bookworm base with Python 3.11:
 
-- wheelbarrow: a cold build (``wheelbarrow build``: lock + fetch into an empty store),
-  then a cold ``wheelbarrow image`` (the store's environment, both layers, the OCI
-  layout); the image again with the environment layer cached, and with it rebuilt; and
-  the image after an edit of ``app.py`` (environment layer reused).
+- wheelbarrow, with gzip layers (the default) and with zstd layers (``--compression
+  zstd``): a cold build (``wheelbarrow build``: lock + fetch into an empty store and uv
+  cache), then a cold ``wheelbarrow image`` (the store's environment, both layers, the
+  OCI layout); the image again with the environment layer cached, and with it rebuilt;
+  and the image after an edit of ``app.py`` (environment layer reused).
 - buildah: ``buildah build --layers`` of the Dockerfile from ``wheelbarrow dockerfile``,
   cold (on a copy of the base with a label of its own, so no cached layer matches, and
   with empty cache mounts), with nothing changed, and after the same
@@ -14,18 +15,23 @@ gunicorn) on a debootstrapped Debian bookworm base with Python 3.11:
 - both images: layers, compressed and unpacked sizes, and one ``POST /similarity``
   answered by each image run with podman on 127.0.0.1.
 
+Each command's peak memory is the ``ru_maxrss`` of ``os.wait4``: its largest single
+process. The 1-minute load average is read at the start of every timed command.
+
 Every wheel both tools fetch comes from one index served on 127.0.0.1 by
 ``wheelbarrow.share.serve`` (wheelbarrow's own wheel, its dependencies and the textsim
 wheelhouse, fetched once from the real index during the set-up), so no container needs
 the public index and both fetch over loopback. The builder stage still needs Debian's
-archive for its toolchain (apt-get). Prints a Markdown table of medians on stdout;
-progress goes to stderr.
+archive for its toolchain (apt-get). Prints a Markdown table of medians (bench/image_report.py)
+on stdout; progress goes to stderr.
 
     python bench/bench_image.py [--repeat N] [--cold N] [--workdir DIR] [--json FILE]
         [--podman-root DIR]
 
+(defaults: 3 cold runs of each tool and compression, 3 of each warm row).
+
 Needs podman, buildah, skopeo, runc and debootstrap (root). The first run with a new
-podman storage debootstraps the base (about 75 s); the whole run takes 10+ minutes.
+podman storage debootstraps the base (about 75 s); the whole run takes 15+ minutes.
 In a storage kept with ``--podman-root``, this run's images stay (the two tagged ones for
 inspection); the next run removes them (they carry the label ``io.wheelbarrow.bench``).
 """
@@ -38,10 +44,7 @@ import datetime
 import http.client
 import json
 import os
-import shlex
 import shutil
-import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -54,6 +57,27 @@ from typing import Any
 
 import harness
 from harness import REPO, CommandFailed, clean_environ, fresh, install_tools, log
+from image_report import (
+    ADDED,
+    APP_ONLY,
+    COLD_BUILD,
+    COLD_IMAGE,
+    COLD_TOTAL,
+    COMPRESSED,
+    COMPRESSIONS,
+    DF,
+    ENV_REBUILT,
+    EXPECTED,
+    LAYERS,
+    NO_CHANGE,
+    TEXTS,
+    UNPACKED,
+    WB,
+    Measured,
+    column,
+    report,
+)
+from image_support import Sample, free_port, layer_sizes, measure, request, run
 
 from wheelbarrow.share.serve import make_server
 from wheelbarrow.wheelhouse.index import index_files_in, write_index
@@ -65,60 +89,12 @@ from support.containers import Podman, base_image
 APP_SOURCE = REPO / "examples" / "textsim"
 WB_TAG = "localhost/textsim:bench"
 DF_TAG = "localhost/textsim-df:bench"
-TEXTS = ["the cat sat on the mat", "the cat sat on the mat", "stock prices fell sharply today"]
-EXPECTED = [[1.0, 1.0, 0.0], [1.0, 1.0, 0.0], [0.0, 0.0, 1.0]]
-REF_NAME = "org.opencontainers.image.ref.name"
 # Carried by the isolated bases and so by every image buildah builds on them here: the
 # leftovers of an earlier run are found by it and removed.
 BENCH_LABEL = "io.wheelbarrow.bench"
 ISOLATED_BASE = "localhost/textsim-bench-base"
 
-WB, DF = "wheelbarrow", "buildah"
-COLD_BUILD, COLD_IMAGE, COLD_TOTAL = "cold build", "cold image", "cold total"
-NO_CHANGE, ENV_REBUILT, APP_ONLY = "no change", "env layer rebuilt", "app-only"
-LAYERS, COMPRESSED, ADDED, UNPACKED = "layers", "compressed", "added", "unpacked"
-Timings = dict[str, dict[str, list[float]]]
 Cmd = list[str | Path]
-
-
-def run(args: Sequence[str | Path], env: Mapping[str, str], expect: str = "") -> tuple[float, str]:
-    """:func:`harness.run`, keeping wall time and stdout + stderr (buildah logs to both)."""
-    seconds, out, err = harness.run(args, env, expect)
-    return seconds, out + err
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def layout_manifest(layout: Path, ref: str) -> dict[str, Any]:
-    """The image manifest tagged ``ref`` in an OCI layout."""
-    index = json.loads((layout / "index.json").read_text(encoding="utf-8"))
-    for entry in index["manifests"]:
-        if entry.get("annotations", {}).get(REF_NAME) == ref:
-            blob = layout / "blobs" / "sha256" / entry["digest"].split(":", 1)[1]
-            manifest: dict[str, Any] = json.loads(blob.read_text(encoding="utf-8"))
-            return manifest
-    raise CommandFailed(f"{layout} has no image tagged {ref!r}")
-
-
-def layer_sizes(layout: Path, ref: str) -> list[int]:
-    return [int(layer["size"]) for layer in layout_manifest(layout, ref)["layers"]]
-
-
-def request(port: int, method: str, path: str, body: object = None) -> tuple[int, Any]:
-    """One HTTP request to 127.0.0.1; the status and the JSON answer."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    try:
-        data = None if body is None else json.dumps(body)
-        conn.request(method, path, body=data, headers={"Content-Type": "application/json"})
-        response = conn.getresponse()
-        return response.status, json.loads(response.read())
-    finally:
-        conn.close()
 
 
 @dataclass
@@ -127,10 +103,7 @@ class Bench:
 
     work: Path
     podman: Podman
-    timings: Timings = field(default_factory=dict)
-    sizes: dict[str, dict[str, float]] = field(default_factory=dict)
-    versions: dict[str, str] = field(default_factory=dict)
-    downloads: dict[str, int] = field(default_factory=dict)
+    measured: Measured = field(default_factory=Measured)
     index_log: list[str] = field(default_factory=list)
     index_url: str = ""
     base: str = ""
@@ -145,7 +118,7 @@ class Bench:
         self.app_wb, self.app_df = work / "app-wb", work / "app-df"
         self.served = work / "served"
         self.base_oci = work / "base-oci"
-        self.out = work / "wb-oci"
+        self.outs = {c: work / f"wb-oci-{c}" for c in COMPRESSIONS}
         self.df_oci = work / "df-oci"
         self.wb: Path = work / "tools" / "bin" / "wheelbarrow"
         base = clean_environ()
@@ -163,9 +136,16 @@ class Bench:
         }
         self.pylock = (APP_SOURCE / "pylock.toml").read_bytes()
 
-    def record(self, row: str, tool: str, seconds: float) -> None:
-        self.timings.setdefault(row, {}).setdefault(tool, []).append(seconds)
-        log(f"{row}: {tool} {seconds:.2f} s")
+    @property
+    def versions(self) -> dict[str, str]:
+        return self.measured.versions
+
+    def record(self, row: str, series: str, sample: Sample) -> None:
+        self.measured.add(row, series, sample.seconds, sample.peak, sample.load)
+        log(
+            f"{row}: {series} {sample.seconds:.2f} s, peak {sample.peak / 1e6:.0f} MB, "
+            f"load {sample.load:.1f}"
+        )
 
     # --- set-up, untimed -------------------------------------------------------------
 
@@ -182,6 +162,11 @@ class Bench:
         ]
         for name, cmd in tools:
             self.versions[name] = run(cmd, self.pod_env)[1].splitlines()[0]
+        libraries = "from wheelbarrow.ship.oci.compression import layer_compression as c; "
+        libraries += "print(c('gzip').describe()); print(c('zstd').describe())"
+        python = self.wb.parent / "python"
+        gzip, zstd = run([python, "-c", libraries], self.wb_env)[1].splitlines()[:2]
+        self.versions["gzip"], self.versions["zstd"] = gzip, zstd
         probe = ["podman", "run", "--rm", "--network=none", self.base, "python3", "--version"]
         self.versions["base"] = f"{self.base} ({run(probe, self.pod_env)[1].strip()})"
         self.remove_leftovers()
@@ -236,8 +221,8 @@ class Bench:
             yield
 
     def downloads_of(self, phase: str, before: int) -> None:
-        self.downloads[phase] = len(self.index_log) - before
-        if self.downloads[phase] == 0:
+        self.measured.downloads[phase] = len(self.index_log) - before
+        if self.measured.downloads[phase] == 0:
             raise CommandFailed(f"{phase}: nothing was fetched from the local index")
 
     def edit_app(self, app: Path) -> None:
@@ -249,49 +234,66 @@ class Bench:
     # --- wheelbarrow -----------------------------------------------------------------
 
     def wheelbarrow(self, repeat: int, cold: int) -> None:
-        image_base: Cmd = [self.wb, "image", self.app_wb, "--base", f"oci:{self.base_oci}:base"]
-        image_base += ["--tag", WB_TAG, "--oci", self.out, "--json"]
+        """Every row for each compression: cold runs from an empty store, then the warm rows."""
+        for compression in COMPRESSIONS:
+            self.wheelbarrow_with(compression, repeat, cold)
 
-        def image(reused: bool) -> tuple[float, dict[str, Any]]:
-            shutil.rmtree(self.out, ignore_errors=True)
-            seconds, out, _ = harness.run(image_base, self.wb_env)
-            report: dict[str, Any] = json.loads(out)
-            if report["env_layer"]["reused"] is not reused:
-                raise CommandFailed(
-                    f"wheelbarrow image: env_layer.reused is {report['env_layer']['reused']}, "
-                    f"expected {reused}"
-                )
-            return seconds, report
+    def image(self, compression: str, reused: bool) -> tuple[Sample, dict[str, Any]]:
+        """``wheelbarrow image`` into a new layout; checks the report says what is expected."""
+        out = self.outs[compression]
+        shutil.rmtree(out, ignore_errors=True)
+        cmd: Cmd = [self.wb, "image", self.app_wb, "--base", f"oci:{self.base_oci}:base"]
+        cmd += ["--tag", WB_TAG, "--oci", out, "--json", "--compression", compression]
+        sample = measure(cmd, self.wb_env)
+        result: dict[str, Any] = json.loads(sample.stdout)
+        if result["env_layer"]["reused"] is not reused:
+            raise CommandFailed(
+                f"wheelbarrow image: env_layer.reused is {result['env_layer']['reused']}, "
+                f"expected {reused}"
+            )
+        if not result["compression"]["media_type"].endswith(f"+{compression}"):
+            raise CommandFailed(f"wheelbarrow image: {result['compression']} is not {compression}")
+        return sample, result
 
+    def wheelbarrow_with(self, compression: str, repeat: int, cold: int) -> None:
+        series = column(WB, compression)
+        digests = set()
         for _ in range(cold):
             for path in (self.store, self.work / "wb-uv-cache"):
                 shutil.rmtree(path, ignore_errors=True)
             (self.app_wb / "pylock.toml").write_bytes(self.pylock)
             before = len(self.index_log)
-            build: Cmd = [self.wb, "build", self.app_wb, "--index-url", self.index_url]
-            build_s, out = run(build, self.wb_env)
-            if "Locking" not in out:
-                raise CommandFailed(f"cold wheelbarrow build did not lock:\n{out[-4000:]}")
+            build = measure(
+                [self.wb, "build", self.app_wb, "--index-url", self.index_url], self.wb_env
+            )
+            if "Locking" not in build.stdout + build.stderr:
+                raise CommandFailed(f"cold wheelbarrow build did not lock:\n{build.stderr[-4000:]}")
             self.downloads_of("wheelbarrow build", before)
-            image_s = image(reused=False)[0]
-            self.record(COLD_BUILD, WB, build_s)
-            self.record(COLD_IMAGE, WB, image_s)
-            self.record(COLD_TOTAL, WB, build_s + image_s)
+            image, result = self.image(compression, reused=False)
+            digests.add(result["digest"])
+            self.record(COLD_BUILD, series, build)
+            self.record(COLD_IMAGE, series, image)
+            total = Sample(
+                build.seconds + image.seconds, max(build.peak, image.peak), build.load, "", ""
+            )
+            self.record(COLD_TOTAL, series, total)
+        if len(digests) != 1:
+            raise CommandFailed(f"wheelbarrow image: cold runs gave {len(digests)} digests")
         for _ in range(repeat):
-            self.record(NO_CHANGE, WB, image(reused=True)[0])
+            self.record(NO_CHANGE, series, self.image(compression, reused=True)[0])
         for _ in range(repeat):
             shutil.rmtree(self.store / "oci" / "env-layers")
-            self.record(ENV_REBUILT, WB, image(reused=False)[0])
+            self.record(ENV_REBUILT, series, self.image(compression, reused=False)[0])
         env_digest = ""
         app_digests = set()
         for _ in range(repeat):
             self.edit_app(self.app_wb)
-            seconds, report = image(reused=True)
-            env_digest = env_digest or report["env_layer"]["digest"]
-            if report["env_layer"]["digest"] != env_digest:
+            sample, result = self.image(compression, reused=True)
+            env_digest = env_digest or result["env_layer"]["digest"]
+            if result["env_layer"]["digest"] != env_digest:
                 raise CommandFailed("wheelbarrow image: an app edit changed the env layer")
-            app_digests.add(report["app_layer"]["digest"])
-            self.record(APP_ONLY, WB, seconds)
+            app_digests.add(result["app_layer"]["digest"])
+            self.record(APP_ONLY, series, sample)
         if len(app_digests) != repeat:
             raise CommandFailed("wheelbarrow image: an app edit left the app layer as it was")
 
@@ -301,9 +303,10 @@ class Bench:
         """This benchmark's images from earlier runs in the podman storage (by label and tag)."""
         images = ["podman", "images", "-a", "-q", "--filter", f"label={BENCH_LABEL}"]
         old = set(harness.run(images, self.pod_env)[1].split())
-        exists = ["podman", "image", "exists", WB_TAG]
-        if subprocess.run(exists, env=self.pod_env, check=False).returncode == 0:
-            old.add(WB_TAG)
+        for tag in (WB_TAG, *(f"{WB_TAG}-{c}" for c in COMPRESSIONS)):
+            exists = ["podman", "image", "exists", tag]
+            if subprocess.run(exists, env=self.pod_env, check=False).returncode == 0:
+                old.add(tag)
         if old:
             log(f"removing {len(old)} image(s) left by earlier runs")
             run(["podman", "rmi", "-f", *sorted(old)], self.pod_env)
@@ -347,57 +350,60 @@ class Bench:
             env = self.pod_env | {"TMPDIR": str(tmp)}
             (self.app_df / "pylock.toml").write_bytes(self.pylock)
             before = len(self.index_log)
-            seconds, out = run(build, env)
+            sample = measure(build, env)
             self.downloads_of("buildah builder stage", before)
             for word in ("Locking", "Successfully installed"):
-                if word not in out:
+                if word not in sample.stdout + sample.stderr:
                     raise CommandFailed(f"cold buildah build: no {word!r} in its log")
-            self.record(COLD_TOTAL, DF, seconds)
+            self.record(COLD_TOTAL, DF, sample)
         for _ in range(repeat):
             self.record(NO_CHANGE, DF, self.cached_build(build, env))
         for _ in range(repeat):
             self.edit_app(self.app_df)
             self.record(APP_ONLY, DF, self.cached_build(build, env))
 
-    def cached_build(self, build: Cmd, env: Mapping[str, str]) -> float:
+    def cached_build(self, build: Cmd, env: Mapping[str, str]) -> Sample:
         """A build that must take the builder and venv layers from buildah's cache."""
         before = len(self.index_log)
-        seconds, out = run(build, env)
+        sample = measure(build, env)
         for word in ("Locking", "Successfully installed"):
-            if word in out:
-                raise CommandFailed(f"cached buildah build ran {word!r}:\n{out[-4000:]}")
+            if word in sample.stdout + sample.stderr:
+                raise CommandFailed(f"cached buildah build ran {word!r}:\n{sample.stderr[-4000:]}")
         if len(self.index_log) != before:
             raise CommandFailed("cached buildah build fetched from the index")
-        return seconds
+        return sample
 
     # --- the images ------------------------------------------------------------------
 
-    def measure_images(self) -> None:
-        """Layers and sizes of both images, both loaded into the podman storage."""
+    def measure_images(self) -> list[str]:
+        """Layers and sizes of the three images, each loaded into the podman storage; the tags."""
         shutil.rmtree(self.df_oci, ignore_errors=True)
-        run(
-            ["skopeo", "copy", f"oci:{self.out}:latest", f"containers-storage:{WB_TAG}"],
-            self.pod_env,
-        )
+        tags = {column(WB, c): f"{WB_TAG}-{c}" for c in COMPRESSIONS} | {DF: DF_TAG}
+        for compression in COMPRESSIONS:
+            source = f"oci:{self.outs[compression]}:latest"
+            run(
+                ["skopeo", "copy", source, f"containers-storage:{WB_TAG}-{compression}"],
+                self.pod_env,
+            )
         run(
             ["skopeo", "copy", f"containers-storage:{DF_TAG}", f"oci:{self.df_oci}:df"],
             self.pod_env,
         )
         base = sum(layer_sizes(self.base_oci, "base"))
-        for tool, tag, layout, ref in (
-            (WB, WB_TAG, self.out, "latest"),
-            (DF, DF_TAG, self.df_oci, "df"),
-        ):
+        layouts = {column(WB, c): (self.outs[c], "latest") for c in COMPRESSIONS}
+        layouts[DF] = (self.df_oci, "df")
+        for series, (layout, ref) in layouts.items():
             sizes = layer_sizes(layout, ref)
-            fmt = ["podman", "image", "inspect", "--format", "{{.Size}}", tag]
+            fmt = ["podman", "image", "inspect", "--format", "{{.Size}}", tags[series]]
             unpacked = int(run(fmt, self.pod_env)[1].split()[0])
-            self.sizes[tool] = {
+            self.measured.sizes[series] = {
                 LAYERS: len(sizes),
                 COMPRESSED: sum(sizes),
                 ADDED: sum(sizes) - base,
                 UNPACKED: unpacked,
             }
-            log(f"{tool}: {len(sizes)} layers, {sum(sizes) / 1e6:.0f} MB compressed")
+            log(f"{series}: {len(sizes)} layers, {sum(sizes) / 1e6:.0f} MB compressed")
+        return list(tags.values())
 
     def answers(self, tag: str) -> None:
         """Run ``tag`` on 127.0.0.1 and POST /similarity once; fail loudly if it is wrong."""
@@ -430,110 +436,6 @@ class Bench:
             harness.run(["podman", "rm", "-f", "-t", "2", name], self.pod_env)
 
 
-# --- the report ------------------------------------------------------------------------
-
-
-def secs(value: float | None) -> str:
-    return "—" if value is None else f"{value:.3g} s"
-
-
-def megabytes(value: float | None) -> str:
-    return "—" if value is None else f"{value / 1e6:.0f} MB"
-
-
-def ratio(num: float | None, den: float | None) -> str:
-    if num is None or den is None or den == 0:
-        return "—"
-    r = num / den
-    return f"{r:.0f}x" if r >= 10 else f"{r:.1f}x" if r >= 1 else f"{r:.2f}x"
-
-
-def report(bench: Bench, medians: dict[str, dict[str, float]], repeat: int, cold: int) -> str:
-    rows = {
-        COLD_BUILD: f"cold: `wheelbarrow build` (lock + fetch, empty store) (n={cold})",
-        COLD_IMAGE: f"cold: `wheelbarrow image` (environment + layers) (n={cold})",
-        COLD_TOTAL: f"**cold total** (wb: build + image) (n={cold})",
-        NO_CHANGE: f"nothing changed (wb: env layer cached) (n={repeat})",
-        ENV_REBUILT: f"wb: env layer rebuilt (store's environment kept) (n={repeat})",
-        APP_ONLY: f"**app-only rebuild** (app.py edited) (n={repeat})",
-    }
-    nproc = len(os.sched_getaffinity(0))
-    v = bench.versions
-    lines = [
-        f"## textsim image benchmark, {datetime.date.today().isoformat()}, Python "
-        f"{sys.version.split()[0]}, nproc {nproc}: `{shlex.join(sys.orig_argv)}`",
-        "",
-        f"{v['wheelbarrow']}, {v['buildah']}, {v['podman']}, {v['skopeo']}; base "
-        f"{v['base']}; {v['wheelhouse']}; medians of wall time.",
-        "",
-        "| step | wheelbarrow image | buildah (generated Dockerfile) | buildah ÷ wb |",
-        "|---|---:|---:|---:|",
-    ]
-    for row, label in rows.items():
-        wb, df = medians.get(row, {}).get(WB), medians.get(row, {}).get(DF)
-        lines.append(f"| {label} | {secs(wb)} | {secs(df)} | {ratio(df, wb)} |")
-    wbs, dfs = bench.sizes[WB], bench.sizes[DF]
-    lines.append(
-        f"| layers | {wbs[LAYERS]:.0f} | {dfs[LAYERS]:.0f} | {ratio(dfs[LAYERS], wbs[LAYERS])} |"
-    )
-    for key, label in (
-        (COMPRESSED, "size, compressed (sum of layers)"),
-        (ADDED, "size, compressed, on top of the base"),
-        (UNPACKED, "size, unpacked (`podman image inspect`)"),
-    ):
-        lines.append(
-            f"| {label} | {megabytes(wbs[key])} | {megabytes(dfs[key])} "
-            f"| {ratio(dfs[key], wbs[key])} |"
-        )
-    dl = bench.downloads
-    lines += [
-        "",
-        "- Both tools fetch from the same index on 127.0.0.1 (wheelbarrow.share.serve: this repo's "
-        "wheel, its dependencies, the textsim wheels), passed as `--index-url`, so both lock "
-        "again (the committed pylock.toml is restored before each cold run) and fetch over "
-        f"loopback: {dl.get('wheelbarrow build', 0)} wheels for `wheelbarrow build`, "
-        f"{dl.get('buildah builder stage', 0)} for the buildah builder stage (wheelbarrow, its "
-        "dependencies, then the app's wheels); uv's lock downloads each app wheel whole to "
-        "read its metadata (the index has no PEP 658 metadata files and answers no Range "
-        "requests), then the build fetches it again. The cold buildah build also runs apt-get for "
-        "the builder's toolchain (build-essential, gfortran, pkg-config) from Debian's "
-        "archive; wheelbarrow needs no compiler and no container.",
-        "- wheelbarrow: `wheelbarrow image APP --base oci:BASE:base --tag "
-        f"{WB_TAG} --oci OUT --json`, OUT deleted before each run. Cold: empty store and uv "
-        "cache; `build` and `image` are timed apart and summed. *Nothing changed* deletes "
-        "only OUT (the environment layer comes from `STORE/oci/env-layers`); *env layer "
-        "rebuilt* also deletes `STORE/oci/env-layers`, so the layer is tarred and gzipped "
-        "again from the store's environment (which stays: the environment is made once per "
-        "wheelhouse and interpreter, so only a new lock would make it again). Both are "
-        "reported, since which one a user sees depends on whether the store survives between "
-        "builds. The JSON report is checked: `env_layer.reused` as expected, same env layer "
-        "digest and a new app layer digest after each app edit.",
-        "- buildah: `buildah build --isolation=oci --network=host --layers -f Dockerfile -t "
-        f"{DF_TAG} APP` of `wheelbarrow dockerfile APP --base BASE --builder-base BASE "
-        "--wheelbarrow wheelbarrow --index-url LOCAL_INDEX`. A new TMPDIR per cold run "
-        "empties the `RUN --mount=type=cache` (the builder's wheelbarrow store and uv cache). "
-        "The cached builds are checked to lock, install and fetch nothing.",
-        "- The base of both images is the debootstrapped base plus a tiny layer of this run "
-        "(one file) and a label; each further cold buildah run gets another. buildah's "
-        "`--layers` cache matches a step by its parent's layers and its text, so on the plain "
-        "base it reuses layers that the tests or earlier runs left in the shared podman "
-        "storage: the cold build is not cold (`--no-cache` does not help, as the later builds "
-        "can pick those layers again), and the venv step can even come from another app's "
-        "build, since buildah keys `RUN --mount=type=bind,from=builder` by its text only.",
-        "- app-only: one comment line appended to app.py (a copy of the app for each tool) "
-        "before each run.",
-        "- Sizes: compressed = the layers' sizes in the manifest: wheelbarrow's OCI layout as "
-        "written, buildah's image after `skopeo copy containers-storage:… oci:…` (gzip, "
-        "what a push sends). *On top of the base* subtracts the base's layer(s). Unpacked = "
-        "`podman image inspect --format '{{.Size}}'`, wheelbarrow's image after `skopeo "
-        f"copy oci:OUT:latest containers-storage:{WB_TAG}`.",
-        f"- Both images answered `POST /similarity` {json.dumps({'texts': TEXTS})} with "
-        f"{json.dumps({'similarity': EXPECTED})}, run by podman on 127.0.0.1 "
-        "(`--network=host -e PORT=… -e BIND_ADDRESS=127.0.0.1`).",
-    ]
-    return "\n".join(lines)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description="Benchmark `wheelbarrow image` vs buildah and the generated Dockerfile."
@@ -541,7 +443,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--repeat", type=int, default=3, metavar="N", help="runs per warm/app-only row (3)"
     )
-    parser.add_argument("--cold", type=int, default=1, metavar="N", help="cold runs (1)")
+    parser.add_argument(
+        "--cold",
+        type=int,
+        default=3,
+        metavar="N",
+        help="cold runs of each tool and compression (3)",
+    )
     parser.add_argument("--workdir", type=Path, help="work here and keep it (default: a temp dir)")
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write all raw timings")
     parser.add_argument(
@@ -575,8 +483,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with bench.serving():
             bench.wheelbarrow(args.repeat, args.cold)
             bench.buildah(args.repeat, args.cold)
-        bench.measure_images()
-        for tag in (WB_TAG, DF_TAG):
+        for tag in bench.measure_images():
             bench.answers(tag)
     except CommandFailed as exc:
         print(f"bench: command failed: {exc}", file=sys.stderr)
@@ -584,22 +491,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         if args.workdir is None:
             shutil.rmtree(work, ignore_errors=True)
-    medians = {
-        row: {tool: statistics.median(ts) for tool, ts in by_tool.items()}
-        for row, by_tool in bench.timings.items()
-    }
-    print(report(bench, medians, args.repeat, args.cold))
+    print(report(bench.measured, cold=args.cold, repeat=args.repeat, wb_tag=WB_TAG, df_tag=DF_TAG))
     if args.json:
         raw: dict[str, object] = {
             "command": sys.orig_argv,
             "date": datetime.datetime.now().isoformat(timespec="seconds"),
             "python": sys.version.split()[0],
             "nproc": len(os.sched_getaffinity(0)),
-            "versions": bench.versions,
-            "runs": bench.timings,
-            "medians": medians,
-            "sizes": bench.sizes,
-            "index_downloads": bench.downloads,
+            **bench.measured.to_json(),
         }
         args.json.write_text(json.dumps(raw, indent=2) + "\n", encoding="utf-8")
     return 0
