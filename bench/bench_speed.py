@@ -71,6 +71,8 @@ class Row:
     wb_peak: float | None = None
     peer_peak: float | None = None
     note: str = ""
+    wb_cpu: float | None = None  # CPU seconds, user + system, the processes waited for included
+    peer_cpu: float | None = None
 
 
 def at_most_ratio(limit: float) -> Callable[[float | None, float | None], bool | None]:
@@ -88,7 +90,7 @@ def own_rows(bench: Bench, cold: int) -> list[Row]:
     bench.take_wheelhouse()
     made = [bench.cold_install(i, pip=False) for i in range(cold)]
     run([made[-1] / "bin/python", "-c", IMPORT_CHECK], bench.env["wheelbarrow"])
-    times, peaks = medians_of(bench.timings), medians_of(bench.peaks)
+    times, peaks, cpu = medians_of(bench.timings), medians_of(bench.peaks), medians_of(bench.cpu)
 
     def row(key: str, figure: str, peer_tool: str, peer: str, limit: float) -> Row:
         wb, other = times[key]["wheelbarrow"], times[key][peer_tool]
@@ -101,6 +103,8 @@ def own_rows(bench: Bench, cold: int) -> list[Row]:
             met=at_most_ratio(limit)(wb, other),
             wb_peak=peaks[key]["wheelbarrow"],
             peer_peak=peaks[key][peer_tool],
+            wb_cpu=cpu[key]["wheelbarrow"],
+            peer_cpu=cpu[key][peer_tool],
         )
 
     return [
@@ -246,8 +250,9 @@ def table(rows: Sequence[Row], header: str) -> str:
     lines = [
         header,
         "",
-        "| figure | wheelbarrow | peer | peer's | wb ÷ peer | target | met | peak MB wb / peer |",
-        "|---|---:|---|---:|---:|---|---|---:|",
+        "| figure | wheelbarrow | peer | peer's | wb ÷ peer | target | met "
+        "| CPU s wb / peer | peak MB wb / peer |",
+        "|---|---:|---|---:|---:|---|---|---:|---:|",
     ]
     for r in rows:
         ratio = f"{r.wb / r.peer_value:.2f}x" if r.wb is not None and r.peer_value else ""
@@ -257,8 +262,13 @@ def table(rows: Sequence[Row], header: str) -> str:
             if r.wb_peak is not None or r.peer_peak is not None
             else ""
         )
+        cpu = (
+            " / ".join("—" if c is None else f"{c:.2f}" for c in (r.wb_cpu, r.peer_cpu))
+            if r.wb_cpu is not None or r.peer_cpu is not None
+            else ""
+        )
         cells = [r.figure, cell(r.wb, r.unit), r.peer, cell(r.peer_value, r.unit), ratio]
-        lines.append("| " + " | ".join([*cells, r.target, met, peaks]) + " |")
+        lines.append("| " + " | ".join([*cells, r.target, met, cpu, peaks]) + " |")
     return "\n".join(lines)
 
 
@@ -336,6 +346,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "speed_rows": [_as_dict(r) for r in rows],
             "runs": bench.timings,
             "peak_mb": bench.peaks,
+            "cpu_s": bench.cpu,
         }
         args.json.write_text(json.dumps(raw, indent=2) + "\n", encoding="utf-8")
     return 0

@@ -44,11 +44,13 @@ Cmd = list[str | Path]
 
 @dataclass(frozen=True, slots=True)
 class Sample:
-    """One measured command: wall time, the peak RSS of its largest process, its stdout."""
+    """One measured command: wall time, the peak RSS of its largest process, its stdout, and
+    its CPU time (user + system, its own and that of every process it waited for)."""
 
     seconds: float
     peak_mb: float
     stdout: str
+    cpu: float = 0.0
 
 
 def measure(args: Sequence[str | Path], env: Mapping[str, str], expect: str = "") -> Sample:
@@ -74,7 +76,7 @@ def measure(args: Sequence[str | Path], env: Mapping[str, str], expect: str = ""
         raise CommandFailed(
             f"{shlex.join(cmd)} {why}\n--- stdout\n{stdout[-3000:]}\n--- stderr\n{stderr[-6000:]}"
         )
-    return Sample(seconds, usage.ru_maxrss / 1024, stdout)
+    return Sample(seconds, usage.ru_maxrss / 1024, stdout, usage.ru_utime + usage.ru_stime)
 
 
 def run(args: Sequence[str | Path], env: Mapping[str, str], expect: str = "") -> tuple[float, str]:
@@ -92,6 +94,7 @@ class Bench:
         self.store = work / "wb-store"
         self.timings: Timings = {}
         self.peaks: Timings = {}  # MB, as the timings
+        self.cpu: Timings = {}  # seconds of CPU, as the timings
         base = clean_environ()
         wb_env = {"WHEELBARROW_STORE": str(self.store), "UV_CACHE_DIR": str(work / "wb-uv-cache")}
         self.env = {
@@ -109,7 +112,11 @@ class Bench:
     def record(self, row: str, tool: str, sample: Sample) -> None:
         self.timings.setdefault(row, {}).setdefault(tool, []).append(sample.seconds)
         self.peaks.setdefault(row, {}).setdefault(tool, []).append(sample.peak_mb)
-        log(f"{row}: {tool} {sample.seconds:.3f} s, peak {sample.peak_mb:.0f} MB")
+        self.cpu.setdefault(row, {}).setdefault(tool, []).append(sample.cpu)
+        log(
+            f"{row}: {tool} {sample.seconds:.3f} s, CPU {sample.cpu:.2f} s, "
+            f"peak {sample.peak_mb:.0f} MB, load {os.getloadavg()[0]:.1f}"
+        )
 
     def setup(self) -> None:
         """A venv with wheelbarrow (non-editable, bytecode compiled) and pip; the app copied."""
@@ -252,6 +259,7 @@ class Bench:
             self.uv_install(WARM_NO_PYC, f"uv-nopyc-{i}")
         self.timings[WARM_NO_PYC]["wheelbarrow"] = list(self.timings[WARM]["wheelbarrow"])
         self.peaks[WARM_NO_PYC]["wheelbarrow"] = list(self.peaks[WARM]["wheelbarrow"])
+        self.cpu[WARM_NO_PYC]["wheelbarrow"] = list(self.cpu[WARM]["wheelbarrow"])
         made += [self.cold_install(i) for i in range(cold)]
         return made[-1:] + made[repeat - 1 : repeat]
 
@@ -267,6 +275,10 @@ def ratio(num: float | None, den: float | None) -> str:
     return f"{r:.0f}x" if r >= 10 else f"{r:.1f}x" if r >= 1 else f"{r:.2f}x"
 
 
+def cpu_seconds(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
 def megabytes(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.0f}"
 
@@ -280,7 +292,7 @@ def medians_of(runs: Timings) -> dict[str, dict[str, float]]:
 
 
 def report(bench: Bench, repeat: int, cold: int, load: str) -> str:
-    medians, peaks = medians_of(bench.timings), medians_of(bench.peaks)
+    medians, peaks, cpu = medians_of(bench.timings), medians_of(bench.peaks), medians_of(bench.cpu)
     labels = {
         COLD_BUILD: f"cold build: lock + fetch, empty store/caches (n={cold})",
         COLD_BUILD_LOCKED: f"cold build, lock current: fetch, empty store/caches (n={cold})",
@@ -297,16 +309,18 @@ def report(bench: Bench, repeat: int, cold: int, load: str) -> str:
         "",
         f"{bench.versions['wheelbarrow']}, {bench.versions['uv']}, "
         f"{bench.versions['pip'].split(' from ')[0]}; {bench.versions['wheelhouse']}; "
-        "medians of wall time; peak memory of the largest process, MB (wb / pip / uv).",
+        "medians of wall time; CPU seconds (user + system, the processes waited for "
+        "included) and peak memory of the largest process, MB, as wb / pip / uv.",
         "",
-        "| step | wheelbarrow | pip | uv | pip ÷ wb | uv ÷ wb | peak MB |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| step | wheelbarrow | pip | uv | pip ÷ wb | uv ÷ wb | CPU s | peak MB |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row, label in labels.items():
         wb, pip, uv = (medians[row].get(tool) for tool in TOOLS)
         peak = " / ".join(megabytes(peaks.get(row, {}).get(tool)) for tool in TOOLS)
+        used = " / ".join(cpu_seconds(cpu.get(row, {}).get(tool)) for tool in TOOLS)
         cells = [label, seconds(wb), seconds(pip), seconds(uv), ratio(pip, wb), ratio(uv, wb)]
-        lines.append("| " + " | ".join([*cells, peak]) + " |")
+        lines.append("| " + " | ".join([*cells, used, peak]) + " |")
     lines += [
         "",
         "- cold build: `wheelbarrow build APP` (locks with uv, fetches the wheels) vs `pip "
@@ -379,6 +393,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         raw |= {"nproc": len(os.sched_getaffinity(0)), "versions": bench.versions}
         raw |= {"runs": bench.timings, "medians": medians_of(bench.timings)}
         raw |= {"peak_mb": bench.peaks, "peak_mb_medians": medians_of(bench.peaks)}
+        raw |= {"cpu_s": bench.cpu, "cpu_s_medians": medians_of(bench.cpu)}
         args.json.write_text(json.dumps(raw, indent=2) + "\n", encoding="utf-8")
     return 0
 
