@@ -227,23 +227,27 @@ class TestStripSlug:
         assert (again.paths, again.files_removed, again.bytes_removed) == ((), 0, 0)
 
     def test_known_test_packages_are_taken_from_the_file_not_found_again(self, slug: Path) -> None:
-        """With ``known`` the test packages found are kept there, and the next slug of the same
-        environment takes them from it without reading its modules (an import that would keep
-        pkg/tests is not seen); a list naming a directory that is not there is found afresh."""
+        """With ``known`` the test packages found and their sizes are kept there, and the next
+        slug of the same environment takes them from it without reading its modules (an import
+        that would keep pkg/tests is not seen), reporting the same; a list naming a directory
+        that is not there is found afresh."""
         twin, third = (slug.parent / f"{slug.name}-{n}" for n in ("twin", "third"))
         shutil.copytree(slug, twin, symlinks=True)
         shutil.copytree(slug, third, symlinks=True)
         known = slug.parent / f"{slug.name}-known.json"
         tests = {f"{SP}/pkg/tests", f"{SP}/nspkg/sub/test", f"{SP}/numpy/tests"}
-        assert tests <= set(strip_slug(slug, site_packages=[slug / SP], known=known).paths)
-        assert set(json.loads(known.read_text())["tests"]) == tests
+        first = strip_slug(slug, site_packages=[slug / SP], known=known)
+        assert tests <= set(first.paths)
+        assert {t for t, _, _ in json.loads(known.read_text())["tests"]} == tests
         (twin / SP / "pkg" / "core.py").write_text("from .tests import test_core\n")
-        assert tests <= set(strip_slug(twin, site_packages=[twin / SP], known=known).paths)
+        again = strip_slug(twin, site_packages=[twin / SP], known=known)
+        assert (again.paths, again.files_removed) == (first.paths, first.files_removed)
+        assert again.bytes_removed == first.bytes_removed
         shutil.rmtree(third / SP / "numpy" / "tests")
         (third / SP / "pkg" / "core.py").write_text("from .tests import test_core\n")
         found = set(strip_slug(third, site_packages=[third / SP], known=known).paths)
         assert found & tests == {f"{SP}/nspkg/sub/test"}
-        assert set(json.loads(known.read_text())["tests"]) == {f"{SP}/nspkg/sub/test"}
+        assert [t for t, _, _ in json.loads(known.read_text())["tests"]] == [f"{SP}/nspkg/sub/test"]
 
     def test_missing_site_packages(self, tmp_path: Path) -> None:
         """A site-packages that does not exist is nothing to strip."""

@@ -194,12 +194,13 @@ def strip_slug(
     ``.pytest_cache``, ``.mypy_cache``, ``.ruff_cache``, stray ``*.pyc`` and
     pip's and uv's caches under ``.cache/``.
 
-    ``known`` is a file that keeps which test packages the site-packages hold, for the next
-    build of the same environment (the caller names it by the environment's key): finding
-    them reads every module of the packages that have some, and an unchanged environment
-    has the same ones.
+    ``known`` is a file that keeps which test packages the site-packages hold and their
+    sizes, for the next build of the same environment (the caller names it by the
+    environment's key): finding them reads every module of the packages that have some,
+    and an unchanged environment has the same ones.
     """
-    targets = _known_test_packages(build_dir, site_packages, known)
+    sized = _known_test_packages(build_dir, site_packages, known)
+    targets = [t for t, _, _ in sized]
     for name in INSTALLER_CACHES:
         candidate = build_dir / name
         if candidate.is_dir() and not candidate.is_symlink():
@@ -207,10 +208,11 @@ def strip_slug(
     skip = {os.path.realpath(p) for p in [*map(str, site_packages), *targets]}
     targets.extend(_app_caches(str(build_dir), skip))
 
+    sizes = {t: (f, b) for t, f, b in sized}
     files = size = 0
     paths: list[str] = []
     for target in targets:
-        f, b = _tree_size(target)
+        f, b = sizes.get(target) or _tree_size(target)
         files, size = files + f, size + b
         _remove(target)
         paths.append(_relative(target, build_dir))
@@ -222,9 +224,10 @@ def strip_slug(
 
 def _known_test_packages(
     build_dir: Path, site_packages: Sequence[Path], known: Path | None
-) -> list[str]:
-    """The test packages of ``site_packages`` (absolute paths), from ``known`` when it lists
-    them for these site-packages and each is still a directory there, else found and kept."""
+) -> list[tuple[str, int, int]]:
+    """The test packages of ``site_packages`` (absolute paths) with their files and bytes,
+    from ``known`` when it lists them for these site-packages and each is still a directory
+    there, else found, measured and kept in ``known``."""
     import json
 
     from wheelbarrow._core.files import atomic_write_text
@@ -234,17 +237,22 @@ def _known_test_packages(
         data = json.loads(known.read_text(encoding="utf-8")) if known is not None else None
     except (OSError, ValueError):
         data = None
-    if isinstance(data, dict) and data.get("site-packages") == sites:
-        listed = data.get("tests")
-        if isinstance(listed, list) and all(isinstance(t, str) for t in listed):
-            found = [os.path.join(build_dir, t) for t in listed]
-            if all(os.path.isdir(t) and not os.path.islink(t) for t in found):
-                return found
+    listed = data.get("tests") if isinstance(data, dict) else None
+    if isinstance(data, dict) and data.get("site-packages") == sites and isinstance(listed, list):
+        try:
+            found = [(os.path.join(build_dir, t), int(f), int(b)) for t, f, b in listed]
+        except (TypeError, ValueError):
+            found = []
+        if len(found) == len(listed) and all(
+            os.path.isdir(t) and not os.path.islink(t) for t, _, _ in found
+        ):
+            return found
     targets = [t for sp in site_packages for t in _test_packages(sp)]
+    measured = [(t, *_tree_size(t)) for t in targets]
     if known is not None:
-        tests = [_relative(t, build_dir) for t in targets]
+        tests = [[_relative(t, build_dir), f, b] for t, f, b in measured]
         atomic_write_text(known, json.dumps({"site-packages": sites, "tests": tests}) + "\n")
-    return targets
+    return measured
 
 
 def _relative(path: str, root: Path) -> str:
