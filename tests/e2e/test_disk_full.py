@@ -219,6 +219,7 @@ class TestDiskFull:
         target = tmp_path / "target"
         env = target / "env"
         install = [*WHEELBARROW, "install", "--store", str(store), "--into", str(env)]
+        install += ["--link-mode", "hardlink"]  # a clone writes the packages' files to the device
         first, second = run_in_namespace(
             [{"path": str(target), "size": "400k"}],
             [{"run": [*install, str(small)]}, {"run": [*install, str(big)]}],

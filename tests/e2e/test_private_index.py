@@ -246,6 +246,7 @@ class TestPrivateIndex:
         assert "is up to date" in results[-1].out
         dest = tmp_path / "venv"
         install = ("install", c.app, "--store", store, "--platform", PLATFORM, "--into", dest)
+        install += ("--link-mode", "hardlink")  # a clone: the package's files are in dest
         results.append(run(monkeypatch, {**unset_lock_only, **env}, *install))
         assert results[-1].code == 0, results[-1].err
         assert list(dest.glob("lib/python*/site-packages/privdemo/__init__.py"))

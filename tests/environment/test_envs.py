@@ -40,8 +40,14 @@ def built_app(tmp_path: Path, local_index) -> tuple[Path, Path]:
     return app, store
 
 
+# These tests are about clones of the stored environment (--link-mode hardlink): the
+# default, shared layout has tests of its own (test_shared.py).
+CLONE = ("--link-mode", "hardlink")
+
+
 def install(app: Path, store: Path, into: Path, *extra: str) -> dict[str, object]:
-    result = cli("install", app, "--store", store, "--into", into, "--json", *extra)
+    mode = () if "--link-mode" in extra else CLONE
+    result = cli("install", *mode, app, "--store", store, "--into", into, "--json", *extra)
     assert result.code == 0, result.err
     report: dict[str, object] = result.json()
     return report
@@ -171,7 +177,7 @@ class TestDerivedEnvironments:
         install(app, store, tmp_path / "one")
         (app / "requirements.txt").write_text("alpha==2.0\nkept==1.0\n")
         assert build_cli(app, store, index.url).code == 0
-        result = cli("install", app, "--store", store, "--into", tmp_path / "two")
+        result = cli("install", *CLONE, app, "--store", store, "--into", tmp_path / "two")
         assert result.code == 0, result.err
         assert "1 wheel in, 1 out, 1 kept" in result.err
         one = next((tmp_path / "one").glob("lib/python*/site-packages"))
@@ -214,7 +220,7 @@ class TestBytecodeFailures:
         app = make_app(tmp_path / "app", "legacy\n")
         store = tmp_path / "store"
         assert build_cli(app, store, index.url).code == 0
-        result = cli("install", app, "--store", store, "--into", tmp_path / "env")
+        result = cli("install", *CLONE, app, "--store", store, "--into", tmp_path / "env")
         assert result.code == 0, result.err
         assert "1 file has no bytecode" in result.err
         assert "legacy/py2.py" in result.err
@@ -354,13 +360,13 @@ class TestInPlaceEdits:
         edited = site_of(tmp_path / "one") / "alpha" / "__init__.py"
         with edited.open("a") as f:
             f.write("VALUE = 'edited'\n")
-        result = cli("install", app, "--store", store, "--into", tmp_path / "two")
+        result = cli("install", *CLONE, app, "--store", store, "--into", tmp_path / "two")
         assert result.code == 0, result.err
         assert "edited in place" in result.err
         assert "site-packages/alpha/__init__.py" in result.err
         assert run_python(tmp_path / "two", "import alpha; print(alpha.VALUE)") == "42"
         # The rebuilt store environment is sealed again: the next install is quiet and right.
-        again = cli("install", app, "--store", store, "--into", tmp_path / "three")
+        again = cli("install", *CLONE, app, "--store", store, "--into", tmp_path / "three")
         assert again.code == 0, again.err
         assert "edited in place" not in again.err
         assert run_python(tmp_path / "three", "import alpha; print(alpha.VALUE)") == "42"
@@ -400,7 +406,7 @@ class TestInPlaceEdits:
         with (site_of(tmp_path / "one") / "kept" / "__init__.py").open("a") as f:
             f.write("K = 'edited'\n")
         assert build_cli(other, store, index.url).code == 0
-        result = cli("install", other, "--store", store, "--into", tmp_path / "two")
+        result = cli("install", *CLONE, other, "--store", store, "--into", tmp_path / "two")
         assert result.code == 0, result.err
         assert "site-packages/kept/__init__.py (changed)" in result.err
         assert (
@@ -425,7 +431,7 @@ class TestInPlaceEdits:
         app, store = built_app
         install(app, store, tmp_path / "one")
         os.utime(site_of(tmp_path / "one") / "alpha" / "__init__.py", (1, 1))
-        result = cli("install", app, "--store", store, "--into", tmp_path / "two", "--json")
+        result = cli("install", *CLONE, app, "--store", store, "--into", tmp_path / "two", "--json")
         assert result.code == 0, result.err
         assert result.json()["status"] == "cloned"
         assert "edited in place" not in result.err

@@ -35,7 +35,8 @@ def installed(tmp_path: Path, local_index) -> tuple[Path, Path, Path]:
     store = tmp_path / "store"
     assert build_cli(app, store, index.url).code == 0
     into = tmp_path / "env"
-    result = cli("install", app, "--store", store, "--into", into)
+    # Installed as a clone (hard links): the tests edit the store through it.
+    result = cli("install", app, "--store", store, "--into", into, "--link-mode", "hardlink")
     assert result.code == 0, result.err
     return app, store, into
 

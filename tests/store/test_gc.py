@@ -53,8 +53,11 @@ def du(store: Path) -> dict[str, Any]:
 
 
 def install(app: Path, store: Path, into: Path) -> dict[str, Any]:
-    """``install --json`` that must succeed."""
-    result = cli("install", app, "--store", store, "--into", into, "--json")
+    """``install --json`` that must succeed (as a clone: a shared environment keeps what it
+    runs on, which test_dependents.py tests)."""
+    result = cli(
+        "install", app, "--store", store, "--into", into, "--json", "--link-mode", "hardlink"
+    )
     assert result.code == 0, result.err
     report: dict[str, Any] = result.json()
     return report

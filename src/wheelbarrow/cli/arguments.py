@@ -175,10 +175,11 @@ def install_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--link-mode",
-        choices=("hardlink", "copy"),
-        default="hardlink",
-        help="share files with the store: reflinks where the filesystem has them, else hard "
-        "links (default, hardlink), or copy them (copy)",
+        choices=("shared", "hardlink", "copy"),
+        default="shared",
+        help="shared (default): a small environment of its own that runs on the store's "
+        "read-only packages; hardlink: a clone of them, by reflinks where the filesystem has "
+        "them, else hard links; copy: a copy of them",
     )
 
 

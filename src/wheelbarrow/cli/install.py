@@ -1,76 +1,131 @@
-"""``wheelbarrow install``: a ready-to-run environment from the wheelhouse, offline."""
+"""``wheelbarrow install``: a ready-to-run environment from the wheelhouse, offline.
+
+The default layout (``--link-mode shared``) writes a small environment that runs on the
+stored one (environment/shared.py), in the same time whatever the number of packages. The
+plan that finds the wheelhouse parses the requirements and the lock with ``packaging``, and
+finding the interpreter may run it; so a full install leaves a record of what its plan read
+(cli/noop.py's inputs: files, directories, variables, code) and of how it found the
+interpreter, and the next install of the same app with the same options checks that record
+instead of planning (:mod:`wheelbarrow.cli.install_record`). Anything else takes the full
+path, which records afresh.
+"""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import os
+import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from wheelbarrow._core.runner import run_subprocess
-from wheelbarrow._core.text import plural
-from wheelbarrow.cli import common, render
-from wheelbarrow.environment.clone import clean_install_leftovers, installed_env_sound
-from wheelbarrow.environment.envs import InstallReport, InstallStatus, env_key, install_from_store
-from wheelbarrow.environment.marker import read_marker
-from wheelbarrow.wheelhouse.assemble import require_wheelhouse
+if TYPE_CHECKING:
+    from wheelbarrow.environment.outcome import InstallReport
 
 
 def run(args: argparse.Namespace) -> int:
     """Never touches the network: the lock must be current and its wheelhouse built."""
-    with contextlib.ExitStack() as held:  # the leases that keep `store gc` off what is used
-        return _install(args, held)
-
-
-def _install(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
     start = time.monotonic()
+    if args.link_mode == "shared":
+        from wheelbarrow.cli import install_record
+
+        warm = install_record.warm_install(args, start)
+        if warm is not None:
+            _say(args, warm)
+            return 0
+    with contextlib.ExitStack() as held:  # the leases that keep `store gc` off what is used
+        _say(args, _install(args, held, start))
+    return 0
+
+
+def _say(args: argparse.Namespace, report: InstallReport) -> None:
+    if args.json:
+        from wheelbarrow.cli import render
+
+        render.emit_json(report.as_json())
+    elif not args.quiet:
+        # render.out, without importing the renderer for one line (paths hold no credentials).
+        sys.stdout.write(report.line() + "\n")
+        sys.stdout.flush()
+
+
+def _install(args: argparse.Namespace, held: contextlib.ExitStack, start: float) -> InstallReport:
+    from wheelbarrow._core.runner import run_subprocess
+    from wheelbarrow.cli import common, install_record, render
+    from wheelbarrow.environment.envs import env_key, install_from_store
+    from wheelbarrow.environment.outcome import InstallReport, InstallStatus
+    from wheelbarrow.environment.shared import share_from_store
+    from wheelbarrow.environment.target import clean_install_leftovers
+    from wheelbarrow.wheelhouse.assemble import require_wheelhouse
+
     store = common.store(args)
-    reporter = render.make_reporter(quiet=args.quiet, json_mode=args.json)
-    plan = common.plan(args, reporter, may_lock=False)
+    reporter = common.LazyReporter(
+        lambda: render.make_reporter(quiet=args.quiet, json_mode=args.json)
+    )
+    planned = install_record.planned(args, store, reporter)
+    plan = planned.plan
     house_key, manifest = store.hold(held, "wheelhouse", lambda: require_wheelhouse(store, plan))
     interpreter = common.interpreter_for(plan, args)
     key = env_key(house_key, interpreter)
     held.enter_context(store.use("env", key))
     dest = Path(args.into).absolute()
-    marker = read_marker(dest)
+    shared = args.link_mode == "shared"
     status: InstallStatus
-    # An edited environment is installed again (with hard links, the store's copy
-    # holds the same edit, and is rebuilt on the way).
-    if marker is not None and marker.get("env_key") == key and installed_env_sound(dest):
+    if _up_to_date(dest, key, store.env(key), shared=shared):
         status = "up-to-date"
         # A killed install may have renamed its result into place before cleaning up.
         clean_install_leftovers(dest)
     else:
         common.check_wheels_run_on(interpreter, manifest)
-        made = install_from_store(
-            store,
-            house_key,
-            manifest,
-            interpreter,
-            dest=dest,
-            mode=args.link_mode,
-            runner=run_subprocess,
-            reporter=reporter,
-        )
+        if shared:
+            made = share_from_store(
+                store,
+                house_key,
+                manifest,
+                interpreter,
+                dest=dest,
+                runner=run_subprocess,
+                reporter=reporter,
+            )
+        else:
+            made = install_from_store(
+                store,
+                house_key,
+                manifest,
+                interpreter,
+                dest=dest,
+                mode=args.link_mode,
+                runner=run_subprocess,
+                reporter=reporter,
+            )
         status = "built-and-cloned" if made else "cloned"
-    report = InstallReport(
-        path=dest,
+    install_record.remember(planned, store, house_key, interpreter, args)
+    return InstallReport(
+        path=os.fspath(dest),
         env_key=key,
         status=status,
-        interpreter=interpreter,
+        layout=args.link_mode,
+        python=str(interpreter.executable),
+        python_version=interpreter.version,
         packages=len(plan.artefacts),
         seconds=time.monotonic() - start,
     )
-    if args.json:
-        render.emit_json(report.as_json())
-    elif not args.quiet:
-        verb = {
-            "up-to-date": "is up to date",
-            "cloned": "installed from the store",
-            "built-and-cloned": "built and installed",
-        }[status]
-        render.out(
-            f"Environment {dest} {verb}: {plural(report.packages, 'package')}, Python "
-            f"{interpreter.version}, in {report.seconds:.2f}s"
-        )
-    return 0
+
+
+def _up_to_date(dest: Path, key: str, stored: Path, *, shared: bool) -> bool:
+    """Whether ``dest`` is the environment of ``key`` in the layout asked for, as installed.
+
+    An edited environment is installed again (with hard links, the store's copy holds the
+    same edit, and is rebuilt on the way); a shared one also needs its stored environment's
+    stamp to hold.
+    """
+    from wheelbarrow.environment.marker import read_marker
+    from wheelbarrow.environment.shared import LAYOUT
+    from wheelbarrow.environment.stamp import current
+    from wheelbarrow.environment.target import installed_env_sound
+
+    marker = read_marker(dest)
+    if marker is None or marker.get("env_key") != key or (marker.get("layout") == LAYOUT) != shared:
+        return False
+    return installed_env_sound(dest) and (not shared or current(stored) is not None)

@@ -13,33 +13,37 @@ from typing import Literal
 
 from wheelbarrow._core.errors import (
     EnvironmentEditedError,
-    InstallError,
     StoreError,
 )
-from wheelbarrow._core.scratch import clean_stale, scratch
-from wheelbarrow._core.text import plural
-from wheelbarrow.environment.marker import read_marker
+from wheelbarrow._core.scratch import scratch
 from wheelbarrow.environment.seal import (
-    SEAL,
+    UNSEALED,
     Scan,
     SealedFile,
     describe,
     read_seal,
-    regenerable,
-    scan_tree,
 )
 from wheelbarrow.environment.site import relocate
 
+# What the install target may hold is target.py's (light: the warm install uses it).
+from wheelbarrow.environment.target import (
+    check_target,
+    clean_install_leftovers,
+    installed_env_sound,
+    scratch_prefix,
+    user_files,
+)
+
+__all__ = [
+    "LinkMode",
+    "clean_install_leftovers",
+    "clone_env",
+    "installed_env_sound",
+    "link_tree",
+    "user_files",
+]
+
 LinkMode = Literal["hardlink", "copy"]
-
-
-def _scratch_prefix(dest: Path) -> str:
-    return f".{dest.name}.wheelbarrow-"
-
-
-def clean_install_leftovers(dest: Path) -> None:
-    """Remove the scratch a killed install into ``dest`` left beside it (nothing else)."""
-    clean_stale(dest.parent, _scratch_prefix(dest))
 
 
 def clone_env(source: Path, dest: Path, *, mode: LinkMode = "hardlink") -> None:
@@ -55,10 +59,10 @@ def clone_env(source: Path, dest: Path, *, mode: LinkMode = "hardlink") -> None:
     and reported.
     """
     dest = dest.absolute()
-    _check_target(dest)
+    check_target(dest)
     seal = read_seal(source)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    prefix = _scratch_prefix(dest)
+    prefix = scratch_prefix(dest)
     clean_install_leftovers(dest)
     with scratch(dest.parent, prefix) as holder:
         work = holder / "env"
@@ -100,74 +104,6 @@ def clone_env(source: Path, dest: Path, *, mode: LinkMode = "hardlink") -> None:
         if dest.exists():
             os.rename(dest, holder / "old")  # removed with the scratch entry
         os.rename(work, dest)
-
-
-def installed_env_sound(path: Path) -> bool:
-    """Whether the installed environment at ``path`` still has the files it was installed with.
-
-    A stat pass over its seal (hashes only where a stat differs); files the
-    user added do not count. An environment without a seal (made before
-    seals existed) is taken as sound.
-    """
-    seal = read_seal(path)
-    if seal is None:
-        return True
-    try:
-        check = seal.check(path)
-    except FileNotFoundError:
-        return False
-    if any(p.problem != "added" for p in check.problems):
-        return False
-    if check.restated:
-        with contextlib.suppress(OSError):
-            seal.refreshed(check.restated).write(path)
-    return True
-
-
-def _check_target(dest: Path) -> None:
-    """Refuse a file, a directory wheelbarrow did not make, or an environment with user files."""
-    if not os.path.lexists(dest):
-        return
-    if not dest.is_dir():
-        raise InstallError(
-            f"{dest}: is a file, not a directory",
-            hint="give --into a directory (it is made if missing), or move the file away",
-        )
-    if read_marker(dest) is None:
-        if any(dest.iterdir()):
-            raise InstallError(
-                f"{dest}: exists and is not an environment made by wheelbarrow",
-                hint="pick another --into directory, or remove this one",
-            )
-        return
-    foreign = user_files(dest)
-    if foreign:
-        shown = ", ".join(foreign[:5]) + (
-            f" and {len(foreign) - 5} more" if len(foreign) > 5 else ""
-        )
-        raise InstallError(
-            f"{dest}: holds {plural(len(foreign), 'file')} wheelbarrow did not put there: {shown}",
-            hint="installing replaces the whole environment: move them out of it, "
-            "or install into another directory",
-        )
-
-
-def user_files(env: Path) -> list[str]:
-    """Files in a wheelbarrow environment that its seal does not list (someone put them there).
-
-    Bytecode caches are not counted: Python writes them itself. An
-    environment made before seals existed gives none.
-    """
-    seal = read_seal(env)
-    if seal is None:
-        return []
-    known = seal.paths()
-    scan = scan_tree(env)
-    return sorted(
-        rel
-        for rel in [*scan.files, *scan.links, *scan.others]
-        if rel not in known and not regenerable(rel)
-    )
 
 
 # Linux's FICLONE ioctl: _IOW(0x94, 9, int).
@@ -214,6 +150,8 @@ class _Placer:
                 self.hardlink = False  # another filesystem: copy from here on
         self.only_hardlinks = False
         shutil.copy2(src, dst)
+        if not st.st_mode & stat.S_IWUSR:  # a copy is the environment's own: its owner may edit it
+            os.chmod(dst, stat.S_IMODE(st.st_mode) | stat.S_IWUSR)
         return os.stat(dst)
 
 
@@ -230,7 +168,7 @@ def _reflink(src: str, dst: str, st: os.stat_result) -> os.stat_result | None:
                 if exc.errno in _NO_REFLINK:
                     return None
                 raise
-            os.fchmod(dfd, stat.S_IMODE(st.st_mode))
+            os.fchmod(dfd, stat.S_IMODE(st.st_mode) | stat.S_IWUSR)  # its own blocks, once edited
             os.utime(dfd, ns=(st.st_atime_ns, st.st_mtime_ns))
             return os.fstat(dfd)
         finally:
@@ -246,8 +184,8 @@ def link_tree(
 
     Returns what ``src`` held, from the one walk, for checking it against its
     seal; the stat of each file placed; and whether every file is a hard link.
-    The seal itself is left out: a clone gets its own (editing a clone's seal
-    must not edit the store's).
+    The seal and the stamp are left out: a clone gets its own seal (editing a clone's
+    seal must not edit the store's).
     """
     scan = Scan()
     placed: dict[str, os.stat_result] = {}
@@ -271,7 +209,7 @@ def link_tree(
                     os.mkdir(d)
                     stack.append(entry.path)
                 elif entry.is_file(follow_symlinks=False):
-                    if rel == SEAL:
+                    if rel in UNSEALED:
                         continue
                     st = entry.stat(follow_symlinks=False)
                     scan.files[rel] = st

@@ -42,33 +42,6 @@ from wheelbarrow.environment.site import (
 )
 from wheelbarrow.store.store import Store
 
-InstallStatus = Literal["up-to-date", "cloned", "built-and-cloned"]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class InstallReport:
-    """What ``install`` did."""
-
-    path: Path
-    env_key: str
-    status: InstallStatus
-    interpreter: Interpreter
-    packages: int
-    seconds: float = 0.0
-
-    def as_json(self) -> dict[str, object]:
-        """The versioned machine-readable form (``--json``)."""
-        return {
-            "version": 1,
-            "environment": str(self.path),
-            "env_key": self.env_key,
-            "status": self.status,
-            "python": str(self.interpreter.executable),
-            "python_version": self.interpreter.version,
-            "packages": self.packages,
-            "seconds": round(self.seconds, 3),
-        }
-
 
 def env_key(wheelhouse_key: str, interpreter: Interpreter) -> str:
     """The key of the environment made from a wheelhouse with an interpreter."""

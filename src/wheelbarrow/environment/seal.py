@@ -15,19 +15,28 @@ is not). ``deep`` hashes every file, for ``wheelbarrow verify``.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import stat
 from collections.abc import Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, NamedTuple
 
 from wheelbarrow._core.files import atomic_write_bytes
+from wheelbarrow.environment.sealfile import (
+    HEADER,
+    SEAL,
+    STAMP,
+    UNSEALED,
+    link_line,
+    unquote,
+)
+from wheelbarrow.environment.sealfile import (
+    file_line as _line,
+)
 
-SEAL = ".wheelbarrow-seal"
-_HEADER = "wheelbarrow-seal 1\n"
+__all__ = ["SEAL", "STAMP", "UNSEALED", "Scan", "Seal", "SealCheck", "SealProblem", "SealedFile"]
+
 _CHUNK = 1 << 20
 
 Problem = Literal["changed", "missing", "added", "not a file", "link changed"]
@@ -65,11 +74,13 @@ class SealProblem:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Scan:
-    """What a tree holds: its regular files with their stats, and its symlinks."""
+    """What a tree holds: its regular files with their stats, its symlinks, and (from
+    :func:`scan_tree`) its directories with theirs."""
 
     files: dict[str, os.stat_result] = field(default_factory=dict)
     links: dict[str, str] = field(default_factory=dict)
     others: list[str] = field(default_factory=list)
+    dirs: dict[str, os.stat_result] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -105,9 +116,9 @@ class Seal:
 
     def dumps(self) -> bytes:
         """The seal's file: a header line, then one tab-separated line per file and link."""
-        lines = [_HEADER]
+        lines = [HEADER]
         lines += [_file_line(rel, f) for rel, f in sorted(self.files.items())]
-        lines += [f"L\t{_quote(rel)}\t{_quote(t)}\n" for rel, t in sorted(self.links.items())]
+        lines += [link_line(rel, t) for rel, t in sorted(self.links.items())]
         return "".join(lines).encode("utf-8", "surrogateescape")
 
     def write(self, root: Path) -> None:
@@ -199,7 +210,7 @@ def regenerable(rel: str) -> bool:
 
 
 def scan_tree(root: Path) -> Scan:
-    """Every entry under ``root`` but the seal, without following symlinks."""
+    """Every entry under ``root`` but the seal and the stamp, without following symlinks."""
     scan = Scan()
     base = os.fspath(root)
     cut = len(base) + 1
@@ -212,9 +223,10 @@ def scan_tree(root: Path) -> Scan:
                 if entry.is_symlink():
                     scan.links[rel] = os.readlink(entry.path)  # noqa: PTH115 - str paths, per file
                 elif entry.is_dir(follow_symlinks=False):
+                    scan.dirs[rel] = entry.stat(follow_symlinks=False)
                     stack.append(entry.path)
                 elif entry.is_file(follow_symlinks=False):
-                    if rel != SEAL:
+                    if rel not in UNSEALED:
                         scan.files[rel] = entry.stat(follow_symlinks=False)
                 else:
                     scan.others.append(rel)
@@ -241,6 +253,8 @@ def hash_files(root: Path, rels: Iterable[str], *, workers: int = 4) -> dict[str
     base = os.fspath(root) + os.sep
     if len(rels) < 8 or workers <= 1:
         return {rel: sha256_file(base + rel) for rel in rels}
+    from concurrent.futures import ThreadPoolExecutor  # only where there is much to hash
+
     with ThreadPoolExecutor(max_workers=workers) as pool:
         return dict(zip(rels, pool.map(lambda r: sha256_file(base + r), rels), strict=True))
 
@@ -280,7 +294,7 @@ def read_seal(root: Path) -> Seal | None:
     except OSError:
         return None
     lines = raw.decode("utf-8", "surrogateescape").split("\n")
-    if lines[0] + "\n" != _HEADER:
+    if lines[0] + "\n" != HEADER:
         return None
     files: dict[str, SealedFile] = {}
     links: dict[str, str] = {}
@@ -290,11 +304,11 @@ def read_seal(root: Path) -> Seal | None:
                 continue
             parts = line.split("\t")
             if parts[0] == "F" and len(parts) == 6:
-                files[_unquote(parts[1])] = SealedFile(
+                files[unquote(parts[1])] = SealedFile(
                     int(parts[2]), int(parts[3]), int(parts[4]), parts[5]
                 )
             elif parts[0] == "L" and len(parts) == 3:
-                links[_unquote(parts[1])] = _unquote(parts[2])
+                links[unquote(parts[1])] = unquote(parts[2])
             else:
                 return None
     except ValueError:
@@ -303,18 +317,7 @@ def read_seal(root: Path) -> Seal | None:
 
 
 def _file_line(rel: str, f: SealedFile) -> str:
-    return f"F\t{_quote(rel)}\t{f.size}\t{f.mtime_ns}\t{f.inode}\t{f.sha256}\n"
-
-
-def _quote(text: str) -> str:
-    """A path as one field: JSON-quoted when it holds a tab, a newline or a quote first."""
-    if "\t" in text or "\n" in text or text.startswith('"'):
-        return json.dumps(text)
-    return text
-
-
-def _unquote(field_: str) -> str:
-    return str(json.loads(field_)) if field_.startswith('"') else field_
+    return _line(rel, f.size, f.mtime_ns, f.inode, f.sha256)
 
 
 def describe(problems: Iterable[SealProblem], *, limit: int = 5) -> str:

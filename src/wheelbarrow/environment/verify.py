@@ -17,6 +17,7 @@ from typing import Literal
 from wheelbarrow._core.errors import StoreError
 from wheelbarrow._core.report import Reporter
 from wheelbarrow.environment.seal import SealedFile, read_seal, scan_tree, sha256_file
+from wheelbarrow.store.dependents import live
 from wheelbarrow.store.store import Store
 
 Kind = Literal["blob", "named", "wheelhouse", "environment"]
@@ -420,6 +421,11 @@ def _repair(
     for env in envs:
         if _marker_shas(env) & found.bad_blobs:
             doomed.setdefault(_rel(root, env), "made from a damaged blob")
+    for entry in doomed:
+        parts = entry.split("/")
+        if parts[0] == "envs" and len(parts) == 2 and (users := live(root, parts[1])):
+            shown = ", ".join(str(u) for u in users[:3]) + (" ..." if len(users) > 3 else "")
+            doomed[entry] += f"; the environments that share it must be installed again: {shown}"
     removed = []
     for entry in sorted(doomed):
         path = root / entry

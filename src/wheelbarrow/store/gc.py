@@ -32,6 +32,14 @@ What a running build or install holds
     lease exclusively, and works out what is referenced again under it; when
     a build is running it leaves them for the next gc and says so.
 
+What environments outside the store use
+    An environment installed in the shared layout runs on a stored one
+    (:mod:`wheelbarrow.store.dependents` holds the store's records of them): a stored
+    environment with a live record is kept like what an app's last build needs, whatever its
+    age or the size limit, and is checked again under its exclusive lease. Records whose
+    directory is gone or holds something else are pruned under that lease, so that gc after
+    the environment is deleted removes what it used.
+
 Nothing half-removed
     Every entry leaves its place by one rename into a scratch directory of
     the store's ``tmp/`` (a blob's ``named/`` links first, then the blob), and
@@ -48,11 +56,13 @@ import fcntl
 import os
 import re
 from collections.abc import Iterator, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from pathlib import Path
 
 from wheelbarrow._core.errors import InputError
 from wheelbarrow._core.scratch import LOCK_SUFFIX, _looks_like_scratch, clean_stale, try_exclusive
+from wheelbarrow.store import dependents
 from wheelbarrow.store.inventory import (
     ENV_MARKER,
     HEX24,
@@ -195,9 +205,11 @@ def _plan(
     now: float,
     total: int,
     store_links: Mapping[tuple[int, int], int],
+    shared: AbstractSet[str] = frozenset(),
 ) -> tuple[list[Entry], set[str]]:
-    """The entries to remove, referrers before what they refer to; and what is needed."""
-    needed = needed_by_apps(inv)
+    """The entries to remove, referrers before what they refer to; and what is needed (the
+    apps' last builds, and the ``shared`` stored environments that environments run on)."""
+    needed = needed_by_apps(inv) | shared
     used = _effective_use(inv)
     candidates = sorted(
         (
@@ -228,7 +240,7 @@ def collect(store: Store, policy: Policy, *, now: float, dry_run: bool = False) 
     """
     inv = take_inventory(store)
     links, total = _store_links(store.root)
-    plan, needed = _plan(inv, policy, now, total, links)
+    plan, needed = _plan(inv, policy, now, total, links, _shared(store, inv))
     needed_bytes = inv.size(i for n in needed if n in inv.entries for i in inv.entries[n].inodes)
     stale = _stale_scratch(store.root / "tmp")
     sizes = {path: _bytes(path) for path in stale}
@@ -240,6 +252,8 @@ def collect(store: Store, policy: Policy, *, now: float, dry_run: bool = False) 
     elif plan:
         with store.scratch("gc-") as holder:
             swept = _execute(store, plan, holder, now, done, kept)
+    if not dry_run:
+        _prune_dependents(store)
     freed = _Freed(inv, links)
     removed = [
         _removed(e, freed.remove(e)) for e in sorted(done, key=lambda e: (_RANK[e.kind], e.id))
@@ -334,7 +348,28 @@ def _remove_leased(store: Store, entry: Entry, holder: Path, *, since: float) ->
             marker = read_json(entry.paths[0] / ENV_MARKER) or {}
             if marker.get("wheelhouse") in keys:
                 return "an app's last build needs it"
+            users = dependents.live(store.root, entry.name)
+            if users:
+                return f"the environment at {users[0]} runs on it"
         return _rename_away(entry, holder)
+
+
+def _shared(store: Store, inv: Inventory) -> set[str]:
+    """The stored environments that environments outside the store run on (their ids)."""
+    return {
+        f"environment:{key}"
+        for key in dependents.keys(store.root)
+        if f"environment:{key}" in inv.entries and dependents.live(store.root, key)
+    }
+
+
+def _prune_dependents(store: Store) -> None:
+    """Drop the records of environments that are gone or hold something else now, each under
+    its stored environment's exclusive lease (an install holds it until its record is true)."""
+    for key in dependents.keys(store.root):
+        with try_exclusive(store.leases_dir(), f"env-{key}") as got:
+            if got:
+                dependents.prune(store.root, key)
 
 
 def _sweep(store: Store, plan: list[Entry], holder: Path) -> Iterator[tuple[Entry, str | None]]:
