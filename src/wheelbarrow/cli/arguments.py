@@ -16,9 +16,12 @@ def positive(text: str) -> int:
     return value
 
 
-def common_options(parser: argparse.ArgumentParser, *, index: bool = True) -> None:
+def common_options(
+    parser: argparse.ArgumentParser, *, index: bool = True, platform_help: str | None = None
+) -> None:
     """The app, target, store, output and lock-part options every app command takes; the index
-    options too unless ``index`` is False."""
+    options too unless ``index`` is False. ``platform_help`` says what ``--platform`` means
+    where it means more than the target's manylinux tag."""
     parser.add_argument("app", nargs="?", default=".", help="the app directory (default: .)")
     parser.add_argument(
         "--python",
@@ -29,8 +32,8 @@ def common_options(parser: argparse.ArgumentParser, *, index: bool = True) -> No
     parser.add_argument(
         "--platform",
         metavar="TAG",
-        help="target platform, e.g. manylinux_2_28_x86_64 (default: the lock's, "
-        "else this machine's)",
+        help=platform_help
+        or "target platform, e.g. manylinux_2_28_x86_64 (default: the lock's, else this machine's)",
     )
     parser.add_argument(
         "--store",
@@ -185,7 +188,14 @@ def install_arguments(parser: argparse.ArgumentParser) -> None:
 
 def image_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``wheelbarrow image``."""
-    common_options(parser, index=False)
+    common_options(
+        parser,
+        index=False,
+        platform_help="the image's platforms, e.g. linux/amd64,linux/arm64: one image for each, "
+        "on the base's image for it, in an index (each platform's wheelhouse built first, "
+        "`wheelbarrow build --platform manylinux_2_M_ARCH`); or a manylinux tag, as for build "
+        "(default: the lock's target)",
+    )
     parser.add_argument(
         "--base",
         required=True,
