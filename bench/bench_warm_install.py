@@ -2,8 +2,10 @@
 
 Makes an app of N local wheels (default: about 7,000 files once installed, bytecode
 included), builds it offline from a find-links directory, makes its stored
-environment once, then times `wheelbarrow install APP --into NEW_DIR` (a clone of
-the stored environment, checked against its seal) and `wheelbarrow verify` on it.
+environment once, then times `wheelbarrow install APP --into NEW_DIR` (the default layout:
+shared with the stored environment; before it, a clone checked against its seal) and
+`wheelbarrow verify` on it. bench_install_scaling.py times each layout against the number
+of packages.
 With `--baseline REV`, the same is timed for that git revision of src/ (run from a
 `git archive` of it), interleaved with the current code, so both see the same machine.
 Prints a Markdown table of medians on stdout; progress goes to stderr.
