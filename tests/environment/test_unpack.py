@@ -10,6 +10,7 @@ import marshal
 import os
 import py_compile
 import stat
+import subprocess
 import sys
 import zipfile
 from pathlib import Path
@@ -286,6 +287,74 @@ class TestWorkers:
                 compile_bytecode=False,
                 reporter=RecordingReporter(),
             )
+
+
+def mixed_wheel(directory: Path) -> Path:
+    """A sound wheel whose members are stored, deflated and bzip2-compressed, small and big."""
+    wheel = make_wheel(directory, "mixed", "1.0")
+    with zipfile.ZipFile(wheel) as src:
+        members = {info.filename: src.read(info) for info in src.infolist()}
+    members |= {
+        "mixed/stored.bin": os.urandom(BIG),
+        "mixed/deflated.bin": bytes(BIG) + os.urandom(1000),
+        "mixed/bzip2.py": b"X = 1\n" * 1000,
+        "mixed/small.py": b"Y = 2\n",
+    }
+    kinds = {"mixed/stored.bin": zipfile.ZIP_STORED, "mixed/bzip2.py": zipfile.ZIP_BZIP2}
+    record = "mixed-1.0.dist-info/RECORD"
+    rows = [f"{n},{record_hash(b)},{len(b)}" for n, b in members.items() if n != record]
+    members[record] = ("\n".join([*rows, f"{record},,"]) + "\n").encode()
+    with zipfile.ZipFile(wheel, "w") as dst:
+        for name, content in members.items():
+            dst.writestr(name, content, compress_type=kinds.get(name, zipfile.ZIP_DEFLATED))
+    return wheel
+
+
+class TestMembers:
+    def test_stored_deflated_and_bzip2_members_are_their_bytes(self, tmp_path):
+        """Each member lands with the bytes zipfile reads from the wheel, in any compression."""
+        wheel = mixed_wheel(tmp_path / "dists")
+        root = tmp_path / "env"
+        unpack([wheel], root)
+        site = site_packages(root, INTERPRETER)
+        with zipfile.ZipFile(wheel) as archive:
+            for name in ("stored.bin", "deflated.bin", "bzip2.py", "small.py"):
+                assert (site / "mixed" / name).read_bytes() == archive.read(f"mixed/{name}")
+        assert list((site / "mixed" / "__pycache__").glob("bzip2.*.pyc"))
+
+    def test_a_member_whose_crc_differs_is_a_malformed_wheel(self, tmp_path):
+        """A stored member edited in place (its CRC-32 no longer its header's) is refused."""
+        wheel = mixed_wheel(tmp_path / "dists")
+        with zipfile.ZipFile(wheel) as archive:
+            info = archive.getinfo("mixed/stored.bin")
+        with wheel.open("r+b") as f:
+            f.seek(info.header_offset + 26)
+            skip = sum(int.from_bytes(f.read(2), "little") for _ in range(2))
+            f.seek(info.header_offset + 30 + skip + 5000)
+            f.write(b"\x00" if f.read(1) != b"\x00" else b"\x01")
+        with pytest.raises(MalformedWheelError, match=r"mixed/stored\.bin"):
+            unpack([wheel], tmp_path / "env")
+
+    @pytest.mark.parametrize(
+        ("given", "chosen"), [("site", "isal.isal_zlib"), ("/nonexistent", "zlib")]
+    )
+    def test_isal_inflates_when_the_workers_python_can_load_it(self, given, chosen):
+        """A worker of this Python given wheelbarrow's site-packages inflates with ISA-L; given
+        a directory without it, with zlib."""
+        from isal import isal_zlib
+
+        site = str(Path(isal_zlib.__file__).parents[1]) if given == "site" else given
+        probe = (
+            "import sys; g = {'__name__': 'worker'}; p = sys.argv[1]; "
+            "exec(compile(open(p).read(), p, 'exec'), g); print(g['_inflater']().__name__)"
+        )
+        result = subprocess.run(
+            [PYTHON, "-I", "-S", "-c", probe, unpack_worker.__file__, site],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert result.stdout.strip() == chosen
 
 
 class TestErrors:

@@ -157,6 +157,17 @@ def unpack_wheels(
     return Installed(files=files, uncompiled=sorted(uncompiled))
 
 
+def _accelerator() -> list[str]:
+    """The directory holding wheelbarrow's ISA-L bindings (isal), for workers whose Python can
+    load them (the same version and ABI as this one: they try); none when it is missing."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("isal")
+    if spec is None or spec.origin is None:
+        return []
+    return [str(Path(spec.origin).parent.parent)]
+
+
 def _cpus() -> int:
     """The CPUs this process may use (Linux tells; elsewhere, all of them)."""
     if hasattr(os, "sched_getaffinity"):
@@ -397,7 +408,7 @@ class _Workers:
         log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in close()
         try:
             proc = subprocess.Popen(
-                [str(self._python), "-I", "-S", "-c", _BOOTSTRAP, str(_WORKER)],
+                [str(self._python), "-I", "-S", "-c", _BOOTSTRAP, str(_WORKER), *_accelerator()],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=log,
