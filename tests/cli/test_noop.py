@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,8 @@ from support import make_wheel
 from support.apps import PLATFORM, build_cli, build_ok, make_app
 
 from wheelbarrow.cli import build, common, noop
+
+ORIGINAL_STAT = os.stat
 
 
 @pytest.fixture
@@ -204,29 +207,57 @@ class TestInputs:
         assert noop._digest(shown, **inputs) == noop._digest(args, **inputs)
 
     def test_a_watch_sees_reads_and_not_imports_and_refuses_what_acts(self, tmp_path):
-        """Files opened and directories listed are inputs, the files of modules imported are
-        not; a file written or a process started makes the plan unrecordable."""
-        read, listed = tmp_path / "read.txt", tmp_path / "listed"
+        """Files opened or looked up and directories listed are inputs, the files of modules
+        imported are not; a file written or a process started makes the plan unrecordable."""
+        read, probed, listed = tmp_path / "read.txt", tmp_path / "probed", tmp_path / "listed"
         read.write_text("x")
         listed.mkdir()
         sys.modules.pop("wheelbarrow.cli.dockerfile", None)
         args = argparse.Namespace(app=str(tmp_path))
         with noop.watching({"SEEN": "1"}) as watch:
             read.read_text()
+            assert not probed.exists()
             list(listed.iterdir())
             assert watch.environ.get("SEEN") == "1"
             import wheelbarrow.cli.dockerfile  # noqa: F401
         inputs = noop.inputs_of(watch, args)
         assert inputs is not None
-        assert inputs.files == (str(read),)
+        assert set(inputs.files) == {str(read), str(probed)}
         assert set(inputs.dirs) == {str(listed), str(tmp_path)}
         assert "SEEN" in inputs.env
+        before = noop._digest(args, files=inputs.files, dirs=(), env=(), code=())
+        probed.mkdir()  # what was looked up and missing is there now: another digest
+        assert noop._digest(args, files=inputs.files, dirs=(), env=(), code=()) != before
         with noop.watching({}) as writing:
             (tmp_path / "written").write_text("x")
         assert noop.inputs_of(writing, args) is None
         with noop.watching({}) as running:
             subprocess.run([sys.executable, "-c", "pass"], check=True)
         assert noop.inputs_of(running, args) is None
+
+    def test_watches_of_two_threads_see_their_own_reads(self, tmp_path):
+        """Two plans watched at once in two threads each record what they read, not the
+        other's; os.stat is itself again when neither watches."""
+        paths = [tmp_path / f"{n}.txt" for n in ("one", "two")]
+        for path in paths:
+            path.write_text("x")
+        started, seen = threading.Barrier(2), {}
+
+        def plan(path: Path) -> None:
+            with noop.watching({}) as watch:
+                started.wait()
+                path.read_text()
+                path.exists()
+                started.wait()
+            seen[path] = watch.files | watch.probed
+
+        threads = [threading.Thread(target=plan, args=(p,)) for p in paths]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert seen == {p: {str(p)} for p in paths}
+        assert os.stat is ORIGINAL_STAT
 
     def test_the_copied_names_are_the_originals(self):
         """The names kept here to import less are those of the modules they come from."""

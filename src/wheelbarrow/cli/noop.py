@@ -20,7 +20,7 @@ what it read. Only the standard library is imported here before the shortcut is 
 
 # Paths stay str and go through os.*: the audit hook sees every file the process opens, and
 # abspath, unlike Path.resolve, follows no links (the path as opened is what was read).
-# ruff: noqa: PTH100, PTH116, PTH123
+# ruff: noqa: PTH100, PTH116
 
 from __future__ import annotations
 
@@ -32,8 +32,9 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
+from stat import S_ISDIR, S_ISREG
 from typing import Any, NamedTuple
 
 from wheelbarrow import __version__
@@ -76,56 +77,96 @@ class RecordingEnviron(Mapping[str, str]):
 class Watch:
     """What the planning thread read, and whether it did anything that is not reading."""
 
-    __slots__ = ("acted", "dirs", "environ", "files", "thread")
+    __slots__ = ("acted", "dirs", "environ", "files", "probed", "thread")
 
     def __init__(self, thread: int, environ: RecordingEnviron) -> None:
         self.thread = thread
         self.environ = environ
-        self.files: set[str] = set()
-        self.dirs: set[str] = set()
-        self.acted: list[str] = []  # processes started, files written
+        self.files: set[str] = set()  # opened
+        self.dirs: set[str] = set()  # listed
+        self.probed: set[str] = set()  # looked up (os.stat, os.lstat): is it there, and what
+        self.acted: list[str] = []  # processes started, files written, what cannot be followed
 
 
-_active: Watch | None = None
+_active: dict[int, Watch] = {}  # by thread
+_lock = threading.Lock()
 _hooked = False
+_stats: tuple[Callable[..., os.stat_result], Callable[..., os.stat_result]] | None = None
 
 
 def _audit(event: str, args: tuple[Any, ...]) -> None:
-    watch = _active
-    if watch is None or threading.get_ident() != watch.thread:
+    watch = _active.get(threading.get_ident()) if _active else None
+    if watch is None:
         return
     if event == "open":
         path, mode, flags = args
         if isinstance(path, int) or path is None:
-            return
+            return  # a descriptor opened before, by a path seen then
         if any(c in str(mode) for c in "wax+") or int(flags or 0) & _WRITES:
             watch.acted.append(f"wrote {os.fsdecode(path)}")
         watch.files.add(os.path.abspath(os.fsdecode(path)))
     elif event in ("os.listdir", "os.scandir"):
         path = args[0] if args else None
-        if not isinstance(path, int):
+        if isinstance(path, int):
+            watch.acted.append("listed a directory by its descriptor")
+        else:
             watch.dirs.add(os.path.abspath(os.fsdecode(path if path is not None else ".")))
     elif event in SPAWNS:
         watch.acted.append(f"ran {event}")
 
 
+def _probing(original: Callable[..., os.stat_result]) -> Callable[..., os.stat_result]:
+    """``os.stat`` or ``os.lstat``, also noting the path for the watch of this thread."""
+
+    def probe(path: Any, *args: Any, **kwargs: Any) -> os.stat_result:
+        watch = _active.get(threading.get_ident()) if _active else None
+        if watch is not None:
+            if isinstance(path, int) or kwargs.get("dir_fd") is not None or args:
+                watch.acted.append("looked a file up by a descriptor")
+            else:
+                watch.probed.add(os.path.abspath(os.fsdecode(path)))
+        return original(path, *args, **kwargs)
+
+    return probe
+
+
 @contextlib.contextmanager
 def watching(environ: Mapping[str, str]) -> Iterator[Watch]:
-    """Record what this thread reads until the block ends (one watch at a time)."""
-    global _active, _hooked
-    if not _hooked:  # an audit hook stays for the process's life: one, idle between watches
-        sys.addaudithook(_audit)
-        _hooked = True
-    watch = Watch(threading.get_ident(), RecordingEnviron(environ))
-    previous, _active = _active, watch
+    """Record what this thread reads until the block ends.
+
+    Files opened and directories listed come from an audit hook, which stays for the
+    process's life (one, idle between watches); files looked up go through ``os.stat``
+    and ``os.lstat``, wrapped while any thread watches.
+    """
+    global _hooked, _stats
+    ident = threading.get_ident()
+    watch = Watch(ident, RecordingEnviron(environ))
+    with _lock:
+        if not _hooked:
+            sys.addaudithook(_audit)
+            _hooked = True
+        if _stats is None:
+            _stats = (os.stat, os.lstat)
+            os.stat, os.lstat = _probing(os.stat), _probing(os.lstat)
+        previous = _active.get(ident)
+        _active[ident] = watch
     try:
         yield watch
     finally:
-        _active = previous
+        with _lock:
+            if previous is not None:
+                _active[ident] = previous
+            else:
+                del _active[ident]
+            if not _active and _stats is not None:
+                os.stat, os.lstat = _stats
+                _stats = None
 
 
 class Inputs(NamedTuple):
-    """What a plan read, and the digest of their content when it was planned."""
+    """What a plan read, and the digest of it when it was planned: the files opened or looked
+    up (a file only looked up counts by its content too: whether it is there, and what), the
+    directories listed, the variables read, and the modules of the code."""
 
     files: tuple[str, ...]
     dirs: tuple[str, ...]
@@ -139,26 +180,28 @@ def inputs_of(watch: Watch, args: argparse.Namespace) -> Inputs | None:
     can change them); None when the plan did more than read."""
     if watch.acted:
         return None
+    modules = list(sys.modules.items())
     imported = {
         os.path.abspath(p)
-        for m in list(sys.modules.values())
+        for _, m in modules
         for p in (getattr(m, "__file__", None), getattr(m, "__cached__", None))
         if isinstance(p, str)
     }
     searched = {os.path.abspath(p or ".") for p in sys.path}
-    for m in list(sys.modules.values()):
+    for _, m in modules:
         searched.update(os.path.abspath(p) for p in getattr(m, "__path__", None) or ())
-    root = _app_root(args)
-    code = sorted(
-        os.path.abspath(path)
-        for name, m in list(sys.modules.items())
-        if name.split(".")[0] in CODE and isinstance(path := getattr(m, "__file__", None), str)
+    code = tuple(
+        sorted(
+            os.path.abspath(path)
+            for name, m in modules
+            if name.split(".")[0] in CODE and isinstance(path := getattr(m, "__file__", None), str)
+        )
     )
-    files = tuple(sorted(watch.files - imported))
-    dirs = tuple(sorted((watch.dirs - searched) | {str(root)}))
+    files = tuple(sorted((watch.files | watch.probed) - imported - searched))
+    dirs = tuple(sorted((watch.dirs - searched) | {str(_app_root(args))}))
     env = tuple(sorted(watch.environ.read | set(ALWAYS_READ)))
     digest = _digest(args, files=files, dirs=dirs, env=env, code=code)
-    return Inputs(files=files, dirs=dirs, env=env, code=tuple(code), digest=digest)
+    return Inputs(files=files, dirs=dirs, env=env, code=code, digest=digest)
 
 
 def remember(
@@ -215,10 +258,10 @@ def answer(args: argparse.Namespace, store_root: Path, say: Callable[[Answer], N
     if found is None:
         return False
     key, noop = found
-    strings = [noop.get(k) for k in ("files", "dirs", "env", "code")]
-    if not all(isinstance(s, list) and all(isinstance(x, str) for x in s) for s in strings):
+    lists = [noop.get(kind) for kind in ("files", "dirs", "env", "code")]
+    if not all(isinstance(v, list) and all(isinstance(x, str) for x in v) for v in lists):
         return False
-    files, dirs, env, code = (tuple(s) for s in strings)  # type: ignore[arg-type]
+    files, dirs, env, code = (tuple(v) for v in lists)  # type: ignore[arg-type]
     if _digest(args, files=files, dirs=dirs, env=env, code=code) != noop.get("digest"):
         return False
     with store.use("wheelhouse", key):
@@ -264,10 +307,10 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 def _digest(
     args: argparse.Namespace,
     *,
-    files: tuple[str, ...],
-    dirs: tuple[str, ...],
-    env: tuple[str, ...],
-    code: list[str] | tuple[str, ...],
+    files: Sequence[str],
+    dirs: Sequence[str],
+    env: Sequence[str],
+    code: Sequence[str],
 ) -> str:
     """One sha256 of everything the plan's outcome rests on, as it is now."""
     environ = os.environ
@@ -288,13 +331,30 @@ def _digest(
 
 
 def _file_digest(path: str) -> str | None:
+    """The sha256 of the file's bytes; None when nothing is there; for a directory, anything
+    else that is not a file or what cannot be read, a word for it, unlike any digest.
+
+    Opened without blocking and checked to be a file before it is read: a path only looked
+    up may be a directory or a pipe.
+    """
     try:
-        with open(path, "rb") as f:
-            return hashlib.sha256(f.read()).hexdigest()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         return None
-    except OSError as exc:  # a directory, unreadable: differs from any content
+    except OSError as exc:
         return f"error {exc.errno}"
+    try:
+        mode = os.fstat(fd).st_mode
+        if not S_ISREG(mode):
+            return "directory" if S_ISDIR(mode) else "not a file"
+        digest = hashlib.sha256()
+        while chunk := os.read(fd, 1 << 20):
+            digest.update(chunk)
+        return digest.hexdigest()
+    except OSError as exc:
+        return f"error {exc.errno}"
+    finally:
+        os.close(fd)
 
 
 def _listing(path: str) -> list[list[str]] | str | None:
