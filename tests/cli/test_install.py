@@ -192,3 +192,42 @@ class TestInterpreterOnTheWarmPath:
         wrapper.write_text(wrapper.read_text() + "# changed\n")
         third = install(app, store, tmp_path / "three", *given)
         assert third["planned"] and log.read_text().count("run") > runs
+
+    def test_an_interpreter_found_on_path_is_not_run_again(self, tmp_path, local_index):
+        """An app for another Python than the running one: python3.X found on PATH is probed by
+        the full install only; the warm one lstats it and starts no process."""
+        other = _other_python()
+        if other is None:
+            pytest.skip("needs a CPython of another minor version than this one")
+        short, real = other
+        d = tmp_path / "dists"
+        make_wheel(d, "alpha", "1.0")
+        index = local_index(d)
+        app = make_app(tmp_path / "app", "alpha==1.0\n", python=short)
+        store = tmp_path / "store"
+        result = build_cli(app, store, index.url)
+        assert result.code == 0, result.err
+        bin_dir = tmp_path / "bin"
+        bin_dir.mkdir()
+        (bin_dir / f"python{short}").symlink_to(real)
+        env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
+        first = install(app, store, tmp_path / "one", env=env)
+        assert first["code"] == 0 and first["spawned"] > 0, first
+        second = install(app, store, tmp_path / "two", env=env)
+        assert second["code"] == 0 and not second["planned"] and second["spawned"] == 0, second
+        assert second["python_version"].startswith(short + ".")
+
+
+def _other_python() -> tuple[str, str] | None:
+    """The newest CPython 3 of another minor version than this one in pyenv's versions (3.11
+    or newer, as wheelbarrow's own packaging needs): (3.X, path)."""
+    versions = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
+    found = {}
+    for candidate in versions.glob("3.*/bin/python3.*"):
+        minor = candidate.name.removeprefix("python3.")
+        if minor.isdigit() and int(minor) >= 11 and int(minor) != sys.version_info.minor:
+            found[int(minor)] = os.path.realpath(candidate)
+    if not found:
+        return None
+    newest = max(found)
+    return f"3.{newest}", found[newest]

@@ -6,8 +6,9 @@ leaves ``locks/installs/<hash>.json`` in the store, named by the app's directory
 options that choose the plan: the plan's inputs as cli/noop.py sees them (the files it
 opened, by their bytes; the directories it listed and the app's own entries; the variables it
 looked up; this Python; wheelbarrow's and ``packaging``'s modules, by size and time), the
-wheelhouse and environment it chose, and how the interpreter was found, with the
-``lstat`` of each file that finding rests on.
+wheelhouse and environment it chose, how the interpreter was found, with the ``lstat`` of
+each file that finding rests on, and this machine's glibc and architecture (what the wheel
+tags the interpreter accepts rest on besides it).
 
 The next install with the same options hashes and lists the same inputs, and ``lstat``s the
 interpreter instead of running it; when all is as recorded, and the stored environment's
@@ -104,6 +105,7 @@ def remember(
         "env_key": env_key(house_key, interpreter),
         "packages": len(planned.plan.artefacts),
         "interpreter": found,
+        "host": _host(),
     }
     atomic_write_text(record_path(store.root, args), json.dumps(record) + "\n")
 
@@ -118,11 +120,20 @@ def _how_found(interpreter: Interpreter, args: argparse.Namespace) -> dict[str, 
     if executable == _running()[0] and interpreter.version == _running()[1]:
         return found | {"how": "running"}
     name = f"python{interpreter.short}"
-    on_path = _which(name, os.environ.get("PATH", ""))
+    on_path = _which(name, os.environ.get("PATH", os.defpath))
     if on_path is None or os.path.realpath(on_path) != executable:
         return None  # pyenv's versions or uv's: their search runs processes
     stats = _stats([on_path, executable])
     return found | {"how": "path", "name": name, "which": on_path, "stats": stats}
+
+
+def _host() -> list[str | None]:
+    """What the wheel tags the interpreter accepts rest on besides it: glibc and the machine."""
+    try:
+        libc = os.confstr("CS_GNU_LIBC_VERSION")
+    except (ValueError, OSError):
+        libc = None
+    return [libc, os.uname().machine]
 
 
 def _running() -> tuple[str, str]:
@@ -170,7 +181,9 @@ def recall(store_root: Path, args: argparse.Namespace) -> Recalled | None:
     except (OSError, ValueError):
         return None
     try:
-        if record["format"] != FORMAT or not _interpreter_holds(record["interpreter"], args):
+        if record["format"] != FORMAT or record["host"] != _host():
+            return None
+        if not _interpreter_holds(record["interpreter"], args):
             return None
         lists = [tuple(str(x) for x in record[k]) for k in ("files", "dirs", "env", "code")]
         files, dirs, env, code = lists
@@ -203,7 +216,7 @@ def _interpreter_holds(found: dict[str, Any], args: argparse.Namespace) -> bool:
     # chosen), and PATH finds the same file under this name, unchanged.
     if _running()[1].rsplit(".", 1)[0] == version.rsplit(".", 1)[0]:
         return False
-    on_path = _which(str(found["name"]), os.environ.get("PATH", ""))
+    on_path = _which(str(found["name"]), os.environ.get("PATH", os.defpath))
     return (
         on_path is not None
         and on_path == found["which"]
