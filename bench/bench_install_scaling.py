@@ -49,7 +49,8 @@ class App:
         self.files = 0
         self.times: dict[str, list[float]] = {c: [] for c in COLUMNS}
         self.peaks: list[float] = []
-        self.cpu: list[float] = []
+        self.cpu: list[float] = []  # CPU seconds of the shared install, user + system
+        self.bare_cpu: list[float] = []
         self.loads: list[float] = []
 
     def median(self, column: str) -> float:
@@ -132,8 +133,9 @@ class Bench:
         wb = self.bin / "wheelbarrow"
         envs = self.work / "envs"
         app.loads.append(os.getloadavg()[0])
-        bare = [self.bin / "python", "-I", "-S", "-c", "pass"]
-        app.times["bare"].append(measure(bare, self.env).seconds)
+        bare = measure([self.bin / "python", "-I", "-S", "-c", "pass"], self.env)
+        app.times["bare"].append(bare.seconds)
+        app.bare_cpu.append(bare.cpu)
         into = envs / f"shared-{app.label}-{r}"
         sample = measure([wb, "install", app.root, "--into", into], self.env, "installed from")
         app.times["shared"].append(sample.seconds)
@@ -158,9 +160,9 @@ def table(apps: list[App], repeat: int) -> str:
         f"Warm install against the number of packages, medians of {repeat} runs "
         "(whole processes, each into a new directory)\n",
         "| packages | files stored | `python -I -S -c pass` | wheelbarrow install (shared) "
-        "| beyond bare | `--link-mode hardlink` | `cp -al` stored env | `uv pip install "
-        "--offline` (no bytecode) | shared: peak MB | load avg |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| beyond bare | CPU: shared / bare | `--link-mode hardlink` | `cp -al` stored env "
+        "| `uv pip install --offline` (no bytecode) | shared: peak MB | load avg |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for app in apps:
         med = {c: statistics.median(app.times[c]) for c in COLUMNS}
@@ -170,6 +172,7 @@ def table(apps: list[App], repeat: int) -> str:
             ms(med["bare"]),
             ms(med["shared"]),
             ms(med["shared"] - med["bare"]),
+            f"{ms(statistics.median(app.cpu))} / {ms(statistics.median(app.bare_cpu))}",
             ms(med["hardlink"]),
             ms(med["cp -al"]),
             ms(med["uv"]),

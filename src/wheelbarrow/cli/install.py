@@ -45,8 +45,10 @@ def _say(args: argparse.Namespace, report: InstallReport) -> None:
 
         render.emit_json(report.as_json())
     elif not args.quiet:
-        # render.out, without importing the renderer for one line (paths hold no credentials).
-        sys.stdout.write(report.line() + "\n")
+        from wheelbarrow._core.redact import redact
+
+        # render.out, without importing the renderer (and its reporter) for one line.
+        sys.stdout.write(redact(report.line()) + "\n")
         sys.stdout.flush()
 
 
