@@ -236,18 +236,43 @@ class TestStripSlug:
         shutil.copytree(slug, third, symlinks=True)
         known = slug.parent / f"{slug.name}-known.json"
         tests = {f"{SP}/pkg/tests", f"{SP}/nspkg/sub/test", f"{SP}/numpy/tests"}
-        first = strip_slug(slug, site_packages=[slug / SP], known=known)
+        first = strip_slug(slug, site_packages=[slug / SP], known=known, env="env-1")
         assert tests <= set(first.paths)
         assert {t for t, _, _ in json.loads(known.read_text())["tests"]} == tests
         (twin / SP / "pkg" / "core.py").write_text("from .tests import test_core\n")
-        again = strip_slug(twin, site_packages=[twin / SP], known=known)
+        again = strip_slug(twin, site_packages=[twin / SP], known=known, env="env-1")
         assert (again.paths, again.files_removed) == (first.paths, first.files_removed)
         assert again.bytes_removed == first.bytes_removed
         shutil.rmtree(third / SP / "numpy" / "tests")
         (third / SP / "pkg" / "core.py").write_text("from .tests import test_core\n")
-        found = set(strip_slug(third, site_packages=[third / SP], known=known).paths)
+        found = set(strip_slug(third, site_packages=[third / SP], known=known, env="env-1").paths)
         assert found & tests == {f"{SP}/nspkg/sub/test"}
         assert [t for t, _, _ in json.loads(known.read_text())["tests"]] == [f"{SP}/nspkg/sub/test"]
+
+    def test_another_environment_reads_only_the_packages_whose_files_changed(
+        self, slug: Path
+    ) -> None:
+        """For another environment (a changed pin) a package whose distribution's RECORD is
+        the same is not read again (an import added behind RECORD's back is not seen), and
+        one whose RECORD changed is."""
+        for name in ("pkg", "lib"):
+            files = sorted(p for p in (slug / SP / name).rglob("*.py"))
+            lines = [f"{p.relative_to(slug / SP).as_posix()},sha256=x,1" for p in files]
+            record = slug / SP / f"{name}-1.0.dist-info" / "RECORD"
+            record.parent.mkdir()
+            record.write_text("\n".join(lines) + "\n")
+        twin = slug.parent / f"{slug.name}-twin"
+        shutil.copytree(slug, twin, symlinks=True)
+        known = slug.parent / f"{slug.name}-known.json"
+        first = strip_slug(slug, site_packages=[slug / SP], known=known, env="env-1")
+        assert f"{SP}/pkg/tests" in first.paths and f"{SP}/lib/tests" not in first.paths
+        (twin / SP / "pkg" / "core.py").write_text("from .tests import test_core\n")
+        (twin / SP / "lib" / "api.py").write_text("x = 1\n")
+        record = twin / SP / "lib-1.0.dist-info" / "RECORD"
+        record.write_text(record.read_text().replace("lib/api.py,sha256=x", "lib/api.py,sha256=y"))
+        again = strip_slug(twin, site_packages=[twin / SP], known=known, env="env-2")
+        assert f"{SP}/pkg/tests" in again.paths  # pkg's RECORD is the same: not read again
+        assert f"{SP}/lib/tests" in again.paths  # lib's changed: read, and no longer imported
 
     def test_missing_site_packages(self, tmp_path: Path) -> None:
         """A site-packages that does not exist is nothing to strip."""

@@ -80,7 +80,7 @@ def compile_app(ctx: CompileContext, out: HerokuReporter) -> None:
     )
     out.detail(f"wrote {profile.relative_to(ctx.build_dir)}")
     _hook(ctx, "post_compile", config, out)
-    _finish_slug(ctx, out, known_tests=_known_tests(cache, env))
+    _finish_slug(ctx, out, known_tests=cache / "slug-tests.json", env=env.name)
 
 
 def _python_and_app(
@@ -322,25 +322,16 @@ def _hook(ctx: CompileContext, name: str, config: Mapping[str, str], out: Heroku
         )
 
 
-def _known_tests(cache: Path, env: Path) -> Path:
-    """Where the test packages of the store's environment ``env`` are kept (see strip_slug);
-    those of other environments go, the cache keeping only the last one's."""
-    known = cache / "slug-tests"
-    with contextlib.suppress(OSError):  # none yet; a file that cannot go is merely kept
-        for old in known.iterdir():
-            if old.name != f"{env.name}.json":
-                old.unlink()
-    return known / f"{env.name}.json"
-
-
-def _finish_slug(ctx: CompileContext, out: HerokuReporter, *, known_tests: Path) -> None:
+def _finish_slug(ctx: CompileContext, out: HerokuReporter, *, known_tests: Path, env: str) -> None:
+    """.slugignore, then the strip (what it learns of the stored environment ``env`` kept in
+    ``known_tests``), then the slug's size."""
     from wheelbarrow.ship.heroku.slug import apply_slugignore, slug_size, strip_slug
 
     removed = apply_slugignore(ctx.build_dir)
     if removed:
         out.detail(f".slugignore removed {plural(len(removed), 'path')}")
     sites = sorted((ctx.build_dir / VENV).glob("lib/python*/site-packages"))
-    stripped = strip_slug(ctx.build_dir, site_packages=sites, known=known_tests)
+    stripped = strip_slug(ctx.build_dir, site_packages=sites, known=known_tests, env=env)
     out.step(f"Slug: {human_size(slug_size(ctx.build_dir))}")
     out.detail(f"stripped {stripped.describe()}")
 

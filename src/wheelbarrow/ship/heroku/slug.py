@@ -12,8 +12,12 @@ import stat
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from wheelbarrow._core.text import human_size, plural
+
+if TYPE_CHECKING:
+    from wheelbarrow.ship.heroku.slugtests import Scans
 
 # The buildpack's own output: never removed, whatever .slugignore says.
 PROTECTED = (".heroku", ".profile.d")
@@ -177,7 +181,11 @@ class StripReport:
 
 
 def strip_slug(
-    build_dir: Path, *, site_packages: Sequence[Path], known: Path | None = None
+    build_dir: Path,
+    *,
+    site_packages: Sequence[Path],
+    known: Path | None = None,
+    env: str | None = None,
 ) -> StripReport:
     """Remove test suites and caches that would only make the slug bigger.
 
@@ -194,12 +202,13 @@ def strip_slug(
     ``.pytest_cache``, ``.mypy_cache``, ``.ruff_cache``, stray ``*.pyc`` and
     pip's and uv's caches under ``.cache/``.
 
-    ``known`` is a file that keeps which test packages the site-packages hold and their
-    sizes, for the next build of the same environment (the caller names it by the
-    environment's key): finding them reads every module of the packages that have some,
-    and an unchanged environment has the same ones.
+    ``known`` is a file in the build cache that keeps what this strip found, for the next
+    (see :mod:`wheelbarrow.ship.heroku.slugtests`): the test packages of the environment
+    whose key is ``env`` and their sizes, taken as they are for the same environment, and
+    what each package's modules import of test packages, by the files its distribution
+    installed, so a changed pin reads only the changed packages' modules.
     """
-    sized = _known_test_packages(build_dir, site_packages, known)
+    sized = _known_test_packages(build_dir, site_packages, known, env)
     targets = [t for t, _, _ in sized]
     for name in INSTALLER_CACHES:
         candidate = build_dir / name
@@ -223,35 +232,21 @@ def strip_slug(
 
 
 def _known_test_packages(
-    build_dir: Path, site_packages: Sequence[Path], known: Path | None
+    build_dir: Path, site_packages: Sequence[Path], known: Path | None, env: str | None
 ) -> list[tuple[str, int, int]]:
-    """The test packages of ``site_packages`` (absolute paths) with their files and bytes,
-    from ``known`` when it lists them for these site-packages and each is still a directory
-    there, else found, measured and kept in ``known``."""
-    import json
+    """The test packages of ``site_packages`` (absolute paths) with their files and bytes:
+    from ``known`` for the same environment, else found (with what ``known`` says of the
+    packages' imports), measured, and kept there."""
+    from wheelbarrow.ship.heroku.slugtests import KnownTests
 
-    from wheelbarrow._core.files import atomic_write_text
-
+    cached = KnownTests(known, env)
     sites = [_relative(str(sp), build_dir) for sp in site_packages]
-    try:
-        data = json.loads(known.read_text(encoding="utf-8")) if known is not None else None
-    except (OSError, ValueError):
-        data = None
-    listed = data.get("tests") if isinstance(data, dict) else None
-    if isinstance(data, dict) and data.get("site-packages") == sites and isinstance(listed, list):
-        try:
-            found = [(os.path.join(build_dir, t), int(f), int(b)) for t, f, b in listed]
-        except (TypeError, ValueError):
-            found = []
-        if len(found) == len(listed) and all(
-            os.path.isdir(t) and not os.path.islink(t) for t, _, _ in found
-        ):
-            return found
-    targets = [t for sp in site_packages for t in _test_packages(sp)]
+    found = cached.tests(build_dir, sites)
+    if found is not None:
+        return found
+    targets = [t for sp in site_packages for t in _test_packages(sp, cached.scans)]
     measured = [(t, *_tree_size(t)) for t in targets]
-    if known is not None:
-        tests = [[_relative(t, build_dir), f, b] for t, f, b in measured]
-        atomic_write_text(known, json.dumps({"site-packages": sites, "tests": tests}) + "\n")
+    cached.keep(build_dir, sites, measured)
     return measured
 
 
@@ -273,7 +268,7 @@ def _top_level_names(site_packages: Path) -> set[str]:
     return names
 
 
-def _test_packages(site_packages: Path) -> list[str]:
+def _test_packages(site_packages: Path, scans: Scans | None = None) -> list[str]:
     """The test directories to remove from one site-packages (absolute paths)."""
     root = str(site_packages)
     if not os.path.isdir(root):
@@ -308,7 +303,7 @@ def _test_packages(site_packages: Path) -> list[str]:
         dirnames[:] = keep
     if not candidates:
         return []
-    used = _imported_test_packages(root, candidates)
+    used = _imported_test_packages(root, candidates, scans)
     return [full for rel, full in sorted(candidates.items()) if rel not in used]
 
 
@@ -342,38 +337,54 @@ def _imported_modules(text: str, package: str) -> Iterator[str]:
                 yield f"{base}.{words[0]}"
 
 
-def _imported_test_packages(root: str, candidates: dict[str, str]) -> set[str]:
+def _imported_test_packages(
+    root: str, candidates: dict[str, str], scans: Scans | None = None
+) -> set[str]:
     """The candidates (rel paths) that a module outside every candidate imports.
 
     Such a test package is part of what the distribution runs (a helper it
     exposes, a command that loads it), so removing it could break the app.
+    ``scans`` knows what some packages' modules import, by their files.
     """
     dotted = {rel.replace("/", "."): rel for rel in candidates}
     inside = tuple(full + os.sep for full in candidates.values())
     tops = {rel.split("/", 1)[0] for rel in candidates}
     used: set[str] = set()
     for top in sorted(tops):
-        for dirpath, dirnames, filenames in os.walk(os.path.join(root, top)):
-            if (dirpath + os.sep).startswith(inside):
-                dirnames[:] = []
-                continue
-            package = Path(os.path.relpath(dirpath, root)).as_posix().replace("/", ".")
-            for name in filenames:
-                # conftest.py is pytest's, part of the test suite wherever it sits.
-                if not name.endswith(".py") or name == "conftest.py":
-                    continue
-                try:
-                    with open(os.path.join(dirpath, name), encoding="utf-8", errors="replace") as f:
-                        text = f.read()
-                except OSError:
-                    continue
-                if "test" not in text:
-                    continue
-                for module in _imported_modules(text, package):
-                    for candidate, rel in dotted.items():
-                        if module == candidate or module.startswith(candidate + "."):
-                            used.add(rel)
+        tests = [rel for rel in candidates if rel.split("/", 1)[0] == top]
+        imports = scans.imports(root, top, tests) if scans is not None else None
+        if imports is None:
+            imports = sorted(set(_test_like_imports(root, top, inside)))
+            if scans is not None:
+                scans.keep(root, top, tests, imports)
+        for module in imports:
+            for candidate, rel in dotted.items():
+                if module == candidate or module.startswith(candidate + "."):
+                    used.add(rel)
     return used
+
+
+def _test_like_imports(root: str, top: str, inside: tuple[str, ...]) -> Iterator[str]:
+    """What the modules of ``root/top`` outside the test packages import whose name could be
+    a test package's (a textual scan, no execution)."""
+    from wheelbarrow.ship.heroku.slugtests import test_like
+
+    for dirpath, dirnames, filenames in os.walk(os.path.join(root, top)):
+        if (dirpath + os.sep).startswith(inside):
+            dirnames[:] = []
+            continue
+        package = Path(os.path.relpath(dirpath, root)).as_posix().replace("/", ".")
+        for name in filenames:
+            # conftest.py is pytest's, part of the test suite wherever it sits.
+            if not name.endswith(".py") or name == "conftest.py":
+                continue
+            try:
+                with open(os.path.join(dirpath, name), encoding="utf-8", errors="replace") as f:
+                    text = f.read()
+            except OSError:
+                continue
+            if "test" in text:
+                yield from test_like(_imported_modules(text, package), TEST_DIRS)
 
 
 def _is_environment(path: str) -> bool:
