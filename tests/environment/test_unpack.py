@@ -357,6 +357,67 @@ class TestMembers:
         assert result.stdout.strip() == chosen
 
 
+def with_record(wheel: Path, change: dict[str, str | None]) -> Path:
+    """The wheel rewritten with the RECORD rows of ``change``'s members replaced (None: the
+    row dropped), its members' bytes kept."""
+    with zipfile.ZipFile(wheel) as src:
+        members = {info.filename: src.read(info) for info in src.infolist()}
+    record = next(name for name in members if name.endswith(".dist-info/RECORD"))
+    rows = []
+    for line in members[record].decode().splitlines():
+        name = line.split(",")[0]
+        if name not in change:
+            rows.append(line)
+        elif change[name] is not None:
+            rows.append(f"{name},{change[name]},{len(members[name])}")
+    members[record] = ("\n".join(rows) + "\n").encode()
+    with zipfile.ZipFile(wheel, "w") as dst:
+        for name, content in members.items():
+            dst.writestr(name, content, compress_type=zipfile.ZIP_DEFLATED)
+    return wheel
+
+
+class TestRecordChecks:
+    def test_a_member_that_is_not_its_records_is_refused_as_damage(self, tmp_path):
+        """A member whose bytes differ from the sha256 its RECORD gives (a wheel that changed
+        after it was checked) stops the install, naming it and `verify --repair`."""
+        wheel = make_wheel(tmp_path / "dists", "alpha", "1.0")
+        wheel = with_record(wheel, {"alpha/__init__.py": record_hash(b"other bytes")})
+        with pytest.raises(StoreError, match=r"alpha/__init__\.py has sha256") as caught:
+            unpack([wheel], tmp_path / "env")
+        assert "its RECORD says" in caught.value.message
+        assert "verify --repair" in (caught.value.hint or "")
+
+    def test_a_member_record_does_not_hash_is_checked_by_the_whole_file(self, tmp_path):
+        """A member without a RECORD hash (a signature file) is written once the worker has
+        hashed the whole wheel."""
+        wheel = make_wheel(
+            tmp_path / "dists", "alpha", "1.0", files={"alpha/__init__.py": "X = 1\n"}
+        )
+        with zipfile.ZipFile(wheel, "a") as archive:
+            archive.writestr("alpha-1.0.dist-info/RECORD.jws", b"signature")
+        root = tmp_path / "env"
+        unpack([wheel], root)
+        site = site_packages(root, INTERPRETER)
+        assert (site / "alpha-1.0.dist-info" / "RECORD.jws").read_bytes() == b"signature"
+
+    def test_the_whole_file_check_refuses_another_file(self, tmp_path):
+        """A worker asked for a member RECORD does not hash refuses a wheel whose bytes are
+        not the sha256 it was given, before writing anything."""
+        wheel = make_wheel(tmp_path / "dists", "alpha", "1.0")
+        with zipfile.ZipFile(wheel) as archive:
+            info = archive.getinfo("alpha/__init__.py")
+        where = [info.header_offset, info.compress_size, info.CRC, info.compress_type, 0]
+        dest = tmp_path / "out" / "alpha" / "__init__.py"
+        member = [info.filename, str(dest), False, None, None, info.file_size, *where]
+        answer = unpack_worker.run_task(
+            {"wheel": str(wheel), "sha256": "0" * 64, "members": [member]}
+        )
+        assert answer["error"] == "mismatch"
+        assert "the wheelhouse says 0000" in answer["message"]
+        assert not dest.exists()
+
+
 class TestErrors:
     def test_two_wheels_shipping_one_file_name_the_clash(self, tmp_path):
         """The second writer of a file fails with the hint to drop one package."""

@@ -79,6 +79,10 @@ class _Member:
     dest: str  # absolute
     size: int  # uncompressed
     executable: bool
+    # Where its bytes are in the archive (its local header's offset, compressed size,
+    # CRC-32, compression, flags), and the sha256 its RECORD gives (hex; None if none).
+    where: tuple[int, int, int, int, int]
+    sha256: str | None
     record: RecordEntry | None = None  # once written
 
 
@@ -232,6 +236,7 @@ def _plan_archive(
             record = destination.write_script(name=name, module=module, attr=attr, section=section)
             plan.head.append((cast("Scheme", "scripts"), record))
     data_dir = source.data_dir
+    recorded = _record_sha256(source.read_dist_info("RECORD"))
     for info in archive.infolist():
         name = info.filename
         # Directories, RECORD (written at the end), and bytecode shipped in the wheel
@@ -248,6 +253,14 @@ def _plan_archive(
             dest=_dest(destination, scheme, path),
             size=info.file_size,
             executable=executable,
+            where=(
+                info.header_offset,
+                info.compress_size,
+                info.CRC,
+                info.compress_type,
+                info.flag_bits,
+            ),
+            sha256=recorded.get(name),
         )
         if scheme == "scripts":  # few, and their shebang is rewritten: written here
             with archive.open(info) as stream:
@@ -269,6 +282,19 @@ def _plan_archive(
     )
     plan.tail.append((plan.root_scheme, record))
     return plan
+
+
+def _record_sha256(text: str) -> dict[str, str]:
+    """The hex sha256 RECORD gives each member it hashes with sha256."""
+    import csv
+
+    found = {}
+    for row in csv.reader(text.splitlines()):
+        if len(row) >= 2 and row[1].startswith("sha256="):
+            value = row[1].removeprefix("sha256=")
+            with contextlib.suppress(ValueError):  # not base64: no hash to check it by
+                found[row[0]] = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)).hex()
+    return found
 
 
 def _root_scheme(source: WheelFile) -> Scheme:
@@ -345,7 +371,7 @@ def _task_json(
     for m in task.members:
         source = compile_bytecode and m.dest.endswith(".py") and m.dest.startswith(sites)
         dfile = new + m.dest[len(old) :] if source else None
-        members.append([m.name, m.dest, m.executable, dfile])
+        members.append([m.name, m.dest, m.executable, dfile, m.sha256, m.size, *m.where])
     wheel = task.plan.wheel
     return json.dumps({"wheel": str(wheel.path), "sha256": wheel.sha256, "members": members})
 

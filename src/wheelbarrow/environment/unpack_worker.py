@@ -41,7 +41,6 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
 _CHUNK = 1 << 20
-_open_wheels: dict[str, tuple[IO[bytes], zipfile.ZipFile]] = {}  # each checked once
 _made_dirs: set[str] = set()
 if TYPE_CHECKING:  # only annotations use it: they stay strings
     Written = list[Any]  # [DEST, SIZE, MTIME_NS, INODE, SHA256]
@@ -51,24 +50,48 @@ class _Mismatch(Exception):
     pass
 
 
-def _wheel(path: str, sha256: str) -> zipfile.ZipFile:
-    """The open, checked archive of the wheel at ``path``."""
-    entry = _open_wheels.get(path)
-    if entry is None:
-        f = open(path, "rb")  # noqa: SIM115 - kept open for the worker's life
+class _Wheel:
+    """A wheel open for the worker's life: read at the offsets its task gives."""
+
+    def __init__(self, path: str, sha256: str) -> None:
+        self.path = path
+        self.sha256 = sha256
+        self.file = open(path, "rb")  # noqa: SIM115 - kept open for the worker's life
+        self.checked = False
+        self._archive: zipfile.ZipFile | None = None
+
+    def check(self) -> None:
+        """Hash the whole file against its sha256, once (for a member RECORD does not hash)."""
+        if self.checked:
+            return
         digest = hashlib.sha256()
+        self.file.seek(0)
         while True:
-            chunk = f.read(_CHUNK)
+            chunk = self.file.read(_CHUNK)
             if not chunk:
                 break
             digest.update(chunk)
-        if digest.hexdigest() != sha256:
-            f.close()
-            raise _Mismatch(f"{path}: sha256 is {digest.hexdigest()}, the wheelhouse says {sha256}")
-        f.seek(0)
-        entry = (f, zipfile.ZipFile(f))
-        _open_wheels[path] = entry
-    return entry[1]
+        if digest.hexdigest() != self.sha256:
+            raise _Mismatch(
+                f"{self.path}: sha256 is {digest.hexdigest()}, the wheelhouse says {self.sha256}"
+            )
+        self.checked = True
+
+    def archive(self) -> zipfile.ZipFile:
+        """The file as a zip archive, for members neither stored nor deflated."""
+        if self._archive is None:
+            self._archive = zipfile.ZipFile(self.file)
+        return self._archive
+
+
+_open_wheels: dict[str, _Wheel] = {}
+
+
+def _wheel(path: str, sha256: str) -> _Wheel:
+    wheel = _open_wheels.get(path)
+    if wheel is None:
+        wheel = _open_wheels[path] = _Wheel(path, sha256)
+    return wheel
 
 
 def _create(dest: str, executable: bool) -> IO[bytes]:
@@ -91,49 +114,68 @@ def _written(f: IO[bytes], dest: str, size: int, digest: str) -> Written:
     return [dest, size, st.st_mtime_ns, st.st_ino, digest]
 
 
-def _unpack(
-    archive: zipfile.ZipFile, name: str, dest: str, executable: bool, source: bool
-) -> tuple[Written, bytes]:
-    """Write one member to ``dest``; returns its record and, for ``source``, its bytes."""
-    info = archive.getinfo(name)
+def _unpack(wheel: _Wheel, member: list[Any]) -> tuple[Written, bytes]:
+    """Write one member to its place; returns its record and, for a source, its bytes.
+
+    Each member's bytes are checked against the sha256 its RECORD gives (RECORD read
+    by wheelbarrow from the file it hashed whole): what is unpacked is what was
+    checked. A member RECORD does not hash is written once the whole file is.
+    """
+    name, dest, executable, dfile, expected = member[:5]
+    if expected is None:
+        wheel.check()
     digest = hashlib.sha256()
     size = 0
     chunks = []
     f = _create(dest, executable)
-    for chunk in _member_chunks(archive, info):
+    for chunk in _member_chunks(wheel, name, *member[5:]):
         f.write(chunk)
         digest.update(chunk)
         size += len(chunk)
-        if source:
+        if dfile is not None:
             chunks.append(chunk)
-    return _written(f, dest, size, digest.hexdigest()), b"".join(chunks)
+    record = _written(f, dest, size, digest.hexdigest())
+    if expected is not None and record[4] != expected:
+        raise _Mismatch(f"{wheel.path}: {name} has sha256 {record[4]}, its RECORD says {expected}")
+    return record, b"".join(chunks)
 
 
-def _member_chunks(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> Iterator[bytes]:
+def _member_chunks(
+    wheel: _Wheel,
+    name: str,
+    file_size: int,
+    offset: int,
+    compress_size: int,
+    crc_expected: int,
+    compress_type: int,
+    flag_bits: int,
+) -> Iterator[bytes]:
     """A member's bytes, at most about 1 MiB at a time, its size and CRC-32 checked.
 
-    Deflated members are inflated straight from the archive's file, by ISA-L
-    when this Python can load wheelbarrow's copy (three times zlib's speed),
-    else by zlib; other compressions go through zipfile.
+    Stored and deflated members are read straight from the file at the offset
+    given (no central directory parsed again); deflated ones are inflated by ISA-L
+    when this Python can load wheelbarrow's copy (three times zlib's speed), else
+    by zlib. Other compressions and encryption go through zipfile.
     """
-    if info.flag_bits & 1 or info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
-        with archive.open(info) as stream:
+    if flag_bits & 1 or compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+        with wheel.archive().open(name) as stream:
             while True:
                 chunk = stream.read(_CHUNK)
                 if not chunk:
                     return
                 yield chunk
-    f = archive.fp
-    if f is None:
-        raise ValueError(f"{info.filename}: the archive is closed")
-    f.seek(info.header_offset)
+    f = wheel.file
+    f.seek(offset)
     header = f.read(30)
     if len(header) < 30 or header[:4] != b"PK\x03\x04":
-        raise zipfile.BadZipFile(f"{info.filename}: bad local file header")
+        raise zipfile.BadZipFile(f"{name}: bad local file header")
     name_length, extra_length = struct.unpack("<HH", header[26:30])
-    f.seek(info.header_offset + 30 + name_length + extra_length)
-    inflate = _INFLATE.decompressobj(-15) if info.compress_type == zipfile.ZIP_DEFLATED else None
-    left, size, crc = info.compress_size, 0, 0
+    encoding = "utf-8" if flag_bits & 0x800 else "cp437"  # as zipfile reads names
+    if f.read(name_length).decode(encoding, "replace") != name:
+        raise zipfile.BadZipFile(f"{name}: its local header names another file")
+    f.seek(offset + 30 + name_length + extra_length)
+    inflate = _INFLATE.decompressobj(-15) if compress_type == zipfile.ZIP_DEFLATED else None
+    left, size, crc = compress_size, 0, 0
     pending = b""
     while True:
         if not pending:
@@ -141,7 +183,7 @@ def _member_chunks(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> Iterator[
                 break
             pending = f.read(min(_CHUNK, left))
             if not pending:
-                raise EOFError(f"{info.filename}: the archive ends inside it")
+                raise EOFError(f"{name}: the archive ends inside it")
             left -= len(pending)
         if inflate is None:
             out, pending = pending, b""
@@ -149,17 +191,17 @@ def _member_chunks(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> Iterator[
             try:
                 out = inflate.decompress(pending, _CHUNK)
             except _INFLATE.error as exc:  # ISA-L's own error class: told as zlib's
-                raise zlib.error(f"{info.filename}: {exc}") from exc
+                raise zlib.error(f"{name}: {exc}") from exc
             pending = inflate.unconsumed_tail
         size += len(out)
-        if size > info.file_size:
+        if size > file_size:
             break
         crc = zlib.crc32(out, crc)
         yield out
         if inflate is not None and inflate.eof:
             break
-    if size != info.file_size or crc != info.CRC:
-        raise zipfile.BadZipFile(f"Bad CRC-32 or size for file {info.filename!r}")
+    if size != file_size or crc != crc_expected:
+        raise zipfile.BadZipFile(f"Bad CRC-32 or size for file {name!r}")
 
 
 def _compile(source: bytes, dest: str, dfile: str) -> Written | None:
@@ -191,9 +233,10 @@ def run_task(task: dict[str, Any]) -> dict[str, Any]:
     files = []
     failed = []
     try:
-        archive = _wheel(task["wheel"], task["sha256"])
-        for name, dest, executable, dfile in task["members"]:
-            record, data = _unpack(archive, name, dest, executable, dfile is not None)
+        wheel = _wheel(task["wheel"], task["sha256"])
+        for member in task["members"]:
+            dest, dfile = member[1], member[3]
+            record, data = _unpack(wheel, member)
             files.append(record)
             if dfile is not None:
                 pyc = _compile(data, dest, dfile)
