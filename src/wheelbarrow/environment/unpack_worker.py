@@ -165,15 +165,7 @@ def _member_chunks(
                     return
                 yield chunk
     f = wheel.file
-    f.seek(offset)
-    header = f.read(30)
-    if len(header) < 30 or header[:4] != b"PK\x03\x04":
-        raise zipfile.BadZipFile(f"{name}: bad local file header")
-    name_length, extra_length = struct.unpack("<HH", header[26:30])
-    encoding = "utf-8" if flag_bits & 0x800 else "cp437"  # as zipfile reads names
-    if f.read(name_length).decode(encoding, "replace") != name:
-        raise zipfile.BadZipFile(f"{name}: its local header names another file")
-    f.seek(offset + 30 + name_length + extra_length)
+    _seek_data(f, name, offset, flag_bits)
     inflate = _INFLATE.decompressobj(-15) if compress_type == zipfile.ZIP_DEFLATED else None
     left, size, crc = compress_size, 0, 0
     pending = b""
@@ -202,6 +194,19 @@ def _member_chunks(
             break
     if size != file_size or crc != crc_expected:
         raise zipfile.BadZipFile(f"Bad CRC-32 or size for file {name!r}")
+
+
+def _seek_data(f: IO[bytes], name: str, offset: int, flag_bits: int) -> None:
+    """Move ``f`` to the data of the member whose local header is at ``offset``."""
+    f.seek(offset)
+    header = f.read(30)
+    if len(header) < 30 or header[:4] != b"PK\x03\x04":
+        raise zipfile.BadZipFile(f"{name}: bad local file header")
+    name_length, extra_length = struct.unpack("<HH", header[26:30])
+    encoding = "utf-8" if flag_bits & 0x800 else "cp437"  # as zipfile reads names
+    if f.read(name_length).decode(encoding, "replace") != name:
+        raise zipfile.BadZipFile(f"{name}: its local header names another file")
+    f.seek(offset + 30 + name_length + extra_length)
 
 
 def _compile(source: bytes, dest: str, dfile: str) -> Written | None:
