@@ -14,9 +14,10 @@ Rows (examples/textsim: numpy + scipy + scikit-learn + flask + gunicorn):
   environment every time.
 
 Each command runs N times after warm-up runs (the no-op rows interleaved), and the table
-gives the median and the minimum wall time and the peak memory (``ru_maxrss`` of
-``wait4``: the largest process of the command, every process it waited for included),
-with the load average at the start and at the end. Progress goes to stderr.
+gives the median and the minimum wall time, the median CPU time (user + system, every
+process waited for included) and the peak memory (``ru_maxrss`` of ``wait4``: the largest
+process of the command), with the load average at the start and at the end. Progress goes
+to stderr.
 
     python bench/bench_noop.py [--only noop,heroku] [--repeat N] [--baseline REV]
                                [--workdir DIR] [--json FILE]
@@ -76,6 +77,13 @@ class Runs:
     def peak(self, row: str) -> float | None:
         got = self.samples.get(row)
         return max(s.peak_mb for s in got) if got else None
+
+    def cpu(self, row: str) -> float | None:
+        """The median CPU seconds (user + system, children included), where the samples
+        have them: a figure the machine's load changes less than the wall time."""
+        got = [getattr(s, "cpu", None) for s in self.samples.get(row, [])]
+        known = [c for c in got if isinstance(c, float)]
+        return statistics.median(known) if known and len(known) == len(got) else None
 
 
 def noop_rows(work: Path, tools: Path, args: argparse.Namespace, runs: Runs) -> None:
@@ -174,6 +182,8 @@ def speed_rows(runs: Runs, baseline: str | None) -> list[dict[str, object]]:
                 "met": met,
                 "wb_peak": runs.peak(wb),
                 "peer_peak": runs.peak(peer_row) if peer_row else None,
+                "wb_cpu": runs.cpu(wb),
+                "peer_cpu": runs.cpu(peer_row) if peer_row else None,
             }
         )
 
@@ -194,13 +204,15 @@ def speed_rows(runs: Runs, baseline: str | None) -> list[dict[str, object]]:
 
 
 def table(runs: Runs, header: str) -> str:
-    lines = [header, "", "| row | median | min | peak RSS | command |", "|---|---:|---:|---:|---|"]
+    lines = [header, "", "| row | median | min | CPU | peak RSS | command |"]
+    lines.append("|---|---:|---:|---:|---:|---|")
     for row, samples in runs.samples.items():
         times = [s.seconds for s in samples]
-        median, low = statistics.median(times), min(times)
+        median, low, cpu = statistics.median(times), min(times), runs.cpu(row)
         lines.append(
             f"| {row} (n={len(times)}) | {_time(median)} | {_time(low)} | "
-            f"{runs.peak(row):.0f} MB | `{runs.commands[row]}` |"
+            f"{_time(cpu) if cpu is not None else 'n/a'} | {runs.peak(row):.0f} MB | "
+            f"`{runs.commands[row]}` |"
         )
     bare, now, before = runs.median(BARE), runs.median(NOOP), runs.median(BASELINE)
     notes = []
@@ -267,7 +279,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             "command": sys.orig_argv,
             "load": [load_at_start, load_average()],
             "speed_rows": speed_rows(runs, args.baseline or None),
-            "runs": {row: [[s.seconds, s.peak_mb] for s in xs] for row, xs in runs.samples.items()},
+            "runs": {
+                row: [[s.seconds, s.peak_mb, getattr(s, "cpu", None)] for s in xs]
+                for row, xs in runs.samples.items()
+            },
         }
         args.json.write_text(json.dumps(raw, indent=2) + "\n", encoding="utf-8")
     return 0
