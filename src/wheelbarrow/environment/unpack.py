@@ -114,12 +114,13 @@ def unpack_wheels(
     wheel a :class:`MalformedWheelError`; two wheels writing one file an
     :class:`InstallError`; the filesystem's own (a full disk) propagate.
     """
-    count = max(1, workers or _cpus())
     site_dirs = {destination.scheme_dict["purelib"], destination.scheme_dict["platlib"]}
     # The biggest wheels are read and sent first: the workers start on them while the
     # rest are read, and the small ones even out the end.
     ordered = sorted(wheels, key=lambda w: -w.path.stat().st_size)
     estimate = sum(w.path.stat().st_size for w in ordered) * _SIZE_TO_WEIGHT
+    # A worker per CPU, but one for what one task holds (a build environment's few wheels).
+    count = max(1, workers or (_cpus() if estimate > _MIN_TASK else 1))
     target = max(_MIN_TASK, estimate // (count * 8))
     plans: list[_Plan] = []
     tasks: list[_Task] = []
