@@ -332,25 +332,35 @@ def _fresh(
     reporter: Reporter,
     compile_bytecode: bool,
 ) -> Seal:
-    """Make ``work`` from nothing; returns the seal of what was unpacked (to seal it cheaply)."""
+    """Make ``work`` from nothing; returns the seal of what was unpacked (to seal it cheaply).
+
+    The venv is made while the wheels are unpacked into it: its directories are made
+    first, so that neither makes one the other is making (venv keeps those it finds).
+    """
+    from concurrent.futures import ThreadPoolExecutor, wait
+
     reporter.message("step", f"Creating the environment with Python {interpreter.version}")
-    run_checked(
-        runner,
-        [str(interpreter.executable), "-m", "venv", "--without-pip", str(work)],
-        "create the virtual environment",
-    )
     site = site_packages(work, interpreter)
-    with_bytecode = ", with bytecode" if compile_bytecode else ""
-    reporter.message("step", f"Installing {plural(len(wheels), 'wheel')}{with_bytecode}")
-    files = install_wheels(
-        wheels,
-        work,
-        site,
-        final_root=final,
-        interpreter=interpreter,
-        compile_bytecode=compile_bytecode,
-        reporter=reporter,
-    )
+    for directory in (site, work / "bin", work / "include"):
+        directory.mkdir(parents=True, exist_ok=True)
+    venv = [str(interpreter.executable), "-m", "venv", "--without-pip", str(work)]
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        made = pool.submit(run_checked, runner, venv, "create the virtual environment")
+        with_bytecode = ", with bytecode" if compile_bytecode else ""
+        reporter.message("step", f"Installing {plural(len(wheels), 'wheel')}{with_bytecode}")
+        try:
+            files = install_wheels(
+                wheels,
+                work,
+                site,
+                final_root=final,
+                interpreter=interpreter,
+                compile_bytecode=compile_bytecode,
+                reporter=reporter,
+            )
+        finally:
+            wait([made])  # done writing before the scratch directory may go
+        made.result()
     relocate(work, old=str(work), new=str(final))
     return Seal(files=files, links={})
 
