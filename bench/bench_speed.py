@@ -255,7 +255,8 @@ def table(rows: Sequence[Row], header: str) -> str:
         "|---|---:|---|---:|---:|---|---|---:|---:|",
     ]
     for r in rows:
-        ratio = f"{r.wb / r.peer_value:.2f}x" if r.wb is not None and r.peer_value else ""
+        relative = r.target.endswith("x") and r.wb is not None and r.peer_value
+        ratio = f"{r.wb / r.peer_value:.2f}x" if relative else ""
         met = {True: "yes", False: "**no**", None: r.note or "n/a"}[r.met]
         peaks = (
             " / ".join("—" if p is None else f"{p:.0f}" for p in (r.wb_peak, r.peer_peak))
@@ -269,7 +270,8 @@ def table(rows: Sequence[Row], header: str) -> str:
         )
         cells = [r.figure, cell(r.wb, r.unit), r.peer, cell(r.peer_value, r.unit), ratio]
         lines.append("| " + " | ".join([*cells, r.target, met, cpu, peaks]) + " |")
-    return "\n".join(lines)
+    notes = [f"- {r.figure}: {r.note}" for r in rows if r.note and r.met is not None]
+    return "\n".join([*lines, *(["", *notes] if notes else [])])
 
 
 def peak_note(rows: Sequence[Row]) -> str:
