@@ -25,6 +25,7 @@ import os
 import pickle
 import queue
 import socket
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import MappingProxyType
@@ -52,6 +53,7 @@ __all__ = [
 CLUSTER_ENV_VAR = "WHEELBARROW_CLUSTER"
 RESOURCE = "build"  # the workers' resource: one unit per build, all of them for an exclusive one
 EVENT_TOPIC = "wheelbarrow-build"
+POLL_SECONDS = 0.02  # how often a wait for builds looks for finished ones and new events
 CONNECT_SECONDS = 10.0
 START_HINT = (
     "start a scheduler with `dask scheduler` and on each machine "
@@ -131,26 +133,24 @@ def outcome_of(
     on_wait: Callable[[], None] = lambda: None,
 ) -> Outcome:
     """Wait for every future; ``on_built(key, result)`` as each finishes (in the calling thread),
-    ``on_wait()`` at least every second meanwhile. A failed node's dependants are skipped.
-    Call it with the futures' client current (``client.as_current()``)."""
-    from distributed import wait
+    ``on_wait()`` at least every :data:`POLL_SECONDS` meanwhile. A failed node's dependants are
+    skipped. Dask's ``as_completed`` hands over each finished future once, so the wait costs
+    the same for each of a graph's builds, however many are pending."""
+    from distributed import as_completed
 
-    pending = set(futures.values())
+    done_ones = as_completed(list(futures.values()))  # type: ignore[no-untyped-call]
     by_future = {future: key for key, future in futures.items()}
     position = {key: place for place, key in enumerate(graph.order())}
     built: set[str] = set()
     failed: dict[str, Exception] = {}
     errored: dict[str, BaseException] = {}
-    while pending:
-        try:
-            done, _ = wait(  # type: ignore[no-untyped-call]
-                list(pending), timeout=1.0, return_when="FIRST_COMPLETED"
-            )
-        except TimeoutError:
-            done = set()
+    while not done_ones.is_empty():  # type: ignore[no-untyped-call]
+        done = done_ones.next_batch(block=False)  # type: ignore[no-untyped-call]
         on_wait()
+        if not done:
+            time.sleep(POLL_SECONDS)
+            continue
         for future in sorted(done, key=lambda f: position[by_future[f]]):
-            pending.discard(future)
             key = by_future[future]
             if any(need not in built for need in graph.nodes[key].needs):
                 continue  # built on a wheel this machine did not take: skipped (see _outcome)
