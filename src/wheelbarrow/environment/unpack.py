@@ -70,8 +70,8 @@ class _Member:
     size: int  # uncompressed
     executable: bool
     # Where its bytes are in the archive (its local header's offset, compressed size,
-    # CRC-32, compression, flags), and the sha256 its RECORD gives (hex; None if none).
-    where: tuple[int, int, int, int, int]
+    # compression, flags), and the sha256 its RECORD gives (hex; None if none).
+    where: tuple[int, int, int, int]
     sha256: str | None
     record: RecordEntry | None = None  # once written
 
@@ -257,13 +257,7 @@ def _members(
             dest=_dest(destination, scheme, path),
             size=info.file_size,
             executable=executable,
-            where=(
-                info.header_offset,
-                info.compress_size,
-                info.CRC,
-                info.compress_type,
-                info.flag_bits,
-            ),
+            where=(info.header_offset, info.compress_size, info.compress_type, info.flag_bits),
             sha256=recorded.get(name),
         )
         if scheme == "scripts":  # few, and their shebang is rewritten: written here
