@@ -331,7 +331,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         if args.workdir is None:
             shutil.rmtree(work, ignore_errors=True)
-    versions = ", ".join(v for k, v in bench.versions.items() if k != "wheelhouse")
+    versions = ", ".join(
+        v.split(" from ")[0] for k, v in bench.versions.items() if k != "wheelhouse"
+    )
     header = (
         f"## Speed targets (issue 13), {datetime.date.today().isoformat()}, Python "
         f"{sys.version.split()[0]}, nproc {len(os.sched_getaffinity(0))}, load average "
