@@ -12,6 +12,7 @@ import py_compile
 import stat
 import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from wheelbarrow.environment.site import Wheel, install_wheels, site_packages
 PYTHON = Path(os.path.realpath(getattr(sys, "_base_executable", sys.executable)))
 INTERPRETER = Interpreter(executable=PYTHON, version=".".join(map(str, sys.version_info[:3])))
 BIG = 3 << 20  # past the worker's 1 MiB chunk: streamed, not read whole
+TEST_DIRS = (Path(__file__).parent, Path(__file__).parents[1])  # this module's, and support's
 
 
 def record_hash(data: bytes) -> str:
@@ -351,7 +353,7 @@ class TestMembers:
             "exec(compile(open(p).read(), p, 'exec'), g); print(g['_inflater']().__name__)"
         )
         result = subprocess.run(
-            [PYTHON, "-I", "-S", "-c", probe, unpack_worker.__file__, site],
+            [PYTHON, "-I", "-S", "-c", probe, unpack_worker.__file__, str(os.getpid()), site],
             capture_output=True,
             text=True,
             check=True,
@@ -418,6 +420,62 @@ class TestRecordChecks:
         assert answer["error"] == "mismatch"
         assert "the wheelhouse says 0000" in answer["message"]
         assert not dest.exists()
+
+
+def workers_with(marker: str) -> list[int]:
+    """The pids of running unpack workers whose environment holds ``marker`` (a killed one
+    may stay a zombie until the machine's init reaps it: it runs no more)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+            cmdline = (entry / "cmdline").read_bytes()
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if marker.encode() in environ and b"unpack_worker.py" in cmdline and state != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+class TestKilledParent:
+    def test_workers_die_with_a_killed_parent(self, tmp_path):
+        """SIGKILL of the process unpacking kills its workers at once, mid-task (Linux)."""
+        if not Path("/proc/self/environ").exists():
+            pytest.skip("needs Linux's /proc")
+        source = "X = [" + "1, " * 1_500_000 + "]\n"  # a second or more to compile, each
+        wheel = make_wheel(
+            tmp_path / "dists", "slow", "1.0", files={f"slow/m{i}.py": source for i in range(4)}
+        )
+        marker = f"wb-test-{os.getpid()}-{tmp_path.name}"
+        script = (
+            "import sys; from pathlib import Path\n"
+            "sys.path[:0] = [sys.argv[3], sys.argv[4]]\n"
+            "from test_unpack import unpack\n"
+            "unpack([Path(sys.argv[1])], Path(sys.argv[2]))\n"
+        )
+        child = subprocess.Popen(
+            [sys.executable, "-c", script, wheel, tmp_path / "env", *map(str, TEST_DIRS)],
+            env=os.environ | {"WB_TEST_MARKER": marker},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while not workers_with(marker):
+                assert child.poll() is None, "the unpack ended before its workers were seen"
+                assert time.monotonic() < deadline, "no worker started"
+                time.sleep(0.02)
+        finally:
+            child.kill()
+            child.wait()
+        # Gone well before the source being compiled is done.
+        deadline = time.monotonic() + 0.5
+        while workers_with(marker) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert workers_with(marker) == []
 
 
 class TestErrors:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import queue
 import subprocess
 import tempfile
@@ -61,8 +62,10 @@ class Workers:
     def _start(self) -> tuple[subprocess.Popen[str], IO[bytes]]:
         log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in close()
         try:
+            # The worker's file, this process's pid (to die with it), where isal is.
+            args = [str(self._python), "-I", "-S", "-c", _BOOTSTRAP, str(WORKER), str(os.getpid())]
             proc = subprocess.Popen(
-                [str(self._python), "-I", "-S", "-c", _BOOTSTRAP, str(WORKER), *accelerator()],
+                [*args, *accelerator()],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=log,

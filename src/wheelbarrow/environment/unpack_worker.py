@@ -266,10 +266,10 @@ def run_task(task: dict[str, Any]) -> dict[str, Any]:
 
 
 def _inflater() -> Any:
-    """ISA-L's zlib module from the directory given after this file's path (wheelbarrow's
+    """ISA-L's zlib module from the directory given after the parent's pid (wheelbarrow's
     site-packages), when this Python can load it (the same version and ABI); else zlib."""
-    if len(sys.argv) > 2:
-        sys.path.append(sys.argv[2])
+    if len(sys.argv) > 3:
+        sys.path.append(sys.argv[3])
         try:
             from isal import isal_zlib
 
@@ -277,16 +277,38 @@ def _inflater() -> Any:
         except Exception:  # noqa: BLE001, S110 - another Python's extension: zlib instead
             pass
         finally:
-            sys.path.remove(sys.argv[2])
+            sys.path.remove(sys.argv[3])
     return zlib
 
 
 _INFLATE = zlib
 
 
+def _die_with_parent() -> None:
+    """On Linux, be killed when the process that started this one dies (killed or not), so
+    that no worker goes on writing into a scratch directory the next run cleans.
+
+    Elsewhere a worker stops at the end of its task, when it finds its input closed.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    parent = int(sys.argv[2])  # given: the parent may be gone before this runs
+    try:
+        import ctypes
+        import signal
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # no libc to ask: the closed input still stops it
+        return
+    if os.getppid() != parent:  # the parent died before the signal was asked for
+        os._exit(1)
+
+
 def main() -> None:
     """Answer tasks until stdin closes."""
     global _INFLATE  # chosen once, at the start
+    _die_with_parent()
     _INFLATE = _inflater()
     warnings.simplefilter("ignore")  # SyntaxWarnings of the compiled sources: as compileall -q
     out = sys.stdout
