@@ -414,9 +414,14 @@ class TestRecordChecks:
         where = [info.header_offset, info.compress_size, info.compress_type, 0]
         dest = tmp_path / "out" / "alpha" / "__init__.py"
         member = [info.filename, str(dest), False, None, None, info.file_size, *where]
-        answer = unpack_worker.run_task(
-            {"wheel": str(wheel), "sha256": "0" * 64, "members": [member]}
-        )
+        try:
+            answer = unpack_worker.run_task(
+                {"wheel": str(wheel), "sha256": "0" * 64, "members": [member]}
+            )
+        finally:  # a worker keeps its wheels open for its life; this process closes them
+            for opened in unpack_worker._open_wheels.values():
+                opened.file.close()
+            unpack_worker._open_wheels.clear()
         assert answer["error"] == "mismatch"
         assert "the wheelhouse says 0000" in answer["message"]
         assert not dest.exists()
