@@ -29,9 +29,9 @@ if TYPE_CHECKING:
     from wheelbarrow.build.buildgraph import BuildGraph
 
 # Seconds per build of TREE (cluster_tree.py) in one `wheelbarrow build --no-binary :all:
-# --build-jobs 1` pinned to one core on a shared 2-core machine (Python 3.11, gcc 12), from
-# its `Built NAME VERSION in 3.2s` lines: the simulation's durations when the tree part does
-# not run in the same invocation.
+# --build-jobs 1` pinned to one core (taskset -c 0) on a shared 2-core machine (Python 3.11,
+# gcc 12, load average about 3.5), from its `Built NAME VERSION in 3.2s` lines: the
+# simulation's durations when the tree part does not run in the same invocation.
 RECORDED = {
     "flit-core": 0.6, "wheel": 0.4, "packaging": 0.3, "setuptools": 3.5, "multidict": 12.5,
     "setproctitle": 2.3, "time-machine": 2.5, "crc32c": 2.8, "markupsafe": 1.9, "psutil": 3.9,
@@ -282,7 +282,7 @@ class SimBench:
         nodes = len(self.graph.nodes)
         cpu = "; ".join(
             f"{n} workers {self.runs[n].cpu:.1f} s vs {self.gathered[n].cpu:.1f} s "
-            f"({(self.runs[n].cpu - self.gathered[n].cpu) / nodes * 1000:.1f} ms more per build)"
+            f"({(self.runs[n].cpu - self.gathered[n].cpu) / nodes * 1000:+.1f} ms per build)"
             for n in self.workers
         )
         return (

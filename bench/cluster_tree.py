@@ -23,7 +23,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -147,7 +147,8 @@ def dependency_edges(records: Mapping[str, Mapping[str, Any]]) -> list[tuple[str
 def pinned_cluster(
     home: Path, tools: Path, cores: Sequence[int], env: Mapping[str, str]
 ) -> Iterator[str]:
-    """A ``dask scheduler`` (on core 0) and one ``dask worker`` per core, each pinned with
+    """A ``dask scheduler`` (on any core, as on a machine of its own: it places builds and runs
+    none) and one ``dask worker`` per core, each pinned with
     taskset, one thread, ``build=1``, its own empty store ``home/w<N>/store``; the address."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -156,16 +157,17 @@ def pinned_cluster(
     procs: list[subprocess.Popen[bytes]] = []
 
     def start(
-        core: int, args: Sequence[str | Path], log_path: Path, own: Mapping[str, str]
+        core: int | None, args: Sequence[str | Path], log_path: Path, own: Mapping[str, str]
     ) -> None:
         with log_path.open("wb") as out:
-            cmd = ["taskset", "-c", str(core), str(tools / "dask"), *map(str, args)]
+            pin = [] if core is None else ["taskset", "-c", str(core)]
+            cmd = [*pin, str(tools / "dask"), *map(str, args)]
             procs.append(subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=dict(own),
                                           start_new_session=True, cwd=log_path.parent))  # fmt: skip
 
     try:
         fresh(home)
-        start(0, ["scheduler", "--host", "127.0.0.1", "--port", port, "--no-dashboard",
+        start(None, ["scheduler", "--host", "127.0.0.1", "--port", port, "--no-dashboard",
                   "--no-show"], home / "scheduler.log", env)  # fmt: skip
         for i, core in enumerate(cores):
             w = fresh(home / f"w{i}")
@@ -289,7 +291,12 @@ class TreeBench:
     def measure(self, repeat: int) -> None:
         for i in range(repeat):
             log(f"tree round {i + 1} of {repeat}; load average {loadavg()}")
-            for step in (self.local, lambda: self.cluster([0]), lambda: self.cluster([0, 1])):
+            steps: list[Callable[[], TreeRun]] = [
+                self.local,
+                lambda: self.cluster([0]),
+                lambda: self.cluster([0, 1]),
+            ]
+            for step in steps[i % 3 :] + steps[: i % 3]:  # a different one first each round
                 done = step()
                 self.runs.append(done)
                 log(f"tree {done.config}: {done.wall:.1f} s (builds {done.phase:.1f} s)")
@@ -351,10 +358,12 @@ class TreeBench:
 
     def notes(self, repeat: int) -> str:
         return (
-            f"n={repeat} per row. Each run: a fresh head store and a fresh remote prefix on the "
+            f"n={repeat} per row, medians, interleaved (a different one first each round). Each "
+            "run: a fresh head store and a fresh remote prefix on the "
             "same SeaweedFS server, the app's lock kept, uv's cache (for the build "
             "requirements' locks) warm from one untimed build, `--no-binary :all:`. The head "
-            "(`wheelbarrow build`) and the scheduler run on core 0 in every row; each worker "
+            "(`wheelbarrow build`) runs on core 0 in every row, the scheduler on any core; "
+            "each worker "
             "is `dask worker --nthreads 1 --resources build=1 --no-nanny` pinned to its core, "
             "with its own empty store and no package index (it takes sdists and build wheels "
             "from the remote store and pushes its wheels there). Wall time includes the head's "
@@ -393,9 +402,15 @@ def run_part(
     picture = tree_timeline(next(r for r in reversed(bench.runs) if r.config == TWO), out)
     raw = {
         "runs": [
-            {"config": r.config, "wall": r.wall, "builds": r.phase, "seconds": r.seconds}
+            {
+                "config": r.config,
+                "wall": r.wall,
+                "builds": r.phase,
+                "seconds": r.seconds,
+                "bars": [[b.label, r.workers[b.row], b.start, b.end, b.kind] for b in r.bars],
+            }
             for r in bench.runs
-        ],
+        ],  # a cluster run's bars: label, worker, wall-clock start and end, kind
         "load": os.getloadavg(),
     }
     text = bench.report(repeat) + f"\n\nTimeline: `{picture}`"
