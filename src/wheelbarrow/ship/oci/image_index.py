@@ -12,7 +12,7 @@ from wheelbarrow.share.oci.mediatypes import OCI_INDEX
 from wheelbarrow.ship.oci.blobs import chain_blobs, check_config
 from wheelbarrow.ship.oci.build import BuiltImage
 from wheelbarrow.ship.oci.image import Descriptor, ImageConfig, Index, Manifest, Platform
-from wheelbarrow.ship.oci.layout import REF_NAME
+from wheelbarrow.ship.oci.layout import REF_NAME, tag_in_layout
 
 if TYPE_CHECKING:
     from wheelbarrow.share.oci.registry import RegistryClient
@@ -79,19 +79,7 @@ def write_index_layout(
         size=len(index),
         annotations={REF_NAME: ref_name},
     )
-    index_path = directory / "index.json"
-    current = Index.from_json(index_path.read_bytes()) if index_path.exists() else Index()
-    kept = tuple(m for m in current.manifests if m.annotations.get(REF_NAME) != ref_name)
-    atomic_write_bytes(
-        index_path,
-        Index(
-            manifests=(*kept, descriptor),
-            media_type=current.media_type,
-            annotations=current.annotations,
-            extra=current.extra,
-        ).to_json(),
-    )
-    return descriptor
+    return tag_in_layout(directory, descriptor, ref_name)
 
 
 def push_index(

@@ -113,6 +113,12 @@ def write_oci_layout(
         size=len(manifest),
         annotations={REF_NAME: ref_name},
     )
+    return tag_in_layout(directory, descriptor, ref_name)
+
+
+def tag_in_layout(directory: Path, descriptor: Descriptor, ref_name: str) -> Descriptor:
+    """Name ``descriptor`` ``ref_name`` in the layout's index.json (replacing that name's
+    entry, keeping the others), written whole or not at all; returns it."""
     index_path = directory / "index.json"
     index = Index.from_json(index_path.read_bytes()) if index_path.exists() else Index()
     kept = tuple(m for m in index.manifests if m.annotations.get(REF_NAME) != ref_name)
