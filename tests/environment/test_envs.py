@@ -205,6 +205,40 @@ class TestDerivedEnvironments:
         ).stdout
         assert out.strip() == "1.0 1"
 
+    def test_a_restored_store_is_hashed_once_when_an_environment_is_derived(
+        self, tmp_path, local_index
+    ):
+        """A store copied whole (a build cache restored: same bytes, new inodes) is checked by
+        hashing the base environment once: its seal takes the new stats, so it checks by stat
+        again, and the derived one is sealed sound with those hashes."""
+        from wheelbarrow.environment.seal import read_seal
+
+        d = tmp_path / "dists"
+        make_wheel(d, "alpha", "1.0")
+        make_wheel(d, "alpha", "2.0")
+        make_wheel(d, "kept", "1.0", files={"kept/__init__.py": "K = 1\n"})
+        index = local_index(d)
+        app = make_app(tmp_path / "app", "alpha==1.0\nkept==1.0\n")
+        first = tmp_path / "store"
+        assert build_cli(app, first, index.url).code == 0
+        install(app, first, tmp_path / "one")
+        store = tmp_path / "restored"
+        shutil.copytree(first, store, symlinks=True)
+        [base] = [p for p in (store / "envs").iterdir() if not p.name.startswith("build-")]
+        assert read_seal(base).check(base).hashed_bytes > 0  # every inode is new
+        (app / "requirements.txt").write_text("alpha==2.0\nkept==1.0\n")
+        assert build_cli(app, store, index.url).code == 0
+        result = cli("install", *CLONE, app, "--store", store, "--into", tmp_path / "two")
+        assert result.code == 0, result.err
+        assert "1 wheel in, 1 out, 1 kept" in result.err
+        check = read_seal(base).check(base)
+        assert check.ok and check.hashed_bytes == 0
+        [derived] = [
+            p for p in (store / "envs").iterdir() if p != base and not p.name.startswith("build-")
+        ]
+        check = read_seal(derived).check(derived, deep=True)
+        assert check.ok, check.problems
+
 
 class TestBytecodeFailures:
     def test_a_file_that_does_not_compile_is_a_warning_not_a_failure(self, tmp_path, local_index):

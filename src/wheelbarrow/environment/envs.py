@@ -434,6 +434,13 @@ def _derive(
     check = seal.check(base, scan)
     if not check.ok:
         raise _BaseEdited(check)
+    if check.restated:
+        # Same bytes, new inodes (a build cache restored as a copy): the links just made
+        # have the new stats, so the new seal keeps these hashes instead of taking them
+        # again, and the base's seal takes them too (hashed once, not at every derive).
+        seal = seal.refreshed(check.restated)
+        with contextlib.suppress(OSError):
+            seal.write(base)
     reporter.message(
         "step",
         f"Deriving the environment from a stored one: {plural(len(add), 'wheel')} in, "
