@@ -19,6 +19,7 @@ from wheelbarrow.share.oci.mediatypes import (
     OCI_MANIFEST,
 )
 from wheelbarrow.share.oci.reference import ImageReference, check_digest
+from wheelbarrow.share.oci.referrers import Referrer, referrers_in, referrers_tag
 from wheelbarrow.share.oci.transport import (
     RETRYABLE_STATUS,
     RegistryTransport,
@@ -321,6 +322,56 @@ class RegistryClient:
         The blobs it names must be pushed first. When ``ref`` has a digest the
         body must match it.
         """
+        return self._put_manifest(ref, body, media_type)[0]
+
+    def put_referrer(self, ref: ImageReference, body: bytes, media_type: str) -> bool:
+        """Store a manifest with a ``subject`` (by ``ref``'s digest); whether the registry
+        took the subject, saying so with ``OCI-Subject`` as registries with the
+        referrers API do. When it did not, the referrers tag is the client's to write."""
+        _, response = self._put_manifest(ref, body, media_type)
+        return bool(response.headers.get("OCI-Subject"))
+
+    def referrers(
+        self, ref: ImageReference, digest: str, artifact_type: str | None = None
+    ) -> tuple[Referrer, ...]:
+        """The manifests of ``ref``'s repository whose subject is ``digest``, optionally of one
+        ``artifact_type``: from ``GET /v2/<name>/referrers/<digest>`` (page by page) where
+        the registry serves it, else, when it answers 404, from the referrers tag schema's
+        index (none when that tag does not exist)."""
+        check_digest(digest)
+        url: httpx.URL | str = f"{ref.api_base}/{ref.repository}/referrers/{digest}"
+        params = {"artifactType": artifact_type} if artifact_type else None
+        found: list[Referrer] = []
+        filtered = True
+        for page in range(_MAX_TAG_PAGES):
+            response = self._transport.request(
+                "GET", ref, url, params=params, headers={"Accept": OCI_INDEX}
+            )
+            if response.status_code == 404 and page == 0:
+                tagged = ref.with_tag(referrers_tag(digest))
+                try:
+                    body, _, _ = self.get_manifest(tagged, accept=(OCI_INDEX,))
+                except ImageNotFoundError:
+                    return ()
+                found.extend(referrers_in(body, where=str(tagged)))
+                filtered = False
+                break
+            if response.status_code != 200:
+                self._transport.fail(response, ref, f"list the referrers of {digest}")
+            found.extend(referrers_in(response.content, where=f"{ref.name} referrers of {digest}"))
+            applied = response.headers.get("OCI-Filters-Applied", "")
+            filtered = filtered and "artifactType" in (f.strip() for f in applied.split(","))
+            following = response.links.get("next", {}).get("url")
+            if not following:
+                break
+            url, params = response.url.join(following), None
+        if artifact_type and not filtered:
+            found = [r for r in found if r.artifact_type == artifact_type]
+        return tuple(found)
+
+    def _put_manifest(
+        self, ref: ImageReference, body: bytes, media_type: str
+    ) -> tuple[str, httpx.Response]:
         if ref.digest is not None:
             _verify(body, ref.digest, what=f"the manifest for {ref}")
             digest = ref.digest
@@ -339,7 +390,7 @@ class RegistryClient:
                 f"{ref.registry} stored the manifest for {ref} as {sent}, not {digest}",
                 hint="the registry rewrote the manifest; refer to the image by tag",
             )
-        return digest
+        return digest, response
 
     def _blob_url(self, ref: ImageReference, digest: str) -> str:
         return f"{ref.api_base}/{ref.repository}/blobs/{digest}"
