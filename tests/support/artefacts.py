@@ -46,11 +46,18 @@ def _record_hash(data: bytes) -> str:
     return "sha256=" + base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
 
-def _metadata(name: str, version: str, requires: Sequence[str], requires_python: str | None) -> str:
+def _metadata(
+    name: str,
+    version: str,
+    requires: Sequence[str],
+    requires_python: str | None,
+    extra: Sequence[str] = (),
+) -> str:
     lines = ["Metadata-Version: 2.1", f"Name: {name}", f"Version: {version}"]
     lines += [f"Requires-Dist: {requirement}" for requirement in requires]
     if requires_python is not None:
         lines.append(f"Requires-Python: {requires_python}")
+    lines += extra
     return "\n".join(lines) + "\n\n"
 
 
@@ -68,6 +75,7 @@ def make_wheel(
     requires_python: str | None = None,
     files: Mapping[str, str | bytes] | None = None,
     entry_points: Mapping[str, str] | None = None,
+    metadata: Sequence[str] = (),
 ) -> Path:
     """Write a valid wheel into ``directory`` and return its path.
 
@@ -75,7 +83,8 @@ def make_wheel(
     ``files`` (archive path to content) replaces that. ``tag`` may be a
     compressed tag set (``cp312-cp312-manylinux_2_17_x86_64.manylinux2014_x86_64``),
     written as one ``Tag:`` line per tag. ``entry_points`` maps console script
-    names to ``module:function``. The same arguments always give the same bytes.
+    names to ``module:function``; ``metadata`` lines (``License: MIT``) are added to its
+    METADATA. The same arguments always give the same bytes.
     """
     stem = _distribution_stem(name)
     version = str(Version(version))
@@ -88,7 +97,9 @@ def make_wheel(
         contents[f"{stem}/__init__.py"] = f'__version__ = "{version}"\n'.encode()
     else:
         contents.update((path, _as_bytes(data)) for path, data in files.items())
-    contents[f"{dist_info}/METADATA"] = _metadata(name, version, requires, requires_python).encode()
+    contents[f"{dist_info}/METADATA"] = _metadata(
+        name, version, requires, requires_python, metadata
+    ).encode()
     wheel_lines = [
         "Wheel-Version: 1.0",
         "Generator: wheelbarrow-tests",
