@@ -30,6 +30,12 @@ def check_target(dest: Path) -> None:
     """Refuse a file, a directory wheelbarrow did not make, or an environment with user files."""
     if not os.path.lexists(dest):
         return
+    if dest.is_symlink():
+        # An install renames its result into place: it would replace the user's link itself.
+        raise InstallError(
+            f"{dest}: is a symbolic link (to {dest.readlink()}), which installing would replace",
+            hint=f"give --into the directory it points to ({dest.resolve()}), or remove the link",
+        )
     if not dest.is_dir():
         raise InstallError(
             f"{dest}: is a file, not a directory",
