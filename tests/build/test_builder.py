@@ -230,6 +230,71 @@ class TestBuildWheel:
         assert "PYTHONPATH" not in env
         assert (env["WB_SETTING"], env["WB_UNRELATED"]) == ("from settings", "kept")
 
+    def test_the_backend_gets_source_date_epoch_and_prefix_maps_after_its_own_flags(self, tmp_path):
+        """SOURCE_DATE_EPOCH is the request's (over the caller's), PYTHONHASHSEED is 0, and the
+        compilers' prefix maps for the store, the build environment and the source tree (last,
+        so it wins) follow the package's and the caller's own flags."""
+        source = make_dump_project(tmp_path / "src")
+        request = request_for(
+            tmp_path, source, env={"CFLAGS": "-O1 -DFROM_SETTINGS"}, source_date_epoch=1_600_000_000
+        )
+        environ = {
+            **os.environ,
+            "SOURCE_DATE_EPOCH": "1",
+            "CXXFLAGS": "-DFROM_CALLER",
+            "RUSTFLAGS": "-C opt-level=2",
+        }
+        environ.pop("CARGO_ENCODED_RUSTFLAGS", None)
+        environ.pop("FFLAGS", None)
+
+        build_wheel(
+            request,
+            store=Store(tmp_path / "store"),
+            runner=run_subprocess,
+            environ=environ,
+            more_wheels=no_more_wheels,
+        )
+
+        seen = dumped(request.log)
+        env = seen["environ"]
+        assert isinstance(env, dict)
+        build_env = str(seen["prefix"])
+        maps = [
+            f"{tmp_path / 'store'}=/wheelbarrow/store",
+            f"{build_env}=/wheelbarrow/build-env",
+            f"{source}=/wheelbarrow/src",
+        ]
+        assert (env["SOURCE_DATE_EPOCH"], env["PYTHONHASHSEED"]) == ("1600000000", "0")
+        c_maps = " ".join(f"-ffile-prefix-map={m}" for m in maps)
+        assert env["CFLAGS"] == f"-O1 -DFROM_SETTINGS {c_maps}"
+        assert env["CXXFLAGS"] == f"-DFROM_CALLER {c_maps}"
+        assert env["FFLAGS"] == env["FCFLAGS"] == c_maps
+        assert env["RUSTFLAGS"] == "-C opt-level=2 " + " ".join(
+            f"--remap-path-prefix={m}" for m in maps
+        )
+
+    def test_a_packages_own_source_date_epoch_and_hash_seed_are_kept(self, tmp_path):
+        """SOURCE_DATE_EPOCH and PYTHONHASHSEED from the package's build settings win over the
+        ones wheelbarrow chooses."""
+        request = request_for(
+            tmp_path,
+            make_dump_project(tmp_path / "src"),
+            env={"SOURCE_DATE_EPOCH": "1234567890", "PYTHONHASHSEED": "7"},
+            source_date_epoch=1_600_000_000,
+        )
+
+        build_wheel(
+            request,
+            store=Store(tmp_path / "store"),
+            runner=run_subprocess,
+            environ=os.environ,
+            more_wheels=no_more_wheels,
+        )
+
+        env = dumped(request.log)["environ"]
+        assert isinstance(env, dict)
+        assert (env["SOURCE_DATE_EPOCH"], env["PYTHONHASHSEED"]) == ("1234567890", "7")
+
     def test_index_settings_and_their_credentials_do_not_reach_the_backend(self, tmp_path):
         """Index URLs, uv's index credentials and netrc stay out; pip, uv and cargo are offline."""
         request = request_for(tmp_path, make_dump_project(tmp_path / "src"))

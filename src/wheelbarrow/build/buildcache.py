@@ -26,7 +26,9 @@ if TYPE_CHECKING:
 
 
 # 2: the key is the part known before building; what a wheel links is checked apart.
-BUILD_KEY_FORMAT = 2
+# 3: builds are reproducible (SOURCE_DATE_EPOCH, prefix maps, normalised zips): a wheel
+# built before is not the one a build makes now, so it is not reused as if it were.
+BUILD_KEY_FORMAT = 3
 # Libraries in the toolchain fingerprint: a build counts them only when its wheel
 # links them (the second part of the key, see links.py), not by being installed.
 LINKED_FINGERPRINTS = frozenset({"openblas"})

@@ -18,6 +18,7 @@ from packaging.version import Version
 from wheelbarrow._core.errors import WheelbarrowError
 from wheelbarrow._core.report import NullReporter
 from wheelbarrow._core.runner import Runner
+from wheelbarrow.build.reproducible import DEFAULT_EPOCH, prefix_maps, reproducible_environ
 from wheelbarrow.environment.envs import build_store_env
 from wheelbarrow.environment.interpreters import Interpreter
 from wheelbarrow.store.store import Store
@@ -82,6 +83,8 @@ class BuildRequest:
     env: Mapping[str, str]
     log: Path
     out_dir: Path
+    # SOURCE_DATE_EPOCH for the backend (reproducible.archive_epoch of the sdist).
+    source_date_epoch: int = DEFAULT_EPOCH
 
 
 def build_wheel(
@@ -108,7 +111,7 @@ def build_wheel(
     python = _environment(request.wheels, request.interpreter, store, runner)
     settings = dict(request.config_settings) or None
     try:
-        builder = _project_builder(request, python, base=base, runner=runner)
+        builder = _project_builder(request, python, base=base, runner=runner, store=store)
         unmet = _unmet(
             builder.get_requires_for_build("wheel", settings), request.wheels, request.interpreter
         )
@@ -118,7 +121,7 @@ def build_wheel(
             _log(request.log, f"# added to the build environment: {_names(added)}")
             wheels = [*request.wheels, *added]
             python = _environment(wheels, request.interpreter, store, runner)
-            builder = _project_builder(request, python, base=base, runner=runner)
+            builder = _project_builder(request, python, base=base, runner=runner, store=store)
         request.out_dir.mkdir(parents=True, exist_ok=True)
         built = builder.build("wheel", request.out_dir, settings)
     except BuildBackendException as exc:
@@ -136,15 +139,29 @@ def build_wheel(
 
 
 def _project_builder(
-    request: BuildRequest, python: Path, *, base: Mapping[str, str], runner: Runner
+    request: BuildRequest,
+    python: Path,
+    *,
+    base: Mapping[str, str],
+    runner: Runner,
+    store: Store,
 ) -> ProjectBuilder:
     """pypa/build's builder for the source, its hooks run by ``python`` into the build's log."""
     from build import ProjectBuilder
 
+    # The source tree, the build environment and the store differ per store and per
+    # attempt: compilers write fixed names for them instead (reproducible.py).
+    maps = prefix_maps(source=request.source_dir, build_env=python.parent.parent, store=store.root)
+
     def log_runner(
         cmd: Sequence[str], cwd: str | None = None, extra_environ: Mapping[str, str] | None = None
     ) -> None:
-        env = _backend_environ(base, extra_environ or {}, python)
+        env = reproducible_environ(
+            _backend_environ(base, extra_environ or {}, python),
+            epoch=request.source_date_epoch,
+            maps=maps,
+            own=request.env,
+        )
         _log(request.log, f"$ {' '.join(cmd)}")
         done = runner(cmd, cwd=Path(cwd) if cwd else None, env=env, log=request.log)
         if done.returncode != 0:

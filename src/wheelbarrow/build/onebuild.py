@@ -125,9 +125,10 @@ def _build_now(
         asked.extend(found)
         return found
 
+    epoch = _source_date_epoch(node, ctx)
     with store.scratch(f"out-{node.key[:16]}-") as out:
         wheel = build_wheel(
-            _request(node, ctx, wheels, log=log, out_dir=out / "built"),
+            _request(node, ctx, wheels, log=log, out_dir=out / "built", epoch=epoch),
             store=store,
             runner=ctx.runner,
             environ=ctx.environ,
@@ -135,7 +136,7 @@ def _build_now(
         )
         # What the build linked, read before repair grafts copies of it into the wheel.
         links = linked_libraries(wheel, system_libraries(ctx))
-        repaired = _repair(wheel, out / "repaired", node, ctx, log=log)
+        repaired = _repair(wheel, out / "repaired", node, ctx, log=log, epoch=epoch)
         blas, code = _check(repaired.wheel, node, ctx, log=log)
         sha256 = store.add_file(repaired.wheel)
         seconds = ctx.clock() - started
@@ -180,7 +181,13 @@ def _environment_wheels(
 
 
 def _request(
-    node: SourceNode, ctx: SourceContext, wheels: Sequence[Path], *, log: Path, out_dir: Path
+    node: SourceNode,
+    ctx: SourceContext,
+    wheels: Sequence[Path],
+    *,
+    log: Path,
+    out_dir: Path,
+    epoch: int,
 ) -> BuildRequest:
     """The PEP 517 build of ``node`` in an environment of ``wheels``."""
     return BuildRequest(
@@ -192,17 +199,32 @@ def _request(
         env=node.settings.env,
         log=log,
         out_dir=out_dir,
+        source_date_epoch=epoch,
     )
 
 
+def _source_date_epoch(node: SourceNode, ctx: SourceContext) -> int:
+    """SOURCE_DATE_EPOCH for ``node``: its sdist's newest member, else a fixed time."""
+    from wheelbarrow.build.reproducible import DEFAULT_EPOCH, archive_epoch
+
+    source = node.source
+    if source.kind != "sdist" or not ctx.store.has(source.sha256):
+        return DEFAULT_EPOCH
+    return archive_epoch(ctx.store.named(source.sha256, source.filename))
+
+
 def _repair(
-    wheel: Path, out_dir: Path, node: SourceNode, ctx: SourceContext, *, log: Path
+    wheel: Path, out_dir: Path, node: SourceNode, ctx: SourceContext, *, log: Path, epoch: int
 ) -> RepairResult:
-    """``wheel`` repaired for the target; a repair that fails fails the build, noted in its log."""
+    """``wheel`` repaired for the target and normalised (normalise.py: the same members give the
+    same bytes); a repair that fails fails the build, noted in its log."""
+    from dataclasses import replace
+
+    from wheelbarrow.build.normalise import normalise_wheel
     from wheelbarrow.build.repair import repair_wheel
 
     try:
-        return repair_wheel(
+        repaired = repair_wheel(
             wheel,
             out_dir,
             target=ctx.target,
@@ -211,6 +233,9 @@ def _repair(
             auditwheel=ctx.auditwheel,
             env=ctx.repair_env,
         )
+        # After auditwheel, whose own zip carries its times and order.
+        normal = normalise_wheel(repaired.wheel, out_dir / "normal", epoch=epoch)
+        return replace(repaired, wheel=normal)
     except WheelbarrowError as exc:
         with log.open("a", encoding="utf-8") as f:
             f.write(f"# repair failed: {exc.message}\n")
