@@ -221,6 +221,13 @@ def image_arguments(parser: argparse.ArgumentParser) -> None:
         "(smaller, faster; needs containerd 1.5+, podman 3+ or Docker 23+)",
     )
     parser.add_argument(
+        "--sbom",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="attach the image's CycloneDX SBOM as an OCI referrer of its manifest, in the "
+        "layout and the registry (default: on)",
+    )
+    parser.add_argument(
         "--python-executable",
         metavar="PATH",
         help="the interpreter to build the environment with (default: found on PATH)",

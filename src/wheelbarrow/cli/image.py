@@ -63,6 +63,7 @@ def _image(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
         home=Path.home(),
         held=held,
         compression=compression,
+        sbom=args.sbom,
     )
     built = shipped.built
     seconds = time.monotonic() - start
@@ -134,6 +135,7 @@ def _platform_images(
         home=Path.home(),
         held=held,
         compression=compression,
+        sbom=args.sbom,
     )
     seconds = time.monotonic() - start
     if args.json:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,6 +16,7 @@ from wheelbarrow.ship.oci.layout import REF_NAME, tag_in_layout
 
 if TYPE_CHECKING:
     from wheelbarrow.share.oci.registry import RegistryClient
+    from wheelbarrow.ship.oci.referrers import Artifact
     from wheelbarrow.store.store import Store
 
 __all__ = ["image_index", "push_index", "write_index_layout"]
@@ -88,9 +89,12 @@ def push_index(
     images: Sequence[BuiltImage],
     client: RegistryClient,
     store: Store,
+    *,
+    referrers: Mapping[str, Artifact] | None = None,
 ) -> dict[str, object]:
-    """Push each image by its digest (only the blobs the registry lacks), then the index
-    under ``tag``: the tag is written last, so nothing half-pushed is ever tagged."""
+    """Push each image by its digest (only the blobs the registry lacks) with its referrers
+    (by its digest in ``referrers``), then the index under ``tag``: the tag is written
+    last, so nothing half-pushed is ever tagged."""
     from wheelbarrow.share.oci.reference import ImageReference
     from wheelbarrow.ship.oci.pipeline import _push
 
@@ -99,7 +103,8 @@ def push_index(
     for image in images:
         by_digest = f"{target.registry}/{target.repository}@{image.digest}"
         blobs = chain_blobs(image.blobs(), image.base.open_blob)
-        pushed.append(_push(by_digest, image, blobs, image.base, client, store))
+        attached = [r for d, r in (referrers or {}).items() if d == image.digest]
+        pushed.append(_push(by_digest, image, blobs, image.base, client, store, attached))
     digest = client.put_manifest(target, index, OCI_INDEX)
     return {"reference": tag, "digest": digest, "images": pushed}
 

@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from wheelbarrow.share.oci.registry import RegistryClient
     from wheelbarrow.ship.oci.compression import Compression
     from wheelbarrow.ship.oci.pipeline import ImageOutputs
+    from wheelbarrow.ship.oci.referrers import Artifact
 
 __all__ = [
     "BuildMachine",
@@ -161,6 +162,7 @@ def ship_platform_images(
     home: Path,
     held: contextlib.ExitStack,
     compression: Compression | None = None,
+    sbom: bool = True,
 ) -> ShippedImages:
     """Build each platform's image on ``base``'s image for it, then write them (and with
     several platforms, the index naming them) where ``outputs`` says.
@@ -168,8 +170,9 @@ def ship_platform_images(
     Never downloads a package: every platform's wheelhouse must have been built.
     Every wheelhouse and every platform's base are found before anything is
     built; a stored environment is made (or checked) only when its layer is not
-    made yet. Layers are compressed with ``compression`` (default: gzip). The
-    leases that keep ``store gc`` off what is used go on ``held``.
+    made yet. Layers are compressed with ``compression`` (default: gzip). With
+    ``sbom`` each platform's image gets its own SBOM as a referrer (its packages
+    are its lock's). The leases that keep ``store gc`` off what is used go on ``held``.
     """
     from wheelbarrow.ship.oci.append import manifest_layer_type
     from wheelbarrow.ship.oci.build import source_date_epoch
@@ -210,7 +213,8 @@ def ship_platform_images(
             _build_one(run, item, house, base_image)
             for item, house, base_image in zip(plans, houses, bases, strict=True)
         )
-        return _write(images, tag, outputs, client, store)
+        referrers = _sboms(run, images, houses, environ) if sbom else {}
+        return _write(images, tag, outputs, client, store, referrers)
     finally:
         if client is not None:
             client.close()
@@ -261,6 +265,29 @@ def _build_one(
         + ("(reused)" if built.env_layer_reused else "(new)"),
     )
     return PlatformImage(platform=item.platform, plan=item.plan, built=built)
+
+
+def _sboms(
+    run: _Run,
+    images: Sequence[PlatformImage],
+    houses: Sequence[tuple[str, dict[str, Any]]],
+    environ: Mapping[str, str],
+) -> dict[str, Artifact]:
+    """Each platform image's SBOM referrer, by the image's digest: its wheelhouse, its Python."""
+    from wheelbarrow.ship.oci.pipeline import sbom_referrer
+
+    return {
+        image.built.digest: sbom_referrer(
+            run.store,
+            house_key,
+            image.plan,
+            image.built,
+            name=run.tag,
+            environ=environ,
+            mtime=run.mtime,
+        )
+        for image, (house_key, _) in zip(images, houses, strict=True)
+    }
 
 
 def _stored_env(run: _Run, house_key: str, manifest: Mapping[str, Any]) -> Path:
@@ -395,16 +422,19 @@ def _write(
     outputs: ImageOutputs,
     client: RegistryClient | None,
     store: Store,
+    referrers: Mapping[str, Artifact],
 ) -> ShippedImages:
     """One platform: its image, written as ``wheelbarrow image`` writes one. Several: each
-    image, then the index naming them, into the layout and the registry."""
+    image, then the index naming them, into the layout and the registry; each image's
+    SBOM (in ``referrers``, by its digest) with it."""
     from wheelbarrow.ship.oci.image_index import image_index, push_index, write_index_layout
     from wheelbarrow.ship.oci.pipeline import _link_blobs, _local_blobs
     from wheelbarrow.ship.oci.pipeline import _write as write_one
+    from wheelbarrow.ship.oci.referrers import write_referrer_layout
 
     if len(images) == 1:
         built = images[0].built
-        alone = write_one(built, built.base, tag, outputs, client, store)
+        alone = write_one(built, built.base, tag, outputs, client, store, list(referrers.values()))
         return ShippedImages(images=images, index=None, outputs=alone)
     index = image_index([(i.built.manifest, i.config) for i in images])
     written: dict[str, object] = {}
@@ -415,7 +445,14 @@ def _write(
         write_index_layout(
             Path(directory), index=index, images=[i.built for i in images], ref_name=ref or "latest"
         )
+        write_referrer_layout(Path(directory), list(referrers.values()))
         written["oci"] = f"{directory}:{ref or 'latest'}"
     if outputs.push and client is not None:
-        written["push"] = push_index(tag, index, [i.built for i in images], client, store)
+        written["push"] = push_index(
+            tag, index, [i.built for i in images], client, store, referrers=referrers
+        )
+    if referrers:
+        written["sbom"] = [
+            {"digest": r.digest, "subject": r.subject.digest} for r in referrers.values()
+        ]
     return ShippedImages(images=images, index=index, outputs=written)

@@ -7,7 +7,7 @@ import errno
 import fcntl
 import os
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from wheelbarrow.environment.interpreters import Interpreter
     from wheelbarrow.share.oci.reference import ImageReference
     from wheelbarrow.share.oci.registry import RegistryClient
+    from wheelbarrow.ship.oci.referrers import Artifact
 
 __all__ = ["ImageOutputs", "ShippedImage", "ship_image"]
 
@@ -68,14 +69,16 @@ def ship_image(
     home: Path,
     held: contextlib.ExitStack,
     compression: Compression | None = None,
+    sbom: bool = True,
 ) -> ShippedImage:
     """Build the app's image on ``base`` from the store's wheelhouse and environment, write it.
 
     Never downloads a package: the plan's wheelhouse must have been built.
     ``interpreter`` is asked once the wheelhouse is found; the stored
     environment is made (or checked) only when its layer is not already made.
-    Layers are compressed with ``compression`` (default: gzip). The leases that
-    keep ``store gc`` off what is used go on ``held``.
+    Layers are compressed with ``compression`` (default: gzip). With ``sbom`` the
+    image's CycloneDX SBOM goes with it, as a referrer, into the layout and the
+    registry. The leases that keep ``store gc`` off what is used go on ``held``.
     """
     from wheelbarrow.environment.envs import ensure_wheelhouse_env, env_key
     from wheelbarrow.ship.oci.append import manifest_layer_type
@@ -123,7 +126,12 @@ def ship_image(
             f"environment layer {built.env_layer.digest[:19]}… "
             + ("(reused)" if built.env_layer_reused else "(new)"),
         )
-        written = _write(built, base_image, tag, outputs, client, store)
+        referrers = (
+            [sbom_referrer(store, house_key, plan, built, name=tag, environ=environ, mtime=mtime)]
+            if sbom
+            else []
+        )
+        written = _write(built, base_image, tag, outputs, client, store, referrers)
     finally:
         if client is not None:
             client.close()
@@ -137,11 +145,14 @@ def _write(
     outputs: ImageOutputs,
     client: RegistryClient | None,
     store: Store,
+    referrers: Sequence[Artifact] = (),
 ) -> dict[str, object]:
-    """Write the image to each output asked for; what went where, by output kind."""
+    """Write the image to each output asked for, with its ``referrers`` (its SBOM) where
+    they can go (a docker-archive has no place for them); what went where, by output kind."""
     from wheelbarrow.ship.oci.blobs import chain_blobs
     from wheelbarrow.ship.oci.docker_archive import write_docker_archive
     from wheelbarrow.ship.oci.layout import write_oci_layout
+    from wheelbarrow.ship.oci.referrers import write_referrer_layout
 
     blobs = chain_blobs(built.blobs(), base.open_blob)
     written: dict[str, object] = {}
@@ -155,6 +166,7 @@ def _write(
             blobs=blobs,
             ref_name=ref or "latest",
         )
+        write_referrer_layout(Path(directory), list(referrers))
         written["oci"] = f"{directory}:{ref or 'latest'}"
     if outputs.docker_archive:
         write_docker_archive(
@@ -166,8 +178,43 @@ def _write(
         )
         written["docker-archive"] = outputs.docker_archive
     if outputs.push and client is not None:
-        written["push"] = _push(tag, built, blobs, base, client, store)
+        written["push"] = _push(tag, built, blobs, base, client, store, referrers)
+    if referrers:
+        written["sbom"] = {"digest": referrers[0].digest, "subject": referrers[0].subject.digest}
     return written
+
+
+def sbom_referrer(
+    store: Store,
+    house_key: str,
+    plan: Plan,
+    built: BuiltImage,
+    *,
+    name: str,
+    environ: Mapping[str, str],
+    mtime: int,
+) -> Artifact:
+    """The referrer carrying the SBOM of the image ``built`` from the wheelhouse ``house_key``
+    of ``plan``, for its base's Python; dated ``mtime`` (``SOURCE_DATE_EPOCH``)."""
+    from wheelbarrow.ship.oci.image import Descriptor, Manifest
+    from wheelbarrow.ship.oci.referrers import image_sbom
+    from wheelbarrow.wheelhouse.sbom import source_date_epoch as sbom_epoch
+
+    subject = Descriptor(
+        media_type=Manifest.from_json(built.manifest).media_type,
+        digest=built.digest,
+        size=len(built.manifest),
+    )
+    return image_sbom(
+        store,
+        house_key,
+        lock=plan.lock,
+        python=built.python.version,
+        name=name,
+        epoch=sbom_epoch(environ),
+        subject=subject,
+        mtime=mtime,
+    )
 
 
 def _local_blobs(built: BuiltImage, base: BaseImage, store: Store) -> dict[str, Path]:
@@ -287,8 +334,10 @@ def _push(
     base: BaseImage,
     client: RegistryClient,
     store: Store,
+    referrers: Sequence[Artifact] = (),
 ) -> dict[str, object]:
-    """Upload what the registry lacks, then tag: nothing half-pushed is ever tagged."""
+    """Upload what the registry lacks, then tag: nothing half-pushed is ever tagged. The
+    ``referrers`` of the image follow it."""
     from wheelbarrow._core.errors import RegistryError
     from wheelbarrow.share.oci.reference import ImageReference
     from wheelbarrow.ship.oci.image import Manifest
@@ -330,4 +379,14 @@ def _push(
         uploaded.append(layer.digest)
     client.push_blob(target, manifest.config.digest, built.config, len(built.config))
     digest = client.put_manifest(target, built.manifest, manifest.media_type)
-    return {"reference": tag, "digest": digest, "uploaded": uploaded, "skipped": skipped}
+    pushed: dict[str, object] = {
+        "reference": tag,
+        "digest": digest,
+        "uploaded": uploaded,
+        "skipped": skipped,
+    }
+    if referrers:
+        from wheelbarrow.ship.oci.referrers import push_referrer
+
+        pushed["referrers"] = [push_referrer(client, target, r).to_dict() for r in referrers]
+    return pushed
