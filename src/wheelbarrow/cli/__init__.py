@@ -49,6 +49,12 @@ COMMANDS: tuple[tuple[str, str, str, str], ...] = (
         "add_arguments",
     ),
     (
+        "sbom",
+        "print the software bill of materials (CycloneDX) of the app's wheelhouse",
+        "sbom",
+        "add_arguments",
+    ),
+    (
         "verify",
         "check the whole store (blobs, wheelhouses, environments); --repair mends it",
         "verify",
