@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import fcntl
 import os
 import shutil
 import stat
+from collections.abc import Collection
 from pathlib import Path
 from typing import Literal
 
@@ -46,7 +48,9 @@ __all__ = [
 LinkMode = Literal["hardlink", "copy"]
 
 
-def clone_env(source: Path, dest: Path, *, mode: LinkMode = "hardlink") -> None:
+def clone_env(
+    source: Path, dest: Path, *, mode: LinkMode = "hardlink", skip: Collection[str] = ()
+) -> None:
     """Make ``dest`` a copy of the store environment ``source`` that runs from ``dest``.
 
     Files are reflinked where the filesystem can (a copy sharing blocks, so
@@ -57,6 +61,10 @@ def clone_env(source: Path, dest: Path, *, mode: LinkMode = "hardlink") -> None:
     previous wheelbarrow environment at ``dest`` is replaced, unless it holds
     files wheelbarrow did not put there; anything else there is left alone
     and reported.
+
+    ``skip`` names directories (POSIX paths relative to ``source``) left out of the
+    clone, as a slug leaves out test suites: they are checked against the seal all
+    the same, and the clone's seal does not list them.
     """
     dest = dest.absolute()
     check_target(dest)
@@ -67,7 +75,7 @@ def clone_env(source: Path, dest: Path, *, mode: LinkMode = "hardlink") -> None:
     with scratch(dest.parent, prefix) as holder:
         work = holder / "env"
         try:
-            scan, placed, linked = link_tree(source, work, mode=mode)
+            scan, placed, linked = link_tree(source, work, mode=mode, skip=skip)
         except FileNotFoundError as exc:
             raise StoreError(
                 f"{source}: changed while it was being cloned ({exc.filename})",
@@ -89,7 +97,7 @@ def clone_env(source: Path, dest: Path, *, mode: LinkMode = "hardlink") -> None:
             # rewritten files as they are now. Install checks it to say "up to date".
             for rel in rewritten:
                 placed[rel] = os.stat(os.path.join(work, rel))
-            if linked and not check.restated:
+            if linked and not check.restated and not skip:
                 # Every file is the sealed one but those rewritten: amend a copy.
                 seal.write_amended(
                     work,
@@ -100,10 +108,19 @@ def clone_env(source: Path, dest: Path, *, mode: LinkMode = "hardlink") -> None:
                     },
                 )
             else:
-                seal.cloned(placed, rewritten).write(work)
+                clone = seal.cloned(placed, rewritten)
+                if skip:  # nor the links inside what was left out
+                    links = {r: t for r, t in clone.links.items() if not _under(r, skip)}
+                    clone = dataclasses.replace(clone, links=links)
+                clone.write(work)
         if dest.exists():
             os.rename(dest, holder / "old")  # removed with the scratch entry
         os.rename(work, dest)
+
+
+def _under(rel: str, dirs: Collection[str]) -> bool:
+    """Whether the relative path ``rel`` is one of ``dirs`` or inside one."""
+    return any(rel == d or rel.startswith(d.rstrip("/") + "/") for d in dirs)
 
 
 # Linux's FICLONE ioctl: _IOW(0x94, 9, int).
@@ -178,24 +195,26 @@ def _reflink(src: str, dst: str, st: os.stat_result) -> os.stat_result | None:
 
 
 def link_tree(
-    src: Path, dst: Path, *, mode: LinkMode
+    src: Path, dst: Path, *, mode: LinkMode, skip: Collection[str] = ()
 ) -> tuple[Scan, dict[str, os.stat_result], bool]:
     """Recreate ``src`` at ``dst`` (directories made, symlinks copied, files placed).
 
     Returns what ``src`` held, from the one walk, for checking it against its
     seal; the stat of each file placed; and whether every file is a hard link.
     The seal and the stamp are left out: a clone gets its own seal (editing a clone's
-    seal must not edit the store's).
+    seal must not edit the store's). The directories ``skip`` names (POSIX paths
+    relative to ``src``) are walked for the scan, and nothing of them is made at ``dst``.
     """
     scan = Scan()
     placed: dict[str, os.stat_result] = {}
     placer = _Placer(mode)
     src_s, dst_s = os.fspath(src), os.fspath(dst)
     cut = len(src_s) + 1
+    skipped = {os.path.normpath(s).replace("/", os.sep) for s in skip}
     os.mkdir(dst_s)
-    stack = [src_s]
+    stack = [(src_s, True)]
     while stack:
-        directory = stack.pop()
+        directory, copy = stack.pop()
         target_dir = dst_s + directory[len(src_s) :]
         with os.scandir(directory) as entries:
             for entry in entries:
@@ -203,17 +222,21 @@ def link_tree(
                 d = os.path.join(target_dir, entry.name)
                 if entry.is_symlink():
                     target = os.readlink(entry.path)
-                    os.symlink(target, d)
+                    if copy:
+                        os.symlink(target, d)
                     scan.links[rel] = target
                 elif entry.is_dir(follow_symlinks=False):
-                    os.mkdir(d)
-                    stack.append(entry.path)
+                    inside = copy and rel not in skipped
+                    if inside:
+                        os.mkdir(d)
+                    stack.append((entry.path, inside))
                 elif entry.is_file(follow_symlinks=False):
                     if rel in UNSEALED:
                         continue
                     st = entry.stat(follow_symlinks=False)
                     scan.files[rel] = st
-                    placed[rel] = placer.place(entry.path, d, st)
+                    if copy:
+                        placed[rel] = placer.place(entry.path, d, st)
                 else:
                     scan.others.append(rel)  # sockets, fifos: never part of an environment
     return scan, placed, placer.only_hardlinks

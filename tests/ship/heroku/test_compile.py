@@ -121,6 +121,49 @@ class TestCompile:
         assert "-----> Running bin/post_compile\n       served" in out
 
 
+class TestCompileStrip:
+    def test_test_suites_are_never_copied_into_the_slug(self, tmp_path, local_index):
+        """A package's test suite stays in the cached store's environment and never reaches
+        the slug (bin/post_compile, which runs before the strip, does not see it), and the
+        strip still reports it; the slug's seal does not list it; the second compile too."""
+        d = tmp_path / "dists"
+        make_wheel(
+            d,
+            "suite",
+            "1.0",
+            files={
+                "suite/__init__.py": "",
+                "suite/tests/__init__.py": "",
+                "suite/tests/test_it.py": "def test(): pass\n",
+            },
+        )
+        index = local_index(d)
+        build = tmp_path / "build_1234"
+        (build / "bin").mkdir(parents=True)
+        (build / "requirements.txt").write_text("suite==1.0\n")
+        (build / ".python-version").write_text(HOST_PYTHON + "\n")
+        (build / "bin" / "post_compile").write_text(
+            "ls .heroku/venv/lib/python*/site-packages/suite\n"
+        )
+        env, cache = tmp_path / "env", tmp_path / "cache"
+        env.mkdir()
+        (env / "WHEELBARROW_INDEX_URL").write_text(index.url)
+        for _ in range(2):
+            shutil.rmtree(build / ".heroku", ignore_errors=True)
+            code, out = compile_(build, cache, env, tmp_path / "app")
+            assert code == 0, out
+            hook = out.split("-----> Running bin/post_compile\n")[1].split("----->")[0]
+            assert hook.split() == ["__init__.py", "__pycache__"]
+            assert "       stripped 4 files" in out  # two sources and their bytecode
+            [site] = (build / ".heroku" / "venv").glob("lib/python*/site-packages")
+            assert (site / "suite" / "__init__.py").is_file()
+            assert not (site / "suite" / "tests").exists()
+            seal = (build / ".heroku" / "venv" / ".wheelbarrow-seal").read_text()
+            assert "suite/__init__.py" in seal and "suite/tests" not in seal
+            [stored] = cache.rglob("envs/*/lib/python*/site-packages/suite/tests/test_it.py")
+            assert stored.is_file()
+
+
 def unpack_sdist(sdist: Path, into: Path) -> Path:
     """A project directory made from a fixture sdist (a local path package)."""
     import tarfile

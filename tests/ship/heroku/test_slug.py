@@ -14,6 +14,7 @@ from wheelbarrow.ship.heroku.slug import (
     compile_pattern,
     slug_size,
     strip_slug,
+    strippable_tests,
 )
 
 SP = ".heroku/venv/lib/python3.12/site-packages"
@@ -278,6 +279,55 @@ class TestStripSlug:
         """A site-packages that does not exist is nothing to strip."""
         report = strip_slug(tmp_path, site_packages=[tmp_path / "nope"])
         assert report.paths == ()
+
+
+class TestTestPackages:
+    def test_the_strip_and_the_clone_leave_out_the_same_paths(self, slug: Path) -> None:
+        """strippable_tests on the environment finds what strip_slug removes from its copy in
+        the slug, with the same sizes: one set of rules for both."""
+        env_root = slug / ".heroku" / "venv"
+        twin = slug.parent / f"{slug.name}-twin"
+        shutil.copytree(slug, twin, symlinks=True)
+        found = strippable_tests(env_root)
+        stripped = strip_slug(twin, site_packages=[twin / SP])
+        assert {f".heroku/venv/{rel}" for rel, _, _ in found} == {
+            p for p in stripped.paths if p.startswith(SP)
+        }
+        assert {rel for rel, _, _ in found} == {
+            f"{SP.removeprefix('.heroku/venv/')}/{name}"
+            for name in ("pkg/tests", "nspkg/sub/test", "numpy/tests")
+        }
+        assert (env_root / SP.removeprefix(".heroku/venv/") / "numpy" / "tests").is_dir()
+
+    def test_never_copied_test_packages_are_reported_as_stripped(self, slug: Path) -> None:
+        """A slug whose clone left the test packages out reports the files and bytes a full
+        slug's strip frees, and ends with the same files."""
+        env_root = slug / ".heroku" / "venv"
+        twin = slug.parent / f"{slug.name}-twin"
+        shutil.copytree(slug, twin, symlinks=True)
+        found = strippable_tests(env_root)
+        for rel, _, _ in found:
+            shutil.rmtree(twin / ".heroku" / "venv" / rel)
+        never = [(f".heroku/venv/{rel}", f, b) for rel, f, b in found]
+        left_out = strip_slug(twin, site_packages=[twin / SP], never_copied=never)
+        full = strip_slug(slug, site_packages=[slug / SP])
+        assert set(left_out.paths) == set(full.paths)
+        assert (left_out.files_removed, left_out.bytes_removed) == (
+            full.files_removed,
+            full.bytes_removed,
+        )
+        assert listing(twin) == listing(slug)
+
+    def test_the_known_file_serves_the_next_environment_found_the_same(self, slug: Path) -> None:
+        """With ``known`` the second look at the same environment takes the list from the
+        file (an import that would keep pkg/tests is not read again)."""
+        env_root = slug / ".heroku" / "venv"
+        known = slug.parent / "known.json"
+        first = strippable_tests(env_root, known=known, env="env-1")
+        (env_root / SP.removeprefix(".heroku/venv/") / "pkg" / "core.py").write_text(
+            "from .tests import test_core\n"
+        )
+        assert strippable_tests(env_root, known=known, env="env-1") == first
 
 
 class TestSizes:

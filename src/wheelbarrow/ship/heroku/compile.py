@@ -71,7 +71,7 @@ def compile_app(ctx: CompileContext, out: HerokuReporter) -> None:
     )
     _record_cache(cache, stack=ctx.stack, python=str(choice.version))
 
-    dest, env, started = _install_environment(
+    dest, started, never_copied = _install_environment(
         ctx, app, choice.version, interpreter, cache=cache, config=config, out=out
     )
     _after_install(ctx, dest, slug_home=slug_home, config=config, out=out, started=started)
@@ -80,7 +80,7 @@ def compile_app(ctx: CompileContext, out: HerokuReporter) -> None:
     )
     out.detail(f"wrote {profile.relative_to(ctx.build_dir)}")
     _hook(ctx, "post_compile", config, out)
-    _finish_slug(ctx, out, known_tests=cache / "slug-tests.json", env=env.name)
+    _finish_slug(ctx, out, never_copied=never_copied)
 
 
 def _python_and_app(
@@ -140,14 +140,17 @@ def _install_environment(
     cache: Path,
     config: Mapping[str, str],
     out: HerokuReporter,
-) -> tuple[Path, Path, StartedCheck]:
+) -> tuple[Path, StartedCheck, list[tuple[str, int, int]]]:
     """The app's environment at BUILD_DIR/.heroku/venv, cloned from the cached store; the
-    store's environment it is a clone of; and the check of it, made while it is cloned.
+    check of it, made while it is cloned (on the store's environment); and the test packages
+    the slug's strip takes out, left out of the clone (paths relative to BUILD_DIR, files,
+    bytes).
 
     The last lock comes from the build cache first, and the lock used goes back there.
     """
     from wheelbarrow.ship.heroku.afterinstall import start_check
     from wheelbarrow.ship.heroku.lockcache import keep_lock, restore_lock
+    from wheelbarrow.ship.heroku.slug import strippable_tests
 
     dest = ctx.build_dir / VENV
     if restore_lock(app.lock_path, cache) is not None:
@@ -177,11 +180,14 @@ def _install_environment(
             runner=ctx.runner,
         )
         try:
-            clone_env(env, dest)
+            # What the strip would remove is never copied: the strip's own rules, found (or
+            # taken from what the last strip found) in the store's environment.
+            tests = strippable_tests(env, known=cache / "slug-tests.json", env=env.name)
+            clone_env(env, dest, skip=[rel for rel, _, _ in tests])
         finally:
             started.wait()  # the store's environment stays leased until the check is done
     keep_lock(app.lock_path, cache)
-    return dest, env, started
+    return dest, started, [(f"{VENV}/{rel}", f, b) for rel, f, b in tests]
 
 
 def _after_install(
@@ -322,16 +328,18 @@ def _hook(ctx: CompileContext, name: str, config: Mapping[str, str], out: Heroku
         )
 
 
-def _finish_slug(ctx: CompileContext, out: HerokuReporter, *, known_tests: Path, env: str) -> None:
-    """.slugignore, then the strip (what it learns of the stored environment ``env`` kept in
-    ``known_tests``), then the slug's size."""
+def _finish_slug(
+    ctx: CompileContext, out: HerokuReporter, *, never_copied: list[tuple[str, int, int]]
+) -> None:
+    """.slugignore, then the strip (the environment's test packages ``never_copied``: left
+    out of its clone), then the slug's size."""
     from wheelbarrow.ship.heroku.slug import apply_slugignore, slug_size, strip_slug
 
     removed = apply_slugignore(ctx.build_dir)
     if removed:
         out.detail(f".slugignore removed {plural(len(removed), 'path')}")
     sites = sorted((ctx.build_dir / VENV).glob("lib/python*/site-packages"))
-    stripped = strip_slug(ctx.build_dir, site_packages=sites, known=known_tests, env=env)
+    stripped = strip_slug(ctx.build_dir, site_packages=sites, never_copied=never_copied)
     out.step(f"Slug: {human_size(slug_size(ctx.build_dir))}")
     out.detail(f"stripped {stripped.describe()}")
 

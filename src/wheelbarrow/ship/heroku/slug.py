@@ -180,12 +180,25 @@ class StripReport:
         )
 
 
+def strippable_tests(
+    env_root: Path, *, known: Path | None = None, env: str | None = None
+) -> list[tuple[str, int, int]]:
+    """The test packages :func:`strip_slug` removes from the environment at ``env_root``
+    (POSIX paths relative to it, with their files and bytes), found by its rules and kept in
+    ``known`` as it keeps them: for a clone of that environment to leave out, so that they
+    are never copied into the slug (then given to :func:`strip_slug` as ``never_copied``)."""
+    sites = sorted(env_root.glob("lib/python*/site-packages"))
+    found = _known_test_packages(env_root, sites, known, env)
+    return [(_relative(t, env_root), f, b) for t, f, b in found]
+
+
 def strip_slug(
     build_dir: Path,
     *,
     site_packages: Sequence[Path],
     known: Path | None = None,
     env: str | None = None,
+    never_copied: Sequence[tuple[str, int, int]] | None = None,
 ) -> StripReport:
     """Remove test suites and caches that would only make the slug bigger.
 
@@ -207,8 +220,15 @@ def strip_slug(
     whose key is ``env`` and their sizes, taken as they are for the same environment, and
     what each package's modules import of test packages, by the files its distribution
     installed, so a changed pin reads only the changed packages' modules.
+
+    ``never_copied`` gives the test packages of ``site_packages`` that the slug's clone of
+    the environment left out (:func:`strippable_tests`; paths relative to ``build_dir``, files,
+    bytes): they are reported as stripped and not looked for again.
     """
-    sized = _known_test_packages(build_dir, site_packages, known, env)
+    if never_copied is None:
+        sized = _known_test_packages(build_dir, site_packages, known, env)
+    else:
+        sized = [(os.path.join(build_dir, rel), f, b) for rel, f, b in never_copied]
     targets = [t for t, _, _ in sized]
     for name in INSTALLER_CACHES:
         candidate = build_dir / name
@@ -221,9 +241,15 @@ def strip_slug(
     files = size = 0
     paths: list[str] = []
     for target in targets:
-        f, b = sizes.get(target) or _tree_size(target)
+        if target in sizes:
+            f, b = sizes[target]
+        elif os.path.lexists(target):
+            f, b = _tree_size(target)
+        else:
+            continue
         files, size = files + f, size + b
-        _remove(target)
+        if os.path.lexists(target):  # a test package the clone left out never was there
+            _remove(target)
         paths.append(_relative(target, build_dir))
     cache = build_dir / ".cache"
     if cache.is_dir() and not cache.is_symlink() and not any(cache.iterdir()):
