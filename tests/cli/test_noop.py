@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -235,6 +236,33 @@ class TestInputs:
             subprocess.run([sys.executable, "-c", "pass"], check=True)
         assert noop.inputs_of(running, args) is None
 
+    def test_what_another_thread_changes_after_the_plan_read_it_is_not_recorded(self, tmp_path):
+        """A file read, then removed; a file looked for, then made; a directory listed, then
+        given an entry; a file read, then written in place with the same size: each by
+        another thread after the plan's read leaves no inputs, and nothing changed does."""
+        read, looked, listed = tmp_path / "read.txt", tmp_path / "looked", tmp_path / "listed"
+        args = argparse.Namespace(app=str(tmp_path))
+
+        def plan_then(change: Callable[[], object]) -> noop.Inputs | None:
+            read.write_text("x")
+            looked.unlink(missing_ok=True)
+            shutil.rmtree(listed, ignore_errors=True)
+            listed.mkdir()
+            with noop.watching({}) as watch:
+                read.read_text()
+                looked.exists()
+                list(listed.iterdir())
+                other = threading.Thread(target=change)
+                other.start()
+                other.join()
+            return noop.inputs_of(watch, args)
+
+        assert plan_then(lambda: None) is not None
+        assert plan_then(read.unlink) is None
+        assert plan_then(lambda: looked.write_text("")) is None
+        assert plan_then(lambda: (listed / "new").mkdir()) is None
+        assert plan_then(lambda: read.write_text("y")) is None
+
     def test_watches_of_two_threads_see_their_own_reads(self, tmp_path):
         """Two plans watched at once in two threads each record what they read, not the
         other's; os.stat is itself again when neither watches."""
@@ -278,3 +306,34 @@ class TestInputs:
         assert json.loads(record.read_text()) == {"app": "/x", "key": "other"}
         noop.remember(record, inputs, key="other", packages=1, target={})
         assert json.loads(record.read_text())["noop"]["digest"] == "d"
+
+
+class TestRaces:
+    @pytest.mark.parametrize("edit", ["alpha==2.0\n", "alpha==2.0  # newer pin\n"])
+    def test_a_file_edited_while_the_plan_runs_is_not_recorded_as_read(
+        self, tmp_path, wheels, local_index, monkeypatch, edit
+    ):
+        """A requirements file saved by another process after the plan read it, before the
+        build digested its inputs (with the same size or another), leaves no record of the new
+        bytes: the next build plans them and fetches the new pin, not up to date."""
+        index = local_index(wheels)
+        app, store = tmp_path / "app", tmp_path / "store"
+        make_app(app, "alpha==1.0\n")
+        first = build_ok(app, store, index.url)  # locks
+        planning = common.plan
+
+        def plan_then_saved_elsewhere(*args: object, **kwargs: object) -> object:
+            planned = planning(*args, **kwargs)
+            # Another thread is another process for the watch: not the plan's own write.
+            saver = threading.Thread(target=(app / "requirements.txt").write_text, args=(edit,))
+            saver.start()
+            saver.join()
+            return planned
+
+        monkeypatch.setattr(common, "plan", plan_then_saved_elsewhere)
+        racy = build_ok(app, store, index.url)
+        assert racy["key"] == first["key"]  # planned from alpha 1.0, as read
+        monkeypatch.setattr(common, "plan", planning)
+        after = build_ok(app, store, index.url)
+        assert after["status"] == "built" and after["key"] != first["key"]
+        assert after["fetched"] == ["alpha-2.0-py3-none-any.whl"]

@@ -15,7 +15,9 @@ What the plan reads is seen through Python's audit hooks (PEP 578: ``open``, ``o
 ``os.scandir``) on the planning thread, leaving out the files imports read. A plan that
 started a process, wrote a file, reported anything, locked, asked for this machine's
 platform or uv, or has sources to build is not recorded: its outcome rests on more than
-what it read. Only the standard library is imported here before the shortcut is known.
+what it read. Nor is one during which something else changed what it read: each path's
+stat when first read must be its stat after the digest, or the record would hold bytes
+the plan never saw. Only the standard library is imported here before the shortcut is known.
 """
 
 # Paths stay str and go through os.*: the audit hook sees every file the process opens, and
@@ -77,7 +79,7 @@ class RecordingEnviron(Mapping[str, str]):
 class Watch:
     """What the planning thread read, and whether it did anything that is not reading."""
 
-    __slots__ = ("acted", "dirs", "environ", "files", "probed", "thread")
+    __slots__ = ("acted", "dirs", "environ", "files", "probed", "seen", "thread")
 
     def __init__(self, thread: int, environ: RecordingEnviron) -> None:
         self.thread = thread
@@ -86,6 +88,28 @@ class Watch:
         self.dirs: set[str] = set()  # listed
         self.probed: set[str] = set()  # looked up (os.stat, os.lstat): is it there, and what
         self.acted: list[str] = []  # processes started, files written, what cannot be followed
+        self.seen: dict[str, Identity] = {}  # each path's identity when the plan first read it
+
+
+Identity = tuple[int, ...] | str | None  # of what is at a path: its stat, an error, or nothing
+_os_stat = os.stat  # as imported: the probes below wrap os.stat while a plan is watched
+
+
+def _identity(path: str) -> Identity:
+    """What is at ``path`` now, by the stat of what it names: any write changes it (its
+    ctime), and so does a file put in its place or a link pointed elsewhere."""
+    try:
+        st = _os_stat(path)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return f"error {exc.errno}"
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _seen(watch: Watch, path: str) -> None:
+    if path not in watch.seen:
+        watch.seen[path] = _identity(path)
 
 
 _active: dict[int, Watch] = {}  # by thread
@@ -104,13 +128,17 @@ def _audit(event: str, args: tuple[Any, ...]) -> None:
             return  # a descriptor opened before, by a path seen then
         if any(c in str(mode) for c in "wax+") or int(flags or 0) & _WRITES:
             watch.acted.append(f"wrote {os.fsdecode(path)}")
-        watch.files.add(os.path.abspath(os.fsdecode(path)))
+        opened = os.path.abspath(os.fsdecode(path))
+        watch.files.add(opened)
+        _seen(watch, opened)
     elif event in ("os.listdir", "os.scandir"):
         path = args[0] if args else None
         if isinstance(path, int):
             watch.acted.append("listed a directory by its descriptor")
         else:
-            watch.dirs.add(os.path.abspath(os.fsdecode(path if path is not None else ".")))
+            listed = os.path.abspath(os.fsdecode(path if path is not None else "."))
+            watch.dirs.add(listed)
+            _seen(watch, listed)
     elif event in SPAWNS:
         watch.acted.append(f"ran {event}")
 
@@ -124,7 +152,9 @@ def _probing(original: Callable[..., os.stat_result]) -> Callable[..., os.stat_r
             if isinstance(path, int) or kwargs.get("dir_fd") is not None or args:
                 watch.acted.append("looked a file up by a descriptor")
             else:
-                watch.probed.add(os.path.abspath(os.fsdecode(path)))
+                probed = os.path.abspath(os.fsdecode(path))
+                watch.probed.add(probed)
+                _seen(watch, probed)
         return original(path, *args, **kwargs)
 
     return probe
@@ -201,6 +231,11 @@ def inputs_of(watch: Watch, args: argparse.Namespace) -> Inputs | None:
     dirs = tuple(sorted((watch.dirs - searched) | {str(_app_root(args))}))
     env = tuple(sorted(watch.environ.read | set(ALWAYS_READ)))
     digest = _digest(args, files=files, dirs=dirs, env=env, code=code)
+    # A file another process saved (or made, or removed) after the plan read it and before
+    # the digest would be recorded by bytes the plan never saw: a later build would answer
+    # "up to date" with the old plan's key. So what the plan read must be as it was then.
+    if any(_identity(p) != watch.seen[p] for p in (*files, *dirs) if p in watch.seen):
+        return None
     return Inputs(files=files, dirs=dirs, env=env, code=code, digest=digest)
 
 
