@@ -10,11 +10,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from wheelbarrow._core.digests import json_sha256
-from wheelbarrow._core.files import atomic_write_text
+from wheelbarrow._core.files import atomic_write_bytes, atomic_write_text
 from wheelbarrow.build import hostcpu, portability
 from wheelbarrow.build.blas import BlasFinding, check_built_wheel
 from wheelbarrow.build.context import Built, SourceContext, system_libraries
 from wheelbarrow.build.links import SystemLibraries, links_problem
+from wheelbarrow.build.provenance import PROVENANCE, dumps, is_statement_of, read_provenance
 from wheelbarrow.lock.lockfile import Artefact
 from wheelbarrow.store.remote import BUILD_RECORD
 from wheelbarrow.store.store import Store
@@ -319,6 +320,10 @@ def record_fetched(store: Store, key: str, record: Mapping[str, Any], url: str, 
     """Put a build fetched from ``url`` in the build cache; its log says where it came from."""
     links = record.get("links") if isinstance(record.get("links"), dict) else {}
     entry = entry_name(key, links or {})
+    # The provenance travels inside the pushed record (see _push_record); it is kept here
+    # as the build machine wrote it, when it is the statement of this very wheel.
+    carried = _carried_provenance(record)
+    record = {k: v for k, v in record.items() if k != "provenance"}
     (store.root / "built").mkdir(parents=True, exist_ok=True)
     with store.scratch("fetched-build-") as work:
         log = work / "log" / "build.log"
@@ -329,7 +334,9 @@ def record_fetched(store: Store, key: str, record: Mapping[str, Any], url: str, 
             encoding="utf-8",
         )
         try:
-            return record_build(store, work / "entry", entry, {**record, "fetched": url}, log)
+            return record_build(
+                store, work / "entry", entry, {**record, "fetched": url}, log, provenance=carried
+            )
         except OSError:
             # Another process of this store recorded the same build meanwhile.
             final = store.root / "built" / entry
@@ -341,11 +348,17 @@ def record_fetched(store: Store, key: str, record: Mapping[str, Any], url: str, 
 def push_build(remote: RemoteStore, store: Store, built: Built) -> None:
     """Upload a build made here: its wheel's blob (unless the remote has it), then its record,
     last, so a reader never finds a record whose wheel is not there."""
-    _push_record(remote, store, built.sha256, (built.log.parent / BUILD_RECORD).read_bytes())
+    _push_record(remote, store, built.sha256, built.log.parent)
 
 
-def _push_record(remote: RemoteStore, store: Store, sha256: str, data: bytes) -> None:
+def _push_record(remote: RemoteStore, store: Store, sha256: str, entry: Path) -> None:
+    """Upload the record in the build cache ``entry``, its provenance statement inside it (the
+    remote store keeps one file per build)."""
+    data = (entry / BUILD_RECORD).read_bytes()
     record = json.loads(data)
+    statement = read_provenance(entry)
+    if statement is not None:
+        data = (json.dumps({**record, "provenance": statement}, indent=2) + "\n").encode()
     if not remote.has_blob(sha256):
         remote.put_blob(sha256, store.blob(sha256))
     remote.put_build(str(record["key"]), links_digest(record["links"]), data)
@@ -364,13 +377,22 @@ def push_builds_of(remote: RemoteStore, store: Store, sha256s: Iterable[str]) ->
         candidate = Candidate.read(result.parent)
         if candidate is None or candidate.sha256 not in wanted or not store.has(candidate.sha256):
             continue
-        data = result.read_bytes()
-        record = json.loads(data)
+        record = json.loads(result.read_bytes())
         if record.get("fetched") or not isinstance(record.get("links"), dict):
             continue
-        _push_record(remote, store, candidate.sha256, data)
+        _push_record(remote, store, candidate.sha256, result.parent)
         pushed += 1
     return pushed
+
+
+def _carried_provenance(record: Mapping[str, Any]) -> bytes | None:
+    """The provenance statement a fetched record carried, as its file's bytes, when
+    it is the statement of the record's own wheel (None otherwise: a record pushed by a
+    wheelbarrow without provenance, or a statement of something else)."""
+    statement = record.get("provenance")
+    if not is_statement_of(statement, str(record.get("wheel")), str(record.get("sha256"))):
+        return None
+    return dumps(statement)
 
 
 def why_rebuilt(previous: Mapping[str, Any] | None, now: Mapping[str, Any]) -> str:
@@ -421,16 +443,25 @@ def build_lock(store: Store, key: str) -> FileLock:
 
 
 def record_build(
-    store: Store, staged: Path, entry: str, result: Mapping[str, Any], log: Path
+    store: Store,
+    staged: Path,
+    entry: str,
+    result: Mapping[str, Any],
+    log: Path,
+    *,
+    provenance: bytes | None = None,
 ) -> Path:
-    """Put a finished build in ``built/ENTRY`` (its result and log) with one rename.
+    """Put a finished build in ``built/ENTRY`` (its result, log and provenance) with one rename.
 
     ``staged`` is a new directory in scratch space; the log moves there from
-    the attempt's directory, which goes. An entry of the same name (a build
-    whose wheel was lost) is replaced.
+    the attempt's directory, which goes. ``provenance`` (the in-toto statement
+    of provenance.py) is written beside the result, so no record is ever
+    without it. An entry of the same name (a build whose wheel was lost) is replaced.
     """
     staged.mkdir()
     atomic_write_text(staged / "result.json", json.dumps(result, indent=2) + "\n")
+    if provenance is not None:
+        atomic_write_bytes(staged / PROVENANCE, provenance)
     log.replace(staged / "build.log")
     with contextlib.suppress(OSError):
         log.parent.rmdir()

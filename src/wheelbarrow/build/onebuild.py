@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -28,6 +29,13 @@ from wheelbarrow.build.builder import BuildFailure, BuildRequest, build_env_key,
 from wheelbarrow.build.buildrequires import lock_build_requirements
 from wheelbarrow.build.context import Built, SourceContext, system_libraries
 from wheelbarrow.build.links import linked_libraries
+from wheelbarrow.build.provenance import (
+    Dependency,
+    build_facts,
+    dumps,
+    provenance_statement,
+    utc_now,
+)
 from wheelbarrow.lock.lockfile import Artefact, select_artefacts
 
 if TYPE_CHECKING:
@@ -118,12 +126,13 @@ def _build_now(
     inputs = build_key_inputs(node.source, ctx)
     wheels = _environment_wheels(node, results, ctx, log=log)
     why = problem or why_rebuilt(previous_inputs(store, node.source, ctx), inputs)
-    asked: list[Path] = []  # wheels the backend asked for at build time
+    asked: list[Artefact] = []  # wheels the backend asked for at build time
+    began = utc_now()  # wall-clock, for the provenance (ctx.clock times the build)
 
     def more_wheels(requirements: Sequence[str]) -> list[Path]:
         found = _more_wheels(requirements, node, ctx)
         asked.extend(found)
-        return found
+        return [store.named(a.sha256, a.filename) for a in found]
 
     epoch = _source_date_epoch(node, ctx)
     with store.scratch(f"out-{node.key[:16]}-") as out:
@@ -149,9 +158,14 @@ def _build_now(
             "blas": {**blas.as_json(), "openblas_here": ctx.toolchain.get("openblas")},
             "inputs": inputs,
             "links": links,
-            "build_env": build_env_key([*wheels, *asked], ctx.interpreter),
+            "build_env": build_env_key(
+                [*wheels, *(store.named(a.sha256, a.filename) for a in asked)], ctx.interpreter
+            ),
         }
-        entry = record_build(store, out / "entry", entry_name(node.key, links), result, log)
+        statement = _provenance(result, node, results, asked, ctx, began=began, log=log)
+        entry = record_build(
+            store, out / "entry", entry_name(node.key, links), result, log, provenance=statement
+        )
         atomic_write_text(previous_path(store, node.source, ctx), json.dumps(inputs) + "\n")
     return Built(
         source=node.source,
@@ -267,7 +281,9 @@ def _check(
     return blas, code
 
 
-def _more_wheels(requirements: Sequence[str], node: SourceNode, ctx: SourceContext) -> list[Path]:
+def _more_wheels(
+    requirements: Sequence[str], node: SourceNode, ctx: SourceContext
+) -> list[Artefact]:
     """Wheels for requirements a backend asked for at build time (they must have wheels)."""
     lock_ = lock_build_requirements((*node.requires, *requirements), node.source, ctx)
     wanted = {r.split(";")[0].strip() for r in requirements}
@@ -284,4 +300,42 @@ def _more_wheels(requirements: Sequence[str], node: SourceNode, ctx: SourceConte
     have = {w.sha256 for w in node.build_wheels} | node.needed_sources
     extra = [a for a in arts if a.sha256 not in have]
     ctx.fetcher.fetch([a for a in extra if not ctx.store.has(a.sha256)], ctx.store, ctx.reporter)
-    return [ctx.store.named(a.sha256, a.filename) for a in extra]
+    return extra
+
+
+def _provenance(
+    result: Mapping[str, object],
+    node: SourceNode,
+    results: Mapping[str, Built],
+    asked: Sequence[Artefact],
+    ctx: SourceContext,
+    *,
+    began: datetime,
+    log: Path,
+) -> bytes:
+    """The in-toto statement of the build ``result`` records (provenance.py): its source, the
+    wheels of its build environment, its settings and this machine's toolchain."""
+    dependencies = [
+        *(Dependency(name=w.filename, sha256=w.sha256, uri=w.url) for w in node.build_wheels),
+        *(
+            Dependency(name=results[k].wheel, sha256=results[k].sha256, role="built-requirement")
+            for k in node.needs
+        ),
+        *(
+            Dependency(name=a.filename, sha256=a.sha256, uri=a.url, role="asked-at-build-time")
+            for a in asked
+        ),
+    ]
+    facts = build_facts(
+        source=node.source,
+        settings=node.settings,
+        config=ctx.config,
+        src_dir=node.src_dir,
+        requires=node.requires,
+        dependencies=dependencies,
+        toolchain=ctx.toolchain,
+        python=ctx.interpreter.version,
+        started=began,
+        log=log,
+    )
+    return dumps(provenance_statement(result, facts))

@@ -40,6 +40,8 @@ from wheelbarrow._core.scratch import clean_stale, scratch
 MARKER = ".wheelbarrow-export.json"
 MANIFEST = "wheelhouse.json"
 SIMPLE = "simple"
+SBOM = "sbom.cdx.json"  # sbom.FILENAME, without importing the SBOM's module
+PROVENANCE_DIR = "provenance"  # <wheel>.intoto.json for each wheel built from source
 _CHUNK = 1 << 20
 
 
@@ -56,6 +58,7 @@ class ExportReport:
     wheels: int
     nbytes: int
     replaced: bool
+    provenance: int = 0  # the source-built wheels' provenance statements it holds
 
 
 @contextlib.contextmanager
@@ -75,8 +78,9 @@ def export_lock(dest: Path) -> Iterator[None]:
         os.close(fd)
 
 
-def export_wheelhouse(source: Path, dest: Path) -> ExportReport:
-    """Copy the wheelhouse at ``source`` (wheels, ``simple/``, manifest) to ``dest``.
+def export_wheelhouse(source: Path, dest: Path, *, sbom: bytes | None = None) -> ExportReport:
+    """Copy the wheelhouse at ``source`` (wheels, ``simple/``, manifest) to ``dest``, with its
+    bill of materials ``sbom`` (CycloneDX JSON, see sbom.py) as ``sbom.cdx.json`` when given.
 
     Raises :class:`ExportError` when ``dest`` is not ours to replace, and
     :class:`StoreError` when a wheel's bytes differ from the manifest (a
@@ -91,6 +95,9 @@ def export_wheelhouse(source: Path, dest: Path) -> ExportReport:
         with scratch(dest.parent, prefix) as holder:
             work = holder / "export"
             nbytes = _copy(source, work, manifest)
+            if sbom is not None:  # an entry like the others: the marker lists it
+                (work / SBOM).write_bytes(sbom)
+            statements = _copy_provenance(source, work, manifest)
             entries = sorted(p.name for p in work.iterdir())
             atomic_write_text(
                 work / MARKER,
@@ -115,6 +122,7 @@ def export_wheelhouse(source: Path, dest: Path) -> ExportReport:
         wheels=len(manifest["wheels"]),
         nbytes=nbytes,
         replaced=replaced,
+        provenance=statements,
     )
 
 
@@ -221,6 +229,27 @@ def _copy(source: Path, work: Path, manifest: dict[str, Any]) -> int:
         shutil.copytree(source / SIMPLE, work / SIMPLE, copy_function=shutil.copyfile)
     shutil.copyfile(source / MANIFEST, work / MANIFEST)
     return nbytes
+
+
+def _copy_provenance(source: Path, work: Path, manifest: dict[str, Any]) -> int:
+    """Copy the provenance statement of each wheel built from source into
+    ``work/provenance/<wheel>.intoto.json``, from the build cache of the store the wheelhouse
+    ``source`` is in; how many (a wheel built before provenance existed has none)."""
+    from wheelbarrow.build.provenance import find_provenance
+
+    built = [
+        (str(w["filename"]), str(w["sha256"]))
+        for w in manifest["wheels"]
+        if isinstance(w, dict) and w.get("source")
+    ]
+    store = source.parent.parent  # STORE/wheelhouses/KEY
+    found = find_provenance(store / "built", built) if source.parent.name == "wheelhouses" else {}
+    if not found:
+        return 0
+    (work / PROVENANCE_DIR).mkdir()
+    for filename, statement in sorted(found.items()):
+        shutil.copyfile(statement, work / PROVENANCE_DIR / f"{filename}.intoto.json")
+    return len(found)
 
 
 def _copy_checked(src: Path, dst: Path, sha256: str) -> int:
