@@ -105,9 +105,20 @@ def build_app_wheelhouse(
         pushed = push_app_wheelhouse(remote, store, report.key, workers=jobs)
     if output is None:
         return AppBuild(report=report, pushed=pushed, pulled=pulled is not None)
+    from wheelbarrow.wheelhouse import sbom
     from wheelbarrow.wheelhouse.export import export_wheelhouse
 
-    exported = export_wheelhouse(report.path, output)
+    bill = sbom.cyclonedx_json(
+        store,
+        report.key,
+        subject="wheelhouse",
+        # The target's Python, as exactly as the build knows it.
+        runtime=sbom.Runtime("cpython", str(plan.target.python)),
+        lock=plan.lock,
+        name=plan.app.root.resolve().name,
+        epoch=sbom.source_date_epoch(environ),
+    )
+    exported = export_wheelhouse(report.path, output, sbom=bill)
     return AppBuild(report=report, exported=exported, pushed=pushed, pulled=pulled is not None)
 
 
