@@ -23,6 +23,8 @@ BUILDPACK_ID = "wheelbarrow/python"
 BUILDPACK_NAME = "wheelbarrow Python"
 # The architectures wheelbarrow locks for (manylinux x86_64 and aarch64), in OCI names.
 TARGETS: tuple[tuple[str, str], ...] = (("linux", "amd64"), ("linux", "arm64"))
+# The SBOM media types bin/build writes layer SBOM files in (wheelhouse.sbom.MEDIA_TYPE).
+SBOM_FORMATS = ("application/vnd.cyclonedx+json",)
 
 DETECT_PASS = 0
 DETECT_FAIL = 100  # the spec's "fail": another buildpack may still claim the app
@@ -136,7 +138,8 @@ def write_launch(layers_dir: Path, processes: Sequence[Process]) -> Path:
 
 
 def buildpack_toml(version: str) -> str:
-    """The ``buildpack.toml`` of the wheelbarrow buildpack at ``version`` (API 0.10, targets)."""
+    """The ``buildpack.toml`` of the wheelbarrow buildpack at ``version`` (API 0.10, the SBOM
+    formats it writes, targets)."""
     if not version.strip():
         raise BuildpackError("the buildpack version is empty", hint="pass a version such as 0.1.0")
     text = f"api = {toml_string(BUILDPACK_API)}\n\n[buildpack]\n"
@@ -145,6 +148,9 @@ def buildpack_toml(version: str) -> str:
     text += f"version = {toml_string(version.strip())}\n"
     description = "Python apps from a locked, content-addressed wheelhouse, installed offline"
     text += f"description = {toml_string(description)}\n"
+    # The environment layer's SBOM file (venv.sbom.cdx.json): Buildpack API 0.7+ wants
+    # the formats a buildpack writes declared.
+    text += f"sbom-formats = {toml_value(list(SBOM_FORMATS))}\n"
     for os_name, arch in TARGETS:
         text += f"\n[[targets]]\nos = {toml_string(os_name)}\narch = {toml_string(arch)}\n"
     return text

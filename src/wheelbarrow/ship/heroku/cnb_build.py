@@ -42,6 +42,8 @@ if TYPE_CHECKING:
 
 STORE_FORMAT = 1
 DEFAULT_PORT = 8080
+# The Buildpack API's layer SBOM: <layer>.sbom.<ext>, cdx.json for CycloneDX JSON.
+VENV_SBOM = "venv.sbom.cdx.json"
 # CNB_TARGET_ARCH (OCI names) as python-build-standalone and uv name architectures.
 _ARCHES = {"amd64": "x86_64", "arm64": "aarch64"}
 
@@ -107,7 +109,7 @@ def build(
     interpreter = Interpreter(executable=runtime.python, version=runtime.version)
     plan = _plan(ctx, app, version, store=store)
     store_env = functools.partial(_store_env, ctx, app, version, interpreter, store)
-    venv = _venv_layer(ctx, layers, plan, runtime, store_env=store_env)
+    venv = _venv_layer(ctx, layers, plan, runtime, store_env=store_env, store=store)
     with contextlib.ExitStack() as held:
         cnb_after_install(
             app_dir,
@@ -271,8 +273,14 @@ def _venv_layer(
     runtime: Runtime,
     *,
     store_env: Callable[[contextlib.ExitStack], Path],
+    store: Store,
 ) -> LayerResult:
-    """The ``venv`` layer: the store's environment cloned and checked, unless it is current."""
+    """The ``venv`` layer: the store's environment cloned and checked, unless it is current.
+
+    Its CycloneDX SBOM is the layer's SBOM file of the Buildpack API,
+    ``<layers>/venv.sbom.cdx.json``, written with the layer; a reused layer keeps
+    the one the lifecycle restored beside it (made again when it did not).
+    """
     from wheelbarrow import __version__
     from wheelbarrow.ship.heroku.afterinstall import check_installed
 
@@ -288,6 +296,7 @@ def _venv_layer(
             out=ctx.out,
         )
         write_env(path, venv_env(path))
+        _write_sbom(ctx, store, plan, runtime)
 
     venv = layers.want_layer(
         "venv",
@@ -305,9 +314,40 @@ def _venv_layer(
     )
     if venv.reused:
         ctx.out.step(f"Reusing the environment layer ({venv.reason})")
+        if not (ctx.layers_dir / VENV_SBOM).is_file():
+            _write_sbom(ctx, store, plan, runtime, reused=True)
     else:
         ctx.out.step(f"Environment layer made ({venv.reason})")
     return venv
+
+
+def _write_sbom(
+    ctx: _Build, store: Store, plan: Plan, runtime: Runtime, *, reused: bool = False
+) -> None:
+    """The environment's SBOM (its wheelhouse, its Python) as the venv layer's SBOM file.
+
+    A reused layer whose SBOM the lifecycle did not restore gets it again from the
+    store; when the store no longer has the wheelhouse (the cache was cleared), the
+    layer goes without one, said, rather than failing a build that needs nothing else.
+    """
+    from wheelbarrow._core.files import atomic_write_bytes
+    from wheelbarrow.wheelhouse.assemble import manifest_of
+    from wheelbarrow.wheelhouse.sbom import Runtime as SbomRuntime
+    from wheelbarrow.wheelhouse.sbom import cyclonedx_json, source_date_epoch
+
+    if reused and manifest_of(store, plan.key) is None:
+        ctx.out.detail(f"no {VENV_SBOM}: the build cache no longer holds the wheelhouse")
+        return
+    document = cyclonedx_json(
+        store,
+        plan.key,
+        subject="environment",
+        runtime=SbomRuntime("cpython", runtime.version),
+        lock=plan.lock,
+        epoch=source_date_epoch(ctx.environ),
+    )
+    atomic_write_bytes(ctx.layers_dir / VENV_SBOM, document)
+    ctx.out.detail(f"SBOM of the environment layer: {VENV_SBOM} (CycloneDX)")
 
 
 def _runtime_in(layer: Path, version: PythonVersion, source: str, runner: Runner) -> Runtime:
