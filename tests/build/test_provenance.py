@@ -41,6 +41,7 @@ from wheelbarrow.build.provenance import (
     PROVENANCE,
     STATEMENT_TYPE,
 )
+from wheelbarrow.build.reproducible import archive_epoch
 from wheelbarrow.build.sources import build_sources
 from wheelbarrow.cli.common import running_interpreter
 from wheelbarrow.lock.lockfile import Artefact
@@ -173,6 +174,7 @@ class TestSdistProvenance:
             "platform": PLATFORM,
         }
         assert internal["repair"] == {"mode": "never", "result": built.repair}
+        assert internal["sourceDateEpoch"] == archive_epoch(sdist)
         assert (
             internal["buildKey"]
             == json.loads((built.log.parent / "result.json").read_text())["key"]

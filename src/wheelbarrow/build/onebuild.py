@@ -162,7 +162,9 @@ def _build_now(
                 [*wheels, *(store.named(a.sha256, a.filename) for a in asked)], ctx.interpreter
             ),
         }
-        statement = _provenance(result, node, results, asked, ctx, began=began, log=log)
+        statement = _provenance(
+            result, node, results, asked, ctx, began=began, log=log, epoch=epoch
+        )
         entry = record_build(
             store, out / "entry", entry_name(node.key, links), result, log, provenance=statement
         )
@@ -312,6 +314,7 @@ def _provenance(
     *,
     began: datetime,
     log: Path,
+    epoch: int,
 ) -> bytes:
     """The in-toto statement of the build ``result`` records (provenance.py): its source, the
     wheels of its build environment, its settings and this machine's toolchain."""
@@ -337,5 +340,6 @@ def _provenance(
         python=ctx.interpreter.version,
         started=began,
         log=log,
+        source_date_epoch=epoch,
     )
     return dumps(provenance_statement(result, facts))

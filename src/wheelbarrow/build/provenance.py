@@ -93,6 +93,7 @@ class BuildFacts:
     finished: datetime
     invocation: str
     log_sha256: str | None = None
+    source_date_epoch: int | None = None  # SOURCE_DATE_EPOCH the backend was given
 
 
 def utc_now() -> datetime:
@@ -135,6 +136,11 @@ def provenance_statement(record: Mapping[str, Any], facts: BuildFacts) -> dict[s
                 "repair": {"mode": facts.config.repair, "result": record.get("repair")},
                 "cpuBaseline": facts.config.cpu_baseline,
                 "buildEnvironment": record.get("build_env"),
+                **(
+                    {"sourceDateEpoch": facts.source_date_epoch}
+                    if facts.source_date_epoch is not None
+                    else {}
+                ),
             },
             "resolvedDependencies": [
                 _source_descriptor(source),
@@ -334,6 +340,7 @@ def build_facts(
     clock: Callable[[], datetime] = utc_now,
     invocation: str | None = None,
     log: Path | None = None,
+    source_date_epoch: int | None = None,
 ) -> BuildFacts:
     """The facts of a build that just finished (its end read from ``clock``), the backend read
     from the source tree it was built from."""
@@ -359,4 +366,5 @@ def build_facts(
         finished=clock(),
         invocation=invocation or new_invocation(),
         log_sha256=file_sha256(log) if log is not None and log.is_file() else None,
+        source_date_epoch=source_date_epoch,
     )
