@@ -33,6 +33,7 @@ from wheelbarrow._core.runner import Completed, run_subprocess
 from wheelbarrow.app.config import BuildConfig, read_build_config
 from wheelbarrow.app.requirements import IndexOptions
 from wheelbarrow.app.target import Target
+from wheelbarrow.build.buildcache import build_key, record_fetched
 from wheelbarrow.build.context import Built, SourceContext
 from wheelbarrow.build.provenance import (
     BUILD_TYPE,
@@ -40,6 +41,7 @@ from wheelbarrow.build.provenance import (
     PREDICATE_TYPE,
     PROVENANCE,
     STATEMENT_TYPE,
+    dumps,
 )
 from wheelbarrow.build.reproducible import archive_epoch
 from wheelbarrow.build.sources import build_sources
@@ -385,6 +387,51 @@ class TestRemoteStores:
         assert entry.is_relative_to(tmp_path / "two")
         assert (entry / PROVENANCE).read_bytes() == original
         assert "provenance" not in json.loads((entry / "result.json").read_text())
+
+
+class TestRecordFetched:
+    def _record(self, statement: object) -> dict[str, Any]:
+        inputs = {"format": 3, "name": "cext"}
+        return {
+            "key": build_key(inputs),
+            "wheel": "cext-1.0-cp311-cp311-linux_x86_64.whl",
+            "sha256": "a" * 64,
+            "repair": "kept as built (linux_x86_64)",
+            "inputs": inputs,
+            "links": {},
+            "provenance": statement,
+        }
+
+    def _statement(self, sha256: str) -> dict[str, Any]:
+        return {
+            "_type": STATEMENT_TYPE,
+            "subject": [
+                {"name": "cext-1.0-cp311-cp311-linux_x86_64.whl", "digest": {"sha256": sha256}}
+            ],
+            "predicateType": PREDICATE_TYPE,
+            "predicate": {"buildDefinition": {"buildType": BUILD_TYPE}},
+        }
+
+    def test_the_statement_a_fetched_record_carries_is_written_beside_it(self, tmp_path):
+        """A record from a remote store with its wheel's statement inside: the entry gets the
+        statement as its own file, in the canonical bytes, and result.json goes without it."""
+        statement = self._statement("a" * 64)
+        record = self._record(statement)
+
+        entry = record_fetched(Store(tmp_path / "store"), record["key"], record, "s3://b/p", "cext")
+
+        assert (entry / PROVENANCE).read_bytes() == dumps(statement)
+        assert "provenance" not in json.loads((entry / "result.json").read_text())
+
+    def test_a_statement_of_another_wheel_is_not_kept(self, tmp_path):
+        """A carried statement whose subject is not the record's wheel (another sha256) is
+        dropped: the entry has no provenance rather than a wrong one."""
+        record = self._record(self._statement("b" * 64))
+
+        entry = record_fetched(Store(tmp_path / "store"), record["key"], record, "s3://b/p", "cext")
+
+        assert not (entry / PROVENANCE).exists()
+        assert (entry / "result.json").is_file()
 
 
 @pytest.mark.slow
