@@ -22,7 +22,9 @@ from wheelbarrow.wheelhouse.sbom import (
     Runtime,
     SbomError,
     cyclonedx_json,
+    made_here,
     source_date_epoch,
+    write_new,
 )
 
 SCIPY_LIKE_LICENSE = "Copyright (c) 2001 The Authors.\nAll rights reserved.\n\n" + "text " * 200
@@ -338,3 +340,63 @@ class TestLocalDirectory:
         assert properties["wheelbarrow:built-from:kind"] == "directory"
         assert properties["wheelbarrow:build:backend"] == "backend"
         assert JsonStrictValidator(SchemaVersion.V1_6).validate_str(raw.decode()) is None
+
+
+class TestWriteNew:
+    def test_writes_the_document_in_a_new_directory(self, built, tmp_path):
+        """Into an app without .wheelbarrow/, the document is written whole."""
+        document = cyclonedx_json(built.store, built.key, subject="slug")
+        write_new(tmp_path / ".wheelbarrow" / "sbom.cdx.json", document, root=tmp_path)
+        assert (tmp_path / ".wheelbarrow" / "sbom.cdx.json").read_bytes() == document
+        assert [p.name for p in (tmp_path / ".wheelbarrow").iterdir()] == ["sbom.cdx.json"]
+
+    def test_replaces_a_document_it_wrote_before(self, built, tmp_path):
+        """A second compile of the same directory replaces wheelbarrow's own earlier document."""
+        path = tmp_path / ".wheelbarrow" / "sbom.cdx.json"
+        write_new(path, cyclonedx_json(built.store, built.key, subject="slug"), root=tmp_path)
+        assert made_here(path)
+        newer = cyclonedx_json(built.store, built.key, subject="slug", epoch=1)
+        write_new(path, newer, root=tmp_path)
+        assert path.read_bytes() == newer
+
+    @pytest.mark.parametrize(
+        "content",
+        [
+            "the user's notes\n",
+            '{"bomFormat": "CycloneDX", "specVersion": "1.6", "metadata": {"tools": '
+            '{"components": [{"type": "application", "name": "syft"}]}}}',
+        ],
+        ids=["text", "another-tools-sbom"],
+    )
+    def test_refuses_a_file_wheelbarrow_did_not_write(self, built, tmp_path, content):
+        """The user's own file (even another tool's SBOM) stays as it was; the error names it."""
+        path = tmp_path / ".wheelbarrow" / "sbom.cdx.json"
+        path.parent.mkdir()
+        path.write_text(content)
+        document = cyclonedx_json(built.store, built.key, subject="slug")
+        with pytest.raises(SbomError, match=r"the app has its own \.wheelbarrow/sbom\.cdx\.json"):
+            write_new(path, document, root=tmp_path)
+        assert path.read_text() == content
+
+    def test_refuses_to_write_through_a_link(self, built, tmp_path):
+        """A .wheelbarrow that is a link (to anywhere) is not written through."""
+        elsewhere = tmp_path / "elsewhere"
+        elsewhere.mkdir()
+        app = tmp_path / "app"
+        app.mkdir()
+        (app / ".wheelbarrow").symlink_to(elsewhere)
+        document = cyclonedx_json(built.store, built.key, subject="slug")
+        with pytest.raises(SbomError, match=r"its own \.wheelbarrow, where"):
+            write_new(app / ".wheelbarrow" / "sbom.cdx.json", document, root=app)
+        assert list(elsewhere.iterdir()) == []
+
+    def test_refuses_a_link_in_the_documents_place(self, built, tmp_path):
+        """A link named sbom.cdx.json, even to a document of wheelbarrow's, is the user's."""
+        path = tmp_path / ".wheelbarrow" / "sbom.cdx.json"
+        real = tmp_path / "real.json"
+        real.write_bytes(cyclonedx_json(built.store, built.key, subject="slug"))
+        path.parent.mkdir()
+        path.symlink_to(real)
+        with pytest.raises(SbomError):
+            write_new(path, b"{}", root=tmp_path)
+        assert path.is_symlink()

@@ -21,12 +21,14 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from packaging.utils import canonicalize_name
 
 from wheelbarrow import __version__
 from wheelbarrow._core.errors import StoreError, WheelbarrowError
+from wheelbarrow._core.files import atomic_write_bytes
 from wheelbarrow.store.store import Store
 from wheelbarrow.wheelhouse import sbom_facts
 from wheelbarrow.wheelhouse.assemble import manifest_of
@@ -47,7 +49,10 @@ __all__ = [
     "Runtime",
     "SbomError",
     "cyclonedx_json",
+    "made_here",
+    "refuse_taken",
     "source_date_epoch",
+    "write_new",
 ]
 
 MEDIA_TYPE = "application/vnd.cyclonedx+json"
@@ -55,6 +60,9 @@ FILENAME = "sbom.cdx.json"
 SPEC_VERSION = "1.6"
 # Properties wheelbarrow adds are namespaced, as the CycloneDX property taxonomy asks.
 _NS = "wheelbarrow"
+# A file larger than this where the document goes is not one wheelbarrow wrote (its documents
+# run to a few kB a package): it is not even read.
+_LARGEST_OWN = 64 << 20
 # Derives the serial number from the document's content (RFC 4122 name-based UUID).
 _SERIAL_NAMESPACE = uuid.UUID("0b7e58a4-52f1-5d0c-9a7e-3c1f6d2b8e90")
 
@@ -116,6 +124,50 @@ def cyclonedx_json(
     text = _serialise(bom, with_timestamp=epoch is not None)
     _validate(text, wheelhouse_key)
     return text.encode("utf-8")
+
+
+def refuse_taken(path: Path, *, root: Path) -> None:
+    """Refuse to write the document at ``path`` in the user's directory ``root`` when something
+    is there already (a file, a link, a directory), or its directory is a link or no directory:
+    wheelbarrow never replaces what it did not make, nor writes through a link. A document it
+    wrote there before (a second compile of the same directory) is its own to replace."""
+    parent = path.parent
+    if parent != root and (parent.is_symlink() or (parent.exists() and not parent.is_dir())):
+        clash = parent
+    elif (path.is_symlink() or path.exists()) and not made_here(path):
+        clash = path
+    else:
+        return
+    raise SbomError(
+        f"{root}: the app has its own {clash.relative_to(root)}, where wheelbarrow writes the "
+        f"bill of materials ({path.relative_to(root)})",
+        hint="rename or remove it from the app: wheelbarrow never replaces a file it did not make",
+    )
+
+
+def made_here(path: Path) -> bool:
+    """Whether ``path`` is a plain file holding a bill of materials wheelbarrow wrote."""
+    if path.is_symlink() or not path.is_file() or path.stat().st_size > _LARGEST_OWN:
+        return False
+    try:
+        data = json.loads(path.read_bytes())
+        tools = data["metadata"]["tools"]["components"]
+        subject = data["metadata"]["component"]["properties"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return (
+        data.get("bomFormat") == "CycloneDX"
+        and any(isinstance(t, dict) and t.get("name") == "wheelbarrow" for t in tools)
+        and any(isinstance(p, dict) and p.get("name") == f"{_NS}:subject" for p in subject)
+    )
+
+
+def write_new(path: Path, document: bytes, *, root: Path) -> None:
+    """Write ``document`` at ``path`` (in the user's directory ``root``), where nothing but an
+    earlier document of wheelbarrow's may be: see :func:`refuse_taken`. Written whole or not
+    at all."""
+    refuse_taken(path, root=root)
+    atomic_write_bytes(path, document)
 
 
 # -- the document --------------------------------------------------------------------

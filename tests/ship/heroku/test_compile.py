@@ -296,3 +296,72 @@ class TestCompileWebServer:
             "requirements"
         ) in out
         assert " !     Hint: add gunicorn to requirements.txt, or write a Procfile" in out
+
+
+class TestCompileSbom:
+    def test_the_slug_carries_its_bill_of_materials(self, platform):
+        """The slug has .wheelbarrow/sbom.cdx.json: its wheels with the wheelhouse's hashes, and
+        the slug's Python as the runtime, valid against the strict schema."""
+        import json
+
+        from cyclonedx.schema import SchemaVersion
+        from cyclonedx.validation.json import JsonStrictValidator
+
+        build, cache, env, slug_home = platform
+        code, out = compile_(build, cache, env, slug_home)
+        assert code == 0, out
+        assert "       wrote .wheelbarrow/sbom.cdx.json (CycloneDX 1.6)" in out
+        text = (build / ".wheelbarrow" / "sbom.cdx.json").read_text()
+        assert JsonStrictValidator(SchemaVersion.V1_6).validate_str(text) is None
+        document = json.loads(text)
+        assert document["metadata"]["component"]["type"] == "application"
+        key = next(
+            p["value"]
+            for p in document["metadata"]["component"]["properties"]
+            if p["name"] == "wheelbarrow:wheelhouse-key"
+        )
+        manifest = json.loads(
+            (cache / "wheelbarrow" / "store" / "wheelhouses" / key / "wheelhouse.json").read_text()
+        )
+        listed = {
+            c["name"]: c["hashes"][0]["content"]
+            for c in document["components"]
+            if c["type"] == "library"
+        }
+        assert listed == {w["name"]: w["sha256"] for w in manifest["wheels"]}
+        assert sorted(listed) == ["alpha", "webapp"]
+        (alpha,) = [c for c in document["components"] if c["name"] == "alpha"]
+        assert alpha["externalReferences"][0]["url"].endswith("/alpha-1.0-py3-none-any.whl")
+        (runtime,) = [c for c in document["components"] if c["type"] == "platform"]
+        slug_python = build / ".heroku" / "venv" / "bin" / "python"
+        version = subprocess.run(
+            [slug_python, "-c", "import platform; print(platform.python_version())"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        assert runtime["version"] == version
+
+    def test_a_users_file_of_that_name_is_refused_and_kept(self, platform):
+        """An app that has its own .wheelbarrow/sbom.cdx.json fails before the build, naming
+        it, and the file stays as it was."""
+        build, cache, env, slug_home = platform
+        (build / ".wheelbarrow").mkdir()
+        (build / ".wheelbarrow" / "sbom.cdx.json").write_text("the user's\n")
+        code, out = compile_(build, cache, env, slug_home)
+        assert code != 0
+        assert (
+            f" !     {build}: the app has its own .wheelbarrow/sbom.cdx.json, where wheelbarrow "
+            "writes the bill of materials (.wheelbarrow/sbom.cdx.json)"
+        ) in out
+        assert "-----> Building the wheelhouse" not in out
+        assert (build / ".wheelbarrow" / "sbom.cdx.json").read_text() == "the user's\n"
+
+    def test_a_wheelbarrow_file_where_its_directory_goes_is_refused(self, platform):
+        """A file named .wheelbarrow in the app is not replaced by the directory."""
+        build, cache, env, slug_home = platform
+        (build / ".wheelbarrow").write_text("mine\n")
+        code, out = compile_(build, cache, env, slug_home)
+        assert code != 0
+        assert "the app has its own .wheelbarrow, where wheelbarrow writes" in out
+        assert (build / ".wheelbarrow").read_text() == "mine\n"

@@ -23,6 +23,7 @@ from wheelbarrow.environment.interpreters import Interpreter
 from wheelbarrow.ship.heroku.output import HerokuReporter
 from wheelbarrow.ship.heroku.provide_environment import prepare_environment
 from wheelbarrow.store.store import Store
+from wheelbarrow.wheelhouse.sbom import refuse_taken
 
 if TYPE_CHECKING:
     from wheelbarrow.ship.heroku.afterinstall import StartedCheck
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
 
 VENV = ".heroku/venv"
 RUNTIME = ".heroku/python"
+SBOM = ".wheelbarrow/sbom.cdx.json"  # the slug's bill of materials (README: "Software bill ...")
 CACHE_FORMAT = 1
 
 
@@ -63,6 +65,7 @@ def compile_app(ctx: CompileContext, out: HerokuReporter) -> None:
 
     _hook(ctx, "pre_compile", config, out)
     refuse_committed_environments(ctx.build_dir, python_home=True)
+    refuse_taken(ctx.build_dir / SBOM, root=ctx.build_dir)  # before the build, not after
 
     runtime = _provide_python(ctx, choice, cache=cache, config=config, out=out)
     slug_home = _link_slug_home(ctx, out)
@@ -75,6 +78,7 @@ def compile_app(ctx: CompileContext, out: HerokuReporter) -> None:
         ctx, app, choice.version, interpreter, cache=cache, config=config, out=out
     )
     _after_install(ctx, dest, slug_home=slug_home, config=config, out=out, started=started)
+    _write_sbom(ctx, app, dest, runtime, store=Store(cache / "store"), out=out)
     profile = write_profile(
         ctx.build_dir, venv_rel=VENV, runtime_rel=RUNTIME if runtime.home is not None else None
     )
@@ -219,6 +223,43 @@ def _after_install(
         started=started,
     ):
         write_nltk_profile(ctx.build_dir)
+
+
+def _write_sbom(
+    ctx: CompileContext,
+    app: App,
+    dest: Path,
+    runtime: Runtime,
+    *,
+    store: Store,
+    out: HerokuReporter,
+) -> None:
+    """The slug's CycloneDX bill of materials at SBOM: the wheelhouse its environment ``dest``
+    was made from (its marker says which), with the slug's Python."""
+    from wheelbarrow.environment.marker import read_marker
+    from wheelbarrow.lock.lockfile import read_lock
+    from wheelbarrow.wheelhouse import sbom
+
+    key = (read_marker(dest) or {}).get("wheelhouse")
+    if not isinstance(key, str):
+        raise InstallError(
+            f"{dest}: the environment does not name its wheelhouse",
+            hint="build again; if it persists, clear the build cache",
+        )
+    try:  # only for the files' URLs, which it finds by their sha256
+        lock = read_lock(app.lock_path)
+    except WheelbarrowError:
+        lock = None
+    document = sbom.cyclonedx_json(
+        store,
+        key,
+        subject="slug",
+        runtime=sbom.Runtime("cpython", runtime.version),
+        lock=lock,
+        epoch=sbom.source_date_epoch(ctx.environ),
+    )
+    sbom.write_new(ctx.build_dir / SBOM, document, root=ctx.build_dir)
+    out.detail(f"wrote {SBOM} (CycloneDX {sbom.SPEC_VERSION})")
 
 
 def _running_default() -> PythonVersion:
