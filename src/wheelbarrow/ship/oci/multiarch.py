@@ -177,7 +177,7 @@ def ship_platform_images(
     from wheelbarrow.ship.oci.append import manifest_layer_type
     from wheelbarrow.ship.oci.build import source_date_epoch
     from wheelbarrow.ship.oci.compression import layer_compression
-    from wheelbarrow.ship.oci.pipeline import _client
+    from wheelbarrow.ship.oci.pipeline import _client, start_sbom
 
     compression = compression or layer_compression()
     if outputs.docker_archive and len(plans) > 1:
@@ -209,11 +209,22 @@ def ship_platform_images(
             mtime=source_date_epoch(environ),
             compression=compression,
         )
+        attach_sboms = (
+            [
+                start_sbom(held, store, house[0], item.plan, base_image, name=tag, environ=environ)
+                for item, house, base_image in zip(plans, houses, bases, strict=True)
+            ]
+            if sbom
+            else []
+        )
         images = tuple(
             _build_one(run, item, house, base_image)
             for item, house, base_image in zip(plans, houses, bases, strict=True)
         )
-        referrers = _sboms(run, images, houses, environ) if sbom else {}
+        referrers = {
+            image.built.digest: attach(image.built, run.mtime)
+            for image, attach in zip(images, attach_sboms, strict=False)
+        }
         return _write(images, tag, outputs, client, store, referrers)
     finally:
         if client is not None:
@@ -265,29 +276,6 @@ def _build_one(
         + ("(reused)" if built.env_layer_reused else "(new)"),
     )
     return PlatformImage(platform=item.platform, plan=item.plan, built=built)
-
-
-def _sboms(
-    run: _Run,
-    images: Sequence[PlatformImage],
-    houses: Sequence[tuple[str, dict[str, Any]]],
-    environ: Mapping[str, str],
-) -> dict[str, Artifact]:
-    """Each platform image's SBOM referrer, by the image's digest: its wheelhouse, its Python."""
-    from wheelbarrow.ship.oci.pipeline import sbom_referrer
-
-    return {
-        image.built.digest: sbom_referrer(
-            run.store,
-            house_key,
-            image.plan,
-            image.built,
-            name=run.tag,
-            environ=environ,
-            mtime=run.mtime,
-        )
-        for image, (house_key, _) in zip(images, houses, strict=True)
-    }
 
 
 def _stored_env(run: _Run, house_key: str, manifest: Mapping[str, Any]) -> Path:

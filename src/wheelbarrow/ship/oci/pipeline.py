@@ -103,6 +103,11 @@ def ship_image(
         base_image = _load_base(base, plan.target, store, client)
         # A Docker v2 base cannot take zstd layers: say so before any layer is made.
         manifest_layer_type(compression.media_type, docker=base_image.parsed_manifest.is_docker)
+        attach_sbom = (
+            start_sbom(held, store, house_key, plan, base_image, name=tag, environ=environ)
+            if sbom
+            else None
+        )
         reporter.message("step", f"Building {tag} on {base_image.name}")
         built = build_image(
             plan.app.root,
@@ -126,11 +131,7 @@ def ship_image(
             f"environment layer {built.env_layer.digest[:19]}… "
             + ("(reused)" if built.env_layer_reused else "(new)"),
         )
-        referrers = (
-            [sbom_referrer(store, house_key, plan, built, name=tag, environ=environ, mtime=mtime)]
-            if sbom
-            else []
-        )
+        referrers = [attach_sbom(built, mtime)] if attach_sbom is not None else []
         written = _write(built, base_image, tag, outputs, client, store, referrers)
     finally:
         if client is not None:
@@ -184,37 +185,54 @@ def _write(
     return written
 
 
-def sbom_referrer(
+def start_sbom(
+    held: contextlib.ExitStack,
     store: Store,
     house_key: str,
     plan: Plan,
-    built: BuiltImage,
+    base: BaseImage,
     *,
     name: str,
     environ: Mapping[str, str],
-    mtime: int,
-) -> Artifact:
-    """The referrer carrying the SBOM of the image ``built`` from the wheelhouse ``house_key``
-    of ``plan``, for its base's Python; dated ``mtime`` (``SOURCE_DATE_EPOCH``)."""
+) -> Callable[[BuiltImage, int], Artifact]:
+    """Start making the SBOM of the image of ``plan`` named ``name`` on ``base`` (its wheelhouse
+    ``house_key``, the base's Python); what then gives the referrer of the built image,
+    dated ``mtime`` (``SOURCE_DATE_EPOCH``).
+
+    The document is made in a thread while the image's layers are: the CycloneDX
+    library's strict validator alone takes seconds to import (its schema format
+    checkers compile their grammars), time the environment layer hides when the
+    machine has a core to spare. ``held`` waits for the thread.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from wheelbarrow.ship.oci.build import base_python
     from wheelbarrow.ship.oci.image import Descriptor, Manifest
-    from wheelbarrow.ship.oci.referrers import image_sbom
+    from wheelbarrow.ship.oci.referrers import image_sbom, sbom_document
     from wheelbarrow.wheelhouse.sbom import source_date_epoch as sbom_epoch
 
-    subject = Descriptor(
-        media_type=Manifest.from_json(built.manifest).media_type,
-        digest=built.digest,
-        size=len(built.manifest),
-    )
-    return image_sbom(
-        store,
-        house_key,
-        lock=plan.lock,
-        python=built.python.version,
-        name=name,
-        epoch=sbom_epoch(environ),
-        subject=subject,
-        mtime=mtime,
-    )
+    def document(python: str) -> bytes:
+        return sbom_document(
+            store, house_key, lock=plan.lock, python=python, name=name, epoch=sbom_epoch(environ)
+        )
+
+    found = base_python(base, store)  # read once, then kept by the base's digest
+    early = None
+    if found is not None:
+        threads = held.enter_context(ThreadPoolExecutor(max_workers=1, thread_name_prefix="sbom"))
+        early = (found.version, threads.submit(document, found.version))
+
+    def referrer(built: BuiltImage, mtime: int) -> Artifact:
+        subject = Descriptor(
+            media_type=Manifest.from_json(built.manifest).media_type,
+            digest=built.digest,
+            size=len(built.manifest),
+        )
+        python = built.python.version
+        made = early[1].result() if early and early[0] == python else document(python)
+        return image_sbom(made, subject, mtime=mtime)
+
+    return referrer
 
 
 def _local_blobs(built: BuiltImage, base: BaseImage, store: Store) -> dict[str, Path]:

@@ -34,6 +34,7 @@ __all__ = [
     "image_sbom",
     "push_referrer",
     "sbom_artifact",
+    "sbom_document",
     "write_referrer_layout",
 ]
 
@@ -74,7 +75,7 @@ class Artifact:
         )
 
 
-def image_sbom(
+def sbom_document(
     store: Store,
     wheelhouse_key: str,
     *,
@@ -82,35 +83,41 @@ def image_sbom(
     python: str,
     name: str,
     epoch: int | None,
-    subject: Descriptor,
-    mtime: int,
-) -> Artifact:
-    """The referrer carrying the CycloneDX SBOM of the image ``subject`` (named ``name``),
-    whose environment is the wheelhouse ``wheelhouse_key`` for CPython ``python``.
+) -> bytes:
+    """The CycloneDX SBOM of an image (named ``name``) whose environment is the wheelhouse
+    ``wheelhouse_key`` for CPython ``python``.
 
     The document depends on nothing else (and wheelbarrow's version), so it is made
     once and kept in the store beside the environment layers: an image rebuilt for
     an app change reads it back instead of assembling and validating it again.
     """
     from wheelbarrow import __version__
-    from wheelbarrow.wheelhouse.sbom import FILENAME, MEDIA_TYPE, Runtime, cyclonedx_json
+    from wheelbarrow.wheelhouse.sbom import Runtime, cyclonedx_json
 
     inputs = [wheelhouse_key, lock.sha256, python, name, epoch, __version__]
     key = hashlib.sha256(canonical_json(inputs)).hexdigest()
     cached = store.root / "oci" / "sbom" / f"{key}.cdx.json"
     try:
-        document = cached.read_bytes()
+        return cached.read_bytes()
     except FileNotFoundError:
-        document = cyclonedx_json(
-            store,
-            wheelhouse_key,
-            subject="image",
-            name=name,
-            runtime=Runtime("cpython", python),
-            lock=lock,
-            epoch=epoch,
-        )
-        atomic_write_bytes(cached, document)
+        pass
+    document = cyclonedx_json(
+        store,
+        wheelhouse_key,
+        subject="image",
+        name=name,
+        runtime=Runtime("cpython", python),
+        lock=lock,
+        epoch=epoch,
+    )
+    atomic_write_bytes(cached, document)
+    return document
+
+
+def image_sbom(document: bytes, subject: Descriptor, *, mtime: int) -> Artifact:
+    """The referrer carrying the CycloneDX ``document`` of the image manifest ``subject``."""
+    from wheelbarrow.wheelhouse.sbom import FILENAME, MEDIA_TYPE
+
     return sbom_artifact(document, subject, media_type=MEDIA_TYPE, filename=FILENAME, mtime=mtime)
 
 
