@@ -295,6 +295,24 @@ class TestPushedReferrer:
         )
 
 
+class TestPushedThroughTheReferrersApi:
+    def test_a_registry_with_the_api_lists_the_sbom_and_gets_no_tag(self, env):
+        """Pushed to a registry that answers OCI-Subject: no sha256-HEX tag is written, and
+        referrers() reads the SBOM from GET /v2/<name>/referrers/<digest>."""
+        from support.referrers_server import serve_referrers_registry
+
+        directory = built_app(env, "api")
+        with serve_referrers_registry() as server, RegistryClient() as client:
+            ref = f"{server.host}/api:1"
+            report = image(env, directory, "--push", "--tag", ref)
+            found = client.referrers(ImageReference.parse(ref), report["digest"], CDX)
+        sbom = report["outputs"]["sbom"]["digest"]
+        assert [r.digest for r in found] == [sbom]
+        assert server.state.manifest_puts() == ["1", sbom]
+        [attached] = report["outputs"]["push"]["referrers"]
+        assert attached == {"digest": sbom, "subject": report["digest"], "referrers_tag": None}
+
+
 def other_tools_referrer(client: RegistryClient, ref: ImageReference, subject: str) -> str:
     """A signature of ``subject`` attached as another tool would; its manifest's digest."""
     manifest, _, _ = client.get_manifest(ref.with_digest(subject))
