@@ -178,6 +178,12 @@ class TestLayoutReferrer:
         assert [m["digest"] for m in read_index_json(out)["manifests"]] == [report["digest"]]
         assert "sbom" not in report["outputs"]
 
+    def test_a_docker_archive_alone_makes_no_sbom(self, env):
+        """A docker-archive has no place for referrers: no SBOM is made or reported for it."""
+        directory = built_app(env, "archive")
+        report = image(env, directory, "--docker-archive", env.root / "archive.tar")
+        assert "sbom" not in report["outputs"]
+
     def test_each_platform_of_an_index_has_its_own_sbom(self, env):
         """--platform linux/amd64,linux/arm64: each platform's manifest is the subject of one
         SBOM, whose runtime is the base's Python and whose packages are that lock's."""

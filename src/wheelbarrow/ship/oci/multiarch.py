@@ -214,7 +214,7 @@ def ship_platform_images(
                 start_sbom(held, store, house[0], item.plan, base_image, name=tag, environ=environ)
                 for item, house, base_image in zip(plans, houses, bases, strict=True)
             ]
-            if sbom
+            if sbom and (outputs.oci or outputs.push)  # a docker-archive has no place for it
             else []
         )
         images = tuple(

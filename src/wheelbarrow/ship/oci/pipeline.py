@@ -105,7 +105,7 @@ def ship_image(
         manifest_layer_type(compression.media_type, docker=base_image.parsed_manifest.is_docker)
         attach_sbom = (
             start_sbom(held, store, house_key, plan, base_image, name=tag, environ=environ)
-            if sbom
+            if sbom and (outputs.oci or outputs.push)  # a docker-archive has no place for it
             else None
         )
         reporter.message("step", f"Building {tag} on {base_image.name}")
