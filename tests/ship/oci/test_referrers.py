@@ -341,3 +341,12 @@ def other_tools_referrer(client: RegistryClient, ref: ImageReference, subject: s
         }
     ).encode()
     return attach(client, ref, body, OCI_MANIFEST).digest
+
+
+class TestSbomConstants:
+    def test_the_media_type_and_file_name_are_the_sboms(self):
+        """The referrer's media type and title are those of wheelhouse.sbom's document."""
+        from wheelbarrow.ship.oci.referrers import SBOM_FILENAME, SBOM_MEDIA_TYPE
+        from wheelbarrow.wheelhouse.sbom import FILENAME, MEDIA_TYPE
+
+        assert (SBOM_MEDIA_TYPE, SBOM_FILENAME) == (MEDIA_TYPE, FILENAME)

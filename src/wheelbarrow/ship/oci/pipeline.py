@@ -209,11 +209,14 @@ def start_sbom(
     from wheelbarrow.ship.oci.build import base_python
     from wheelbarrow.ship.oci.image import Descriptor, Manifest
     from wheelbarrow.ship.oci.referrers import image_sbom, sbom_document
-    from wheelbarrow.wheelhouse.sbom import source_date_epoch as sbom_epoch
+
+    # As wheelhouse.sbom.source_date_epoch reads it: the document's date, none when unset.
+    given = environ.get("SOURCE_DATE_EPOCH", "").strip()
+    epoch = int(given) if given.isdigit() else None
 
     def document(python: str) -> bytes:
         return sbom_document(
-            store, house_key, lock=plan.lock, python=python, name=name, epoch=sbom_epoch(environ)
+            store, house_key, lock=plan.lock, python=python, name=name, epoch=epoch
         )
 
     found = base_python(base, store)  # read once, then kept by the base's digest

@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     from wheelbarrow.store.store import Store
 
 __all__ = [
+    "SBOM_FILENAME",
+    "SBOM_MEDIA_TYPE",
     "SBOM_SUBJECT",
     "Artifact",
     "image_sbom",
@@ -42,6 +44,10 @@ __all__ = [
 # list copies the manifest's annotations, so an older SBOM of the same image is known
 # from the list alone and replaced, and another tool's entry never is.
 SBOM_SUBJECT = "io.wheelbarrow.sbom.subject"
+# wheelhouse.sbom's MEDIA_TYPE and FILENAME, without importing it on a rebuild that
+# reads the document back.
+SBOM_MEDIA_TYPE = "application/vnd.cyclonedx+json"
+SBOM_FILENAME = "sbom.cdx.json"
 _TITLE = "org.opencontainers.image.title"
 _CREATED = "org.opencontainers.image.created"
 _REF_NAME = "org.opencontainers.image.ref.name"
@@ -92,7 +98,6 @@ def sbom_document(
     an app change reads it back instead of assembling and validating it again.
     """
     from wheelbarrow import __version__
-    from wheelbarrow.wheelhouse.sbom import Runtime, cyclonedx_json
 
     inputs = [wheelhouse_key, lock.sha256, python, name, epoch, __version__]
     key = hashlib.sha256(canonical_json(inputs)).hexdigest()
@@ -101,6 +106,9 @@ def sbom_document(
         return cached.read_bytes()
     except FileNotFoundError:
         pass
+    # Only now: the SBOM's modules (and the CycloneDX library's) cost an app-only rebuild time.
+    from wheelbarrow.wheelhouse.sbom import Runtime, cyclonedx_json
+
     document = cyclonedx_json(
         store,
         wheelhouse_key,
@@ -116,9 +124,9 @@ def sbom_document(
 
 def image_sbom(document: bytes, subject: Descriptor, *, mtime: int) -> Artifact:
     """The referrer carrying the CycloneDX ``document`` of the image manifest ``subject``."""
-    from wheelbarrow.wheelhouse.sbom import FILENAME, MEDIA_TYPE
-
-    return sbom_artifact(document, subject, media_type=MEDIA_TYPE, filename=FILENAME, mtime=mtime)
+    return sbom_artifact(
+        document, subject, media_type=SBOM_MEDIA_TYPE, filename=SBOM_FILENAME, mtime=mtime
+    )
 
 
 def sbom_artifact(
