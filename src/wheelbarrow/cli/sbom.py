@@ -19,9 +19,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     arguments.common_options(parser, index=False)
     parser.add_argument(
         "--format",
-        choices=("cyclonedx",),
+        choices=("cyclonedx", "spdx"),
         default="cyclonedx",
-        help="cyclonedx (default): CycloneDX 1.6 JSON",
+        help="cyclonedx (default): CycloneDX 1.6 JSON; spdx: SPDX 2.3 JSON (needs the "
+        "wheelbarrow[spdx] extra)",
     )
     parser.add_argument(
         "--output", metavar="FILE", help="write the document to FILE instead of printing it"
@@ -43,7 +44,10 @@ def run(args: argparse.Namespace) -> int:
                 f"{plan.app.root}: no wheelhouse for {plan.target} in {store.root} yet",
                 hint=f"run `wheelbarrow build {plan.app.root}` first (sbom never downloads)",
             ) from exc
-        document = sbom.cyclonedx_json(
+        document_of = sbom.cyclonedx_json
+        if args.format == "spdx":
+            from wheelbarrow.wheelhouse.sbom_spdx import spdx_json as document_of
+        document = document_of(
             store,
             key,
             subject="wheelhouse",
