@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import struct
@@ -18,7 +19,7 @@ from wheelbarrow._core.report import RecordingReporter
 from wheelbarrow.lock.lockfile import Artefact
 from wheelbarrow.store.fetch import Fetcher
 from wheelbarrow.store.store import Store
-from wheelbarrow.store.wheelcheck import check_wheel
+from wheelbarrow.store.wheelcheck import StreamedMembers, check_wheel
 
 
 def rewrite(wheel: Path, member: str, data: bytes) -> Path:
@@ -235,6 +236,147 @@ class TestContents:
         assert "hash / size of alpha/zeros.bin didn't match RECORD" in info.value.message
 
 
+def flipped_big(directory: Path) -> Path:
+    """A stored 3 MiB member with one byte changed after its first MiB."""
+    wheel = rebuilt(
+        make_wheel(directory, "alpha", "1.0"),
+        "alpha/big.bin",
+        bytes(BIG),
+        compress_type=zipfile.ZIP_STORED,
+    )
+    flip_byte(wheel, member_data_offset(wheel, "alpha/big.bin") + BIG - 10)
+    return wheel
+
+
+def corrupt_deflate(directory: Path) -> Path:
+    """A deflated member whose stream does not inflate."""
+    wheel = rebuilt(
+        make_wheel(directory, "alpha", "1.0"),
+        "alpha/big.bin",
+        os.urandom(BIG),
+        compress_type=zipfile.ZIP_DEFLATED,
+    )
+    with wheel.open("r+b") as f:
+        f.seek(member_data_offset(wheel, "alpha/big.bin"))
+        f.write(b"\xff" * 64)
+    return wheel
+
+
+def big_rehashed(directory: Path) -> Path:
+    """A wheel past 4 MB whose RECORD lies about three members."""
+    wheel = make_wheel(directory, "alpha", "1.0")
+    for i in range(8):
+        wheel = rebuilt(
+            wheel, f"alpha/part{i}.bin", os.urandom(1 << 20), compress_type=zipfile.ZIP_STORED
+        )
+    return rehashed(wheel, {f"alpha/part{i}.bin" for i in (6, 1, 4)})
+
+
+class _Unseekable:
+    """A file zipfile can only append to: it writes each member's sizes after its bytes (a
+    data descriptor), as a wheel written to a pipe has them."""
+
+    def __init__(self, f):
+        self.f = f
+
+    def write(self, data):
+        return self.f.write(data)
+
+    def flush(self):
+        self.f.flush()
+
+
+def with_data_descriptors(directory: Path, *, lie: bool) -> Path:
+    """alpha 1.0 rewritten with data descriptors, its module changed behind RECORD if ``lie``."""
+    wheel = make_wheel(directory, "alpha", "1.0")
+    with zipfile.ZipFile(wheel) as src:
+        members = {info.filename: src.read(info) for info in src.infolist()}
+    if lie:
+        members["alpha/__init__.py"] = b"EVIL = 1\n"
+    with wheel.open("wb") as raw, zipfile.ZipFile(_Unseekable(raw), "w") as dst:
+        for name, content in members.items():
+            dst.writestr(name, content, compress_type=zipfile.ZIP_DEFLATED)
+    with zipfile.ZipFile(wheel) as archive:
+        assert all(info.flag_bits & 0x8 for info in archive.infolist())
+    return wheel
+
+
+def outcome(wheel: Path, streamed: StreamedMembers | None = None) -> str:
+    """What check_wheel says of ``wheel``: "sound", or its error's message."""
+    try:
+        check_wheel(wheel, streamed=streamed)
+    except MalformedWheelError as exc:
+        return exc.message
+    return "sound"
+
+
+def streamed(wheel: Path, chunk: int) -> StreamedMembers:
+    """The wheel's bytes fed ``chunk`` bytes at a time, as a download writes them."""
+    members = StreamedMembers()
+    data = wheel.read_bytes()
+    for start in range(0, len(data), chunk):
+        members.feed(data[start : start + chunk])
+    return members
+
+
+MAKERS = {
+    "sound": lambda d: make_wheel(d, "alpha", "1.0"),
+    "sound, big deflated": lambda d: rebuilt(
+        make_wheel(d, "alpha", "1.0"),
+        "alpha/big.bin",
+        os.urandom(BIG),
+        compress_type=zipfile.ZIP_DEFLATED,
+    ),
+    "sound, bzip2": lambda d: rebuilt(
+        make_wheel(d, "alpha", "1.0"), "alpha/big.bin", b"x" * 1000, compress_type=zipfile.ZIP_BZIP2
+    ),
+    "lying RECORD": tampered,
+    "changed byte": flipped_big,
+    "corrupt deflate": corrupt_deflate,
+    "big, three lies": big_rehashed,
+    "not a zip": not_a_zip,
+    "data descriptors": lambda d: with_data_descriptors(d, lie=False),
+    "data descriptors, lying RECORD": lambda d: with_data_descriptors(d, lie=True),
+}
+
+
+# A byte at a time only through the small wheels: megabytes of it take minutes.
+BIG_KINDS = ("sound, big deflated", "changed byte", "corrupt deflate", "big, three lies")
+CASES = [
+    (kind, chunk)
+    for kind in sorted(MAKERS)
+    for chunk in (1, 4093, 1 << 16, 1 << 30)
+    if chunk > 1 or kind not in BIG_KINDS
+]
+
+
+class TestStreamedMembers:
+    @pytest.mark.parametrize(("kind", "chunk"), CASES)
+    def test_the_streamed_check_finds_what_the_file_check_finds(self, tmp_path, kind, chunk):
+        """Whatever the wheel and however its bytes arrive, checking it with its members
+        hashed as they streamed past says what checking the file alone says."""
+        wheel = MAKERS[kind](tmp_path / "dists")
+        alone = outcome(wheel)
+        assert outcome(wheel, streamed(wheel, chunk)) == alone
+        assert (alone == "sound") == (kind.startswith("sound") or kind == "data descriptors")
+
+    def test_every_member_of_a_plain_wheel_is_taken_from_the_stream(self, tmp_path):
+        """A wheel with sizes in its local headers, stored or deflated, streams whole: no
+        member is left to read from the file again."""
+        wheel = MAKERS["sound, big deflated"](tmp_path / "dists")
+        members = streamed(wheel, 1 << 16)
+        with zipfile.ZipFile(wheel) as archive:
+            assert all(members.seen(info) is not None for info in archive.infolist())
+
+    def test_members_with_data_descriptors_are_left_to_the_file(self, tmp_path):
+        """Members whose sizes come after their bytes are not followed (the file check
+        reads them)."""
+        wheel = with_data_descriptors(tmp_path / "dists", lie=False)
+        members = streamed(wheel, 1 << 16)
+        with zipfile.ZipFile(wheel) as archive:
+            assert all(members.seen(info) is None for info in archive.infolist())
+
+
 def artefact_for(path: Path) -> Artefact:
     return Artefact(
         name=canonicalize_name("alpha"),
@@ -260,6 +402,20 @@ class TestStoreEntry:
         assert "alpha-1.0-py3-none-any.whl" in info.value.message
         assert blobs(store.root) == []
         assert [p.name for p in store.tmp_dir().iterdir()] == []
+
+    def test_a_fetched_wheel_whose_record_lies_never_enters_the_store(self, tmp_path, local_index):
+        """A downloaded wheel (its members hashed as it streams in) whose module is not the one
+        its RECORD hashes is refused, naming the wheel and the member; nothing is kept."""
+        store = Store(tmp_path / "store")
+        wheel = tampered(tmp_path / "dists")
+        index = local_index(wheel.parent)
+        url = f"{index.base_url.rstrip('/')}/{wheel.name}"
+        artefact = dataclasses.replace(artefact_for(wheel), path=None, url=url)
+        with pytest.raises(MalformedWheelError) as info:
+            Fetcher().fetch([artefact], store, RecordingReporter())
+        assert info.value.message.startswith("alpha-1.0-py3-none-any.whl: its RECORD")
+        assert "hash / size of alpha/__init__.py didn't match RECORD" in info.value.message
+        assert blobs(store.root) == []
 
     def test_a_fetched_wheel_that_is_malformed_never_enters_the_store(self, tmp_path):
         """A local file whose hash is the lock's, but that is no zip, is refused by the fetcher."""

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, BinaryIO, TypeVar
 from wheelbarrow._core.digests import file_sha256
 from wheelbarrow._core.errors import HashMismatchError, StoreError
 from wheelbarrow._core.scratch import clean_stale, lease, scratch
-from wheelbarrow.store.wheelcheck import check_wheel, is_wheel
+from wheelbarrow.store.wheelcheck import StreamedMembers, check_wheel, is_wheel
 
 if TYPE_CHECKING:
     from filelock import FileLock
@@ -33,16 +33,19 @@ class BlobWriter:
     wrong file, whatever interrupts the writer.
     """
 
-    def __init__(self, fileobj: BinaryIO) -> None:
+    def __init__(self, fileobj: BinaryIO, members: StreamedMembers | None = None) -> None:
         self._file = fileobj
         self._hash = hashlib.sha256()
         self.size = 0
+        self.members = members  # a wheel's members, hashed as they stream past
 
     def write(self, chunk: bytes) -> None:
         """Append ``chunk``."""
         self._file.write(chunk)
         self._hash.update(chunk)
         self.size += len(chunk)
+        if self.members is not None:
+            self.members.feed(chunk)
 
     @property
     def sha256(self) -> str:
@@ -82,10 +85,12 @@ class Store:
         """Write a blob that must hash to ``sha256``; ``label`` names it in errors.
 
         A ``filename`` ending in ``.whl`` is checked as a wheel (a zip, true to
-        its RECORD and name) before it enters the store.
+        its RECORD and name) before it enters the store, its members hashed as
+        they are written (while the rest downloads), not read again after.
         """
+        wheel = filename is not None and is_wheel(filename)
         with self.scratch("blob-", directory=False) as tmp, tmp.open("xb") as f:
-            writer = BlobWriter(f)
+            writer = BlobWriter(f, StreamedMembers() if wheel else None)
             yield writer
             f.flush()
             if writer.sha256 != sha256:
@@ -99,8 +104,8 @@ class Store:
                     f"{label}: {writer.size} bytes, the lock says {size}",
                     hint="lock again",
                 )
-            if filename is not None and is_wheel(filename):
-                check_wheel(tmp, filename=filename)
+            if wheel:
+                check_wheel(tmp, filename=filename, streamed=writer.members)
             final = self.blob(sha256)
             final.parent.mkdir(parents=True, exist_ok=True)
             os.chmod(tmp, 0o444)

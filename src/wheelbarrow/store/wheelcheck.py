@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, cast
+from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple, cast
 
 from wheelbarrow._core.errors import MalformedWheelError
 
@@ -23,7 +23,9 @@ def is_wheel(filename: str) -> bool:
     return filename.endswith(".whl")
 
 
-def check_wheel(path: Path, *, filename: str | None = None) -> None:
+def check_wheel(
+    path: Path, *, filename: str | None = None, streamed: StreamedMembers | None = None
+) -> None:
     """Raise :class:`MalformedWheelError` unless ``path`` is a sound wheel called ``filename``.
 
     Sound means: a zip archive with one ``.dist-info`` directory whose RECORD
@@ -31,7 +33,9 @@ def check_wheel(path: Path, *, filename: str | None = None) -> None:
     the name and version of the file name. ``filename`` defaults to the path's
     name (files entering the store are checked under a temporary name).
     Reading errors other than the archive's own (a full or failing disk)
-    propagate as they are.
+    propagate as they are. ``streamed`` holds what was found of the members while
+    the file's bytes were written (:class:`StreamedMembers`): those it hashed are
+    not read again.
     """
     from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
@@ -42,11 +46,11 @@ def check_wheel(path: Path, *, filename: str | None = None) -> None:
         raise MalformedWheelError(
             f"{filename}: not a wheel file name: {exc}", path=filename
         ) from exc
-    metadata = _checked_metadata(path, filename)
+    metadata = _checked_metadata(path, filename, streamed)
     _check_name_and_version(filename, name, version, metadata)
 
 
-def _checked_metadata(path: Path, filename: str) -> Message:
+def _checked_metadata(path: Path, filename: str, streamed: StreamedMembers | None) -> Message:
     """The METADATA of the wheel at ``path``, once its RECORD is checked against its contents."""
     import zipfile  # here, not at the top: the store imports this module on every command
     import zlib
@@ -68,7 +72,9 @@ def _checked_metadata(path: Path, filename: str) -> Message:
                     str(issue).removeprefix(f"In {filename}, ")
                     for issue in getattr(exc, "issues", [exc])
                 ]
-            issues += check_contents(path, archive, source.read_dist_info("RECORD"))
+            issues += check_contents(
+                path, archive, source.read_dist_info("RECORD"), streamed=streamed
+            )
             if issues:
                 shown = "\n".join(f"  - {issue}" for issue in issues[:10])
                 more = f"\n  - and {len(issues) - 10} more" if len(issues) > 10 else ""
@@ -115,13 +121,21 @@ def _check_name_and_version(
         )
 
 
-def check_contents(path: Path, archive: zipfile.ZipFile, record_text: str) -> list[str]:
+def check_contents(
+    path: Path,
+    archive: zipfile.ZipFile,
+    record_text: str,
+    *,
+    streamed: StreamedMembers | None = None,
+) -> list[str]:
     """The members whose size or hash is not what ``record_text`` (the RECORD) says.
 
     Each member is inflated in bounded chunks straight from the archive's file
     (ISA-L's inflate where installed, about twice zlib's speed, without the GIL),
     its size, CRC-32 and RECORD hash checked: what installs later is what was checked.
     A big wheel's members are checked by several threads, each with its own file.
+    A member ``streamed`` hashed as the file was written, at the offset and with the
+    name and compressed size the central directory gives, is checked by that hash.
     """
     import csv
     import hashlib
@@ -129,17 +143,23 @@ def check_contents(path: Path, archive: zipfile.ZipFile, record_text: str) -> li
 
     records = {row[0]: row for row in csv.reader(record_text.splitlines()) if row}
     todo: list[_Entry] = []
+    found: list[tuple[int, str]] = []
     for index, info in enumerate(archive.infolist()):
         row = records.get(info.filename)
         if info.filename.endswith("/") or row is None or len(row) < 3 or "=" not in row[1]:
             continue  # directories; what RECORD does not hash was reported above
         algorithm, _, value = row[1].partition("=")
         if algorithm in hashlib.algorithms_guaranteed and row[2].isdigit():
-            todo.append((index, info, algorithm, value, int(row[2])))
+            entry = (index, info, algorithm, value, int(row[2]))
+            seen = streamed.seen(info) if streamed is not None and algorithm == "sha256" else None
+            if seen is None:
+                todo.append(entry)
+            elif issue := _streamed_issue(entry, seen):
+                found.append((index, issue))
     total = sum(entry[1].compress_size for entry in todo)
     parts = min(len(todo), os.cpu_count() or 1, 4) if total > _PARALLEL_FROM else 1
     if parts <= 1:
-        found = _check_entries(path, archive, todo)
+        found += _check_entries(path, archive, todo)
     else:
         from concurrent.futures import ThreadPoolExecutor
 
@@ -150,7 +170,7 @@ def check_contents(path: Path, archive: zipfile.ZipFile, record_text: str) -> li
             groups[least].append(entry)
             loads[least] += entry[1].compress_size
         with ThreadPoolExecutor(max_workers=parts) as pool:
-            found = [
+            found += [
                 i for g in pool.map(lambda g: _check_entries(path, archive, g), groups) for i in g
             ]
     return [issue for _, issue in sorted(found)]
@@ -244,3 +264,163 @@ def _inflater() -> tuple[Any, type[Exception]]:
 
         return zlib.decompressobj(-15), zlib.error
     return isal_zlib.decompressobj(-15), cast("type[Exception]", isal_zlib.error)
+
+
+class _Seen(NamedTuple):
+    """A member as it streamed past: its local header's name and compression, the bytes
+    it took, and the size, CRC-32 and sha256 of what they inflate to."""
+
+    name: str
+    method: int
+    compress_size: int
+    size: int
+    crc: int
+    sha256: bytes
+
+
+def _streamed_issue(entry: _Entry, seen: _Seen) -> str | None:
+    """What :func:`_check_entries` would find of ``entry``, from its streamed hash."""
+    import base64
+    import zipfile
+
+    _, info, _, value, expected = entry
+    if seen.size <= expected and seen.crc != info.CRC:
+        raise zipfile.BadZipFile(f"Bad CRC-32 for file {info.filename!r}")
+    b64 = base64.urlsafe_b64encode(seen.sha256).decode("ascii").rstrip("=")
+    if seen.size != expected or b64 != value:
+        return f"hash / size of {info.filename} didn't match RECORD"
+    return None
+
+
+class _Member:
+    """The member whose bytes are streaming past: inflated (never past the size its local
+    header gives), hashed and summed as they come."""
+
+    def __init__(self, offset: int, name: str, method: int, size: int, usize: int) -> None:
+        import hashlib
+
+        self.offset, self.name, self.method = offset, name, method
+        self.compress_size, self.left, self.usize = size, size, usize
+        self.inflate = _inflater()[0] if method == 8 else None
+        self.digest = hashlib.sha256()
+        self.size = self.crc = 0
+
+    def take(self, data: bytes) -> bool:
+        """Account for ``data``; False once it inflates past the size its header gives."""
+        if self.inflate is None:
+            return self._out(data)
+        out = self.inflate.decompress(data, _CHUNK)
+        while self._out(out):
+            if not self.inflate.unconsumed_tail:
+                return True
+            out = self.inflate.decompress(self.inflate.unconsumed_tail, _CHUNK)
+        return False
+
+    def _out(self, out: bytes) -> bool:
+        import zlib
+
+        self.size += len(out)
+        if self.size > self.usize:
+            return False
+        self.digest.update(out)
+        self.crc = zlib.crc32(out, self.crc)
+        return True
+
+    def seen(self) -> _Seen | None:
+        """What it was, once all its bytes are in (None if they do not end its stream)."""
+        if self.inflate is not None and not self.inflate.eof:
+            return None
+        return _Seen(
+            self.name, self.method, self.compress_size, self.size, self.crc, self.digest.digest()
+        )
+
+
+class StreamedMembers:
+    """The members of a wheel hashed as its bytes are written, one after the other, so that
+    checking it against its RECORD once it is whole reads them again only where this could
+    not follow.
+
+    It follows the local headers from the start of the file: a member stored or deflated
+    whose sizes its header gives is inflated as its bytes come (ISA-L's inflate, sha256 and
+    CRC-32 all without the GIL). At anything else (the central directory, a data
+    descriptor, zip64, encryption, another compression, a stream that does not end where
+    its header says, more bytes than it says) it stops, keeping what it saw: the check takes
+    a member from here only where the central directory names it at the same offset, with
+    the same name, compression and compressed size, and reads the rest from the file.
+    """
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+        self._at = 0  # the file offset of _buf[0]
+        self._member: _Member | None = None
+        self._seen: dict[int, _Seen] = {}
+        self._stopped = False
+
+    def feed(self, data: bytes) -> None:
+        """The next bytes of the file."""
+        if self._stopped:
+            return
+        self._buf += data
+        try:
+            self._follow()
+        except Exception:  # noqa: BLE001 - a member this cannot follow is read from the file
+            self._stop()
+
+    def seen(self, info: zipfile.ZipInfo) -> _Seen | None:
+        """The member the central directory entry ``info`` names, if it streamed past whole."""
+        seen = self._seen.get(info.header_offset)
+        if (
+            seen is None
+            or seen.name != info.orig_filename
+            or seen.method != info.compress_type
+            or seen.compress_size != info.compress_size
+        ):
+            return None
+        return seen
+
+    def _stop(self) -> None:
+        self._stopped, self._member, self._buf = True, None, bytearray()
+
+    def _follow(self) -> None:
+        import struct
+
+        buf, pos = self._buf, 0
+        while True:
+            member = self._member
+            if member is None:
+                if len(buf) - pos < 30:
+                    break
+                if buf[pos : pos + 4] != b"PK\x03\x04":
+                    self._stop()  # the central directory, or what this does not follow
+                    return
+                _, flags, method, _, _, _, size, usize, name_length, extra_length = (
+                    struct.unpack_from("<HHHHHIIIHH", buf, pos + 4)
+                )
+                data = pos + 30 + name_length + extra_length
+                if len(buf) < data:
+                    break
+                if flags & 0x9 or method not in (0, 8) or 0xFFFFFFFF in (size, usize):
+                    self._stop()  # encrypted, a data descriptor, another compression, zip64
+                    return
+                name = bytes(buf[pos + 30 : pos + 30 + name_length])
+                text = name.decode("utf-8" if flags & 0x800 else "cp437")
+                self._member = _Member(self._at + pos, text, method, size, usize)
+                pos = data
+                continue
+            take = min(member.left, len(buf) - pos)
+            if member.left and not take:
+                break
+            member.left -= take
+            if not member.take(bytes(buf[pos : pos + take])):
+                self._stop()
+                return
+            pos += take
+            if not member.left:
+                seen = member.seen()
+                if seen is None:
+                    self._stop()
+                    return
+                self._seen[member.offset] = seen
+                self._member = None
+        del buf[:pos]
+        self._at += pos
