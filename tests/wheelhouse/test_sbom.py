@@ -400,3 +400,37 @@ class TestWriteNew:
         with pytest.raises(SbomError):
             write_new(path, b"{}", root=tmp_path)
         assert path.is_symlink()
+
+
+class TestVcs:
+    def test_a_vcs_package_names_its_commit_and_repository(self, tmp_path):
+        """A package built from a git checkout: no pypi purl, its commit and repository URL."""
+        import subprocess
+
+        sdist = make_c_extension_sdist(tmp_path / "d", "vcspkg", "1.0")
+        with tarfile.open(sdist) as tar:
+            tar.extractall(tmp_path / "unpacked", filter="data")
+        repo = tmp_path / "unpacked" / "vcspkg-1.0"
+        git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
+        subprocess.run(["git", "init", "-q", str(repo)], check=True)
+        subprocess.run([*git, "add", "-A"], check=True)
+        subprocess.run([*git, "commit", "-q", "-m", "init"], check=True)
+        commit = subprocess.run(
+            [*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        app = make_app(tmp_path / "app", f"vcspkg @ git+{repo.as_uri()}\n")
+        report = build_ok(app, tmp_path / "store", "http://127.0.0.1:9/simple/", "--no-index")
+        raw = cyclonedx_json(
+            Store(tmp_path / "store"),
+            report["key"],
+            subject="wheelhouse",
+            lock=read_lock(app / "pylock.toml"),
+        )
+        component = _component(json.loads(raw), "vcspkg")
+        assert component["bom-ref"] == "vcs:vcspkg@1.0"
+        assert "purl" not in component
+        assert _properties(component)["wheelbarrow:built-from:commit"] == commit
+        (reference,) = component["externalReferences"]
+        assert (reference["type"], reference["url"]) == ("vcs", f"git+{repo.as_uri()}")
+        assert component["pedigree"]["commits"] == [{"uid": commit}]
+        assert JsonStrictValidator(SchemaVersion.V1_6).validate_str(raw.decode()) is None

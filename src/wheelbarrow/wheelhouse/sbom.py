@@ -246,7 +246,7 @@ def _component(facts: PackageFacts) -> Component:
         HashType,
         Property,
     )
-    from cyclonedx.model.component import Component, ComponentType, Pedigree
+    from cyclonedx.model.component import Commit, Component, ComponentType, Pedigree
     from packageurl import PackageURL
 
     name = canonicalize_name(facts.name)
@@ -255,11 +255,11 @@ def _component(facts: PackageFacts) -> Component:
     references = []
     pedigree = None
     origin = facts.origin
-    if isinstance(origin, Local):
+    if isinstance(origin, Local) or (isinstance(origin, Built) and origin.kind == "vcs"):
         # Not on any index: a pkg:pypi purl would name the index project of the same
         # name, which is another package (and a scanner would report its advisories).
         purl = None
-        bom_ref = f"local:{name}@{facts.version}"
+        bom_ref = f"{'local' if isinstance(origin, Local) else 'vcs'}:{name}@{facts.version}"
     else:
         purl = PackageURL(type="pypi", name=name, version=facts.version)
         bom_ref = purl.to_string()
@@ -278,7 +278,10 @@ def _component(facts: PackageFacts) -> Component:
     if isinstance(origin, Built | Local):
         properties.append(Property(name=f"{_NS}:origin", value="built"))
         properties.append(Property(name=f"{_NS}:built-from:kind", value=origin.kind))
-        properties.append(Property(name=f"{_NS}:built-from:sha256", value=origin.source_sha256))
+        if origin.commit is not None:
+            properties.append(Property(name=f"{_NS}:built-from:commit", value=origin.commit))
+        else:
+            properties.append(Property(name=f"{_NS}:built-from:sha256", value=origin.source_sha256))
         if origin.source_filename:
             properties.append(
                 Property(name=f"{_NS}:built-from:filename", value=origin.source_filename)
@@ -299,7 +302,9 @@ def _component(facts: PackageFacts) -> Component:
         if origin.url is not None:
             references.append(
                 ExternalReference(
-                    type=ExternalReferenceType.SOURCE_DISTRIBUTION,
+                    type=ExternalReferenceType.VCS
+                    if origin.kind == "vcs"
+                    else ExternalReferenceType.SOURCE_DISTRIBUTION,
                     url=_uri(origin.url, facts),
                     hashes=source_hashes,
                 )
@@ -312,7 +317,8 @@ def _component(facts: PackageFacts) -> Component:
             hashes=source_hashes,
             description=f"the {origin.kind} {origin.source_filename} it was built from",
         )
-        pedigree = Pedigree(ancestors=[ancestor])
+        commits = [Commit(uid=origin.commit)] if origin.commit is not None else []
+        pedigree = Pedigree(ancestors=[ancestor], commits=commits)
     return Component(
         type=ComponentType.LIBRARY,
         name=name,

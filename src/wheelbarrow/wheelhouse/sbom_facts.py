@@ -57,12 +57,13 @@ class Downloaded:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Built:
-    """A wheel built here from an sdist or VCS checkout."""
+    """A wheel built here from an sdist or VCS checkout (``commit`` the checkout's)."""
 
     kind: str
     source_filename: str
     source_sha256: str
     url: str | None = None
+    commit: str | None = None
     backend: str | None = None
     repair: str | None = None
     python: str | None = None
@@ -168,6 +169,7 @@ class _LockOrigins:
     def __init__(self, lock: Lock | None) -> None:
         self.files: dict[str, tuple[str | None, str | None]] = {}
         self.directories: dict[str, Path] = {}
+        self.vcs: dict[str, tuple[str | None, str | None]] = {}  # name: (url, commit)
         if lock is None:
             return
         base = lock.path.parent
@@ -182,6 +184,9 @@ class _LockOrigins:
                 self.files[sha256] = (index, _clean_url(sdist.url) if sdist.url else None)
             if package.directory is not None:
                 self.directories[canonicalize_name(package.name)] = base / package.directory.path
+            if (vcs := package.vcs) is not None:
+                url = f"{vcs.type}+{_clean_url(vcs.url)}" if vcs.url else None
+                self.vcs[canonicalize_name(package.name)] = (url, vcs.commit_id)
 
     def downloaded(self, sha256: str) -> Downloaded:
         index, url = self.files.get(sha256, (None, None))
@@ -216,6 +221,11 @@ def _built(
     }
     if kind == "directory":
         return Local(**common)
+    if kind == "vcs":
+        url, commit = origins.vcs.get(canonicalize_name(str(wheel["name"])), (None, None))
+        # The manifest names the commit too (git-COMMIT[:subdirectory]), lock or no lock.
+        commit = commit or sha256.removeprefix("git-").split(":")[0] or None
+        return Built(url=url, commit=commit, **common)
     return Built(url=origins.downloaded(sha256).url, **common)
 
 

@@ -176,9 +176,10 @@ def _package(facts: PackageFacts, licences: list[ExtractedLicensingInfo]) -> Pac
     name = canonicalize_name(facts.name)
     origin = facts.origin
     local = isinstance(origin, Local)
+    vcs = isinstance(origin, Built) and origin.kind == "vcs"
     references = (
         []
-        if local
+        if local or vcs
         else [
             ExternalPackageRef(
                 ExternalPackageRefCategory.PACKAGE_MANAGER,
@@ -191,6 +192,8 @@ def _package(facts: PackageFacts, licences: list[ExtractedLicensingInfo]) -> Pac
     if isinstance(origin, Downloaded) and origin.index is not None:
         notes.append(f"downloaded from the index {origin.index}")
     location: str | None = origin.url
+    if vcs and location is not None and isinstance(origin, Built) and origin.commit:
+        location = f"{location}@{origin.commit}"  # SPDX's form: VCS+URL@REVISION
     if location is not None and validate_download_location(location):
         # SPDX's pattern takes host names only (no IP address, no localhost): the URL is
         # still said, in the comment.
@@ -198,7 +201,7 @@ def _package(facts: PackageFacts, licences: list[ExtractedLicensingInfo]) -> Pac
         location = None
     comment = "; ".join(notes) or None
     return Package(
-        spdx_id=_spdx_id("Local" if local else "Package", name, facts.version),
+        spdx_id=_spdx_id("Local" if local else "Vcs" if vcs else "Package", name, facts.version),
         name=name,
         version=facts.version,
         file_name=facts.filename,
@@ -254,7 +257,7 @@ def _declared(facts: PackageFacts, licences: list[ExtractedLicensingInfo]) -> An
 
 def _source_info(origin: Built) -> str:
     facts = [f"built by wheelbarrow from the {origin.kind} {origin.source_filename}"]
-    facts.append(f"sha256 {origin.source_sha256}")
+    facts.append(f"commit {origin.commit}" if origin.commit else f"sha256 {origin.source_sha256}")
     if origin.backend:
         facts.append(f"backend {origin.backend}")
     if origin.python:
