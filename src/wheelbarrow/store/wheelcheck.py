@@ -305,7 +305,7 @@ class _Member:
         self.digest = hashlib.sha256()
         self.size = self.crc = 0
 
-    def take(self, data: bytes) -> bool:
+    def take(self, data: memoryview) -> bool:
         """Account for ``data``; False once it inflates past the size its header gives."""
         if self.inflate is None:
             return self._out(data)
@@ -316,7 +316,7 @@ class _Member:
             out = self.inflate.decompress(self.inflate.unconsumed_tail, _CHUNK)
         return False
 
-    def _out(self, out: bytes) -> bool:
+    def _out(self, out: bytes | memoryview) -> bool:
         import zlib
 
         self.size += len(out)
@@ -350,7 +350,7 @@ class StreamedMembers:
     """
 
     def __init__(self) -> None:
-        self._buf = bytearray()
+        self._buf = b""
         self._at = 0  # the file offset of _buf[0]
         self._member: _Member | None = None
         self._seen: dict[int, _Seen] = {}
@@ -360,9 +360,9 @@ class StreamedMembers:
         """The next bytes of the file."""
         if self._stopped:
             return
-        self._buf += data
         try:
-            self._follow()
+            # Only a header cut by the chunk's end waits here: members' bytes are not copied.
+            self._follow(self._buf + data if self._buf else data)
         except Exception:  # noqa: BLE001 - a member this cannot follow is read from the file
             self._stop()
 
@@ -379,12 +379,12 @@ class StreamedMembers:
         return seen
 
     def _stop(self) -> None:
-        self._stopped, self._member, self._buf = True, None, bytearray()
+        self._stopped, self._member, self._buf = True, None, b""
 
-    def _follow(self) -> None:
+    def _follow(self, buf: bytes) -> None:
         import struct
 
-        buf, pos = self._buf, 0
+        view, pos = memoryview(buf), 0
         while True:
             member = self._member
             if member is None:
@@ -411,7 +411,7 @@ class StreamedMembers:
             if member.left and not take:
                 break
             member.left -= take
-            if not member.take(bytes(buf[pos : pos + take])):
+            if not member.take(view[pos : pos + take]):
                 self._stop()
                 return
             pos += take
@@ -422,5 +422,5 @@ class StreamedMembers:
                     return
                 self._seen[member.offset] = seen
                 self._member = None
-        del buf[:pos]
+        self._buf = buf[pos:]
         self._at += pos
