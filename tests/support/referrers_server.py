@@ -37,6 +37,7 @@ class RegistryState:
     uploads: set[str] = field(default_factory=set)
     requests: list[tuple[str, str]] = field(default_factory=list)
     filters: bool = True
+    refuse_subjects: bool = False  # answer a manifest with a subject with 400
 
     def manifest_puts(self) -> list[str]:
         """The references manifests were PUT under, in order."""
@@ -171,6 +172,9 @@ def _handler(state: RegistryState) -> type[BaseHTTPRequestHandler]:
                 self._send(400, b'{"errors":[{"code":"DIGEST_INVALID"}]}')
                 return
             doc = json.loads(body)
+            if state.refuse_subjects and "subject" in doc:
+                self._send(400, b'{"errors":[{"code":"MANIFEST_INVALID","message":"subject"}]}')
+                return
             for blob in [doc.get("config"), *doc.get("layers", [])]:
                 if blob and blob["digest"] not in state.blobs:
                     self._send(400, b'{"errors":[{"code":"MANIFEST_BLOB_UNKNOWN"}]}')
@@ -192,10 +196,13 @@ def _handler(state: RegistryState) -> type[BaseHTTPRequestHandler]:
 
 
 @contextlib.contextmanager
-def serve_referrers_registry(*, filters: bool = True) -> Iterator[ReferrersRegistry]:
+def serve_referrers_registry(
+    *, filters: bool = True, refuse_subjects: bool = False
+) -> Iterator[ReferrersRegistry]:
     """Run the registry on a free port of 127.0.0.1 until the block ends. ``filters=False``:
-    it ignores ``artifactType`` (and says none was applied), as the spec allows."""
-    state = RegistryState(filters=filters)
+    it ignores ``artifactType`` (and says none was applied), as the spec allows;
+    ``refuse_subjects``: it refuses every manifest with a ``subject``."""
+    state = RegistryState(filters=filters, refuse_subjects=refuse_subjects)
     server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

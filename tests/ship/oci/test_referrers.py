@@ -319,6 +319,26 @@ class TestPushedThroughTheReferrersApi:
         assert attached == {"digest": sbom, "subject": report["digest"], "referrers_tag": None}
 
 
+class TestRefusedReferrer:
+    def test_a_registry_refusing_the_sbom_fails_saying_the_image_is_there(self, env):
+        """A registry that refuses manifests with a subject: the push fails naming the image
+        as pushed without its SBOM, and says how to go without it; the image is tagged."""
+        from support.referrers_server import serve_referrers_registry
+
+        directory = built_app(env, "refused")
+        with serve_referrers_registry(refuse_subjects=True) as server:
+            ref = f"{server.host}/refused:1"
+            result = cli(
+                "image", directory, "--store", env.store, "--base", env.base, "--tag", ref,
+                "--push",
+            )  # fmt: skip
+            tagged_digest = server.state.tags[("refused", "1")]
+        assert result.code != 0
+        assert f"the image {tagged_digest} was pushed, but not its SBOM" in result.err
+        assert "push again with --no-sbom" in result.err
+        assert "Traceback" not in result.err
+
+
 def other_tools_referrer(client: RegistryClient, ref: ImageReference, subject: str) -> str:
     """A signature of ``subject`` attached as another tool would; its manifest's digest."""
     manifest, _, _ = client.get_manifest(ref.with_digest(subject))

@@ -201,16 +201,28 @@ def write_referrer_layout(directory: Path, artifacts: list[Artifact]) -> None:
 
 def push_referrer(client: RegistryClient, ref: ImageReference, artifact: Artifact) -> Attached:
     """Push the referrer's blobs, then its manifest, to ``ref``'s repository (its subject
-    pushed already); an older SBOM of the same image in the referrers tag gives way."""
-    from wheelbarrow.share.oci.referrers import attach
+    pushed already); an older SBOM of the same image in the referrers tag gives way.
 
-    for digest, data in artifact.blobs.items():
-        client.push_blob(ref, digest, data, len(data))
+    A registry refusing it fails the push with what was and was not pushed: the
+    image is there, under its tag, without its SBOM.
+    """
+    from wheelbarrow._core.errors import RegistryError
+    from wheelbarrow.share.oci.referrers import attach
 
     def replaces(entry: Referrer) -> bool:
         return entry.annotations.get(SBOM_SUBJECT) == artifact.subject.digest
 
-    return attach(client, ref, artifact.manifest, OCI_MANIFEST, replaces=replaces)
+    try:
+        for digest, data in artifact.blobs.items():
+            client.push_blob(ref, digest, data, len(data))
+        return attach(client, ref, artifact.manifest, OCI_MANIFEST, replaces=replaces)
+    except RegistryError as exc:
+        raise RegistryError(
+            f"{ref.name}: the image {artifact.subject.digest} was pushed, but not its SBOM "
+            f"(the referrer {artifact.digest}): {exc.message}",
+            hint=(exc.hint + "; or " if exc.hint else "")
+            + "push again with --no-sbom to go without it",
+        ) from exc
 
 
 def _named_manifests(directory: Path, index: Index) -> set[str]:
