@@ -234,9 +234,12 @@ class TestDocument:
         assert json.loads(raw)["specVersion"] == SPEC_VERSION == "1.6"
 
     def test_two_runs_give_the_same_bytes(self, built):
-        """The same store, wheelhouse and arguments give byte-identical documents."""
+        """The same store, wheelhouse and arguments give byte-identical documents, made anew."""
+        import shutil
+
         lock = read_lock(built.app / "pylock.toml")
         first = cyclonedx_json(built.store, built.key, subject="image", lock=lock, name="app:1")
+        shutil.rmtree(built.store.root / "sbom")  # not the kept one: made again
         again = cyclonedx_json(built.store, built.key, subject="image", lock=lock, name="app:1")
         assert first == again
         assert json.loads(first)["serialNumber"].startswith("urn:uuid:")
@@ -434,3 +437,33 @@ class TestVcs:
         assert (reference["type"], reference["url"]) == ("vcs", f"git+{repo.as_uri()}")
         assert component["pedigree"]["commits"] == [{"uid": commit}]
         assert JsonStrictValidator(SchemaVersion.V1_6).validate_str(raw.decode()) is None
+
+
+class TestMadeBefore:
+    def test_a_document_made_before_is_taken_without_loading_the_validator(self, built):
+        """The second request for the same document reads it back: no schema work, same bytes."""
+        import subprocess
+        import sys
+
+        first = cyclonedx_json(built.store, built.key, subject="slug", name="again")
+        script = (
+            "import sys; from pathlib import Path\n"
+            "from wheelbarrow.store.store import Store\n"
+            "from wheelbarrow.wheelhouse.sbom import cyclonedx_json\n"
+            f"doc = cyclonedx_json(Store(Path({str(built.store.root)!r})), {built.key!r}, "
+            "subject='slug', name='again')\n"
+            "sys.stdout.buffer.write(doc)\n"
+            "sys.stderr.write(str('cyclonedx.validation.json' in sys.modules))\n"
+        )
+        done = subprocess.run([sys.executable, "-c", script], capture_output=True, check=True)
+        assert done.stdout == first
+        assert done.stderr == b"False"
+
+    def test_a_damaged_document_is_made_again(self, built):
+        """A kept document whose bytes changed is not served: it is made and kept anew."""
+        first = cyclonedx_json(built.store, built.key, subject="slug", name="damaged")
+        kept = [p for p in (built.store.root / "sbom").iterdir() if p.read_bytes() == first]
+        assert len(kept) == 1
+        kept[0].write_bytes(first.replace(b'"slug"', b'"sluG"'))
+        assert cyclonedx_json(built.store, built.key, subject="slug", name="damaged") == first
+        assert kept[0].read_bytes() == first

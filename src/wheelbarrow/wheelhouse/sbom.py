@@ -14,8 +14,8 @@ only when ``SOURCE_DATE_EPOCH`` gives one.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
-import hashlib
 import json
 import uuid
 from collections.abc import Mapping, Sequence
@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from packaging.utils import canonicalize_name
 
 from wheelbarrow import __version__
+from wheelbarrow._core.digests import json_sha256
 from wheelbarrow._core.errors import StoreError, WheelbarrowError
 from wheelbarrow._core.files import atomic_write_bytes
 from wheelbarrow.store.store import Store
@@ -63,6 +64,11 @@ _NS = "wheelbarrow"
 # A file larger than this where the document goes is not one wheelbarrow wrote (its documents
 # run to a few kB a package): it is not even read.
 _LARGEST_OWN = 64 << 20
+# Bumped when the document wheelbarrow writes for the same inputs changes: documents made
+# before (see _CACHE) are then made again.
+_DOCUMENT_FORMAT = 1
+# Where the documents made are kept, by a digest of their inputs.
+_CACHE = "sbom"
 # Derives the serial number from the document's content (RFC 4122 name-based UUID).
 _SERIAL_NAMESPACE = uuid.UUID("0b7e58a4-52f1-5d0c-9a7e-3c1f6d2b8e90")
 
@@ -112,6 +118,23 @@ def cyclonedx_json(
             hint="run `wheelbarrow build` first",
         )
     facts = sbom_facts.package_facts(store, manifest, lock)
+    # The document is a function of these alone: one made before is taken as it is, without
+    # loading the library or its validator (an export or slug of an unchanged wheelhouse).
+    inputs = [
+        _DOCUMENT_FORMAT,
+        __version__,
+        _library_version(),
+        wheelhouse_key,
+        manifest.get("target"),
+        [dataclasses.asdict(f) for f in facts],
+        subject,
+        name,
+        dataclasses.asdict(runtime) if runtime is not None else None,
+        epoch,
+    ]
+    cached = store.root / _CACHE / f"{json_sha256(inputs)}.cdx.json"
+    if (document := _cached(cached)) is not None:
+        return document
     bom = _bom(
         facts,
         manifest=manifest,
@@ -123,7 +146,27 @@ def cyclonedx_json(
     )
     text = _serialise(bom, with_timestamp=epoch is not None)
     _validate(text, wheelhouse_key)
-    return text.encode("utf-8")
+    document = text.encode("utf-8")
+    atomic_write_bytes(cached, document)
+    return document
+
+
+def _library_version() -> str:
+    from cyclonedx import __version__ as version  # the package's top module only: light
+
+    return str(version)
+
+
+def _cached(path: Path) -> bytes | None:
+    """A document made before for the same inputs, if it is there and whole: its serial number,
+    derived from the rest of it, must still match (a damaged file is made again)."""
+    try:
+        document = path.read_bytes()
+        data = json.loads(document)
+        serial = data.pop("serialNumber")
+    except (OSError, ValueError, KeyError, AttributeError, TypeError):
+        return None
+    return document if serial == _serial(data) else None
 
 
 def refuse_taken(path: Path, *, root: Path) -> None:
@@ -393,14 +436,19 @@ def _serialise(bom: Bom, *, with_timestamp: bool) -> str:
     if not with_timestamp:
         data.get("metadata", {}).pop("timestamp", None)
     data.pop("serialNumber", None)
-    digest = hashlib.sha256(_dumps(data).encode()).hexdigest()
-    serial = f"urn:uuid:{uuid.uuid5(_SERIAL_NAMESPACE, digest)}"
-    data["serialNumber"] = serial
+    data["serialNumber"] = _serial(data)
     # The order of the specification's examples: what the document is first, then its parts.
     first = ("$schema", "bomFormat", "specVersion", "serialNumber", "version", "metadata")
     ordered = {k: data[k] for k in first if k in data}
     ordered.update((k, v) for k, v in data.items() if k not in ordered)
     return _dumps(ordered)
+
+
+def _serial(data: Mapping[str, Any]) -> str:
+    """The serial number of a document (``data`` without one): a name-based UUID of its JSON,
+    whatever order its fields are in."""
+    content = {k: v for k, v in data.items() if k != "serialNumber"}
+    return f"urn:uuid:{uuid.uuid5(_SERIAL_NAMESPACE, json_sha256(content))}"
 
 
 def _dumps(data: Mapping[str, Any]) -> str:
