@@ -467,3 +467,29 @@ class TestMadeBefore:
         kept[0].write_bytes(first.replace(b'"slug"', b'"sluG"'))
         assert cyclonedx_json(built.store, built.key, subject="slug", name="damaged") == first
         assert kept[0].read_bytes() == first
+
+
+class TestDirectUrls:
+    def test_files_named_by_direct_urls_keep_them(self, built, tmp_path):
+        """`name @ URL` requirements: the wheel's and the sdist's URLs are their references."""
+        base = built.index_url.removesuffix("simple/")
+        app = make_app(
+            tmp_path / "app",
+            f"licpkg @ {base}licpkg-2.0-py3-none-any.whl\ncext @ {base}cext-1.0.tar.gz\n",
+        )
+        report = build_ok(app, built.store.root, built.index_url)
+        lock = read_lock(app / "pylock.toml")
+        assert {p.name: p.archive is not None for p in lock.pylock.packages}["cext"]
+        document = json.loads(
+            cyclonedx_json(built.store, report["key"], subject="wheelhouse", lock=lock)
+        )
+        (wheel_ref,) = _component(document, "licpkg")["externalReferences"]
+        assert (wheel_ref["type"], wheel_ref["url"]) == (
+            "distribution",
+            f"{base}licpkg-2.0-py3-none-any.whl",
+        )
+        (sdist_ref,) = _component(document, "cext")["externalReferences"]
+        assert (sdist_ref["type"], sdist_ref["url"]) == (
+            "source-distribution",
+            f"{base}cext-1.0.tar.gz",
+        )

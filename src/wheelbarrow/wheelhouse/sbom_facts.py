@@ -179,9 +179,10 @@ class _LockOrigins:
                 sha256 = (wheel.hashes or {}).get("sha256")
                 if sha256:
                     self.files[sha256] = (index, _clean_url(wheel.url) if wheel.url else None)
-            sdist = package.sdist
-            if sdist is not None and (sha256 := (sdist.hashes or {}).get("sha256")):
-                self.files[sha256] = (index, _clean_url(sdist.url) if sdist.url else None)
+            # An sdist, or a direct URL to an archive (`name @ https://.../x.tar.gz`).
+            for source in (package.sdist, package.archive):
+                if source is not None and (sha256 := (source.hashes or {}).get("sha256")):
+                    self.files[sha256] = (index, _clean_url(source.url) if source.url else None)
             if package.directory is not None:
                 self.directories[canonicalize_name(package.name)] = base / package.directory.path
             if (vcs := package.vcs) is not None:
