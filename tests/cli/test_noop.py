@@ -263,6 +263,18 @@ class TestInputs:
         assert plan_then(lambda: (listed / "new").mkdir()) is None
         assert plan_then(lambda: read.write_text("y")) is None
 
+    def test_a_directory_only_looked_up_may_change_meanwhile(self, tmp_path):
+        """A directory the plan only looked up (as resolving a path looks up /tmp) counts as a
+        directory, not by what it holds: another process's new file there keeps the record."""
+        shared = tmp_path / "shared"
+        shared.mkdir()
+        with noop.watching({}) as watch:
+            assert shared.is_dir()
+            other = threading.Thread(target=(shared / "someone-elses").write_text, args=("x",))
+            other.start()
+            other.join()
+        assert noop.inputs_of(watch, argparse.Namespace(app=str(tmp_path))) is not None
+
     def test_watches_of_two_threads_see_their_own_reads(self, tmp_path):
         """Two plans watched at once in two threads each record what they read, not the
         other's; os.stat is itself again when neither watches."""

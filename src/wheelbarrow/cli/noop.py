@@ -79,7 +79,7 @@ class RecordingEnviron(Mapping[str, str]):
 class Watch:
     """What the planning thread read, and whether it did anything that is not reading."""
 
-    __slots__ = ("acted", "dirs", "environ", "files", "probed", "seen", "thread")
+    __slots__ = ("acted", "dirs", "environ", "files", "probed", "seen", "seen_dirs", "thread")
 
     def __init__(self, thread: int, environ: RecordingEnviron) -> None:
         self.thread = thread
@@ -89,27 +89,33 @@ class Watch:
         self.probed: set[str] = set()  # looked up (os.stat, os.lstat): is it there, and what
         self.acted: list[str] = []  # processes started, files written, what cannot be followed
         self.seen: dict[str, Identity] = {}  # each path's identity when the plan first read it
+        self.seen_dirs: dict[str, Identity] = {}  # and each listed directory's
 
 
 Identity = tuple[int, ...] | str | None  # of what is at a path: its stat, an error, or nothing
 _os_stat = os.stat  # as imported: the probes below wrap os.stat while a plan is watched
 
 
-def _identity(path: str) -> Identity:
+def _identity(path: str, *, listed: bool = False) -> Identity:
     """What is at ``path`` now, by the stat of what it names: any write changes it (its
-    ctime), and so does a file put in its place or a link pointed elsewhere."""
+    ctime), and so does a file put in its place or a link pointed elsewhere. A directory
+    opened or looked up counts only as one (so in the digest): its entries count where it
+    is ``listed``."""
     try:
         st = _os_stat(path)
     except FileNotFoundError:
         return None
     except OSError as exc:
         return f"error {exc.errno}"
+    if S_ISDIR(st.st_mode) and not listed:
+        return "directory"  # /tmp or the store, looked up on the way: not what it holds
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
-def _seen(watch: Watch, path: str) -> None:
-    if path not in watch.seen:
-        watch.seen[path] = _identity(path)
+def _seen(watch: Watch, path: str, *, listed: bool = False) -> None:
+    seen = watch.seen_dirs if listed else watch.seen
+    if path not in seen:
+        seen[path] = _identity(path, listed=listed)
 
 
 _active: dict[int, Watch] = {}  # by thread
@@ -138,7 +144,7 @@ def _audit(event: str, args: tuple[Any, ...]) -> None:
         else:
             listed = os.path.abspath(os.fsdecode(path if path is not None else "."))
             watch.dirs.add(listed)
-            _seen(watch, listed)
+            _seen(watch, listed, listed=True)
     elif event in SPAWNS:
         watch.acted.append(f"ran {event}")
 
@@ -234,7 +240,9 @@ def inputs_of(watch: Watch, args: argparse.Namespace) -> Inputs | None:
     # A file another process saved (or made, or removed) after the plan read it and before
     # the digest would be recorded by bytes the plan never saw: a later build would answer
     # "up to date" with the old plan's key. So what the plan read must be as it was then.
-    if any(_identity(p) != watch.seen[p] for p in (*files, *dirs) if p in watch.seen):
+    if any(_identity(p) != watch.seen[p] for p in files if p in watch.seen) or any(
+        _identity(p, listed=True) != watch.seen_dirs[p] for p in dirs if p in watch.seen_dirs
+    ):
         return None
     return Inputs(files=files, dirs=dirs, env=env, code=code, digest=digest)
 
