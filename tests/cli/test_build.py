@@ -353,6 +353,45 @@ class TestChangedSinceLastBuild:
             {"name": "alpha", "old": "2.0", "new": "2.0", "detail": "same version, new file"}
         ]
 
+    def test_a_local_wheel_rebuilt_under_its_name_is_locked_again(self, tmp_path):
+        """A wheel file named by path and rebuilt with the same file name relocks, so the
+        next build takes its new bytes and an install deploys its new code."""
+        wheel = make_wheel(tmp_path / "mine", "gamma", "1.0", files={"gamma/__init__.py": "V=1\n"})
+        app = make_unpinned_app(tmp_path / "app", f"{wheel}\n")
+        store = tmp_path / "store"
+        args = ("build", app, "--store", store, "--platform", PLATFORM, "--no-index", "--json")
+        first = cli(*args)
+        assert first.code == 0, first.err
+        make_wheel(tmp_path / "mine", "gamma", "1.0", files={"gamma/__init__.py": "V=2\n"})
+
+        second = cli(*args)
+        again = cli(*args)
+
+        assert second.code == 0, second.err
+        assert second.json()["key"] != first.json()["key"]
+        house = Path(second.json()["wheelhouse"]) / wheel.name
+        assert house.read_bytes() == wheel.read_bytes()
+        assert again.json()["key"] == second.json()["key"]  # and then it is up to date
+
+    def test_a_local_sdist_rebuilt_under_its_name_is_locked_again(self, tmp_path):
+        """An sdist file named by path and replaced with other bytes of the same name relocks
+        and is built again."""
+        sdist = make_c_extension_sdist(tmp_path / "mine", "cext", "1.0")
+        app = make_unpinned_app(tmp_path / "app", f"{sdist}\n")
+        store = tmp_path / "store"
+        args = ("build", app, "--store", store, "--platform", PLATFORM, "--no-index", "--json")
+        first = cli(*args)
+        assert first.code == 0, first.err
+        renamed = sdist.with_name("old-" + sdist.name)
+        sdist.rename(renamed)
+        make_c_extension_sdist(tmp_path / "mine", "cext", "1.0", define="FIXTURE_VALUE=9")
+
+        second = cli(*args)
+
+        assert second.code == 0, second.err
+        assert second.json()["key"] != first.json()["key"]
+        assert renamed.read_bytes() != sdist.read_bytes()
+
     def test_version_changes_and_removals_are_listed(self, tmp_path, wheels, local_index):
         """An upgrade reads old -> new; a dropped package reads removed."""
         index = local_index(wheels)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from packaging.utils import canonicalize_name
 
-from wheelbarrow._core.digests import json_sha256
+from wheelbarrow._core.digests import file_sha256, json_sha256
 from wheelbarrow._core.errors import LockError
 from wheelbarrow._core.redact import redact, strip_credentials
 from wheelbarrow._core.report import Reporter
@@ -94,7 +94,28 @@ def _bare(url: str) -> str:
 
 
 def _line_key(line: RequirementLine) -> str:
-    return str(line) + "".join(f" --hash={h}" for h in sorted(line.hashes))
+    key = str(line) + "".join(f" --hash={h}" for h in sorted(line.hashes))
+    local = _local_file(line.url)
+    if local is not None:
+        # A wheel or sdist named by its path is rebuilt under the same name: its bytes are
+        # an input, or the lock would keep the old file's hash (and install the old code).
+        key += f" --file-sha256={file_sha256(local)}"
+    return key
+
+
+def _local_file(url: str | None) -> Path | None:
+    """The regular file a ``file:`` URL names, or None (a directory is hashed as a source
+    tree when the lock is read; anything unreadable fails later, naming its line)."""
+    if url is None or not url.startswith("file:"):
+        return None
+    from urllib.parse import urlparse
+    from urllib.request import url2pathname
+
+    path = Path(url2pathname(urlparse(url).path))
+    try:
+        return path if path.is_file() else None
+    except OSError:
+        return None
 
 
 def lock_digest(lock_text: str) -> str | None:
