@@ -98,3 +98,65 @@ class TestSbomCommand:
         assert f"to {target}" in written.out
         assert sorted(p.name for p in target.parent.iterdir()) == ["sbom.cdx.json"]
         assert json.loads(target.read_text())["bomFormat"] == "CycloneDX"
+
+
+class TestEnvironmentSbom:
+    def test_an_installed_environment_lists_its_wheels_and_its_python(self, tmp_path, index_url):
+        """--environment DIR describes what `install` put there: the wheelhouse's packages with
+        their hashes, the environment as the subject and its interpreter's exact version."""
+        app = _pyproject_app(tmp_path / "app")
+        store = tmp_path / "store"
+        report = build_ok(app, store, index_url)
+        env = tmp_path / "env"
+        installed = cli("install", app, "--store", store, "--platform", PLATFORM, "--into", env)
+        assert installed.code == 0, installed.err
+
+        result = cli("sbom", "--environment", env)
+
+        assert result.code == 0, result.err
+        assert JsonStrictValidator(SchemaVersion.V1_6).validate_str(result.out) is None
+        document = result.json()
+        manifest = json.loads((Path(report["wheelhouse"]) / "wheelhouse.json").read_text())
+        hashes = {w["name"]: w["sha256"] for w in manifest["wheels"]}
+        libraries = {
+            c["name"]: c["hashes"][0]["content"]
+            for c in document["components"]
+            if c["type"] == "library"
+        }
+        assert libraries == hashes
+        subject = document["metadata"]["component"]
+        assert subject["name"] == "env"
+        assert {"name": "wheelbarrow:subject", "value": "environment"} in subject["properties"]
+        (runtime,) = [c for c in document["components"] if c["type"] == "platform"]
+        assert runtime["version"] == "{}.{}.{}".format(*sys.version_info[:3])
+
+    def test_a_directory_wheelbarrow_did_not_install_is_refused(self, tmp_path):
+        """A directory without wheelbarrow's marker is named, with what to give instead."""
+        mine = tmp_path / "mine"
+        mine.mkdir()
+        (mine / "notes.txt").write_text("kept")
+
+        result = cli("sbom", "--environment", mine, "--output", mine / "sbom.json")
+
+        assert result.code == 2
+        assert f"error: {mine}: not an environment wheelbarrow installed" in result.err
+        assert "hint: name the directory given to `wheelbarrow install --into`" in result.err
+        assert sorted(p.name for p in mine.iterdir()) == ["notes.txt"]
+
+    def test_an_environment_whose_wheelhouse_was_removed_says_so(self, tmp_path, index_url):
+        """An environment whose wheelhouse left the store is an error naming both."""
+        app = make_app(tmp_path / "app", "alpha==1.0\n")
+        store = tmp_path / "store"
+        build_ok(app, store, index_url)
+        env = tmp_path / "env"
+        installed = cli(
+            "install", app, "--store", store, "--platform", PLATFORM, "--into", env,
+            "--link-mode", "copy",
+        )  # fmt: skip
+        assert installed.code == 0, installed.err
+
+        result = cli("sbom", "--environment", env, "--store", tmp_path / "other-store")
+
+        assert result.code == 1
+        assert f"error: {env}: its wheelhouse " in result.err
+        assert f"is no longer in {tmp_path / 'other-store'}" in result.err
