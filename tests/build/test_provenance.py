@@ -16,7 +16,6 @@ from google.protobuf import json_format
 from in_toto_attestation.predicates.provenance.v1 import provenance_pb2
 from in_toto_attestation.v1 import statement_pb2
 from in_toto_attestation.v1.statement import Statement
-from packaging.utils import canonicalize_name, parse_sdist_filename
 from support import (
     make_build_helper_sdist,
     make_c_extension_sdist,
@@ -25,6 +24,7 @@ from support import (
     sha256_of,
 )
 from support.apps import PLATFORM, build_ok, cli, make_app, run_ok
+from support.artefacts import sdist_artefact
 
 from wheelbarrow import __version__
 from wheelbarrow._core.digests import tree_digest
@@ -46,25 +46,9 @@ from wheelbarrow.build.provenance import (
 from wheelbarrow.build.reproducible import archive_epoch
 from wheelbarrow.build.sources import build_sources
 from wheelbarrow.cli.common import running_interpreter
-from wheelbarrow.lock.lockfile import Artefact
 from wheelbarrow.store.fetch import Fetcher
 from wheelbarrow.store.store import Store
 from wheelbarrow.system.fingerprint import toolchain_fingerprint
-
-
-def sdist_artefact(sdist: Path, base_url: str) -> Artefact:
-    """The lock's artefact for ``sdist`` on the local index at ``base_url``."""
-    name, version = parse_sdist_filename(sdist.name)
-    return Artefact(
-        name=canonicalize_name(name),
-        version=str(version),
-        filename=sdist.name,
-        url=f"{base_url.rstrip('/')}/{sdist.name}",
-        path=None,
-        sha256=sha256_of(sdist),
-        size=sdist.stat().st_size,
-        kind="sdist",
-    )
 
 
 def context(store: Path, index_url: str, **changes: Any) -> SourceContext:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
-from packaging.utils import canonicalize_name, parse_sdist_filename
+from packaging.utils import canonicalize_name
 from support import (
     make_build_helper_sdist,
     make_c_extension_sdist,
@@ -21,9 +21,9 @@ from support import (
     make_fortran_sdist,
     make_malicious_sdist,
     make_wheel,
-    sha256_of,
 )
 from support.apps import PLATFORM, build_cli, build_ok, cli, make_app
+from support.artefacts import sdist_artefact
 
 from wheelbarrow._core.errors import BuildCycleError
 from wheelbarrow._core.report import RecordingReporter
@@ -509,8 +509,6 @@ class TestReportedDurationAndReason:
         import shutil
         import tarfile
 
-        from packaging.utils import canonicalize_name
-
         from wheelbarrow._core.digests import tree_digest
         from wheelbarrow._core.report import NullReporter
         from wheelbarrow._core.runner import run_subprocess
@@ -520,7 +518,6 @@ class TestReportedDurationAndReason:
         from wheelbarrow.build.context import SourceContext
         from wheelbarrow.build.sources import build_sources
         from wheelbarrow.cli.common import running_interpreter
-        from wheelbarrow.lock.lockfile import Artefact
         from wheelbarrow.store.store import Store
 
         with tarfile.open(make_c_extension_sdist(tmp_path / "d", "localpkg", "1.0")) as tar:
@@ -704,9 +701,7 @@ class TestTwoPartBuildKey:
 
     def _linked_sdist(self, tmp_path: Path, store: Path):
         """A fixture C extension linked against libwbdemo.so.1, as an sdist already in the store."""
-        from packaging.utils import canonicalize_name
 
-        from wheelbarrow.lock.lockfile import Artefact
         from wheelbarrow.store.store import Store
 
         libdir = tmp_path / "lib"
@@ -860,21 +855,6 @@ class TestBuildProgress:
         worker.join(timeout=120)
         assert [b.reused for b in done] == [False]
         assert ctx.reporter.builds == [("started", "cext 1.0"), ("built", "cext 1.0")]
-
-
-def sdist_artefact(sdist: Path, base_url: str) -> Artefact:
-    """The lock's artefact for ``sdist`` on the local index at ``base_url``."""
-    name, version = parse_sdist_filename(sdist.name)
-    return Artefact(
-        name=canonicalize_name(name),
-        version=str(version),
-        filename=sdist.name,
-        url=f"{base_url.rstrip('/')}/{sdist.name}",
-        path=None,
-        sha256=sha256_of(sdist),
-        size=sdist.stat().st_size,
-        kind="sdist",
-    )
 
 
 def refuse_to_run(

@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from packaging.tags import parse_tag
-from packaging.utils import canonicalize_name
+from packaging.utils import canonicalize_name, parse_sdist_filename
 from packaging.version import Version
 
+from wheelbarrow.lock.lockfile import Artefact
 from wheelbarrow.share.serve import make_server
 from wheelbarrow.wheelhouse.index import DISTRIBUTION_SUFFIXES, index_files_in, write_index
 
@@ -260,3 +261,18 @@ def serve_local_index(
             requests=requests,
             refused=refused,
         )
+
+
+def sdist_artefact(sdist: Path, base_url: str) -> Artefact:
+    """The lock's artefact for ``sdist`` on the local index at ``base_url``."""
+    name, version = parse_sdist_filename(sdist.name)
+    return Artefact(
+        name=canonicalize_name(name),
+        version=str(version),
+        filename=sdist.name,
+        url=f"{base_url.rstrip('/')}/{sdist.name}",
+        path=None,
+        sha256=sha256_of(sdist),
+        size=sdist.stat().st_size,
+        kind="sdist",
+    )
