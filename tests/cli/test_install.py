@@ -25,8 +25,10 @@ _PROBE = textwrap.dedent(
     code = main(sys.argv[1:] + ["--json"])
     planners = ("packaging", "installer", "wheelbarrow.lock", "wheelbarrow.app")
     loaded = sorted(m for m in sys.modules if m.startswith(planners))
+    # Standard modules a warm install has no use for, whose import alone costs milliseconds.
+    slow = sorted(m for m in ("shutil", "secrets", "random", "threading") if m in sys.modules)
     sys.stderr.write("\\nPROBE " + json.dumps({"code": code, "loaded": loaded,
-                                             "spawned": len(spawned)}) + "\\n")
+                                             "slow": slow, "spawned": len(spawned)}) + "\\n")
     """
 )
 
@@ -47,6 +49,7 @@ def install(app: Path, store: Path, into: Path, *extra: str | Path, env=None) ->
         "code": probe["code"],
         "planned": bool(probe["loaded"]),
         "spawned": probe["spawned"],
+        "slow_imports": probe["slow"],
         "err": done.stderr,
     }
 
@@ -85,6 +88,7 @@ class TestWarmInstall:
         first = json.loads((tmp_path / "first" / ".wheelbarrow-env.json").read_text())
         assert second["env_key"] == first["env_key"]
         assert second["packages"] == 1
+        assert second["slow_imports"] == []
         done = subprocess.run(
             [
                 tmp_path / "second" / "bin" / "python",

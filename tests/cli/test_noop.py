@@ -67,6 +67,8 @@ class TestShortcut:
             *(f"wheelbarrow.{m}" for m in ("cli.render", "share.cluster", "store.fetch")),
             *("packaging", "packaging.tags", "tomllib", "dataclasses", "uv"),
             *("httpx", "filelock", "rich", "platformdirs", "s3fs"),
+            # standard modules it has no use for, whose import alone costs milliseconds
+            *("shutil", "secrets", "random", "threading"),
         ]
         done = subprocess.run(
             [sys.executable, "-c", probe, *unwanted], capture_output=True, text=True, check=False

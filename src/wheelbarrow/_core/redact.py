@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import _thread
 import re
-import threading
 import urllib.parse
 from collections.abc import Iterable
 
@@ -52,7 +52,7 @@ class Secrets:
     """
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = _thread.allocate_lock()
         self._values: tuple[str, ...] = ()
 
     def add(self, values: Iterable[str]) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import threading
+import _thread
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol
@@ -110,7 +110,7 @@ class RecordingReporter:
     files_done: list[str] = field(default_factory=list)
     bytes_done: int = 0
     builds: list[tuple[str, str]] = field(default_factory=list)  # ("started" or the result, label)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _lock: _thread.LockType = field(default_factory=_thread.allocate_lock, repr=False)
 
     def message(self, level: Level, text: str) -> None:
         """Keep a message."""

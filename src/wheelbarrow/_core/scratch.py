@@ -22,8 +22,6 @@ import errno
 import fcntl
 import os
 import re
-import secrets
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -54,7 +52,7 @@ def scratch(parent: Path, prefix: str, *, directory: bool = True) -> Iterator[Pa
     """
     parent.mkdir(parents=True, exist_ok=True)
     while True:
-        name = f"{prefix}{os.getpid()}-{secrets.token_hex(4)}"
+        name = f"{prefix}{os.getpid()}-{os.urandom(4).hex()}"
         lock_path = os.path.join(parent, name + LOCK_SUFFIX)
         fd = _take(lock_path)
         if fd is not None:
@@ -126,6 +124,11 @@ def _looks_like_scratch(name: str, prefix: str) -> bool:
 
 def _remove(path: Path) -> None:
     if path.is_dir() and not path.is_symlink():
+        with contextlib.suppress(OSError):
+            os.rmdir(path)  # emptied by renaming its result away, as callers mostly do
+            return
+        import shutil
+
         shutil.rmtree(path, ignore_errors=True)
         if path.exists():  # a read-only subdirectory, or a file appearing meanwhile
             shutil.rmtree(path)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -87,6 +88,36 @@ COMMANDS: tuple[tuple[str, str, str, str], ...] = (
 )
 
 
+class _Formatter(argparse.HelpFormatter):
+    """argparse's help formatter, as wide as the terminal as argparse makes it, but without
+    importing :mod:`shutil` for it: argparse makes a formatter for every option it adds, and
+    that import alone is a tenth of a no-op build's time."""
+
+    def __init__(
+        self,
+        prog: str,
+        indent_increment: int = 2,
+        max_help_position: int = 24,
+        width: int | None = None,
+    ) -> None:
+        super().__init__(prog, indent_increment, max_help_position, width or _columns() - 2)
+
+
+def _columns() -> int:
+    """The terminal's width as :func:`shutil.get_terminal_size` gives it: ``COLUMNS``, else
+    the width of the terminal on standard output, else 80."""
+    try:
+        columns = int(os.environ.get("COLUMNS", ""))
+    except ValueError:
+        columns = 0
+    if columns > 0:
+        return columns
+    try:
+        return os.get_terminal_size(sys.__stdout__.fileno()).columns or 80  # type: ignore[union-attr]
+    except (AttributeError, ValueError, OSError):
+        return 80
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The argument parser of ``wheelbarrow``: every command, or only ``command`` when named.
 
@@ -98,6 +129,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         prog="wheelbarrow",
         description="Lock, build and install wheelhouses for Python apps: fast, offline, "
         "reproducible.",
+        formatter_class=_Formatter,
     )
     parser.add_argument("--version", action="version", version=f"wheelbarrow {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -106,7 +138,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
             add_arguments: Callable[[argparse.ArgumentParser], None] = getattr(
                 importlib.import_module(f"wheelbarrow.cli.{module}"), function
             )
-            add_arguments(sub.add_parser(name, help=help_text))
+            add_arguments(sub.add_parser(name, help=help_text, formatter_class=_Formatter))
     return parser
 
 

@@ -26,13 +26,13 @@ the plan never saw. Only the standard library is imported here before the shortc
 
 from __future__ import annotations
 
+import _thread
 import argparse
 import contextlib
 import hashlib
 import json
 import os
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -119,13 +119,13 @@ def _seen(watch: Watch, path: str, *, listed: bool = False) -> None:
 
 
 _active: dict[int, Watch] = {}  # by thread
-_lock = threading.Lock()
+_lock = _thread.allocate_lock()
 _hooked = False
 _stats: tuple[Callable[..., os.stat_result], Callable[..., os.stat_result]] | None = None
 
 
 def _audit(event: str, args: tuple[Any, ...]) -> None:
-    watch = _active.get(threading.get_ident()) if _active else None
+    watch = _active.get(_thread.get_ident()) if _active else None
     if watch is None:
         return
     if event == "open":
@@ -153,7 +153,7 @@ def _probing(original: Callable[..., os.stat_result]) -> Callable[..., os.stat_r
     """``os.stat`` or ``os.lstat``, also noting the path for the watch of this thread."""
 
     def probe(path: Any, *args: Any, **kwargs: Any) -> os.stat_result:
-        watch = _active.get(threading.get_ident()) if _active else None
+        watch = _active.get(_thread.get_ident()) if _active else None
         if watch is not None:
             if isinstance(path, int) or kwargs.get("dir_fd") is not None or args:
                 watch.acted.append("looked a file up by a descriptor")
@@ -175,7 +175,7 @@ def watching(environ: Mapping[str, str]) -> Iterator[Watch]:
     and ``os.lstat``, wrapped while any thread watches.
     """
     global _hooked, _stats
-    ident = threading.get_ident()
+    ident = _thread.get_ident()
     watch = Watch(ident, RecordingEnviron(environ))
     with _lock:
         if not _hooked:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import _thread
 import json
 import os
 import re
 import sys
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -65,7 +65,7 @@ class PlainReporter:
 
     def __init__(self, stream: IO[str]) -> None:
         self._stream = stream
-        self._lock = threading.Lock()
+        self._lock = _thread.allocate_lock()
 
     def _write(self, text: str) -> None:
         with self._lock:
@@ -140,7 +140,7 @@ class BuildsView:
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._running: dict[str, tuple[float, Path]] = {}
-        self._lock = threading.Lock()
+        self._lock = _thread.allocate_lock()
 
     def start(self, label: str, log: Path) -> None:
         """Show a build that started now, tailing ``log``."""
@@ -195,7 +195,7 @@ class RichReporter:
         self._files = 0
         self._done = 0
         self._unsized = False
-        self._lock = threading.Lock()
+        self._lock = _thread.allocate_lock()
         self._builds = BuildsView(clock)
         self._live: Any = None
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import hashlib
 import os
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, TypeVar
@@ -144,7 +144,7 @@ class Store:
             except OSError:  # no hard links here: a copy, renamed into place
                 import shutil
 
-                tmp = path.with_name(f".{filename}.{os.getpid()}.{threading.get_ident()}.tmp")
+                tmp = path.with_name(f".{filename}.{os.getpid()}.{_thread.get_ident()}.tmp")
                 shutil.copyfile(blob, tmp)
                 os.replace(tmp, path)
         return path
