@@ -234,14 +234,31 @@ class Bench:
 
     def cold_install(self, i: int, *, pip: bool = True) -> Path:
         """One cold install of each: wheelbarrow with no stored environment, pip, and uv with
-        a new empty cache, all with bytecode."""
-        shutil.rmtree(self.store / "envs", ignore_errors=True)
-        made = self.wb_install(COLD_INSTALL, f"wb-cold-{i}", "built and installed")
+        a new empty cache, all with bytecode.
+
+        Each tool runs right after its own last output is deleted (wheelbarrow's stored
+        environment, uv's cache), and the two take turns at going first: creating files
+        just after thousands were deleted costs several times the kernel time on ext4 (its
+        inode allocator steps over recently freed inodes), so whoever always ran second,
+        after both deletions, would pay for both.
+        """
+        made = Path()
+
+        def wheelbarrow() -> None:
+            nonlocal made
+            shutil.rmtree(self.store / "envs", ignore_errors=True)
+            made = self.wb_install(COLD_INSTALL, f"wb-cold-{i}", "built and installed")
+
+        def uv() -> None:
+            for old in self.work.glob("uv-cold-cache-*"):
+                shutil.rmtree(old)
+            cache = fresh(self.work / f"uv-cold-cache-{i}")
+            self.uv_install(COLD_INSTALL, f"uv-cold-{i}", "--compile-bytecode", cache=cache)
+
+        for tool in (wheelbarrow, uv) if i % 2 == 0 else (uv, wheelbarrow):
+            tool()
         if pip:
             self.pip_install(COLD_INSTALL, f"pip-cold-{i}")
-        cache = fresh(self.work / f"uv-cold-cache-{i}")
-        self.uv_install(COLD_INSTALL, f"uv-cold-{i}", "--compile-bytecode", cache=cache)
-        shutil.rmtree(cache)
         return made
 
     def installs(self, repeat: int, cold: int) -> list[Path]:
