@@ -6,7 +6,14 @@ import hashlib
 import os
 from pathlib import Path
 
-from wheelbarrow.environment.seal import SEAL, SealProblem, make_seal, read_seal, scan_tree
+from wheelbarrow.environment.seal import (
+    SEAL,
+    SealProblem,
+    hash_files,
+    make_seal,
+    read_seal,
+    scan_tree,
+)
 
 
 def tree(root: Path) -> Path:
@@ -180,3 +187,18 @@ class TestScan:
         scan = scan_tree(root)
         assert scan.links == {"escape": str(outside)}
         assert scan.files == {}
+
+
+class TestHashFiles:
+    def test_each_file_gets_its_own_digest_across_batches_and_threads(self, tmp_path):
+        """More files than one thread's batch, in any worker count: every path keeps the
+        digest of its own bytes, and a path that is gone gets an empty one."""
+        rels = [f"d{i % 7}/f{i}.py" for i in range(203)]
+        for i, rel in enumerate(rels):
+            (tmp_path / rel).parent.mkdir(exist_ok=True)
+            (tmp_path / rel).write_bytes(b"x" * i)
+        wanted = {rel: hashlib.sha256(b"x" * i).hexdigest() for i, rel in enumerate(rels)}
+        for workers in (1, 2, 4):
+            assert hash_files(tmp_path, [*rels, "gone.py"], workers=workers) == wanted | {
+                "gone.py": ""
+            }

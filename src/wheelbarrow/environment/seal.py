@@ -247,16 +247,27 @@ def sha256_file(path: Path | str) -> str:
     return digest.hexdigest()
 
 
+_HASH_BATCH = 32  # files a thread hashes per task: one future per file cost more than hashing
+
+
 def hash_files(root: Path, rels: Iterable[str], *, workers: int = 4) -> dict[str, str]:
-    """sha256 of each relative path under ``root`` (hashlib releases the GIL: threads help)."""
+    """sha256 of each relative path under ``root``, in up to ``workers`` threads (no more than
+    the processors: hashlib releases the GIL, but files read from the page cache keep a core
+    busy each), a batch of files to each task."""
     rels = list(rels)
     base = os.fspath(root) + os.sep
+    workers = min(workers, os.cpu_count() or 1)
     if len(rels) < 8 or workers <= 1:
         return {rel: sha256_file(base + rel) for rel in rels}
     from concurrent.futures import ThreadPoolExecutor  # only where there is much to hash
 
+    def batch(start: int) -> list[str]:
+        return [sha256_file(base + rel) for rel in rels[start : start + _HASH_BATCH]]
+
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        return dict(zip(rels, pool.map(lambda r: sha256_file(base + r), rels), strict=True))
+        starts = range(0, len(rels), _HASH_BATCH)
+        digests = [d for done in pool.map(batch, starts) for d in done]
+    return dict(zip(rels, digests, strict=True))
 
 
 def make_seal(
