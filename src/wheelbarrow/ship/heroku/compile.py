@@ -6,7 +6,8 @@ import contextlib
 import json
 import os
 import shutil
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -74,11 +75,22 @@ def compile_app(ctx: CompileContext, out: HerokuReporter) -> None:
     )
     _record_cache(cache, stack=ctx.stack, python=str(choice.version))
 
-    dest, started, never_copied = _install_environment(
-        ctx, app, choice.version, interpreter, cache=cache, config=config, out=out
-    )
-    _after_install(ctx, dest, slug_home=slug_home, config=config, out=out, started=started)
-    _write_sbom(ctx, app, dest, runtime, store=Store(cache / "store"), out=out)
+    store = Store(cache / "store")
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sbom") as threads:
+        # The bill of materials is made while the environment is cloned and checked: it
+        # reads only the store, and the clone and the check wait on the disk and a process.
+        dest, started, never_copied, sbom = _install_environment(
+            ctx,
+            app,
+            choice.version,
+            interpreter,
+            cache=cache,
+            config=config,
+            out=out,
+            sbom=lambda env: threads.submit(_sbom_document, ctx, app, env, runtime, store),
+        )
+        _after_install(ctx, dest, slug_home=slug_home, config=config, out=out, started=started)
+        _write_sbom(ctx, sbom.result(), out=out)
     profile = write_profile(
         ctx.build_dir, venv_rel=VENV, runtime_rel=RUNTIME if runtime.home is not None else None
     )
@@ -144,11 +156,13 @@ def _install_environment(
     cache: Path,
     config: Mapping[str, str],
     out: HerokuReporter,
-) -> tuple[Path, StartedCheck, list[tuple[str, int, int]]]:
+    sbom: Callable[[Path], Future[bytes]],
+) -> tuple[Path, StartedCheck, list[tuple[str, int, int]], Future[bytes]]:
     """The app's environment at BUILD_DIR/.heroku/venv, cloned from the cached store; the
-    check of it, made while it is cloned (on the store's environment); and the test packages
+    check of it, made while it is cloned (on the store's environment); the test packages
     the slug's strip takes out, left out of the clone (paths relative to BUILD_DIR, files,
-    bytes).
+    bytes); and its bill of materials, which ``sbom`` starts on the store's environment
+    before the clone.
 
     The last lock comes from the build cache first, and the lock used goes back there.
     """
@@ -173,6 +187,7 @@ def _install_environment(
             held=held,
             which=ctx.which,
         )
+        document = sbom(env)
         # The check imports every console script: it runs on the stored environment, the
         # same files, while they are cloned (two cores instead of one after the other).
         started = start_check(
@@ -191,7 +206,7 @@ def _install_environment(
         finally:
             started.wait()  # the store's environment stays leased until the check is done
     keep_lock(app.lock_path, cache)
-    return dest, started, [(f"{VENV}/{rel}", f, b) for rel, f, b in tests]
+    return dest, started, [(f"{VENV}/{rel}", f, b) for rel, f, b in tests], document
 
 
 def _after_install(
@@ -225,32 +240,34 @@ def _after_install(
         write_nltk_profile(ctx.build_dir)
 
 
-def _write_sbom(
-    ctx: CompileContext,
-    app: App,
-    dest: Path,
-    runtime: Runtime,
-    *,
-    store: Store,
-    out: HerokuReporter,
-) -> None:
-    """The slug's CycloneDX bill of materials at SBOM: the wheelhouse its environment ``dest``
+def _write_sbom(ctx: CompileContext, document: bytes, *, out: HerokuReporter) -> None:
+    """Write the slug's bill of materials at SBOM."""
+    from wheelbarrow.wheelhouse import sbom
+
+    sbom.write_new(ctx.build_dir / SBOM, document, root=ctx.build_dir)
+    out.detail(f"wrote {SBOM} (CycloneDX {sbom.SPEC_VERSION})")
+
+
+def _sbom_document(
+    ctx: CompileContext, app: App, env: Path, runtime: Runtime, store: Store
+) -> bytes:
+    """The slug's CycloneDX bill of materials: the wheelhouse the store's environment ``env``
     was made from (its marker says which), with the slug's Python."""
     from wheelbarrow.environment.marker import read_marker
     from wheelbarrow.lock.lockfile import read_lock
     from wheelbarrow.wheelhouse import sbom
 
-    key = (read_marker(dest) or {}).get("wheelhouse")
+    key = (read_marker(env) or {}).get("wheelhouse")
     if not isinstance(key, str):
         raise InstallError(
-            f"{dest}: the environment does not name its wheelhouse",
+            f"{env}: the environment does not name its wheelhouse",
             hint="build again; if it persists, clear the build cache",
         )
     try:  # only for the files' URLs, which it finds by their sha256
         lock = read_lock(app.lock_path)
     except WheelbarrowError:
         lock = None
-    document = sbom.cyclonedx_json(
+    return sbom.cyclonedx_json(
         store,
         key,
         subject="slug",
@@ -258,8 +275,6 @@ def _write_sbom(
         lock=lock,
         epoch=sbom.source_date_epoch(ctx.environ),
     )
-    sbom.write_new(ctx.build_dir / SBOM, document, root=ctx.build_dir)
-    out.detail(f"wrote {SBOM} (CycloneDX {sbom.SPEC_VERSION})")
 
 
 def _running_default() -> PythonVersion:
