@@ -226,6 +226,19 @@ class TestUsage:
         assert "Not made by wheelbarrow (store gc never touches them):" in text.out
         assert "  notes.txt: " in text.out
 
+    def test_the_stores_own_bills_of_materials_are_its_own(self, two_builds):
+        """The SBOMs `wheelbarrow sbom` and the image keep in the store count as theirs, not
+        as files a user put there."""
+        app, store, _, _ = two_builds
+        made = cli("sbom", app, "--store", store)
+        assert made.code == 0, made.err
+        (store / "oci" / "sbom").mkdir(parents=True, exist_ok=True)
+        (store / "oci" / "sbom" / f"{'a' * 64}.cdx.json").write_text("{}")
+        report = du(store)
+        assert report["not_wheelbarrows"] == []
+        kinds = {k["kind"]: k["bytes"] for k in report["kinds"]}
+        assert kinds["bills of materials"] > 0
+
     def test_the_text_report_lists_every_kind_and_app(self, two_builds):
         """The human report has one line per kind and one per app."""
         app, store, _, (new, _) = two_builds
@@ -265,6 +278,30 @@ class TestGc:
         again = install(app, store, tmp_path / "env3")
         assert again["status"] == "cloned"
         assert imports(tmp_path / "env3", "alpha") == "2.0"
+
+    def test_bills_of_materials_go_by_age_and_are_made_again(self, two_builds):
+        """A kept SBOM is a cache: gc removes it by age like any unused entry (a user's file
+        beside it stays), and the next `wheelbarrow sbom` makes the same document again."""
+        app, store, _, _ = two_builds
+        first = cli("sbom", app, "--store", store)
+        assert first.code == 0, first.err
+        (cached,) = (store / "sbom").glob("*.cdx.json")
+        image_sbom = store / "oci" / "sbom" / f"{'b' * 64}.cdx.json"
+        image_sbom.parent.mkdir(parents=True)
+        image_sbom.write_text("{}")
+        mine = store / "sbom" / "notes.txt"
+        mine.write_text("mine\n")
+        assert removed(gc(store), "sbom") == set()  # made just now
+        assert removed(gc(store, "--older-than", "0"), "sbom") == {
+            f"sbom/{cached.name}",
+            f"oci/sbom/{image_sbom.name}",
+        }
+        assert not cached.exists() and not image_sbom.exists()
+        assert mine.read_text() == "mine\n"
+        again = cli("sbom", app, "--store", store)
+        assert again.code == 0, again.err
+        assert again.out == first.out
+        assert cached.exists()
 
     def test_the_default_keeps_what_was_used_this_week(self, two_builds):
         """Without limits gc keeps everything used in the last 7 days."""

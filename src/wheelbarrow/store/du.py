@@ -29,6 +29,7 @@ KINDS = (
     "build environments",
     "build cache and logs",
     "image layers",
+    "bills of materials",
     "buildlocks",
     "tmp",
     "other",
@@ -45,6 +46,7 @@ KNOWN = frozenset(
         "buildlocks",
         "apps",
         "oci",
+        "sbom",
         "runtimes",
         "tmp",
         "locks",
@@ -130,6 +132,7 @@ _DU_OF = {
     "build-environment": "build environments",
     "build": "build cache and logs",
     "buildlock": "buildlocks",
+    "sbom": "bills of materials",
     "app": "other",
 }
 

@@ -15,7 +15,9 @@ What is kept
     "Used" is the latest of when an entry was made and when a build or
     install last held its lease; an entry something else refers to (a blob a
     wheelhouse lists) counts as used whenever that was, so nothing is removed
-    before what refers to it.
+    before what refers to it. The bills of materials the store keeps (``sbom/``,
+    ``oci/sbom/``) are a cache that nothing refers to: they go by age or size like the
+    rest, and are made again when next needed.
 
 What a running build or install holds
     Builds and installs hold a shared lease (:func:`wheelbarrow._core.scratch.lease`)
@@ -89,6 +91,7 @@ _RANK = {
     "wheelhouse": 1,
     "environment": 1,
     "layer": 1,
+    "sbom": 1,
     "buildlock": 1,
     "build": 2,
     "build-environment": 3,
@@ -96,6 +99,9 @@ _RANK = {
 }
 _PER_ENTRY_LEASE = {"wheelhouse": "wheelhouse", "environment": "env"}
 _SWEPT = frozenset({"layer", "buildlock", "build", "build-environment", "blob"})
+# Kinds nothing refers to and nobody holds: a reader finds the file whole or not at all (it
+# was written by a rename), and makes it again when it is gone.
+_UNGUARDED = frozenset({"sbom"})
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _SIZES = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}
@@ -292,6 +298,12 @@ def _execute(
                 kept.append(Kept(kind=entry.kind, name=entry.name, why=why))
             else:
                 done.append(entry)
+        elif entry.kind in _UNGUARDED:
+            why = _rename_away(entry, holder)
+            if why:
+                kept.append(Kept(kind=entry.kind, name=entry.name, why=why))
+            else:
+                done.append(entry)
     swept_plan = [e for e in plan if e.kind in _SWEPT]
     if not swept_plan:
         return True
@@ -403,7 +415,8 @@ def _rename_away(entry: Entry, holder: Path) -> str | None:
     """Move each of the entry's paths into the gc scratch directory, in order, one rename each."""
     for i, path in enumerate(entry.paths):
         try:
-            path.rename(holder / f"{entry.kind}-{entry.name}-{i}")
+            # One name in the scratch directory, whatever the entry's name holds ("oci/sbom/...").
+            path.rename(holder / f"{entry.kind}-{entry.name.replace('/', '_')}-{i}")
         except FileNotFoundError:
             continue
         except OSError as exc:

@@ -194,6 +194,7 @@ def take_inventory(store: Store, *, walk: bool = True) -> Inventory:
     _add_wheelhouses(inv, store, builds_by_wheel)
     _add_environments(inv, store, named_files)
     _add_layers(inv, root)
+    _add_sboms(inv, root)
     _add_buildlocks(inv, root)
     _add_apps(inv, root)
     _add_blobs(inv, root, blob_paths)
@@ -296,6 +297,21 @@ def _add_layers(inv: Inventory, root: Path) -> None:
         if isinstance(digest, str) and digest.startswith("sha256:"):
             entry.refs.add(f"blob:{digest.removeprefix('sha256:')}")
         inv.add(entry)
+
+
+# Where bills of materials are kept, by a digest of their inputs: wheelhouse/sbom.py's
+# documents, and ship/oci/referrers.py's of images. Nothing refers to them: a removed one is
+# made again when it is next needed.
+SBOM_DIRS = ("sbom", "oci/sbom")
+
+
+def _add_sboms(inv: Inventory, root: Path) -> None:
+    """The bills of materials the store keeps (files a user put beside them are not)."""
+    for where in SBOM_DIRS:
+        for path in children(root / where, _HEX64, ".cdx.json"):
+            if path.is_file() and not path.is_symlink():
+                name = f"{where}/{path.name}"
+                inv.add(Entry(kind="sbom", name=name, paths=(path,), used=latest_mtime(path)))
 
 
 def _add_buildlocks(inv: Inventory, root: Path) -> None:
