@@ -24,7 +24,7 @@ from support import (
     sha256_of,
 )
 from support.apps import PLATFORM, build_ok, cli, make_app, run_ok
-from support.artefacts import sdist_artefact
+from support.artefacts import served_artefact
 
 from wheelbarrow import __version__
 from wheelbarrow._core.digests import tree_digest
@@ -135,7 +135,7 @@ class TestSdistProvenance:
         index = local_index(d)
         ctx = context(tmp_path / "store", index.url)
 
-        [built] = build_sources([sdist_artefact(sdist, index.base_url)], ctx)
+        [built] = build_sources([served_artefact(sdist, index.base_url)], ctx)
 
         statement = statement_of(built)
         assert statement["_type"] == STATEMENT_TYPE
@@ -193,7 +193,7 @@ class TestSdistProvenance:
         config = read_build_config(settings)
         ctx = context(tmp_path / "store", index.url, config=config)
 
-        [built] = build_sources([sdist_artefact(sdist, index.base_url)], ctx)
+        [built] = build_sources([served_artefact(sdist, index.base_url)], ctx)
 
         definition = statement_of(built)["predicate"]["buildDefinition"]
         assert definition["buildType"] == BUILD_TYPE
@@ -227,7 +227,7 @@ class TestSdistProvenance:
         index = local_index(d)
         ctx = context(tmp_path / "store", index.url)
 
-        [built] = build_sources([sdist_artefact(dependent, index.base_url)], ctx)
+        [built] = build_sources([served_artefact(dependent, index.base_url)], ctx)
 
         entries = records_of(tmp_path / "store")
         helper = next(n for n in entries if n.startswith("buildhelper-"))
@@ -250,7 +250,7 @@ class TestReusedBuilds:
         statement is the first build's file, unchanged, beside the same record."""
         sdist = make_c_extension_sdist(tmp_path / "d")
         index = local_index([sdist])
-        source = sdist_artefact(sdist, index.base_url)
+        source = served_artefact(sdist, index.base_url)
         [first] = build_sources([source], context(tmp_path / "store", index.url))
         original = (first.log.parent / PROVENANCE).read_bytes()
 

@@ -23,7 +23,7 @@ from support import (
     make_wheel,
 )
 from support.apps import PLATFORM, build_cli, build_ok, cli, make_app
-from support.artefacts import sdist_artefact
+from support.artefacts import served_artefact
 
 from wheelbarrow._core.errors import BuildCycleError
 from wheelbarrow._core.report import RecordingReporter
@@ -905,7 +905,7 @@ class TestBuildSources:
         index = local_index(d)
         ctx = source_context(tmp_path / "store", index.url)
 
-        [built] = build_sources([sdist_artefact(dependent, index.base_url)], ctx)
+        [built] = build_sources([served_artefact(dependent, index.base_url)], ctx)
 
         assert isinstance(ctx.reporter, RecordingReporter)
         assert ctx.reporter.builds == [
@@ -932,7 +932,7 @@ class TestBuildSources:
         ctx = source_context(tmp_path / "store", index.url)
 
         with pytest.raises(BuildCycleError) as caught:
-            build_sources([sdist_artefact(ping, index.base_url)], ctx)
+            build_sources([served_artefact(ping, index.base_url)], ctx)
 
         message = caught.value.message
         assert message.startswith(
@@ -949,7 +949,7 @@ class TestBuildSources:
         """Built once, the same source comes from the build cache: no fetch, no lock, no backend."""
         sdist = make_build_helper_sdist(tmp_path / "d")
         index = local_index([sdist])
-        source = sdist_artefact(sdist, index.base_url)
+        source = served_artefact(sdist, index.base_url)
         [first] = build_sources([source], source_context(tmp_path / "store", index.url))
         assert first.reused is False
 

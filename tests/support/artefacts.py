@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from packaging.tags import parse_tag
-from packaging.utils import canonicalize_name, parse_sdist_filename
+from packaging.utils import canonicalize_name, parse_sdist_filename, parse_wheel_filename
 from packaging.version import Version
 
 from wheelbarrow.lock.lockfile import Artefact
@@ -263,16 +263,20 @@ def serve_local_index(
         )
 
 
-def sdist_artefact(sdist: Path, base_url: str) -> Artefact:
-    """The lock's artefact for ``sdist`` on the local index at ``base_url``."""
-    name, version = parse_sdist_filename(sdist.name)
+def served_artefact(file: Path, base_url: str) -> Artefact:
+    """The lock's artefact for ``file`` (a wheel or an sdist) on the local index at
+    ``base_url``."""
+    if file.name.endswith(".whl"):
+        name, version, *_ = parse_wheel_filename(file.name)
+    else:
+        name, version = parse_sdist_filename(file.name)
     return Artefact(
         name=canonicalize_name(name),
         version=str(version),
-        filename=sdist.name,
-        url=f"{base_url.rstrip('/')}/{sdist.name}",
+        filename=file.name,
+        url=f"{base_url.rstrip('/')}/{file.name}",
         path=None,
-        sha256=sha256_of(sdist),
-        size=sdist.stat().st_size,
-        kind="sdist",
+        sha256=sha256_of(file),
+        size=file.stat().st_size,
+        kind="wheel" if file.name.endswith(".whl") else "sdist",
     )

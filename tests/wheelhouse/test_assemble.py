@@ -6,9 +6,10 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from packaging.utils import canonicalize_name, parse_wheel_filename
-from support import make_wheel, sha256_of
+from packaging.utils import canonicalize_name
+from support import make_wheel
 from support.apps import PLATFORM, build_cli, make_app
+from support.artefacts import served_artefact
 from support.damage import flip_a_byte
 
 from wheelbarrow._core.report import RecordingReporter, Reporter
@@ -58,7 +59,6 @@ class TestWithoutSourceBuilder:
     def test_the_error_names_every_package_that_needs_a_source_build(self, tmp_path):
         """A caller that sets up no source builder is told which packages need one."""
         import pytest
-        from packaging.utils import canonicalize_name
 
         from wheelbarrow._core.errors import StoreError
         from wheelbarrow._core.report import NullReporter
@@ -115,20 +115,6 @@ TARGET = Target.parse(python="3.11", platform=PLATFORM)
 SETTINGS = {"layout": 1}
 
 
-def served(wheel: Path, base_url: str) -> Artefact:
-    """The lock's artefact for ``wheel`` on the local index at ``base_url``."""
-    name, version, *_ = parse_wheel_filename(wheel.name)
-    return Artefact(
-        name=canonicalize_name(name),
-        version=str(version),
-        filename=wheel.name,
-        url=f"{base_url.rstrip('/')}/{wheel.name}",
-        path=None,
-        sha256=sha256_of(wheel),
-        size=wheel.stat().st_size,
-    )
-
-
 class CountingFetcher:
     """The real Fetcher, keeping what it was asked for on each call."""
 
@@ -171,7 +157,7 @@ class TestBuildWheelhouse:
         """A wheelhouse whose key is complete is reported up to date without any fetch."""
         wheel = make_wheel(tmp_path / "d", "alpha", "1.0")
         index = local_index([wheel])
-        alpha = served(wheel, index.base_url)
+        alpha = served_artefact(wheel, index.base_url)
         store = Store(tmp_path / "store")
         first = assemble([alpha], store, CountingFetcher())
         index.requests.clear()
@@ -188,7 +174,7 @@ class TestBuildWheelhouse:
         d = tmp_path / "d"
         wheels = [make_wheel(d, "alpha", "1.0"), make_wheel(d, "beta", "1.0")]
         index = local_index(wheels)
-        alpha, beta = (served(w, index.base_url) for w in wheels)
+        alpha, beta = (served_artefact(w, index.base_url) for w in wheels)
         store = Store(tmp_path / "store")
         store.add_file(wheels[0])  # alpha is in the store already
         fetcher = CountingFetcher()
@@ -219,7 +205,7 @@ class TestBuildWheelhouse:
         wheels = [make_wheel(d, "beta", "1.0"), make_wheel(d, "alpha", "2.0")]
         make_wheel(d, "unasked", "1.0")
         index = local_index(d)
-        artefacts = [served(w, index.base_url) for w in wheels]
+        artefacts = [served_artefact(w, index.base_url) for w in wheels]
 
         report = assemble(artefacts, Store(tmp_path / "store"), CountingFetcher(), lock_sha256="ab")
 
@@ -259,10 +245,10 @@ class TestBuildWheelhouse:
         ]
         one, two = local_index(d1), local_index(d2)
         store = Store(tmp_path / "store")
-        before = assemble([served(w, one.base_url) for w in old], store, CountingFetcher())
+        before = assemble([served_artefact(w, one.base_url) for w in old], store, CountingFetcher())
 
         after = assemble(
-            [served(w, (one if w in old else two).base_url) for w in new],
+            [served_artefact(w, (one if w in old else two).base_url) for w in new],
             store,
             CountingFetcher(),
             previous_key=before.key,
