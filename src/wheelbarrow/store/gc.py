@@ -294,16 +294,14 @@ def _execute(
     for entry in plan:
         if entry.kind in _PER_ENTRY_LEASE or entry.kind == "app":
             why = _remove_leased(store, entry, holder, since=now)
-            if why:
-                kept.append(Kept(kind=entry.kind, name=entry.name, why=why))
-            else:
-                done.append(entry)
         elif entry.kind in _UNGUARDED:
             why = _rename_away(entry, holder)
-            if why:
-                kept.append(Kept(kind=entry.kind, name=entry.name, why=why))
-            else:
-                done.append(entry)
+        else:
+            continue  # swept below, under the building lease
+        if why:
+            kept.append(Kept(kind=entry.kind, name=entry.name, why=why))
+        else:
+            done.append(entry)
     swept_plan = [e for e in plan if e.kind in _SWEPT]
     if not swept_plan:
         return True

@@ -299,10 +299,12 @@ def _add_layers(inv: Inventory, root: Path) -> None:
         inv.add(entry)
 
 
-# Where bills of materials are kept, by a digest of their inputs: wheelhouse/sbom.py's
-# documents, and ship/oci/referrers.py's of images. Nothing refers to them: a removed one is
-# made again when it is next needed.
-SBOM_DIRS = ("sbom", "oci/sbom")
+# Where bills of materials are kept, by a digest of their inputs (``<sha256>.cdx.json``):
+# wheelhouse/sbom.py's documents, and ship/oci/referrers.py's of images. Nothing refers to
+# them: a removed one is made again when it is next needed.
+SBOM_CACHE = "sbom"
+IMAGE_SBOM_CACHE = "oci/sbom"
+SBOM_DIRS = (SBOM_CACHE, IMAGE_SBOM_CACHE)
 
 
 def _add_sboms(inv: Inventory, root: Path) -> None:

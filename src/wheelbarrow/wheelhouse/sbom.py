@@ -30,6 +30,7 @@ from wheelbarrow import __version__
 from wheelbarrow._core.digests import json_sha256
 from wheelbarrow._core.errors import StoreError, WheelbarrowError
 from wheelbarrow._core.files import atomic_write_bytes
+from wheelbarrow.store.inventory import SBOM_CACHE
 from wheelbarrow.store.store import Store
 from wheelbarrow.wheelhouse import sbom_facts
 from wheelbarrow.wheelhouse.assemble import manifest_of
@@ -65,10 +66,8 @@ _NS = "wheelbarrow"
 # run to a few kB a package): it is not even read.
 _LARGEST_OWN = 64 << 20
 # Bumped when the document wheelbarrow writes for the same inputs changes: documents made
-# before (see _CACHE) are then made again.
+# before (see SBOM_CACHE) are then made again.
 _DOCUMENT_FORMAT = 1
-# Where the documents made are kept, by a digest of their inputs.
-_CACHE = "sbom"
 # Derives the serial number from the document's content (RFC 4122 name-based UUID).
 _SERIAL_NAMESPACE = uuid.UUID("0b7e58a4-52f1-5d0c-9a7e-3c1f6d2b8e90")
 
@@ -132,7 +131,7 @@ def cyclonedx_json(
         dataclasses.asdict(runtime) if runtime is not None else None,
         epoch,
     ]
-    cached = store.root / _CACHE / f"{json_sha256(inputs)}.cdx.json"
+    cached = store.root / SBOM_CACHE / f"{json_sha256(inputs)}.cdx.json"
     if (document := _cached(cached)) is not None:
         return document
     bom = _bom(

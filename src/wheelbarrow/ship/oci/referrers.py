@@ -21,6 +21,7 @@ from wheelbarrow._core.files import atomic_write_bytes
 from wheelbarrow.share.oci.mediatypes import INDEX_TYPES, OCI_MANIFEST
 from wheelbarrow.share.oci.referrers import EMPTY_CONFIG, EMPTY_MEDIA_TYPE, Attached, Referrer
 from wheelbarrow.ship.oci.image import Descriptor, Index, canonical_json, epoch_timestamp
+from wheelbarrow.store.inventory import IMAGE_SBOM_CACHE
 
 if TYPE_CHECKING:
     from wheelbarrow.lock.lockfile import Lock
@@ -101,7 +102,7 @@ def sbom_document(
 
     inputs = [wheelhouse_key, lock.sha256, python, name, epoch, __version__]
     key = hashlib.sha256(canonical_json(inputs)).hexdigest()
-    cached = store.root / "oci" / "sbom" / f"{key}.cdx.json"
+    cached = store.root / IMAGE_SBOM_CACHE / f"{key}.cdx.json"
     try:
         return cached.read_bytes()
     except FileNotFoundError:
