@@ -127,6 +127,12 @@ def run_s3_server(workdir: Path, *, timeout: float = 90) -> Iterator[S3Server]:
             "-s3.port.lance=0",
             "-master.telemetry=false",
             "-s3.autoCreateBucket=false",
+            # Each bucket takes volumes of its own, and by default weed counts the volumes it
+            # may make from the disk's free space (one per GiB): on a fuller disk the later
+            # buckets of a session got none ("No writable volumes"). A fixed count of small,
+            # sparse volumes does not depend on the disk.
+            "-master.volumeSizeLimitMB=64",
+            "-volume.max=400",
             f"-s3.config={config}",
         ],
         stdout=log,
