@@ -66,7 +66,7 @@ class TestShortcut:
             *(f"wheelbarrow.wheelhouse.{m}" for m in ("appbuild", "assemble")),
             *(f"wheelbarrow.{m}" for m in ("cli.render", "share.cluster", "store.fetch")),
             *("packaging", "packaging.tags", "tomllib", "dataclasses", "uv"),
-            *("httpx", "filelock", "rich", "platformdirs", "s3fs"),
+            *("httpx", "filelock", "rich", "platformdirs", "s3fs", "hashlib"),
             # standard modules it has no use for, whose import alone costs milliseconds
             *("shutil", "secrets", "random", "threading"),
         ]

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import os
 import sys
-from collections.abc import Callable, Sequence
 
 from wheelbarrow import __version__
 from wheelbarrow._core.errors import WheelbarrowError
+
+# argparse is imported where a parser is built: the warm install's plain command line is
+# read without it (cli/quickparse.py). The name, not typing's, keeps mypy's checks.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Callable, Sequence
 
 EXIT_OK = 0
 EXIT_INTERRUPTED = 130
@@ -88,21 +93,6 @@ COMMANDS: tuple[tuple[str, str, str, str], ...] = (
 )
 
 
-class _Formatter(argparse.HelpFormatter):
-    """argparse's help formatter, as wide as the terminal as argparse makes it, but without
-    importing :mod:`shutil` for it: argparse makes a formatter for every option it adds, and
-    that import alone is a tenth of a no-op build's time."""
-
-    def __init__(
-        self,
-        prog: str,
-        indent_increment: int = 2,
-        max_help_position: int = 24,
-        width: int | None = None,
-    ) -> None:
-        super().__init__(prog, indent_increment, max_help_position, width or _columns() - 2)
-
-
 def _columns() -> int:
     """The terminal's width as :func:`shutil.get_terminal_size` gives it: ``COLUMNS``, else
     the width of the terminal on standard output, else 80."""
@@ -118,6 +108,25 @@ def _columns() -> int:
         return 80
 
 
+def _formatter() -> type[argparse.HelpFormatter]:
+    """argparse's help formatter, as wide as the terminal as argparse makes it, but without
+    importing :mod:`shutil` for it: argparse makes a formatter for every option it adds, and
+    that import alone is a tenth of a no-op build's time."""
+    import argparse
+
+    class Formatter(argparse.HelpFormatter):
+        def __init__(
+            self,
+            prog: str,
+            indent_increment: int = 2,
+            max_help_position: int = 24,
+            width: int | None = None,
+        ) -> None:
+            super().__init__(prog, indent_increment, max_help_position, width or _columns() - 2)
+
+    return Formatter
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The argument parser of ``wheelbarrow``: every command, or only ``command`` when named.
 
@@ -125,11 +134,14 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     not added and their modules not imported: ``wheelbarrow key`` runs in a CI
     job before anything else, so its start-up counts (bench/key.py).
     """
+    import argparse
+
+    formatter = _formatter()
     parser = argparse.ArgumentParser(
         prog="wheelbarrow",
         description="Lock, build and install wheelhouses for Python apps: fast, offline, "
         "reproducible.",
-        formatter_class=_Formatter,
+        formatter_class=formatter,
     )
     parser.add_argument("--version", action="version", version=f"wheelbarrow {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -138,7 +150,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
             add_arguments: Callable[[argparse.ArgumentParser], None] = getattr(
                 importlib.import_module(f"wheelbarrow.cli.{module}"), function
             )
-            add_arguments(sub.add_parser(name, help=help_text, formatter_class=_Formatter))
+            add_arguments(sub.add_parser(name, help=help_text, formatter_class=formatter))
     return parser
 
 
@@ -151,8 +163,10 @@ def _command_in(argv: Sequence[str]) -> str | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``wheelbarrow``; returns the exit code."""
+    from wheelbarrow.cli import quickparse
+
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = build_parser(_command_in(argv)).parse_args(argv)
+    args = quickparse.parse(argv) or build_parser(_command_in(argv)).parse_args(argv)
     # The renderer is imported when it is needed, not before: a no-op build prints one line.
     try:
         run: Callable[[argparse.Namespace], int] = importlib.import_module(

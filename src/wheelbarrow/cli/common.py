@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from collections.abc import Callable, Mapping
@@ -13,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 # else, and a no-op build reads only the store's record of its inputs (cli/noop.py), so
 # their start-up counts (bench/key.py, bench/bench_noop.py).
 if TYPE_CHECKING:
+    import argparse
+
     from wheelbarrow._core.report import Level, Reporter
     from wheelbarrow.app.config import BuildConfig
     from wheelbarrow.app.directory import App

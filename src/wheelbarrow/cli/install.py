@@ -12,7 +12,6 @@ path, which records afresh.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
 import sys
@@ -21,6 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    import argparse
+
     from wheelbarrow.environment.outcome import InstallReport
 
 

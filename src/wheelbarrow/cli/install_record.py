@@ -21,8 +21,6 @@ interpreter or ``python3.X`` on PATH, is not recorded.
 
 from __future__ import annotations
 
-import argparse
-import hashlib
 import json
 import os
 import sys
@@ -30,9 +28,12 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from wheelbarrow._core.digests import small_sha256
 from wheelbarrow.cli import noop
 
 if TYPE_CHECKING:
+    import argparse
+
     from wheelbarrow.cli.common import LazyReporter
     from wheelbarrow.environment.interpreters import Interpreter
     from wheelbarrow.environment.outcome import InstallReport, InstallStatus
@@ -52,7 +53,11 @@ class Planned(NamedTuple):
 
 
 def _plan_args(args: argparse.Namespace) -> argparse.Namespace:
-    return argparse.Namespace(**{k: v for k, v in vars(args).items() if k not in NOT_PLAN})
+    plan = type(args)()  # argparse's Namespace, or cli/quickparse.py's SimpleNamespace
+    for name, value in vars(args).items():
+        if name not in NOT_PLAN:
+            setattr(plan, name, value)
+    return plan
 
 
 def record_path(store_root: Path, args: argparse.Namespace) -> Path:
@@ -60,7 +65,7 @@ def record_path(store_root: Path, args: argparse.Namespace) -> Path:
     options = {k: v for k, v in vars(_plan_args(args)).items() if k not in noop.NOT_INPUTS}
     options["app"] = os.fspath(Path(args.app).absolute())
     text = json.dumps(options, sort_keys=True, default=str)
-    name = hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()[:32]
+    name = small_sha256(text.encode("utf-8", "surrogateescape")).hexdigest()[:32]
     return store_root / "locks" / "installs" / f"{name}.json"
 
 

@@ -27,9 +27,7 @@ the plan never saw. Only the standard library is imported here before the shortc
 from __future__ import annotations
 
 import _thread
-import argparse
 import contextlib
-import hashlib
 import json
 import os
 import sys
@@ -37,9 +35,13 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from stat import S_ISDIR, S_ISREG
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from wheelbarrow import __version__
+from wheelbarrow._core.digests import small_sha256
+
+if TYPE_CHECKING:
+    import argparse
 
 FORMAT = 1
 RECORD_KEY = "noop"  # the app record's field (the record itself is the store's apps/<hash>.json)
@@ -370,7 +372,7 @@ def _digest(
         "code": {p: _stamp(p) for p in code},
     }
     text = json.dumps(content, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
+    return small_sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
 
 
 def _file_digest(path: str) -> str | None:
@@ -390,7 +392,7 @@ def _file_digest(path: str) -> str | None:
         mode = os.fstat(fd).st_mode
         if not S_ISREG(mode):
             return "directory" if S_ISDIR(mode) else "not a file"
-        digest = hashlib.sha256()
+        digest = small_sha256()
         while chunk := os.read(fd, 1 << 20):
             digest.update(chunk)
         return digest.hexdigest()

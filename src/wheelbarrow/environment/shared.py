@@ -26,7 +26,6 @@ this with nothing else loaded.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import stat
@@ -34,6 +33,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from wheelbarrow._core.digests import small_sha256
 from wheelbarrow._core.errors import EnvironmentEditedError
 from wheelbarrow._core.scratch import scratch
 from wheelbarrow.environment.marker import MARKER
@@ -123,7 +123,7 @@ def _lay_out(stored: Path, work: Path, dest: Path, stamp: Mapping[str, Any]) -> 
     for rel, sha256 in stamp["own"].items():
         source = stored / rel
         data = source.read_bytes()
-        if hashlib.sha256(data).hexdigest() != sha256:
+        if small_sha256(data).hexdigest() != sha256:
             raise EnvironmentEditedError(
                 f"{source}: changed after it was sealed",
                 hint="run `wheelbarrow verify --repair`, then install again",
@@ -144,7 +144,7 @@ def _write(root: Path, rel: str, data: bytes, mode: int) -> _File:
         st = os.fstat(fd)
     finally:
         os.close(fd)
-    return (rel, st.st_size, st.st_mtime_ns, st.st_ino, hashlib.sha256(data).hexdigest())
+    return (rel, st.st_size, st.st_mtime_ns, st.st_ino, small_sha256(data).hexdigest())
 
 
 def share_from_store(

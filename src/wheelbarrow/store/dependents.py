@@ -17,12 +17,12 @@ a doubt keeps what may be used.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 from pathlib import Path
 from typing import Any
 
+from wheelbarrow._core.digests import small_sha256
 from wheelbarrow._core.files import atomic_write_text
 
 # The marker an environment made by wheelbarrow carries (environment.marker's MARKER) and its
@@ -38,7 +38,7 @@ def dependents_dir(store_root: Path, env_key: str) -> Path:
 
 def record_path(store_root: Path, env_key: str, directory: Path) -> Path:
     """The record of ``directory`` sharing ``env_key``."""
-    digest = hashlib.sha256(os.fsencode(directory)).hexdigest()[:24]
+    digest = small_sha256(os.fsencode(directory)).hexdigest()[:24]
     return dependents_dir(store_root, env_key) / f"{digest}.json"
 
 

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import _thread
 import contextlib
-import hashlib
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, TypeVar
 
-from wheelbarrow._core.digests import file_sha256
+from wheelbarrow._core.digests import file_sha256, small_sha256
 from wheelbarrow._core.errors import HashMismatchError, StoreError
 from wheelbarrow._core.scratch import clean_stale, lease, scratch
 from wheelbarrow.store.wheelcheck import StreamedMembers, check_wheel, is_wheel
@@ -34,6 +33,8 @@ class BlobWriter:
     """
 
     def __init__(self, fileobj: BinaryIO, members: StreamedMembers | None = None) -> None:
+        import hashlib  # here: the warm install imports this module, and writes no blob
+
         self._file = fileobj
         self._hash = hashlib.sha256()
         self.size = 0
@@ -159,7 +160,7 @@ class Store:
 
     def app_state(self, app_root: Path) -> Path:
         """Where the last build of the app at ``app_root`` is recorded."""
-        digest = hashlib.sha256(str(app_root.resolve()).encode()).hexdigest()[:24]
+        digest = small_sha256(str(app_root.resolve()).encode()).hexdigest()[:24]
         return self.root / "apps" / f"{digest}.json"
 
     def tmp_dir(self) -> Path:
