@@ -85,9 +85,7 @@ WORDS = [
 
 @settings(max_examples=3000, deadline=None)
 @given(st.lists(st.sampled_from(WORDS), max_size=8), st.integers(0, 8), st.booleans())
-def test_whatever_it_reads_argparse_reads_the_same(
-    words: list[str], at: int, into: bool
-) -> None:
+def test_whatever_it_reads_argparse_reads_the_same(words: list[str], at: int, into: bool) -> None:
     if into:  # most lines name --into; without it, argparse refuses every one
         words[at:at] = ["--into", "d"]
     argv = ["install", *words]
