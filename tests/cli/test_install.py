@@ -26,8 +26,8 @@ _PROBE = textwrap.dedent(
     planners = ("packaging", "installer", "wheelbarrow.lock", "wheelbarrow.app")
     loaded = sorted(m for m in sys.modules if m.startswith(planners))
     # Standard modules a warm install has no use for, whose import alone costs milliseconds.
-    slow = sorted(m for m in ("shutil", "secrets", "random", "threading", "argparse", "hashlib")
-                  if m in sys.modules)
+    slow = ("shutil", "secrets", "random", "threading", "argparse", "hashlib", "typing")
+    slow = sorted(m for m in slow if m in sys.modules)
     sys.stderr.write("\\nPROBE " + json.dumps({"code": code, "loaded": loaded,
                                              "slow": slow, "spawned": len(spawned)}) + "\\n")
     """

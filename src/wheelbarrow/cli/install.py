@@ -17,12 +17,13 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+# typing only for mypy: a warm install imports this module, and typing costs it 3 ms.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     import argparse
 
-    from wheelbarrow.environment.outcome import InstallReport
+    from wheelbarrow.environment.outcome import InstallReport, InstallStatus
 
 
 def run(args: argparse.Namespace) -> int:
@@ -41,14 +42,15 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _say(args: argparse.Namespace, report: InstallReport) -> None:
+    # render.emit_json and render.out, without importing the renderer (and its reporter, and
+    # typing) for one report.
+    from wheelbarrow._core.redact import redact, redact_data
+
     if args.json:
-        from wheelbarrow.cli import render
+        import json
 
-        render.emit_json(report.as_json())
+        sys.stdout.write(json.dumps(redact_data(report.as_json()), indent=2) + "\n")
     elif not args.quiet:
-        from wheelbarrow._core.redact import redact
-
-        # render.out, without importing the renderer (and its reporter) for one line.
         sys.stdout.write(redact(report.line()) + "\n")
         sys.stdout.flush()
 
@@ -57,7 +59,7 @@ def _install(args: argparse.Namespace, held: contextlib.ExitStack, start: float)
     from wheelbarrow._core.runner import run_subprocess
     from wheelbarrow.cli import common, install_record, render
     from wheelbarrow.environment.envs import env_key, install_from_store
-    from wheelbarrow.environment.outcome import InstallReport, InstallStatus
+    from wheelbarrow.environment.outcome import InstallReport
     from wheelbarrow.environment.shared import share_from_store
     from wheelbarrow.environment.target import clean_install_leftovers
     from wheelbarrow.wheelhouse.assemble import require_wheelhouse

@@ -26,13 +26,16 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
 
 from wheelbarrow._core.digests import small_sha256
+from wheelbarrow._core.tuples import NamedTuple
 from wheelbarrow.cli import noop
 
+# typing only for mypy: a warm install imports this module, and typing costs it 3 ms.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     import argparse
+    from typing import Any
 
     from wheelbarrow.cli.common import LazyReporter
     from wheelbarrow.environment.interpreters import Interpreter

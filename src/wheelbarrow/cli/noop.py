@@ -35,13 +35,16 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from stat import S_ISDIR, S_ISREG
-from typing import TYPE_CHECKING, Any, NamedTuple
 
 from wheelbarrow import __version__
 from wheelbarrow._core.digests import small_sha256
+from wheelbarrow._core.tuples import NamedTuple
 
+# typing only for mypy: a warm install imports this module, and typing costs it 3 ms.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     import argparse
+    from typing import Any
 
 FORMAT = 1
 RECORD_KEY = "noop"  # the app record's field (the record itself is the store's apps/<hash>.json)

@@ -31,7 +31,6 @@ import os
 import stat
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from wheelbarrow._core.digests import small_sha256
 from wheelbarrow._core.errors import EnvironmentEditedError
@@ -42,7 +41,11 @@ from wheelbarrow.environment.stamp import inside
 from wheelbarrow.environment.target import check_target, clean_install_leftovers, scratch_prefix
 from wheelbarrow.store.dependents import SHARED_LAYOUT, register
 
+# typing only for mypy: a warm install imports this module, and typing costs it 3 ms.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from wheelbarrow._core.report import Reporter
     from wheelbarrow._core.runner import Runner
     from wheelbarrow.environment.interpreters import Interpreter

@@ -27,10 +27,15 @@ import json
 import os
 import stat
 from pathlib import Path
-from typing import Any
 
 from wheelbarrow.environment.marker import MARKER
 from wheelbarrow.environment.sealfile import SEAL, STAMP
+
+# typing only for mypy: a warm install imports this module, and typing costs it 3 ms.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 
 FORMAT = 1
 

@@ -20,10 +20,15 @@ import contextlib
 import json
 import os
 from pathlib import Path
-from typing import Any
 
 from wheelbarrow._core.digests import small_sha256
 from wheelbarrow._core.files import atomic_write_text
+
+# typing only for mypy: a warm install imports this module, and typing costs it 3 ms.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 
 # The marker an environment made by wheelbarrow carries (environment.marker's MARKER) and its
 # fields saying that it shares a stored environment (environment.shared's).

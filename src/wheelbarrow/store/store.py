@@ -7,21 +7,26 @@ import contextlib
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, TypeVar
 
 from wheelbarrow._core.digests import file_sha256, small_sha256
 from wheelbarrow._core.errors import HashMismatchError, StoreError
 from wheelbarrow._core.scratch import clean_stale, lease, scratch
-from wheelbarrow.store.wheelcheck import StreamedMembers, check_wheel, is_wheel
 
+# typing only for mypy: a warm install imports this module, and typing costs it 3 ms.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import BinaryIO, TypeVar
+
+    T = TypeVar("T")
+
     from filelock import FileLock
+
+    from wheelbarrow.store.wheelcheck import StreamedMembers
 
 STORE_ENV_VAR = "WHEELBARROW_STORE"
 # Held (shared) by whatever writes blobs that no manifest names yet; gc sweeps blobs,
 # build cache, build environments and layers only while it holds it exclusively.
 BUILDING_LEASE = "building"
-T = TypeVar("T")
 
 
 class BlobWriter:
@@ -89,6 +94,9 @@ class Store:
         its RECORD and name) before it enters the store, its members hashed as
         they are written (while the rest downloads), not read again after.
         """
+        # Here, not at the top: a warm install imports this module and writes no blob.
+        from wheelbarrow.store.wheelcheck import StreamedMembers, check_wheel, is_wheel
+
         wheel = filename is not None and is_wheel(filename)
         with self.scratch("blob-", directory=False) as tmp, tmp.open("xb") as f:
             writer = BlobWriter(f, StreamedMembers() if wheel else None)

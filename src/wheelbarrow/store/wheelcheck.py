@@ -12,6 +12,7 @@ _PARALLEL_FROM = 4 << 20  # compressed bytes past which a wheel is checked by se
 
 if TYPE_CHECKING:
     import zipfile
+    from collections.abc import Callable
     from email.message import Message
 
     from packaging.utils import NormalizedName
@@ -225,7 +226,7 @@ def _inflate_into(
     inflate, error = (
         _inflater() if info.compress_type == zipfile.ZIP_DEFLATED else (None, zlib.error)
     )
-    left, size, crc = info.compress_size, 0, 0
+    left, size, crc, crc32 = info.compress_size, 0, 0, _crc32()
     pending = b""
     while size <= limit:
         if not pending:
@@ -246,13 +247,25 @@ def _inflate_into(
             if inflate.eof and not pending and left:
                 break
         digest.update(out)
-        crc = zlib.crc32(out, crc)
+        crc = crc32(out, crc)
         size += len(out)
         if inflate is not None and inflate.eof:
             break
     if size <= limit and crc != info.CRC:
         raise zipfile.BadZipFile(f"Bad CRC-32 for file {info.filename!r}")
     return size
+
+
+def _crc32() -> Callable[[bytes | memoryview, int], int]:
+    """CRC-32: ISA-L's where installed (about five times zlib's speed here), else zlib's."""
+    try:
+        from isal import isal_zlib
+    except ImportError:  # pragma: no cover - isal is a dependency; another platform may lack it
+        import zlib
+
+        return zlib.crc32
+    crc32: Callable[[bytes | memoryview, int], int] = isal_zlib.crc32
+    return crc32
 
 
 def _inflater() -> tuple[Any, type[Exception]]:
@@ -303,6 +316,7 @@ class _Member:
         self.compress_size, self.left, self.usize = size, size, usize
         self.inflate = _inflater()[0] if method == 8 else None
         self.digest = hashlib.sha256()
+        self.crc32 = _crc32()
         self.size = self.crc = 0
 
     def take(self, data: memoryview) -> bool:
@@ -317,13 +331,11 @@ class _Member:
         return False
 
     def _out(self, out: bytes | memoryview) -> bool:
-        import zlib
-
         self.size += len(out)
         if self.size > self.usize:
             return False
         self.digest.update(out)
-        self.crc = zlib.crc32(out, self.crc)
+        self.crc = self.crc32(out, self.crc)
         return True
 
     def seen(self) -> _Seen | None:
