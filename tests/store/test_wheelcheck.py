@@ -19,7 +19,7 @@ from wheelbarrow._core.report import RecordingReporter
 from wheelbarrow.lock.lockfile import Artefact
 from wheelbarrow.store.fetch import Fetcher
 from wheelbarrow.store.store import Store
-from wheelbarrow.store.wheelcheck import StreamedMembers, check_wheel
+from wheelbarrow.store.wheelcheck import PARALLEL_FROM, StreamedMembers, check_wheel
 
 
 def rewrite(wheel: Path, member: str, data: bytes) -> Path:
@@ -415,6 +415,30 @@ class TestStoreEntry:
             Fetcher().fetch([artefact], store, RecordingReporter())
         assert info.value.message.startswith("alpha-1.0-py3-none-any.whl: its RECORD")
         assert "hash / size of alpha/__init__.py didn't match RECORD" in info.value.message
+        assert blobs(store.root) == []
+
+    @pytest.mark.parametrize("lies", [False, True])
+    def test_a_big_fetched_wheel_is_checked_whole(self, tmp_path, local_index, lies):
+        """A wheel past PARALLEL_FROM is checked once downloaded (by several threads), not as
+        it streams: a module its RECORD does not hash is refused all the same, and a sound
+        one enters."""
+        noise = os.urandom(PARALLEL_FROM + (1 << 20))  # deflate cannot shrink it
+        files = {"alpha/__init__.py": b"X = 1\n", "alpha/blob.bin": noise}
+        wheel = make_wheel(tmp_path / "dists", "alpha", "1.0", files=files)
+        if lies:
+            rewrite(wheel, "alpha/blob.bin", noise[:-1] + b"!")
+        assert wheel.stat().st_size > PARALLEL_FROM
+        index = local_index(wheel.parent)
+        url = f"{index.base_url.rstrip('/')}/{wheel.name}"
+        artefact = dataclasses.replace(artefact_for(wheel), path=None, url=url)
+        store = Store(tmp_path / "store")
+        if not lies:
+            Fetcher().fetch([artefact], store, RecordingReporter())
+            assert store.has(artefact.sha256)
+            return
+        with pytest.raises(MalformedWheelError) as info:
+            Fetcher().fetch([artefact], store, RecordingReporter())
+        assert "hash / size of alpha/blob.bin didn't match RECORD" in info.value.message
         assert blobs(store.root) == []
 
     def test_a_fetched_wheel_that_is_malformed_never_enters_the_store(self, tmp_path):

@@ -91,15 +91,26 @@ class Store:
         """Write a blob that must hash to ``sha256``; ``label`` names it in errors.
 
         A ``filename`` ending in ``.whl`` is checked as a wheel (a zip, true to
-        its RECORD and name) before it enters the store, its members hashed as
-        they are written (while the rest downloads), not read again after.
+        its RECORD and name) before it enters the store: a small one's members
+        hashed as they are written (while the rest downloads), not read again
+        after; a big one's (or one of unknown size) once it is whole, by several
+        threads.
         """
         # Here, not at the top: a warm install imports this module and writes no blob.
-        from wheelbarrow.store.wheelcheck import StreamedMembers, check_wheel, is_wheel
+        from wheelbarrow.store.wheelcheck import (
+            PARALLEL_FROM,
+            StreamedMembers,
+            check_wheel,
+            is_wheel,
+        )
 
         wheel = filename is not None and is_wheel(filename)
+        # A big wheel is checked once whole, by several threads at once: following its
+        # members on the thread that downloads it made that thread the build's last by far
+        # on a fast network (textsim's scipy: 36 MB, a tenth of the cold build's time).
+        streamed = wheel and size is not None and size < PARALLEL_FROM
         with self.scratch("blob-", directory=False) as tmp, tmp.open("xb") as f:
-            writer = BlobWriter(f, StreamedMembers() if wheel else None)
+            writer = BlobWriter(f, StreamedMembers() if streamed else None)
             yield writer
             f.flush()
             if writer.sha256 != sha256:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple, cast
 from wheelbarrow._core.errors import MalformedWheelError
 
 _CHUNK = 1 << 20
-_PARALLEL_FROM = 4 << 20  # compressed bytes past which a wheel is checked by several threads
+PARALLEL_FROM = 4 << 20  # compressed bytes past which a wheel is checked by several threads
 
 if TYPE_CHECKING:
     import zipfile
@@ -158,7 +158,7 @@ def check_contents(
             elif issue := _streamed_issue(entry, seen):
                 found.append((index, issue))
     total = sum(entry[1].compress_size for entry in todo)
-    parts = min(len(todo), os.cpu_count() or 1, 4) if total > _PARALLEL_FROM else 1
+    parts = min(len(todo), os.cpu_count() or 1, 4) if total > PARALLEL_FROM else 1
     if parts <= 1:
         found += _check_entries(path, archive, todo)
     else:
