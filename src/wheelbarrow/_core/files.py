@@ -7,10 +7,16 @@ import os
 from pathlib import Path
 
 
+def temporary_sibling(path: Path, suffix: str = ".tmp") -> Path:
+    """A name beside ``path`` for what becomes it by a rename: hidden, and unique to this
+    process and call (``.NAME.PID.RANDOM.tmp``)."""
+    return path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}{suffix}")
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Replace ``path`` with ``data`` so readers see the old or the new file, never a part."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
+    tmp = temporary_sibling(path)
     # os.open with 0o666 honours the umask (mkstemp would force 0600); a file
     # being replaced keeps its mode.
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)

@@ -6,14 +6,13 @@ import base64
 import csv
 import hashlib
 import io
-import os
 import re
-import secrets
 import time
 import zipfile
 from pathlib import Path
 
 from wheelbarrow._core.errors import RepairError
+from wheelbarrow._core.files import temporary_sibling
 
 __all__ = ["ZIP_EPOCH_MIN", "normalise_wheel", "zip_date_time"]
 
@@ -51,7 +50,7 @@ def normalise_wheel(wheel: Path, out_dir: Path, *, epoch: int) -> Path:
     date_time = zip_date_time(epoch)
     out_dir.mkdir(parents=True, exist_ok=True)
     final = out_dir / wheel.name
-    tmp = out_dir / f".{wheel.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    tmp = temporary_sibling(out_dir / wheel.name)
     try:
         with zipfile.ZipFile(wheel) as source:
             infos = source.infolist()

@@ -6,7 +6,6 @@ import contextlib
 import lzma
 import os
 import re
-import secrets
 import shutil
 import stat
 import tarfile
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Literal, NoReturn
 
 from wheelbarrow._core.errors import ArchiveError, UnsafeArchiveError
+from wheelbarrow._core.files import temporary_sibling
 
 __all__ = [
     "MAX_MEMBERS",
@@ -74,7 +74,7 @@ def unpack_sdist(
     if dest.exists():
         raise FileExistsError(f"{dest} already exists")
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    tmp = temporary_sibling(dest)
     tmp.mkdir()
     try:
         if archive.name.lower().endswith(".zip"):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
 import shutil
 import stat
 import tomllib
@@ -16,6 +15,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 
 from wheelbarrow._core.digests import source_entries
 from wheelbarrow._core.errors import InputError, PatchError, ToolError, UnsafeArchiveError
+from wheelbarrow._core.files import temporary_sibling
 from wheelbarrow._core.runner import Runner
 from wheelbarrow.system.toolchain import SystemRequirement, missing_error
 
@@ -60,7 +60,7 @@ def copy_source_tree(src: Path, dest: Path) -> Path:
         raise FileExistsError(f"{dest} already exists")
     real_src = src.resolve()
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    tmp = temporary_sibling(dest)
     tmp.mkdir()
     try:
         for rel, path, st in source_entries(src):

@@ -20,12 +20,12 @@ from wheelbarrow._core.text import agree, plural
 from wheelbarrow.app.target import Target
 from wheelbarrow.lock.key import wheelhouse_key
 from wheelbarrow.lock.lockfile import Artefact
-from wheelbarrow.store.fetch import Fetches
 from wheelbarrow.store.store import Store
 
 if TYPE_CHECKING:
     from wheelbarrow.build.context import Built
     from wheelbarrow.lock.plan import Plan
+    from wheelbarrow.store.fetch import Fetches
 
 BuildSources = Callable[[Sequence[Artefact]], Sequence["Built"]]
 

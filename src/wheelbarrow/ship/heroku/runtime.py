@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import re
-import secrets
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -12,6 +10,7 @@ from pathlib import Path
 from typing import Final, Literal
 
 from wheelbarrow._core.errors import PythonRuntimeError, ToolError
+from wheelbarrow._core.files import temporary_sibling
 from wheelbarrow._core.runner import Runner
 from wheelbarrow.app.target import PythonVersion
 
@@ -121,7 +120,7 @@ def install_tree(
     home = build_dir / RUNTIME_HOME
     created = not heroku.exists()
     heroku.mkdir(parents=True, exist_ok=True)
-    scratch = heroku / f".python.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    scratch = temporary_sibling(heroku / "python")
     try:
         root = fill(scratch)
         relative = interpreter_in(root, version, source=source)

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
 import re
-import secrets
 import string
 from collections.abc import Callable, Mapping
 from pathlib import Path, PurePosixPath
@@ -15,6 +13,7 @@ from urllib.parse import unquote, urlparse
 
 from wheelbarrow._core.digests import file_sha256
 from wheelbarrow._core.errors import FetchError, HashMismatchError, PythonRuntimeError
+from wheelbarrow._core.files import temporary_sibling
 from wheelbarrow._core.runner import Runner
 from wheelbarrow.app.target import PythonVersion
 from wheelbarrow.build.sdist import unpack_sdist
@@ -177,7 +176,7 @@ def _download(
         # The URL now serves something else (or the hash was updated): fetch it again.
         cached.unlink()
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".{name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    tmp = temporary_sibling(folder / name)
     import httpx
 
     from wheelbarrow.store.fetch import default_client

@@ -7,13 +7,13 @@ import gzip
 import hashlib
 import io
 import os
-import secrets
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from wheelbarrow._core.errors import ImageError, ImageFormatError
+from wheelbarrow._core.files import temporary_sibling
 from wheelbarrow._core.text import plural
 from wheelbarrow.share.oci.mediatypes import LAYER_COMPRESSION
 from wheelbarrow.share.oci.reference import ImageReference
@@ -50,7 +50,7 @@ def write_docker_archive(
         )
     source = chain_blobs(blob_source)
     config_name = f"{hashlib.sha256(config).hexdigest()}.json"
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    tmp = temporary_sibling(path)
     try:
         with tmp.open("xb") as out:
             tar = _TarWriter(out)

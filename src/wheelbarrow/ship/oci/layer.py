@@ -6,7 +6,6 @@ import contextlib
 import hashlib
 import io
 import os
-import secrets
 import stat
 import tarfile
 from collections.abc import Callable, Iterable, Iterator
@@ -15,6 +14,7 @@ from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
 from wheelbarrow._core.errors import ImageError, ImageFormatError
+from wheelbarrow._core.files import temporary_sibling
 from wheelbarrow.ship.oci.compression import (
     Compression,
     Compressor,
@@ -181,7 +181,7 @@ def write_layer(
     members = _plan(entries)
     compression = compression or layer_compression()
     out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir / f".layer.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    tmp = temporary_sibling(out_dir / "layer")
     try:
         with tmp.open("xb") as raw:
             compressed = _HashingWriter(raw)

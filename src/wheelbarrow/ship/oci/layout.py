@@ -5,14 +5,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import re
-import secrets
 from pathlib import Path
 from typing import BinaryIO, NamedTuple
 
 from wheelbarrow._core.errors import BlobNotFoundError, ImageError, ImageFormatError
-from wheelbarrow._core.files import atomic_write_bytes
+from wheelbarrow._core.files import atomic_write_bytes, temporary_sibling
 from wheelbarrow._core.text import agree, plural
 from wheelbarrow.share.oci.mediatypes import INDEX_TYPES, MANIFEST_TYPES
 from wheelbarrow.ship.oci.blobs import (
@@ -220,7 +218,7 @@ def _ensure_blob(directory: Path, descriptor: Descriptor, source: BlobSource) ->
             )
         return
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    tmp = temporary_sibling(target)
     try:
         with source(descriptor.digest) as blob, tmp.open("xb") as out:
             digest = hashlib.new(descriptor.digest.partition(":")[0])

@@ -5,13 +5,12 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import os
-import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
+from wheelbarrow._core.files import temporary_sibling
 from wheelbarrow._core.report import Reporter
 from wheelbarrow._core.runner import Runner
 from wheelbarrow.lock.plan import Plan
@@ -270,7 +269,7 @@ def _link_blobs(directory: Path, files: Mapping[str, Path]) -> None:
         if target.exists():
             continue
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.link")
+        tmp = temporary_sibling(target, ".link")
         if _reflink(source, tmp) or _hardlink(source, tmp):
             tmp.replace(target)
 
