@@ -39,8 +39,10 @@ def json_sha256(data: object) -> str:
     Keys, locks and build records hash what they depend on this way, so equal
     inputs give equal digests whatever order they were assembled in.
     """
+    import hashlib  # not small_sha256: an SBOM's inputs list every wheel of a wheelhouse
+
     blob = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
-    return small_sha256(blob).hexdigest()
+    return hashlib.sha256(blob).hexdigest()
 
 
 def file_sha256(path: Path | str) -> str:
