@@ -163,7 +163,8 @@ def notes(measured: Measured, *, wb_tag: str, df_tag: str) -> list[str]:
     return [
         "- Both tools fetch from the same index on 127.0.0.1 (wheelbarrow.share.serve: this repo's "
         "wheel, its dependencies, the textsim wheels), passed as `--index-url`, so both lock "
-        "again (the committed pylock.toml is restored before each cold run) and fetch over "
+        "again (the set-up's pylock.toml, locked from the real index, is restored before each "
+        "cold run) and fetch over "
         f"loopback: {dl.get('wheelbarrow build', 0)} wheels for `wheelbarrow build`, "
         f"{dl.get('buildah builder stage', 0)} for the buildah builder stage (wheelbarrow, its "
         "dependencies, then the app's wheels). The cold buildah build also runs apt-get for the "

@@ -6,11 +6,15 @@ import functools
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-
-from packaging.markers import Environment
-from packaging.tags import Tag, compatible_tags, cpython_tags
+from typing import TYPE_CHECKING
 
 from wheelbarrow._core.errors import TargetError
+
+# packaging is imported where tags are made: an app-only image reads its target from a
+# record (cli/image_record.py) and never asks for them, and the import is a fifth of it.
+if TYPE_CHECKING:
+    from packaging.markers import Environment
+    from packaging.tags import Tag
 
 # The platforms uv can resolve for (see `uv pip compile --help`); wheelbarrow
 # targets Linux servers, where manylinux wheels are what the index publishes.
@@ -156,6 +160,8 @@ class Target:
 
 @functools.cache
 def _tags(major: int, minor: int, platforms: tuple[str, ...]) -> tuple[Tag, ...]:
+    from packaging.tags import compatible_tags, cpython_tags
+
     version = (major, minor)
     return (
         *cpython_tags(version, platforms=platforms),

@@ -10,10 +10,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from wheelbarrow._core.errors import InputError
-from wheelbarrow._core.runner import run_subprocess
-from wheelbarrow.cli import common, render
+from wheelbarrow.cli import common, image_record, render
 from wheelbarrow.ship.oci.compression import layer_compression
-from wheelbarrow.ship.oci.pipeline import ImageOutputs, ship_image
 from wheelbarrow.ship.oci.platforms import is_image_platforms
 
 if TYPE_CHECKING:
@@ -23,6 +21,7 @@ if TYPE_CHECKING:
     from wheelbarrow.environment.interpreters import Interpreter
     from wheelbarrow.ship.oci.compression import Compression
     from wheelbarrow.ship.oci.multiarch import BuildMachine, ShippedImages
+    from wheelbarrow.ship.oci.pipeline import ShippedImage
     from wheelbarrow.store.store import Store
 
 
@@ -45,26 +44,15 @@ def _image(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
     compression = layer_compression(args.compression)  # a missing library fails first too
     start = time.monotonic()
     store = common.store(args)
-    reporter = render.make_reporter(quiet=args.quiet, json_mode=args.json)
+    reporter = common.LazyReporter(
+        lambda: render.make_reporter(quiet=args.quiet, json_mode=args.json)
+    )
     if is_image_platforms(args.platform):
         return _platform_images(args, held, store, reporter, start, compression)
-    plan = common.plan(args, reporter, may_lock=False)
-    shipped = ship_image(
-        plan,
-        base=args.base,
-        tag=args.tag,
-        outputs=ImageOutputs(oci=args.oci, docker_archive=args.docker_archive, push=args.push),
-        source=args.source,
-        store=store,
-        interpreter=lambda: common.interpreter_for(plan, args),
-        runner=run_subprocess,
-        reporter=reporter,
-        environ=os.environ,
-        home=Path.home(),
-        held=held,
-        compression=compression,
-        sbom=args.sbom,
-    )
+    # The app-only rebuild: from the record of the last image, without planning.
+    shipped = image_record.ship_recorded(args, compression=compression, reporter=reporter)
+    if shipped is None:
+        shipped = _planned_image(args, held, store, reporter, compression)
     built = shipped.built
     seconds = time.monotonic() - start
     if args.json:
@@ -97,6 +85,45 @@ def _image(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
     return 0
 
 
+def _planned_image(
+    args: argparse.Namespace,
+    held: contextlib.ExitStack,
+    store: Store,
+    reporter: common.LazyReporter,
+    compression: Compression,
+) -> ShippedImage:
+    """The image from a plan, recorded for the next (cli/image_record.py)."""
+    from wheelbarrow._core.runner import run_subprocess
+    from wheelbarrow.ship.oci.pipeline import ImageOutputs, ship_image
+
+    planned = image_record.planned(args, store, reporter)
+    plan = planned.plan
+    found: list[Interpreter] = []
+
+    def interpreter() -> Interpreter:
+        found.append(common.interpreter_for(plan, args))
+        return found[-1]
+
+    shipped = ship_image(
+        plan,
+        base=args.base,
+        tag=args.tag,
+        outputs=ImageOutputs(oci=args.oci, docker_archive=args.docker_archive, push=args.push),
+        source=args.source,
+        store=store,
+        interpreter=interpreter,
+        runner=run_subprocess,
+        reporter=reporter,
+        environ=os.environ,
+        home=Path.home(),
+        held=held,
+        compression=compression,
+        sbom=args.sbom,
+    )
+    image_record.remember(planned, shipped, found[0] if found else None, store, args)
+    return shipped
+
+
 def _platform_images(
     args: argparse.Namespace,
     held: contextlib.ExitStack,
@@ -108,7 +135,9 @@ def _platform_images(
     """``--platform linux/amd64,linux/arm64``: an image per platform, in an index."""
     import dataclasses
 
+    from wheelbarrow._core.runner import run_subprocess
     from wheelbarrow.ship.oci.multiarch import plan_platforms, ship_platform_images
+    from wheelbarrow.ship.oci.pipeline import ImageOutputs
     from wheelbarrow.ship.oci.platforms import parse_platforms
 
     platforms = parse_platforms(args.platform)

@@ -56,9 +56,14 @@ class Planned(NamedTuple):
 
 
 def _plan_args(args: argparse.Namespace) -> argparse.Namespace:
+    return without(args, NOT_PLAN)
+
+
+def without(args: argparse.Namespace, names: frozenset[str]) -> argparse.Namespace:
+    """``args`` but ``names``: the options that choose the plan."""
     plan = type(args)()  # argparse's Namespace, or cli/quickparse.py's SimpleNamespace
     for name, value in vars(args).items():
-        if name not in NOT_PLAN:
+        if name not in names:
             setattr(plan, name, value)
     return plan
 
@@ -99,7 +104,7 @@ def remember(
     from wheelbarrow.environment.envs import env_key
 
     inputs = planned.inputs
-    found = _how_found(interpreter, args)
+    found = how_found(interpreter, args)
     if inputs is None or found is None:
         return
     record = {
@@ -113,12 +118,12 @@ def remember(
         "env_key": env_key(house_key, interpreter),
         "packages": len(planned.plan.artefacts),
         "interpreter": found,
-        "host": _host(),
+        "host": host_facts(),
     }
     atomic_write_text(record_path(store.root, args), json.dumps(record) + "\n")
 
 
-def _how_found(interpreter: Interpreter, args: argparse.Namespace) -> dict[str, Any] | None:
+def how_found(interpreter: Interpreter, args: argparse.Namespace) -> dict[str, Any] | None:
     """How the interpreter was found, with what proves the same search finds it again."""
     executable = os.fspath(interpreter.executable)
     found: dict[str, Any] = {"executable": executable, "version": interpreter.version}
@@ -135,7 +140,7 @@ def _how_found(interpreter: Interpreter, args: argparse.Namespace) -> dict[str, 
     return found | {"how": "path", "name": name, "which": on_path, "stats": stats}
 
 
-def _host() -> list[str | None]:
+def host_facts() -> list[str | None]:
     """What the wheel tags the interpreter accepts rest on besides it: glibc and the machine."""
     try:
         libc = os.confstr("CS_GNU_LIBC_VERSION")
@@ -189,9 +194,9 @@ def recall(store_root: Path, args: argparse.Namespace) -> Recalled | None:
     except (OSError, ValueError):
         return None
     try:
-        if record["format"] != FORMAT or record["host"] != _host():
+        if record["format"] != FORMAT or record["host"] != host_facts():
             return None
-        if not _interpreter_holds(record["interpreter"], args):
+        if not interpreter_holds(record["interpreter"], args):
             return None
         lists = [tuple(str(x) for x in record[k]) for k in ("files", "dirs", "env", "code")]
         files, dirs, env, code = lists
@@ -210,7 +215,7 @@ def recall(store_root: Path, args: argparse.Namespace) -> Recalled | None:
         return None
 
 
-def _interpreter_holds(found: dict[str, Any], args: argparse.Namespace) -> bool:
+def interpreter_holds(found: dict[str, Any], args: argparse.Namespace) -> bool:
     """Whether the search that found the recorded interpreter would find it again now."""
     how, executable, version = found.get("how"), str(found["executable"]), str(found["version"])
     given = getattr(args, "python_executable", None)

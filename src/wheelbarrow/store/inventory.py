@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from wheelbarrow._core.scratch import LOCK_SUFFIX
-from wheelbarrow.store.store import Store
+from wheelbarrow.store.store import IMAGE_SBOM_CACHE, SBOM_CACHE, Store
 
 HEX24 = re.compile(r"[0-9a-f]{24}")
 _HEX32 = re.compile(r"[0-9a-f]{32}")
@@ -299,11 +299,6 @@ def _add_layers(inv: Inventory, root: Path) -> None:
         inv.add(entry)
 
 
-# Where bills of materials are kept, by a digest of their inputs (``<sha256>.cdx.json``):
-# wheelhouse/sbom.py's documents, and ship/oci/referrers.py's of images. Nothing refers to
-# them: a removed one is made again when it is next needed.
-SBOM_CACHE = "sbom"
-IMAGE_SBOM_CACHE = "oci/sbom"
 SBOM_DIRS = (SBOM_CACHE, IMAGE_SBOM_CACHE)
 
 

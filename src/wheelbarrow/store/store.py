@@ -27,6 +27,11 @@ STORE_ENV_VAR = "WHEELBARROW_STORE"
 # Held (shared) by whatever writes blobs that no manifest names yet; gc sweeps blobs,
 # build cache, build environments and layers only while it holds it exclusively.
 BUILDING_LEASE = "building"
+# Where bills of materials are kept, by a digest of their inputs (``<sha256>.cdx.json``):
+# wheelhouse/sbom.py's documents, and ship/oci/referrers.py's of images. Nothing refers to
+# them: a removed one is made again when it is next needed (store/inventory.py: gc, du).
+SBOM_CACHE = "sbom"
+IMAGE_SBOM_CACHE = "oci/sbom"
 
 
 class BlobWriter:

@@ -30,8 +30,7 @@ from wheelbarrow import __version__
 from wheelbarrow._core.digests import json_sha256
 from wheelbarrow._core.errors import StoreError, WheelbarrowError
 from wheelbarrow._core.files import atomic_write_bytes
-from wheelbarrow.store.inventory import SBOM_CACHE
-from wheelbarrow.store.store import Store
+from wheelbarrow.store.store import SBOM_CACHE, Store
 from wheelbarrow.wheelhouse import sbom_facts
 from wheelbarrow.wheelhouse.assemble import manifest_of
 from wheelbarrow.wheelhouse.sbom_facts import Built, Downloaded, Local, PackageFacts

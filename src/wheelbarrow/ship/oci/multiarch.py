@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from wheelbarrow._core.errors import ImageError, InputError, NoCompatibleWheelError, StoreError
+from wheelbarrow._core.errors import InputError, NoCompatibleWheelError, StoreError
 from wheelbarrow._core.report import Reporter
 from wheelbarrow._core.runner import Runner
 from wheelbarrow._core.text import agree, plural
@@ -34,6 +34,7 @@ from wheelbarrow.lock.options import Host, Options
 from wheelbarrow.lock.plan import Plan, make_plan
 from wheelbarrow.lock.requirements_lock import build_command
 from wheelbarrow.lock.target_choice import resolve_target
+from wheelbarrow.ship.oci.bases import load_platform_bases
 from wheelbarrow.ship.oci.build import BaseImage, BuiltImage, build_image, labels_for
 from wheelbarrow.ship.oci.image import ImageConfig
 from wheelbarrow.ship.oci.platforms import ImagePlatform
@@ -41,6 +42,7 @@ from wheelbarrow.store.store import Store
 
 if TYPE_CHECKING:
     from wheelbarrow.environment.interpreters import Interpreter
+    from wheelbarrow.lock.lockfile import Lock
     from wheelbarrow.share.oci.registry import RegistryClient
     from wheelbarrow.ship.oci.compression import Compression
     from wheelbarrow.ship.oci.pipeline import ImageOutputs
@@ -51,7 +53,6 @@ __all__ = [
     "PlatformImage",
     "PlatformPlan",
     "ShippedImages",
-    "load_platform_bases",
     "plan_platforms",
     "ship_platform_images",
 ]
@@ -211,7 +212,16 @@ def ship_platform_images(
         )
         attach_sboms = (
             [
-                start_sbom(held, store, house[0], item.plan, base_image, name=tag, environ=environ)
+                start_sbom(
+                    held,
+                    store,
+                    house[0],
+                    base_image,
+                    lock_sha256=item.plan.lock.sha256,
+                    lock=_lock_of(item.plan),
+                    name=tag,
+                    environ=environ,
+                )
                 for item, house, base_image in zip(plans, houses, bases, strict=True)
             ]
             if sbom and (outputs.oci or outputs.push)  # a docker-archive has no place for it
@@ -333,75 +343,9 @@ def _foreign_hint(item: PlatformPlan) -> str:
     )
 
 
-def load_platform_bases(
-    text: str,
-    platforms: Sequence[ImagePlatform],
-    store: Store,
-    client: RegistryClient | None,
-) -> list[BaseImage]:
-    """The base's image for each platform, from its index (an OCI image index or a Docker
-    manifest list, in a registry or an OCI layout ``oci:DIR:TAG``).
-
-    Each image's config must say it runs on its platform: a single-platform base
-    given for several platforms is an error naming it, before anything is built.
-    """
-    bases = [_load_one(text, platform, store, client) for platform in platforms]
-    distinct = len({b.digest for b in bases})
-    for platform, base in zip(platforms, bases, strict=True):
-        config = ImageConfig.from_json(base.config, where=f"{text} config")
-        if platform.matches(config):
-            continue
-        has = ImagePlatform.describe(config)
-        if distinct == 1:
-            raise ImageError(
-                f"{text} is a single-platform image ({has}), so it is no base for {platform}",
-                hint="give a multi-architecture base, an OCI image index or a Docker "
-                "manifest list with an image for "
-                + ", ".join(str(p) for p in platforms)
-                + " (docker.io's debian and python images are)",
-            )
-        raise ImageError(
-            f"{text}: its image for {platform} is a {has} image, says its config",
-            hint="the index names the wrong image for the platform: rebuild the base",
-        )
-    return bases
-
-
-def _load_one(
-    text: str, platform: ImagePlatform, store: Store, client: RegistryClient | None
-) -> BaseImage:
-    """The base's image for ``platform`` (a plain image manifest is taken as it is)."""
-    from wheelbarrow.ship.oci.image import Platform
-
-    wanted = Platform(architecture=platform.architecture, os=platform.os, variant=platform.variant)
-    if text.startswith("oci:"):
-        from wheelbarrow.ship.oci.layout import read_oci_layout
-
-        directory, _, ref = text.removeprefix("oci:").partition(":")
-        try:
-            image = read_oci_layout(Path(directory), ref or "latest", platform=wanted)
-        except ImageError as exc:
-            raise ImageError(f"{text}: for {platform}: {exc.message}", hint=exc.hint) from exc
-        return BaseImage(
-            name=text, manifest=image.manifest, config=image.config, open_blob=image.open_blob
-        )
-    from wheelbarrow.share.oci.reference import ImageReference
-    from wheelbarrow.ship.oci.image import Manifest
-    from wheelbarrow.ship.oci.pipeline import _cached_registry_blobs
-
-    if client is None:
-        raise InputError(f"{text}: reading a base from a registry needs a registry client")
-    reference = ImageReference.parse(text)
-    body, _media_type, _digest = client.resolve_manifest(
-        reference, os=platform.os, arch=platform.architecture, variant=platform.variant
-    )
-    manifest = Manifest.from_json(body, where=f"{text} manifest for {platform}")
-    return BaseImage(
-        name=text,
-        manifest=body,
-        config=client.get_blob(reference, manifest.config.digest),
-        open_blob=_cached_registry_blobs(client, reference, store),
-    )
+def _lock_of(plan: Plan) -> Callable[[], Lock]:
+    """The plan's lock, for an SBOM that is not made yet."""
+    return lambda: plan.lock
 
 
 def _write(

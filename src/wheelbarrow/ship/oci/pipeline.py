@@ -11,9 +11,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from wheelbarrow._core.files import temporary_sibling
-from wheelbarrow._core.report import Reporter
-from wheelbarrow._core.runner import Runner
-from wheelbarrow.lock.plan import Plan
 from wheelbarrow.ship.oci.build import (
     BaseImage,
     BuiltImage,
@@ -26,13 +23,16 @@ from wheelbarrow.ship.oci.compression import Compression, layer_compression
 from wheelbarrow.store.store import Store
 
 if TYPE_CHECKING:
+    from wheelbarrow._core.report import Reporter
+    from wheelbarrow._core.runner import Runner
     from wheelbarrow.app.target import Target
     from wheelbarrow.environment.interpreters import Interpreter
-    from wheelbarrow.share.oci.reference import ImageReference
+    from wheelbarrow.lock.lockfile import Lock
+    from wheelbarrow.lock.plan import Plan
     from wheelbarrow.share.oci.registry import RegistryClient
     from wheelbarrow.ship.oci.referrers import Artifact
 
-__all__ = ["ImageOutputs", "ShippedImage", "ship_image"]
+__all__ = ["ImageOutputs", "ShippedImage", "StoredApp", "ship_image", "ship_stored"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -46,11 +46,13 @@ class ImageOutputs:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ShippedImage:
-    """The image built, how its layers are compressed, and what was written where (by kind)."""
+    """The image built, how its layers are compressed, and what was written where (by kind),
+    from what of the store."""
 
     built: BuiltImage
     outputs: dict[str, object]
     compression: Compression
+    app: StoredApp
 
 
 def ship_image(
@@ -80,15 +82,11 @@ def ship_image(
     registry. The leases that keep ``store gc`` off what is used go on ``held``.
     """
     from wheelbarrow.environment.envs import ensure_wheelhouse_env, env_key
-    from wheelbarrow.ship.oci.append import manifest_layer_type
     from wheelbarrow.wheelhouse.assemble import require_wheelhouse
 
-    compression = compression or layer_compression()
     house_key, manifest = store.hold(held, "wheelhouse", lambda: require_wheelhouse(store, plan))
     python = interpreter()
     key = env_key(house_key, python)
-    # Layers and pulled base blobs are referenced by nothing until their records are written.
-    held.enter_context(store.building())
 
     def environment() -> Path:
         held.enter_context(store.use("env", key))
@@ -96,28 +94,104 @@ def ship_image(
             store, house_key, manifest, python, runner=runner, reporter=reporter
         )[1].path
 
+    stored = StoredApp(
+        root=plan.app.root,
+        target=plan.target,
+        lock_sha256=plan.lock.sha256,
+        wheelhouse=house_key,
+        env_key=key,
+        environment=environment,
+        lock=lambda: plan.lock,
+    )
+    return ship_stored(
+        stored,
+        base=base,
+        tag=tag,
+        outputs=outputs,
+        source=source,
+        store=store,
+        reporter=reporter,
+        environ=environ,
+        home=home,
+        held=held,
+        compression=compression,
+        sbom=sbom,
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoredApp:
+    """What an app's image is made of besides its base and the app's files: the app's
+    directory, its target, its lock's digest, the wheelhouse (its lease held) and the key of
+    its environment for the interpreter that makes it. From a plan, or from the record of the
+    last image of the unchanged app (cli/image_record.py), which has no plan to read.
+
+    ``environment`` gives the stored environment's path (made or checked), asked only when
+    the environment layer is not made yet; ``lock`` gives the parsed lock, asked only when
+    the image's SBOM is not made yet.
+    """
+
+    root: Path
+    target: Target
+    lock_sha256: str
+    wheelhouse: str
+    env_key: str
+    environment: Callable[[], Path]
+    lock: Callable[[], Lock]
+
+
+def ship_stored(
+    app: StoredApp,
+    *,
+    base: str,
+    tag: str,
+    outputs: ImageOutputs,
+    source: str | None,
+    store: Store,
+    reporter: Reporter,
+    environ: Mapping[str, str],
+    home: Path,
+    held: contextlib.ExitStack,
+    compression: Compression | None = None,
+    sbom: bool = True,
+) -> ShippedImage:
+    """:func:`ship_image` once the wheelhouse and the environment's key are known."""
+    from wheelbarrow.ship.oci.append import manifest_layer_type
+
+    compression = compression or layer_compression()
+    # Layers and pulled base blobs are referenced by nothing until their records are written.
+    held.enter_context(store.building())
     mtime = source_date_epoch(environ)
     client = _client(environ, home) if (outputs.push or not base.startswith("oci:")) else None
     try:
-        base_image = _load_base(base, plan.target, store, client)
+        base_image = _load_base(base, app.target, store, client)
         # A Docker v2 base cannot take zstd layers: say so before any layer is made.
         manifest_layer_type(compression.media_type, docker=base_image.parsed_manifest.is_docker)
         attach_sbom = (
-            start_sbom(held, store, house_key, plan, base_image, name=tag, environ=environ)
+            start_sbom(
+                held,
+                store,
+                app.wheelhouse,
+                base_image,
+                lock_sha256=app.lock_sha256,
+                lock=app.lock,
+                name=tag,
+                environ=environ,
+            )
             if sbom and (outputs.oci or outputs.push)  # a docker-archive has no place for it
             else None
         )
         reporter.message("step", f"Building {tag} on {base_image.name}")
         built = build_image(
-            plan.app.root,
+            app.root,
             base=base_image,
-            env=environment,
-            env_key=key,
-            target_python=plan.target.python.short,
+            env=app.environment,
+            env_key=app.env_key,
+            target_python=app.target.python.short,
             labels=labels_for(
-                plan.app.root,
-                lock_sha256=plan.lock.sha256,
-                wheelhouse=house_key,
+                app.root,
+                lock_sha256=app.lock_sha256,
+                wheelhouse=app.wheelhouse,
                 source=source,
                 mtime=mtime,
             ),
@@ -135,7 +209,7 @@ def ship_image(
     finally:
         if client is not None:
             client.close()
-    return ShippedImage(built=built, outputs=written, compression=compression)
+    return ShippedImage(built=built, outputs=written, compression=compression, app=app)
 
 
 def _write(
@@ -150,13 +224,13 @@ def _write(
     """Write the image to each output asked for, with its ``referrers`` (its SBOM) where
     they can go (a docker-archive has no place for them); what went where, by output kind."""
     from wheelbarrow.ship.oci.blobs import chain_blobs
-    from wheelbarrow.ship.oci.docker_archive import write_docker_archive
-    from wheelbarrow.ship.oci.layout import write_oci_layout
-    from wheelbarrow.ship.oci.referrers import write_referrer_layout
 
     blobs = chain_blobs(built.blobs(), base.open_blob)
     written: dict[str, object] = {}
     if outputs.oci:
+        from wheelbarrow.ship.oci.layout import write_oci_layout
+        from wheelbarrow.ship.oci.referrers import write_referrer_layout
+
         directory, _, ref = outputs.oci.partition(":")
         _link_blobs(Path(directory), _local_blobs(built, base, store))
         write_oci_layout(
@@ -169,6 +243,8 @@ def _write(
         write_referrer_layout(Path(directory), list(referrers))
         written["oci"] = f"{directory}:{ref or 'latest'}"
     if outputs.docker_archive:
+        from wheelbarrow.ship.oci.docker_archive import write_docker_archive
+
         write_docker_archive(
             Path(outputs.docker_archive),
             manifest=built.manifest,
@@ -188,26 +264,27 @@ def start_sbom(
     held: contextlib.ExitStack,
     store: Store,
     house_key: str,
-    plan: Plan,
     base: BaseImage,
     *,
+    lock_sha256: str,
+    lock: Callable[[], Lock],
     name: str,
     environ: Mapping[str, str],
 ) -> Callable[[BuiltImage, int], Artifact]:
-    """Start making the SBOM of the image of ``plan`` named ``name`` on ``base`` (its wheelhouse
-    ``house_key``, the base's Python); what then gives the referrer of the built image,
-    dated ``mtime`` (``SOURCE_DATE_EPOCH``).
+    """Start making the SBOM of the image named ``name`` on ``base`` of the wheelhouse
+    ``house_key`` from the lock of digest ``lock_sha256`` (parsed by ``lock``, asked only
+    when the document is not kept in the store yet) and the base's Python; what then gives
+    the referrer of the built image, dated ``mtime`` (``SOURCE_DATE_EPOCH``).
 
     The document is made in a thread while the image's layers are: the CycloneDX
     library's strict validator alone takes seconds to import (its schema format
     checkers compile their grammars), time the environment layer hides when the
-    machine has a core to spare. ``held`` waits for the thread.
+    machine has a core to spare. ``held`` waits for the thread. A document the store
+    keeps is read at once, with no thread.
     """
-    from concurrent.futures import ThreadPoolExecutor
-
     from wheelbarrow.ship.oci.build import base_python
     from wheelbarrow.ship.oci.image import Descriptor, Manifest
-    from wheelbarrow.ship.oci.referrers import image_sbom, sbom_document
+    from wheelbarrow.ship.oci.referrers import image_sbom, kept_sbom_document, sbom_document
 
     # As wheelhouse.sbom.source_date_epoch reads it: the document's date, none when unset.
     given = environ.get("SOURCE_DATE_EPOCH", "").strip()
@@ -215,14 +292,30 @@ def start_sbom(
 
     def document(python: str) -> bytes:
         return sbom_document(
-            store, house_key, lock=plan.lock, python=python, name=name, epoch=epoch
+            store,
+            house_key,
+            lock_sha256=lock_sha256,
+            lock=lock,
+            python=python,
+            name=name,
+            epoch=epoch,
         )
 
     found = base_python(base, store)  # read once, then kept by the base's digest
-    early = None
+    early: tuple[str, Callable[[], bytes]] | None = None
     if found is not None:
-        threads = held.enter_context(ThreadPoolExecutor(max_workers=1, thread_name_prefix="sbom"))
-        early = (found.version, threads.submit(document, found.version))
+        kept = kept_sbom_document(
+            store, house_key, lock_sha256=lock_sha256, python=found.version, name=name, epoch=epoch
+        )
+        if kept is not None:  # an app-only rebuild: no thread (nor its modules) for a read
+            early = (found.version, lambda: kept)
+        else:
+            from concurrent.futures import ThreadPoolExecutor
+
+            threads = held.enter_context(
+                ThreadPoolExecutor(max_workers=1, thread_name_prefix="sbom")
+            )
+            early = (found.version, threads.submit(document, found.version).result)
 
     def referrer(built: BuiltImage, mtime: int) -> Artifact:
         subject = Descriptor(
@@ -231,7 +324,7 @@ def start_sbom(
             size=len(built.manifest),
         )
         python = built.python.version
-        made = early[1].result() if early and early[0] == python else document(python)
+        made = early[1]() if early and early[0] == python else document(python)
         return image_sbom(made, subject, mtime=mtime)
 
     return referrer
@@ -314,37 +407,10 @@ def _load_base(text: str, target: Target, store: Store, client: RegistryClient |
     """The base's image for the target's architecture: ``oci:DIR:TAG`` (an OCI layout), else
     an image reference in a registry; from an index its image for that platform, else the
     one image it is, which must be for that platform."""
-    from wheelbarrow.ship.oci.multiarch import load_platform_bases
+    from wheelbarrow.ship.oci.bases import load_platform_bases
     from wheelbarrow.ship.oci.platforms import ImagePlatform
 
     return load_platform_bases(text, [ImagePlatform.of_target(target)], store, client)[0]
-
-
-def _cached_registry_blobs(
-    client: RegistryClient, ref: ImageReference, store: Store
-) -> Callable[[str], BinaryIO]:
-    """Base blobs streamed from the registry into the store once, then read from there."""
-
-    def open_blob(digest: str) -> BinaryIO:
-        path = store.blob(digest.split(":", 1)[1])
-        if not path.is_file():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            copy_blob(lambda d: _stream(client, ref, d, store), digest, path)
-        return path.open("rb")
-
-    return open_blob
-
-
-def _stream(client: RegistryClient, ref: ImageReference, digest: str, store: Store) -> BinaryIO:
-    with store.scratch("pull-", directory=False) as tmp:
-        with tmp.open("wb") as out:
-
-            def sink(chunk: bytes) -> None:
-                out.write(chunk)
-
-            client.stream_blob(ref, digest, sink)
-        # Open before the scratch entry goes: the reader keeps the unlinked file.
-        return tmp.open("rb")
 
 
 def _push(

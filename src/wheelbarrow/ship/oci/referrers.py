@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -21,7 +21,7 @@ from wheelbarrow._core.files import atomic_write_bytes
 from wheelbarrow.share.oci.mediatypes import INDEX_TYPES, OCI_MANIFEST
 from wheelbarrow.share.oci.referrers import EMPTY_CONFIG, EMPTY_MEDIA_TYPE, Attached, Referrer
 from wheelbarrow.ship.oci.image import Descriptor, Index, canonical_json, epoch_timestamp
-from wheelbarrow.store.inventory import IMAGE_SBOM_CACHE
+from wheelbarrow.store.store import IMAGE_SBOM_CACHE
 
 if TYPE_CHECKING:
     from wheelbarrow.lock.lockfile import Lock
@@ -86,27 +86,25 @@ def sbom_document(
     store: Store,
     wheelhouse_key: str,
     *,
-    lock: Lock,
+    lock_sha256: str,
+    lock: Callable[[], Lock],
     python: str,
     name: str,
     epoch: int | None,
 ) -> bytes:
     """The CycloneDX SBOM of an image (named ``name``) whose environment is the wheelhouse
-    ``wheelhouse_key`` for CPython ``python``.
+    ``wheelhouse_key`` for CPython ``python``, from the lock of digest ``lock_sha256``
+    (``lock`` parses it: asked only when the document is made).
 
     The document depends on nothing else (and wheelbarrow's version), so it is made
     once and kept in the store beside the environment layers: an image rebuilt for
     an app change reads it back instead of assembling and validating it again.
     """
-    from wheelbarrow import __version__
-
-    inputs = [wheelhouse_key, lock.sha256, python, name, epoch, __version__]
-    key = hashlib.sha256(canonical_json(inputs)).hexdigest()
-    cached = store.root / IMAGE_SBOM_CACHE / f"{key}.cdx.json"
-    try:
-        return cached.read_bytes()
-    except FileNotFoundError:
-        pass
+    kept = kept_sbom_document(
+        store, wheelhouse_key, lock_sha256=lock_sha256, python=python, name=name, epoch=epoch
+    )
+    if kept is not None:
+        return kept
     # Only now: the SBOM's modules (and the CycloneDX library's) cost an app-only rebuild time.
     from wheelbarrow.wheelhouse.sbom import Runtime, cyclonedx_json
 
@@ -116,11 +114,47 @@ def sbom_document(
         subject="image",
         name=name,
         runtime=Runtime("cpython", python),
-        lock=lock,
+        lock=lock(),
         epoch=epoch,
     )
-    atomic_write_bytes(cached, document)
+    atomic_write_bytes(
+        _kept_path(store, wheelhouse_key, lock_sha256, python=python, name=name, epoch=epoch),
+        document,
+    )
     return document
+
+
+def kept_sbom_document(
+    store: Store,
+    wheelhouse_key: str,
+    *,
+    lock_sha256: str,
+    python: str,
+    name: str,
+    epoch: int | None,
+) -> bytes | None:
+    """:func:`sbom_document`'s document when the store keeps it, else None."""
+    path = _kept_path(store, wheelhouse_key, lock_sha256, python=python, name=name, epoch=epoch)
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
+
+
+def _kept_path(
+    store: Store,
+    wheelhouse_key: str,
+    lock_sha256: str,
+    *,
+    python: str,
+    name: str,
+    epoch: int | None,
+) -> Path:
+    from wheelbarrow import __version__
+
+    inputs = [wheelhouse_key, lock_sha256, python, name, epoch, __version__]
+    key = hashlib.sha256(canonical_json(inputs)).hexdigest()
+    return store.root / IMAGE_SBOM_CACHE / f"{key}.cdx.json"
 
 
 def image_sbom(document: bytes, subject: Descriptor, *, mtime: int) -> Artifact:
