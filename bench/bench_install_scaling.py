@@ -1,7 +1,8 @@
 """Benchmark a warm install against the number of packages: the shared layout's constant time.
 
-For apps of 15, 60 and 150 synthetic wheels (and the textsim example, when its wheelhouse is in
-the store given by --textsim-store, by default the user's), each built into one store and
+For apps of 15, 60 and 150 synthetic wheels (and the textsim example: its wheelhouse from
+the store given by --textsim-store, by default the user's, else built from the package
+index when the example has no lock yet), each built into one store and
 installed once (the stored environment made, the install's record written), times as whole
 processes, each into a new directory, interleaved, in the same run:
 
@@ -69,21 +70,26 @@ def synthetic(work: Path, packages: int, modules: int) -> App:
 
 
 def textsim(work: Path, store: Path, other: Path, bin_dir: Path, env: dict[str, str]) -> App | None:
-    """The textsim example, if ``other`` (a store) holds its wheelhouse: linked into ``store``."""
-    key = run([bin_dir / "wheelbarrow", "key", TEXTSIM], env)[1].strip()
-    house = other / "wheelhouses" / key
-    if not (house / "wheelhouse.json").is_file():
-        log(f"textsim: no wheelhouse {key} in {other}; its row is left out")
-        return None
-    target = store / "wheelhouses" / key
-    if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        run(["cp", "-al", house, target], env)
+    """The textsim example: its wheelhouse from ``other`` (a store) linked into ``store``, else,
+    when the example has no lock yet (a fresh clone: pylock.toml is not committed), locked
+    and built into ``store`` from the package index (untimed)."""
     root = work / "textsim"
     if not root.exists():
         shutil.copytree(TEXTSIM, root, ignore=shutil.ignore_patterns("__pycache__"))
+    if not (root / "pylock.toml").is_file():
+        log("textsim: no lock yet; locking and building it from the package index")
+        run([bin_dir / "wheelbarrow", "build", root, "-q"], env)
+    key = run([bin_dir / "wheelbarrow", "key", root], env)[1].strip()
+    target = store / "wheelhouses" / key
+    house = other / "wheelhouses" / key
+    if not (target / "wheelhouse.json").is_file():
+        if not (house / "wheelhouse.json").is_file():
+            log(f"textsim: no wheelhouse {key} in {other}; its row is left out")
+            return None
+        target.parent.mkdir(parents=True, exist_ok=True)
+        run(["cp", "-al", house, target], env)
     wheels = fresh(work / "textsim-wheels")
-    for wheel in house.glob("*.whl"):
+    for wheel in target.glob("*.whl"):
         os.link(wheel, wheels / wheel.name)
     return App("textsim", root, wheels)
 
