@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import make_wheel
-from support.apps import HOST_PYTHON, build_cli, make_app
+from support import make_c_extension_sdist, make_wheel
+from support.apps import HOST_PYTHON, PLATFORM, cli, make_app
 from support.multiarch import blob_json, fake_python_image, tagged
 
 _PROBE = textwrap.dedent(
@@ -80,12 +80,17 @@ def built(tmp_path: Path, local_index) -> Built:
     app = make_app(tmp_path / "app", "alpha==1.0\n")
     (app / "app.py").write_text("import alpha\nprint(alpha.VALUE)\n")
     (app / "Procfile").write_text("web: python app.py\n")
-    store = tmp_path / "store"
-    result = build_cli(app, store, index.url)
+    return built_app(tmp_path, app, "--index-url", index.url)
+
+
+def built_app(root: Path, app: Path, *build_args: str | Path) -> Built:
+    """``app`` built into a new store under ``root``, and a base with this Python."""
+    store = root / "store"
+    result = cli("build", app, "--store", store, "--platform", PLATFORM, *build_args)
     assert result.code == 0, result.err
-    base = tmp_path / "base"
+    base = root / "base"
     fake_python_image(base, "base", architecture="amd64", python=HOST_PYTHON)
-    return Built(tmp_path, app, store, base)
+    return Built(root, app, store, base)
 
 
 def recorded(built: Built) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -187,6 +192,54 @@ class TestNotFromTheRecord:
             shutil.rmtree(wheelhouse)
         again = built.image()
         assert again["planned"] and again["code"] != 0, again
+
+
+class TestAppsUnlikeTextsim:
+    def test_a_pyproject_only_app_without_a_python_pin(self, tmp_path, local_index):
+        """No requirements.txt, no .python-version, no requires-python: the record holds."""
+        dists = tmp_path / "dists"
+        make_wheel(dists, "alpha", "1.0")
+        index = local_index(dists)
+        app = tmp_path / "app"
+        app.mkdir()
+        (app / "pyproject.toml").write_text(
+            '[project]\nname = "web"\nversion = "0.1"\ndependencies = ["alpha==1.0"]\n'
+        )
+        (app / "app.py").write_text("import alpha\n")
+        built = built_app(tmp_path, app, "--index-url", index.url)
+        _, second = recorded(built)
+        same_as_full(built, second)
+
+    def test_an_edited_local_package_is_never_taken_from_the_record(self, tmp_path):
+        """A local package (./localpkg, built from source) edited after the build: the image
+        fails as the full image fails, asking for a build; the record gives no old image."""
+        app = tmp_path / "app"
+        app.mkdir()
+        (app / "requirements.txt").write_text("./localpkg\n")
+        sdist = make_c_extension_sdist(tmp_path / "d", "localpkg", "2.5")
+        _unpack_into(sdist, app / "localpkg")
+        built = built_app(tmp_path, app, "--no-index")
+        first = built.image()
+        assert first["code"] == 0, first
+        init = app / "localpkg" / "localpkg" / "__init__.py"
+        init.write_text(init.read_text() + "\nEDITED = True\n")
+        again = built.image()
+        assert again["planned"] and again["code"] != 0, again
+        assert "localpkg" in again["error"] and "edited since the last build" in again["error"]
+        shutil.rmtree(built.store / "locks" / "images", ignore_errors=True)
+        full = built.image()
+        assert (full["code"], full["error"]) == (again["code"], again["error"])
+
+
+def _unpack_into(sdist: Path, dest: Path) -> None:
+    """The sdist's tree at ``dest``, as a checkout would hold it."""
+    import tarfile
+
+    with tarfile.open(sdist) as tar:
+        tar.extractall(dest.parent / ".unpack", filter="data")
+    [tree] = (dest.parent / ".unpack").iterdir()
+    tree.rename(dest)
+    (dest.parent / ".unpack").rmdir()
 
 
 class TestTheBaseIsReadAgain:

@@ -236,3 +236,53 @@ def _other_python() -> tuple[str, str] | None:
         return None
     newest = max(found)
     return f"3.{newest}", found[newest]
+
+
+class TestAnEditedLocalProject:
+    def test_an_edited_local_package_is_refused_until_built_again(self, tmp_path):
+        """A local project (./localpkg, locked by its path) edited after the build: the
+        install names it and asks for a build instead of installing the old code, warm or
+        not; after the build, the install has the edit."""
+        from support import make_c_extension_sdist
+
+        app = tmp_path / "app"
+        app.mkdir()
+        (app / "requirements.txt").write_text("./localpkg\n")
+        sdist = make_c_extension_sdist(tmp_path / "d", "localpkg", "2.5")
+        _unpack_into(sdist, app / "localpkg")
+        store = tmp_path / "store"
+        build = [sys.executable, "-m", "wheelbarrow", "build", app, "--store", store, "--no-index"]
+        subprocess.run(build, check=True, capture_output=True, timeout=300)
+        assert install(app, store, tmp_path / "first")["code"] == 0
+        init = app / "localpkg" / "localpkg" / "__init__.py"
+        init.write_text(init.read_text() + "\nEDITED = True\n")
+
+        refused = install(app, store, tmp_path / "second")
+
+        assert refused["code"] != 0, refused
+        assert "localpkg" in refused["error"] and "edited since the last build" in refused["error"]
+        assert "wheelbarrow build" in refused["error"]
+        subprocess.run(build, check=True, capture_output=True, timeout=300)
+        assert install(app, store, tmp_path / "third")["code"] == 0
+        done = subprocess.run(
+            [
+                tmp_path / "third" / "bin" / "python",
+                "-c",
+                "import localpkg; print(localpkg.EDITED)",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert done.stdout.strip() == "True"
+
+
+def _unpack_into(sdist: Path, dest: Path) -> None:
+    """The sdist's tree at ``dest``, as a checkout would hold it."""
+    import tarfile
+
+    with tarfile.open(sdist) as tar:
+        tar.extractall(dest.parent / ".unpack", filter="data")
+    [tree] = (dest.parent / ".unpack").iterdir()
+    tree.rename(dest)
+    (dest.parent / ".unpack").rmdir()

@@ -338,13 +338,23 @@ def previous_app_key(store: Store, app_root: Path) -> str | None:
 
 
 def find_wheelhouse(
-    store: Store, key: str, *, app_root: Path, lock_sha256: str, target: Target
+    store: Store,
+    key: str,
+    *,
+    app_root: Path,
+    lock_sha256: str,
+    target: Target,
+    directories: Sequence[Artefact] = (),
 ) -> tuple[str, dict[str, Any]] | None:
-    """The app's last wheelhouse if it was built from this lock and target, else ``key``'s.
+    """The app's last wheelhouse if it was built from this lock and target and from the local
+    project ``directories`` as they are now, else ``key``'s.
 
     ``install`` cannot know the build's settings (``--no-binary``, repair
     mode), which are part of the key; the lock and target it does know, and
-    the app's last build is what the user last asked for.
+    the app's last build is what the user last asked for. A local project is
+    locked by its path, not its content, so the lock alone cannot tell that one
+    was edited since that build: its tree's digest must be the one the build
+    recorded, or the wheelhouse would ship the old code.
     """
     previous = previous_app_key(store, app_root)
     manifest = manifest_of(store, previous) if previous else None
@@ -353,18 +363,52 @@ def find_wheelhouse(
         and manifest is not None
         and manifest.get("lock-sha256") == lock_sha256
         and manifest.get("target") == target.as_dict()
+        and not _edited_since(manifest, directories)
     ):
         return previous, manifest
     manifest = manifest_of(store, key)
     return (key, manifest) if manifest is not None else None
 
 
+def _edited_since(manifest: dict[str, Any], directories: Sequence[Artefact]) -> list[Artefact]:
+    """The local projects among ``directories`` whose tree is not the one the wheelhouse of
+    ``manifest`` was built from."""
+    built = {
+        str(w.get("name")): (w.get("source") or {}).get("sha256")
+        for w in manifest.get("wheels", [])
+        if isinstance(w, dict)
+    }
+    return [d for d in directories if built.get(d.name) != d.sha256]
+
+
+def local_projects(plan: Plan) -> tuple[Artefact, ...]:
+    """The plan's local project directories (built from their trees, locked by their paths)."""
+    return tuple(a for a in plan.artefacts if a.kind == "directory")
+
+
 def require_wheelhouse(store: Store, plan: Plan) -> tuple[str, dict[str, Any]]:
     """The key and manifest of the plan's wheelhouse, which must exist (never builds it)."""
+    directories = local_projects(plan)
     found = find_wheelhouse(
-        store, plan.key, app_root=plan.app.root, lock_sha256=plan.lock.sha256, target=plan.target
+        store,
+        plan.key,
+        app_root=plan.app.root,
+        lock_sha256=plan.lock.sha256,
+        target=plan.target,
+        directories=directories,
     )
     if found is None:
+        previous = previous_app_key(store, plan.app.root)
+        manifest = manifest_of(store, previous) if previous else None
+        edited = _edited_since(manifest, directories) if manifest is not None else []
+        if edited:
+            names = ", ".join(f"{a.name} ({a.path})" for a in edited)
+            raise StoreError(
+                f"{names}: edited since the last build of {plan.app.root}, whose wheelhouse "
+                "has the code as it was",
+                hint=f"run `wheelbarrow build {plan.app.root}` to build it again "
+                "(this command never builds)",
+            )
         raise StoreError(
             f"no wheelhouse for {plan.lock.path} in {store.root} (key {plan.key})",
             hint=f"run `wheelbarrow build {plan.app.root}` first (this command never downloads)",

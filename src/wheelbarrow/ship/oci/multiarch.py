@@ -304,11 +304,16 @@ def _require_wheelhouse(
     store: Store, item: PlatformPlan, machine: BuildMachine
 ) -> tuple[str, dict[str, Any]]:
     """The platform's stored wheelhouse; without one, what to run, or why it cannot be made here."""
-    from wheelbarrow.wheelhouse.assemble import find_wheelhouse
+    from wheelbarrow.wheelhouse.assemble import find_wheelhouse, local_projects
 
     plan = item.plan
     found = find_wheelhouse(
-        store, plan.key, app_root=plan.app.root, lock_sha256=plan.lock.sha256, target=plan.target
+        store,
+        plan.key,
+        app_root=plan.app.root,
+        lock_sha256=plan.lock.sha256,
+        target=plan.target,
+        directories=local_projects(plan),
     )
     if found is not None:
         return found
