@@ -9,7 +9,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from support import build_local_index, make_c_extension_sdist, make_sdist, make_wheel
+from support import (
+    build_local_index,
+    make_c_extension_sdist,
+    make_sdist,
+    make_wheel,
+    unpack_into,
+)
 from support.apps import PLATFORM, build_cli, build_ok, cli, make_app
 
 from wheelbarrow.store.store import Store
@@ -251,18 +257,6 @@ class TestConcurrentBuilds:
             "beta-1.0-py3-none-any.whl",
         ]
         assert list((store / "tmp").iterdir()) == []
-
-
-def unpack_into(sdist: Path, dest: Path) -> Path:
-    """A project directory at ``dest`` holding what the sdist holds (as a checkout would)."""
-    import tarfile
-
-    with tarfile.open(sdist) as tar:
-        tar.extractall(dest.parent / ".unpack", filter="data")
-    [tree] = (dest.parent / ".unpack").iterdir()
-    tree.rename(dest)
-    (dest.parent / ".unpack").rmdir()
-    return dest
 
 
 def make_unpinned_app(directory: Path, requirements: str) -> Path:

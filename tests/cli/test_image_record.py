@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import make_c_extension_sdist, make_wheel
+from support import make_c_extension_sdist, make_wheel, unpack_into
 from support.apps import HOST_PYTHON, PLATFORM, cli, make_app
 from support.multiarch import blob_json, fake_python_image, tagged
 
@@ -217,7 +217,7 @@ class TestAppsUnlikeTextsim:
         app.mkdir()
         (app / "requirements.txt").write_text("./localpkg\n")
         sdist = make_c_extension_sdist(tmp_path / "d", "localpkg", "2.5")
-        _unpack_into(sdist, app / "localpkg")
+        unpack_into(sdist, app / "localpkg")
         built = built_app(tmp_path, app, "--no-index")
         first = built.image()
         assert first["code"] == 0, first
@@ -229,17 +229,6 @@ class TestAppsUnlikeTextsim:
         shutil.rmtree(built.store / "locks" / "images", ignore_errors=True)
         full = built.image()
         assert (full["code"], full["error"]) == (again["code"], again["error"])
-
-
-def _unpack_into(sdist: Path, dest: Path) -> None:
-    """The sdist's tree at ``dest``, as a checkout would hold it."""
-    import tarfile
-
-    with tarfile.open(sdist) as tar:
-        tar.extractall(dest.parent / ".unpack", filter="data")
-    [tree] = (dest.parent / ".unpack").iterdir()
-    tree.rename(dest)
-    (dest.parent / ".unpack").rmdir()
 
 
 class TestTheBaseIsReadAgain:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import make_wheel
+from support import make_c_extension_sdist, make_wheel, unpack_into
 from support.apps import build_cli, make_app
 
 # Run in a process of its own: which modules it loaded, and which processes it started, say
@@ -243,13 +243,11 @@ class TestAnEditedLocalProject:
         """A local project (./localpkg, locked by its path) edited after the build: the
         install names it and asks for a build instead of installing the old code, warm or
         not; after the build, the install has the edit."""
-        from support import make_c_extension_sdist
-
         app = tmp_path / "app"
         app.mkdir()
         (app / "requirements.txt").write_text("./localpkg\n")
         sdist = make_c_extension_sdist(tmp_path / "d", "localpkg", "2.5")
-        _unpack_into(sdist, app / "localpkg")
+        unpack_into(sdist, app / "localpkg")
         store = tmp_path / "store"
         build = [sys.executable, "-m", "wheelbarrow", "build", app, "--store", store, "--no-index"]
         subprocess.run(build, check=True, capture_output=True, timeout=300)
@@ -275,14 +273,3 @@ class TestAnEditedLocalProject:
             check=True,
         )
         assert done.stdout.strip() == "True"
-
-
-def _unpack_into(sdist: Path, dest: Path) -> None:
-    """The sdist's tree at ``dest``, as a checkout would hold it."""
-    import tarfile
-
-    with tarfile.open(sdist) as tar:
-        tar.extractall(dest.parent / ".unpack", filter="data")
-    [tree] = (dest.parent / ".unpack").iterdir()
-    tree.rename(dest)
-    (dest.parent / ".unpack").rmdir()

@@ -15,6 +15,7 @@ from .sdists import (
     make_failing_sdist,
     make_fortran_sdist,
     make_malicious_sdist,
+    unpack_into,
 )
 
 __all__ = [
@@ -30,4 +31,5 @@ __all__ = [
     "make_wheel",
     "serve_local_index",
     "sha256_of",
+    "unpack_into",
 ]

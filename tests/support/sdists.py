@@ -925,3 +925,15 @@ def make_simd_sdist(
             info, data = _regular(info.name, text.encode("utf-8"))
         members.append((info, data))
     return _write_tarball(directory / f"{package}-{version}.tar.gz", members)
+
+
+def unpack_into(sdist: Path, dest: Path) -> Path:
+    """A project directory at ``dest`` holding what the sdist holds (as a checkout would)."""
+    import tarfile
+
+    with tarfile.open(sdist) as tar:
+        tar.extractall(dest.parent / ".unpack", filter="data")
+    [tree] = (dest.parent / ".unpack").iterdir()
+    tree.rename(dest)
+    (dest.parent / ".unpack").rmdir()
+    return dest

@@ -97,20 +97,12 @@ def remember(
     if found is None:
         return
     app = shipped.app
-    record = {
-        "format": FORMAT,
-        "files": list(inputs.files),
-        "dirs": list(inputs.dirs),
-        "env": list(inputs.env),
-        "code": list(inputs.code),
-        "digest": inputs.digest,
+    record = install_record.inputs_record(FORMAT, inputs, found) | {
         "app": os.fspath(app.root),
         "target": app.target.as_dict(),
         "lock_sha256": app.lock_sha256,
         "wheelhouse": app.wheelhouse,
         "env_key": app.env_key,
-        "interpreter": found,
-        "host": install_record.host_facts(),
     }
     atomic_write_text(record_path(store.root, args), json.dumps(record) + "\n")
 
@@ -132,15 +124,9 @@ def recall(store_root: Path, args: argparse.Namespace) -> Recalled | None:
     except (OSError, ValueError):
         return None
     try:
-        if record["format"] != FORMAT or record["host"] != install_record.host_facts():
-            return None
-        if not install_record.interpreter_holds(record["interpreter"], args):
-            return None
-        files, dirs, env, code = (
-            tuple(str(x) for x in record[k]) for k in ("files", "dirs", "env", "code")
-        )
-        plan_args = install_record.without(args, NOT_PLAN)
-        if noop._digest(plan_args, files=files, dirs=dirs, env=env, code=code) != record["digest"]:
+        if not install_record.inputs_hold(
+            record, FORMAT, args, install_record.without(args, NOT_PLAN)
+        ):
             return None
         return Recalled(
             app=str(record["app"]),

@@ -107,20 +107,44 @@ def remember(
     found = how_found(interpreter, args)
     if inputs is None or found is None:
         return
-    record = {
-        "format": FORMAT,
+    record = inputs_record(FORMAT, inputs, found) | {
+        "wheelhouse": house_key,
+        "env_key": env_key(house_key, interpreter),
+        "packages": len(planned.plan.artefacts),
+    }
+    atomic_write_text(record_path(store.root, args), json.dumps(record) + "\n")
+
+
+def inputs_record(fmt: int, inputs: noop.Inputs, found: dict[str, Any]) -> dict[str, Any]:
+    """A record's part that says what the plan read and how the interpreter was found (from
+    :func:`how_found`), in the record format ``fmt``; :func:`inputs_hold` checks it."""
+    return {
+        "format": fmt,
         "files": list(inputs.files),
         "dirs": list(inputs.dirs),
         "env": list(inputs.env),
         "code": list(inputs.code),
         "digest": inputs.digest,
-        "wheelhouse": house_key,
-        "env_key": env_key(house_key, interpreter),
-        "packages": len(planned.plan.artefacts),
         "interpreter": found,
         "host": host_facts(),
     }
-    atomic_write_text(record_path(store.root, args), json.dumps(record) + "\n")
+
+
+def inputs_hold(
+    record: dict[str, Any], fmt: int, args: argparse.Namespace, plan_args: argparse.Namespace
+) -> bool:
+    """Whether an :func:`inputs_record` of format ``fmt`` holds now: this machine, the same
+    interpreter found the same way, and what the plan read (with ``plan_args``) unchanged.
+    Raises KeyError, TypeError or ValueError for a record of another shape."""
+    if record["format"] != fmt or record["host"] != host_facts():
+        return False
+    if not interpreter_holds(record["interpreter"], args):
+        return False
+    files, dirs, env, code = (
+        tuple(str(x) for x in record[k]) for k in ("files", "dirs", "env", "code")
+    )
+    now = noop._digest(plan_args, files=files, dirs=dirs, env=env, code=code)
+    return bool(now == record["digest"])
 
 
 def how_found(interpreter: Interpreter, args: argparse.Namespace) -> dict[str, Any] | None:
@@ -194,14 +218,7 @@ def recall(store_root: Path, args: argparse.Namespace) -> Recalled | None:
     except (OSError, ValueError):
         return None
     try:
-        if record["format"] != FORMAT or record["host"] != host_facts():
-            return None
-        if not interpreter_holds(record["interpreter"], args):
-            return None
-        lists = [tuple(str(x) for x in record[k]) for k in ("files", "dirs", "env", "code")]
-        files, dirs, env, code = lists
-        now = noop._digest(_plan_args(args), files=files, dirs=dirs, env=env, code=code)
-        if now != record["digest"]:
+        if not inputs_hold(record, FORMAT, args, _plan_args(args)):
             return None
         found = record["interpreter"]
         return Recalled(
