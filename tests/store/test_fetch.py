@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import itertools
 import threading
 import time
 from collections.abc import Iterator
@@ -425,3 +426,126 @@ class TestAtomicWrite:
         assert path.read_text() == "new"
         assert path.stat().st_mode & 0o777 == 0o640
         assert [p.name for p in tmp_path.iterdir()] == ["f"]
+
+
+BIG = 5 << 20  # past fetch.BIG_DOWNLOAD: a big download, in a lane of its own
+
+
+class _BigHandler(BaseHTTPRequestHandler):
+    """Serves BIG bytes of its path's name, at full speed or (``/slow/...``) at about
+    6 MB/s; keeps when each request came and when its last byte was sent."""
+
+    protocol_version = "HTTP/1.1"
+    spans: ClassVar[dict[str, tuple[float, float]]] = {}
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        start = time.monotonic()
+        body = _big_body(self.path)
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        step = 64 << 10
+        for i in range(0, len(body), step if self.path.startswith("/slow") else len(body)):
+            self.wfile.write(body[i : i + (step if self.path.startswith("/slow") else len(body))])
+            if self.path.startswith("/slow"):
+                time.sleep(0.01)
+        self.wfile.flush()
+        type(self).spans[self.path] = (start, time.monotonic())
+
+
+def _big_body(path: str) -> bytes:
+    return (path.encode() * (BIG // len(path) + 1))[:BIG]
+
+
+@pytest.fixture
+def big_server() -> Iterator[str]:
+    _BigHandler.spans = {}
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _BigHandler)
+    thread = threading.Thread(
+        target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def big_artefact(base: str, path: str) -> Artefact:
+    body = _big_body(path)
+    name = path.strip("/").replace("/", "-")
+    return Artefact(
+        name=canonicalize_name(name),
+        version="1.0",
+        filename=f"{name}-1.0.tar.gz",
+        url=base + path,
+        path=None,
+        sha256=hashlib.sha256(body).hexdigest(),
+        size=len(body),
+    )
+
+
+def served_spans(n: int) -> list[tuple[float, float]]:
+    """The spans of the ``n`` big requests, once each handler has recorded its own (a client
+    may have every byte before the handler's thread gets to it)."""
+    deadline = time.monotonic() + 10
+    while len(_BigHandler.spans) < n and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert len(_BigHandler.spans) == n, _BigHandler.spans
+    return list(_BigHandler.spans.values())
+
+
+def overlapping(spans: list[tuple[float, float]]) -> bool:
+    spans = sorted(spans)
+    return any(b[0] < a[1] for a, b in itertools.pairwise(spans))
+
+
+class TestBigDownloads:
+    def test_fast_big_downloads_go_one_at_a_time_and_small_ones_beside_them(
+        self, tmp_path, big_server, server
+    ):
+        """On a fast connection, big files never download side by side (threads sharing the
+        GIL move less together than one alone); the small ones do not wait for them."""
+        bigs = [big_artefact(big_server, f"/fast/{i}") for i in range(3)]
+        smalls = [artefact(f"{server}/small{i}", name=f"small{i}") for i in range(4)]
+        store = Store(tmp_path / "store")
+        done = Fetcher(workers=8).fetch([*bigs, *smalls], store, RecordingReporter())
+        assert len(done) == 7 and all(store.has(a.sha256) for a in [*bigs, *smalls])
+        assert not overlapping(served_spans(3)), _BigHandler.spans
+        assert set(_Handler.hits) == {f"/small{i}" for i in range(4)}
+
+    def test_slow_big_downloads_go_side_by_side(self, tmp_path, big_server):
+        """A big download slower than the fast lane's rate lets the next one start beside it."""
+        bigs = [big_artefact(big_server, f"/slow/{i}") for i in range(2)]
+        store = Store(tmp_path / "store")
+        Fetcher(workers=8).fetch(bigs, store, RecordingReporter())
+        assert all(store.has(a.sha256) for a in bigs)
+        assert overlapping(served_spans(2)), _BigHandler.spans
+
+
+class TestLanes:
+    def test_a_waiting_big_download_stops_when_the_build_is_cancelled(self):
+        """A download waiting for a lane gives up as soon as another one failed."""
+        from wheelbarrow.store import fetch
+
+        lanes = fetch._Lanes(fast=0.0, probe=0.05)  # no rate is slow: the first keeps its lane
+        cancel = threading.Event()
+        outcome: list[str] = []
+
+        def second() -> None:
+            try:
+                with lanes.lane(cancel):
+                    outcome.append("ran")
+            except fetch._Cancelled:
+                outcome.append("cancelled")
+
+        with lanes.lane(cancel):
+            waiting = threading.Thread(target=second)
+            waiting.start()
+            time.sleep(0.2)
+            assert outcome == []  # still waiting behind the first
+            cancel.set()
+            waiting.join(timeout=30)
+        assert outcome == ["cancelled"]
