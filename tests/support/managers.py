@@ -59,6 +59,14 @@ def _tool(env: str, name: str) -> Path:
     return path
 
 
+# What the tools keep of this process's environment: the basics, and how this machine reaches
+# the package index (its proxies, and the CA bundles that hold a TLS-inspecting proxy's
+# certificate: Poetry's requests trusts only certifi's bundle without REQUESTS_CA_BUNDLE).
+_KEPT = frozenset({"PATH", "LANG", "LC_ALL", "TMPDIR"})
+_KEPT |= frozenset({"SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"})
+_PROXIES = frozenset({"http_proxy", "https_proxy", "all_proxy", "no_proxy"})
+
+
 def tool_environ(home: Path) -> dict[str, str]:
     """An environment for Poetry and Pipenv that keeps every file they write under ``home``.
 
@@ -66,7 +74,7 @@ def tool_environ(home: Path) -> dict[str, str]:
     virtual environment (locking needs none), Pipenv makes its own in the project.
     """
     home.mkdir(parents=True, exist_ok=True)
-    keep = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "TMPDIR")}
+    keep = {k: v for k, v in os.environ.items() if k in _KEPT or k.lower() in _PROXIES}
     return {
         **keep,
         "HOME": str(home),
