@@ -303,6 +303,20 @@ class TestGc:
         assert again.out == first.out
         assert cached.exists()
 
+    def test_a_bill_of_materials_read_this_week_is_kept(self, two_builds):
+        """Reading a kept SBOM is using it: one made ten days ago and read again now stays,
+        as the wheelhouse it describes does, for the next week."""
+        app, store, _, _ = two_builds
+        first = cli("sbom", app, "--store", store)
+        assert first.code == 0, first.err
+        (cached,) = (store / "sbom").glob("*.cdx.json")
+        when = time.time() - 10 * DAY
+        os.utime(cached, (when, when))
+        again = cli("sbom", app, "--store", store)  # read from the cache
+        assert again.code == 0 and again.out == first.out, again.err
+        assert removed(gc(store), "sbom") == set()
+        assert cached.exists()
+
     def test_the_default_keeps_what_was_used_this_week(self, two_builds):
         """Without limits gc keeps everything used in the last 7 days."""
         _, store, _, _ = two_builds

@@ -35,3 +35,13 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 def atomic_write_text(path: Path, text: str) -> None:
     """:func:`atomic_write_bytes` for UTF-8 text."""
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def read_kept(path: Path) -> bytes:
+    """The bytes of a file a cache keeps, its time set to now: reading it is using it, and
+    `store gc` removes such files by the time they were last used. Raises what reading
+    raises (FileNotFoundError when nothing is kept); a time that cannot be set is no error."""
+    data = path.read_bytes()
+    with contextlib.suppress(OSError):
+        os.utime(path)
+    return data

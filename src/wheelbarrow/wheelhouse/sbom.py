@@ -29,7 +29,7 @@ from packaging.utils import canonicalize_name
 from wheelbarrow import __version__
 from wheelbarrow._core.digests import json_sha256
 from wheelbarrow._core.errors import StoreError, WheelbarrowError
-from wheelbarrow._core.files import atomic_write_bytes
+from wheelbarrow._core.files import atomic_write_bytes, read_kept
 from wheelbarrow.store.store import SBOM_CACHE, Store
 from wheelbarrow.wheelhouse import sbom_facts
 from wheelbarrow.wheelhouse.assemble import manifest_of
@@ -159,7 +159,7 @@ def _cached(path: Path) -> bytes | None:
     """A document made before for the same inputs, if it is there and whole: its serial number,
     derived from the rest of it, must still match (a damaged file is made again)."""
     try:
-        document = path.read_bytes()
+        document = read_kept(path)  # read is used: gc goes by the last use
         data = json.loads(document)
         serial = data.pop("serialNumber")
     except (OSError, ValueError, KeyError, AttributeError, TypeError):

@@ -370,3 +370,25 @@ class TestSbomConstants:
         from wheelbarrow.wheelhouse.sbom import FILENAME, MEDIA_TYPE
 
         assert (SBOM_MEDIA_TYPE, SBOM_FILENAME) == (MEDIA_TYPE, FILENAME)
+
+
+class TestKeptDocument:
+    def test_reading_a_kept_document_counts_as_using_it(self, tmp_path):
+        """An image's SBOM read back from the store (an app-only rebuild) has its time set to
+        now, so `store gc --older-than` keeps what images still use."""
+        import os
+        import time
+
+        from wheelbarrow.ship.oci.referrers import _kept_path, kept_sbom_document
+        from wheelbarrow.store.store import Store
+
+        store = Store(tmp_path / "store")
+        facts = {"lock_sha256": "a" * 64, "python": "3.11.2", "name": "app:1", "epoch": 0}
+        path = _kept_path(store, "k" * 32, facts.pop("lock_sha256"), **facts)
+        path.parent.mkdir(parents=True)
+        path.write_bytes(b'{"bomFormat": "CycloneDX"}')
+        old = time.time() - 30 * 86400
+        os.utime(path, (old, old))
+        read = kept_sbom_document(store, "k" * 32, lock_sha256="a" * 64, **facts)
+        assert read == b'{"bomFormat": "CycloneDX"}'
+        assert path.stat().st_mtime > time.time() - 60

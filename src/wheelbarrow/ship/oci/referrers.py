@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from wheelbarrow._core.files import atomic_write_bytes
+from wheelbarrow._core.files import atomic_write_bytes, read_kept
 from wheelbarrow.share.oci.mediatypes import INDEX_TYPES, OCI_MANIFEST
 from wheelbarrow.share.oci.referrers import EMPTY_CONFIG, EMPTY_MEDIA_TYPE, Attached, Referrer
 from wheelbarrow.ship.oci.image import Descriptor, Index, canonical_json, epoch_timestamp
@@ -136,7 +136,7 @@ def kept_sbom_document(
     """:func:`sbom_document`'s document when the store keeps it, else None."""
     path = _kept_path(store, wheelhouse_key, lock_sha256, python=python, name=name, epoch=epoch)
     try:
-        return path.read_bytes()
+        return read_kept(path)  # read is used: gc goes by the last use
     except FileNotFoundError:
         return None
 
