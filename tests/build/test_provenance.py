@@ -215,6 +215,28 @@ class TestSdistProvenance:
         }
         check_shape(statement_of(built))
 
+    def test_credentials_in_the_build_settings_env_are_masked(self, tmp_path, local_index):
+        """A build setting's variable may hold an index URL with its password: the statement
+        shipped with the wheel says the variable and the URL, never the password."""
+        d = tmp_path / "d"
+        sdist = make_c_extension_sdist(d)
+        index = local_index(d)
+        settings = tmp_path / "settings"
+        settings.mkdir()
+        (settings / "wheelbarrow.toml").write_text(
+            'no-binary = ["cext"]\nrepair = "never"\n[packages.cext]\n'
+            'env = { EXTRA_INDEX = "https://alice:hunter22@private.example/simple/" }\n'
+        )
+        ctx = context(tmp_path / "store", index.url, config=read_build_config(settings))
+
+        [built] = build_sources([served_artefact(sdist, index.base_url)], ctx)
+
+        statement = statement_of(built)
+        env = statement["predicate"]["buildDefinition"]["externalParameters"]["settings"]["env"]
+        assert env == {"EXTRA_INDEX": "https://alice:****@private.example/simple/"}
+        assert "hunter22" not in (built.log.parent / PROVENANCE).read_text()
+        check_shape(statement)
+
     def test_a_build_requirement_built_first_is_named_by_the_wheel_built(
         self, tmp_path, local_index
     ):

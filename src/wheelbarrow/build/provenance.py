@@ -27,7 +27,7 @@ from packaging.utils import canonicalize_name
 from wheelbarrow import __version__
 from wheelbarrow._core.digests import file_sha256
 from wheelbarrow._core.errors import WheelbarrowError
-from wheelbarrow._core.redact import strip_credentials
+from wheelbarrow._core.redact import redact_data, strip_credentials
 from wheelbarrow.app.config import BuildConfig, PackageSettings
 from wheelbarrow.lock.lockfile import Artefact
 
@@ -183,9 +183,11 @@ def _external(facts: BuildFacts) -> dict[str, Any]:
     chosen = {canonicalize_name(n) for n in config.no_binary if n != ":all:"}
     return {
         "package": package,
+        # A setting may hold an index URL with its password, or a secret this run knows
+        # (an index's credentials): the statement ships with the wheel, so both are masked.
         "settings": {
-            "env": dict(sorted(settings.env.items())),
-            "configSettings": settings.config_settings_dict(),
+            "env": redact_data(dict(sorted(settings.env.items()))),
+            "configSettings": redact_data(settings.config_settings_dict()),
             "patches": [_patch(p, config.source) for p in settings.patches],
             "system": list(settings.system),
         },
