@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import itertools
 import threading
@@ -58,18 +59,27 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(PAYLOAD)
 
 
-@pytest.fixture
-def server() -> Iterator[str]:
-    """A server on 127.0.0.1 with misbehaving paths."""
-    _Handler.hits = {}
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+@contextlib.contextmanager
+def serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """``handler`` on 127.0.0.1 in a thread; its base URL."""
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(
         target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
     )
     thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+@pytest.fixture
+def server() -> Iterator[str]:
+    """A server on 127.0.0.1 with misbehaving paths."""
+    _Handler.hits = {}
+    with serving(_Handler) as url:
+        yield url
 
 
 def artefact(
@@ -463,14 +473,8 @@ def _big_body(path: str) -> bytes:
 @pytest.fixture
 def big_server() -> Iterator[str]:
     _BigHandler.spans = {}
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _BigHandler)
-    thread = threading.Thread(
-        target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-    )
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
+    with serving(_BigHandler) as url:
+        yield url
 
 
 def big_artefact(base: str, path: str) -> Artefact:

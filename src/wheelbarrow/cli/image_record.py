@@ -119,15 +119,11 @@ class Recalled(NamedTuple):
 
 def recall(store_root: Path, args: argparse.Namespace) -> Recalled | None:
     """The record of this image, if everything it rests on is as recorded; else None."""
-    try:
-        record = json.loads(record_path(store_root, args).read_bytes())
-    except (OSError, ValueError):
+    plan_args = install_record.without(args, NOT_PLAN)
+    record = install_record.holding_record(record_path(store_root, args), FORMAT, args, plan_args)
+    if record is None:
         return None
     try:
-        if not install_record.inputs_hold(
-            record, FORMAT, args, install_record.without(args, NOT_PLAN)
-        ):
-            return None
         return Recalled(
             app=str(record["app"]),
             target={"python": str(record["target"]["python"]),

@@ -211,15 +211,28 @@ class Recalled(NamedTuple):
     python_version: str
 
 
+def holding_record(
+    path: Path, fmt: int, args: argparse.Namespace, plan_args: argparse.Namespace
+) -> dict[str, Any] | None:
+    """The record at ``path`` if it is an :func:`inputs_record` of format ``fmt`` that holds
+    now (see :func:`inputs_hold`); None when it is missing, unreadable or stale."""
+    try:
+        record = json.loads(path.read_bytes())
+        return (
+            record
+            if isinstance(record, dict) and inputs_hold(record, fmt, args, plan_args)
+            else None
+        )
+    except (OSError, KeyError, TypeError, ValueError):
+        return None
+
+
 def recall(store_root: Path, args: argparse.Namespace) -> Recalled | None:
     """The record of this install, if everything it rests on is as recorded; else None."""
-    try:
-        record = json.loads(record_path(store_root, args).read_bytes())
-    except (OSError, ValueError):
+    record = holding_record(record_path(store_root, args), FORMAT, args, _plan_args(args))
+    if record is None:
         return None
     try:
-        if not inputs_hold(record, FORMAT, args, _plan_args(args)):
-            return None
         found = record["interpreter"]
         return Recalled(
             wheelhouse=str(record["wheelhouse"]),
