@@ -356,18 +356,38 @@ def find_wheelhouse(
     was edited since that build: its tree's digest must be the one the build
     recorded, or the wheelhouse would ship the old code.
     """
-    previous = previous_app_key(store, app_root)
-    manifest = manifest_of(store, previous) if previous else None
+    last = _last_build(store, app_root)
     if (
-        previous is not None
-        and manifest is not None
-        and manifest.get("lock-sha256") == lock_sha256
-        and manifest.get("target") == target.as_dict()
-        and not _edited_since(manifest, directories)
+        last is not None
+        and last[1].get("lock-sha256") == lock_sha256
+        and last[1].get("target") == target.as_dict()
+        and not _edited_since(last[1], directories)
     ):
-        return previous, manifest
+        return last
     manifest = manifest_of(store, key)
     return (key, manifest) if manifest is not None else None
+
+
+def _last_build(store: Store, app_root: Path) -> tuple[str, dict[str, Any]] | None:
+    """The key and manifest of the app's last wheelhouse, if it is still in the store."""
+    previous = previous_app_key(store, app_root)
+    manifest = manifest_of(store, previous) if previous else None
+    return (previous, manifest) if previous is not None and manifest is not None else None
+
+
+def refuse_edited_local_projects(store: Store, plan: Plan) -> None:
+    """For a plan with no wheelhouse: when the app's last one is missing only because a local
+    project was edited since it was built, say so, naming the projects, and what to run."""
+    last = _last_build(store, plan.app.root)
+    edited = _edited_since(last[1], local_projects(plan)) if last is not None else []
+    if edited:
+        names = ", ".join(f"{a.name} ({a.path})" for a in edited)
+        raise StoreError(
+            f"{names}: edited since the last build of {plan.app.root}, whose wheelhouse "
+            "has the code as it was",
+            hint=f"run `wheelbarrow build {plan.app.root}` to build it again "
+            "(this command never builds)",
+        )
 
 
 def _edited_since(manifest: dict[str, Any], directories: Sequence[Artefact]) -> list[Artefact]:
@@ -388,27 +408,16 @@ def local_projects(plan: Plan) -> tuple[Artefact, ...]:
 
 def require_wheelhouse(store: Store, plan: Plan) -> tuple[str, dict[str, Any]]:
     """The key and manifest of the plan's wheelhouse, which must exist (never builds it)."""
-    directories = local_projects(plan)
     found = find_wheelhouse(
         store,
         plan.key,
         app_root=plan.app.root,
         lock_sha256=plan.lock.sha256,
         target=plan.target,
-        directories=directories,
+        directories=local_projects(plan),
     )
     if found is None:
-        previous = previous_app_key(store, plan.app.root)
-        manifest = manifest_of(store, previous) if previous else None
-        edited = _edited_since(manifest, directories) if manifest is not None else []
-        if edited:
-            names = ", ".join(f"{a.name} ({a.path})" for a in edited)
-            raise StoreError(
-                f"{names}: edited since the last build of {plan.app.root}, whose wheelhouse "
-                "has the code as it was",
-                hint=f"run `wheelbarrow build {plan.app.root}` to build it again "
-                "(this command never builds)",
-            )
+        refuse_edited_local_projects(store, plan)
         raise StoreError(
             f"no wheelhouse for {plan.lock.path} in {store.root} (key {plan.key})",
             hint=f"run `wheelbarrow build {plan.app.root}` first (this command never downloads)",

@@ -304,7 +304,11 @@ def _require_wheelhouse(
     store: Store, item: PlatformPlan, machine: BuildMachine
 ) -> tuple[str, dict[str, Any]]:
     """The platform's stored wheelhouse; without one, what to run, or why it cannot be made here."""
-    from wheelbarrow.wheelhouse.assemble import find_wheelhouse, local_projects
+    from wheelbarrow.wheelhouse.assemble import (
+        find_wheelhouse,
+        local_projects,
+        refuse_edited_local_projects,
+    )
 
     plan = item.plan
     found = find_wheelhouse(
@@ -317,6 +321,7 @@ def _require_wheelhouse(
     )
     if found is not None:
         return found
+    refuse_edited_local_projects(store, plan)
     if plan.sources and plan.target.arch not in machine.native_arches:
         raise InputError(_foreign_sources(item, machine), hint=_foreign_hint(item))
     raise StoreError(

@@ -100,10 +100,8 @@ def sbom_document(
     once and kept in the store beside the environment layers: an image rebuilt for
     an app change reads it back instead of assembling and validating it again.
     """
-    kept = kept_sbom_document(
-        store, wheelhouse_key, lock_sha256=lock_sha256, python=python, name=name, epoch=epoch
-    )
-    if kept is not None:
+    path = _kept_path(store, wheelhouse_key, lock_sha256, python=python, name=name, epoch=epoch)
+    if (kept := _read_kept(path)) is not None:
         return kept
     # Only now: the SBOM's modules (and the CycloneDX library's) cost an app-only rebuild time.
     from wheelbarrow.wheelhouse.sbom import Runtime, cyclonedx_json
@@ -117,10 +115,7 @@ def sbom_document(
         lock=lock(),
         epoch=epoch,
     )
-    atomic_write_bytes(
-        _kept_path(store, wheelhouse_key, lock_sha256, python=python, name=name, epoch=epoch),
-        document,
-    )
+    atomic_write_bytes(path, document)
     return document
 
 
@@ -134,7 +129,12 @@ def kept_sbom_document(
     epoch: int | None,
 ) -> bytes | None:
     """:func:`sbom_document`'s document when the store keeps it, else None."""
-    path = _kept_path(store, wheelhouse_key, lock_sha256, python=python, name=name, epoch=epoch)
+    return _read_kept(
+        _kept_path(store, wheelhouse_key, lock_sha256, python=python, name=name, epoch=epoch)
+    )
+
+
+def _read_kept(path: Path) -> bytes | None:
     try:
         return read_kept(path)  # read is used: gc goes by the last use
     except FileNotFoundError:
